@@ -1,0 +1,804 @@
+//! The rehearsal lab: N real hypervisor hosts on this machine, each in its own network, mount
+//! and UTS namespace, running real libvirtd, virtlogd and sshd, reached as
+//! `qemu+ssh://root@hvK/system` with the lab's own ssh key. See `src/lab/host_up.sh` for what
+//! happens inside a host, and `plan.rs` for every name, address and file.
+
+pub mod cpio;
+pub mod guest;
+pub mod plan;
+mod system;
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use virt::connect::Connect;
+
+use crate::libvirt::{HostConnection, LibvirtError};
+use guest::GuestSpec;
+use plan::{
+    LabHost, LabPlan, BRIDGE_NAME, CACHE_DIR, LAB_DIR, NAME_PREFIX, SUBNET_BITS, SUBNET_PREFIX,
+};
+
+const HOST_UP_SCRIPT: &str = include_str!("host_up.sh");
+const GUEST_INIT_SOURCE: &str = include_str!("guest_init.c");
+pub const INSTALL_DEPS_SCRIPT: &str = include_str!("install-deps.sh");
+
+const HOST_READY_TIMEOUT: Duration = Duration::from_secs(40);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What `lab up` leaves for `lab down` and for tests, next to the lab.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LabState {
+    pub host_count: u32,
+    /// `ip netns add` mounts /run/netns on first use; `lab down` unmounts it again only if the
+    /// machine did not have it before the lab.
+    pub run_netns_preexisted: bool,
+    /// sha256 of each data disk's content (raw, full size) as the lab wrote it.
+    #[serde(default)]
+    pub data_disk_sha256: BTreeMap<String, String>,
+}
+
+impl LabState {
+    pub fn load() -> Option<LabState> {
+        let text = std::fs::read_to_string(Path::new(LAB_DIR).join("state.toml")).ok()?;
+        toml::from_str(&text).ok()
+    }
+}
+
+/// Programs the lab needs, with the Debian package that brings each.
+const REQUIRED_PROGRAMS: &[(&str, &str)] = &[
+    ("libvirtd", "libvirt-daemon-system"),
+    ("virtlogd", "libvirt-daemon-system"),
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("qemu-img", "qemu-utils"),
+    ("/usr/sbin/sshd", "openssh-server"),
+    ("ssh", "openssh-client"),
+    ("ssh-keygen", "openssh-client"),
+    ("ip", "iproute2"),
+    ("unshare", "util-linux"),
+    ("cc", "gcc"),
+    ("apt-get", "apt"),
+    ("dpkg-deb", "dpkg"),
+];
+
+fn preflight() -> Result<()> {
+    if !system::is_root() {
+        bail!(
+            "ferry lab needs root: it creates network namespaces, a bridge and runs libvirtd. \
+             Run it as root (sudo ferry lab up)."
+        );
+    }
+    let missing: Vec<String> = REQUIRED_PROGRAMS
+        .iter()
+        .filter(|(program, _)| !system::program_exists(program))
+        .map(|(program, package)| format!("{program} (package {package})"))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "the lab needs programs that are missing: {}. Install them with `ferry lab install` \
+             (or src/lab/install-deps.sh), as root.",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Runs the embedded install script (apt packages from bookworm-backports).
+pub fn install_dependencies() -> Result<()> {
+    let mut child = Command::new("bash")
+        .arg("-s")
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("cannot run bash")?;
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(INSTALL_DEPS_SCRIPT.as_bytes())?;
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("installing the lab's packages failed ({status})");
+    }
+    Ok(())
+}
+
+pub struct UpReport {
+    pub plan: LabPlan,
+    pub elapsed: Duration,
+    pub hosts_started: Vec<String>,
+    pub hosts_kept: Vec<String>,
+}
+
+/// Things this run of `lab up` made, undone in reverse if a later step fails.
+#[derive(Default)]
+struct MadeThisRun {
+    lab_dir: bool,
+    bridge: bool,
+    hosts: Vec<LabHost>,
+}
+
+pub fn up(host_count: u32) -> Result<UpReport> {
+    let started = Instant::now();
+    preflight()?;
+    let plan = LabPlan::new(host_count).map_err(|e| anyhow!(e))?;
+    let previous = LabState::load();
+    let mut made = MadeThisRun {
+        lab_dir: !plan.dir.exists(),
+        ..Default::default()
+    };
+    let run_netns_preexisted = previous
+        .as_ref()
+        .map(|s| s.run_netns_preexisted)
+        .unwrap_or_else(|| Path::new("/run/netns").exists());
+    match bring_up(&plan, &mut made, run_netns_preexisted) {
+        Ok((hosts_started, hosts_kept)) => Ok(UpReport {
+            plan,
+            elapsed: started.elapsed(),
+            hosts_started,
+            hosts_kept,
+        }),
+        Err(error) => {
+            tracing::error!("lab up failed: {error:#}; undoing what this run made");
+            for host in made.hosts.iter().rev() {
+                remove_host(host);
+            }
+            if made.bridge {
+                let _ = system::run("ip", &["link", "del", BRIDGE_NAME]);
+            }
+            if made.lab_dir {
+                let _ = std::fs::remove_dir_all(&plan.dir);
+                if !run_netns_preexisted {
+                    release_run_netns();
+                }
+            }
+            Err(error.context("lab up failed; what this run had made was removed"))
+        }
+    }
+}
+
+fn bring_up(
+    plan: &LabPlan,
+    made: &mut MadeThisRun,
+    run_netns_preexisted: bool,
+) -> Result<(Vec<String>, Vec<String>)> {
+    for dir in [
+        plan.ssh_dir(),
+        plan.guest_dir(),
+        plan.shared_dir().join("instances"),
+    ] {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    // Hosts beyond the requested count go: the lab has exactly `host_count` hosts.
+    for netns in system::netns_list() {
+        if let Some(index) = netns.strip_prefix(NAME_PREFIX).and_then(|i| i.parse().ok()) {
+            if index > plan.hosts.len() as u32 {
+                remove_host(&LabHost::new(index));
+            }
+        }
+    }
+
+    write_guest_boot_files(plan)?;
+    write_ssh_files(plan)?;
+    system::rewrite_in_place(&plan.etc_hosts(), &plan.render_etc_hosts())?;
+
+    if !system::link_exists(BRIDGE_NAME) {
+        system::run("ip", &["link", "add", BRIDGE_NAME, "type", "bridge"])?;
+        made.bridge = true;
+    }
+    let bridge_address = format!("{SUBNET_PREFIX}.1/{SUBNET_BITS}");
+    let addresses = system::run("ip", &["-o", "addr", "show", "dev", BRIDGE_NAME])?;
+    if !addresses.contains(&format!(" {bridge_address} ")) {
+        system::run("ip", &["addr", "add", &bridge_address, "dev", BRIDGE_NAME])?;
+    }
+    system::run("ip", &["link", "set", BRIDGE_NAME, "up"])?;
+
+    let mut hosts_started = Vec::new();
+    let mut hosts_kept = Vec::new();
+    for host in &plan.hosts {
+        if host_is_healthy(plan, host) {
+            hosts_kept.push(host.name.clone());
+            continue;
+        }
+        // Leftovers of a lab whose processes are gone: namespaces and links outlive them.
+        remove_host(host);
+        made.hosts.push(host.clone());
+        start_host(plan, host)?;
+        hosts_started.push(host.name.clone());
+    }
+
+    let connections = plan
+        .hosts
+        .iter()
+        .map(|host| connect_checked(plan, host))
+        .collect::<Result<Vec<_>>>()?;
+    for connection in &connections {
+        ensure_pools(plan, connection)?;
+    }
+    let mut state = LabState {
+        host_count: plan.hosts.len() as u32,
+        run_netns_preexisted,
+        data_disk_sha256: LabState::load()
+            .map(|s| s.data_disk_sha256)
+            .unwrap_or_default(),
+    };
+    for spec in guest::lab_guests() {
+        ensure_guest(plan, &connections, &spec, &mut state)?;
+    }
+    system::write_atomically(&plan.state_path(), toml::to_string(&state)?.as_bytes())?;
+    system::write_atomically(
+        &plan.ferry_config_path(),
+        plan.render_ferry_config().as_bytes(),
+    )?;
+    Ok((hosts_started, hosts_kept))
+}
+
+fn write_guest_boot_files(plan: &LabPlan) -> Result<()> {
+    let kernel = guest_kernel()?;
+    let target = plan.guest_dir().join("vmlinuz");
+    let kernel_bytes =
+        std::fs::read(&kernel).with_context(|| format!("cannot read {}", kernel.display()))?;
+    if std::fs::read(&target).ok().as_deref() != Some(&kernel_bytes[..]) {
+        system::write_atomically(&target, &kernel_bytes)?;
+    }
+
+    let build_dir = plan.dir.join("build");
+    std::fs::create_dir_all(&build_dir)?;
+    let source = build_dir.join("guest_init.c");
+    std::fs::write(&source, GUEST_INIT_SOURCE)?;
+    let binary = build_dir.join("init");
+    system::run(
+        "cc",
+        &[
+            "-static",
+            "-O2",
+            "-o",
+            path_str(&binary)?,
+            path_str(&source)?,
+        ],
+    )
+    .context("building the guest init program (needs gcc and libc6-dev)")?;
+    let init = std::fs::read(&binary)?;
+    let archive = cpio::newc_archive(&[
+        cpio::CpioEntry::Directory {
+            path: "dev",
+            mode: 0o755,
+        },
+        cpio::CpioEntry::CharDevice {
+            path: "dev/console",
+            mode: 0o600,
+            major: 5,
+            minor: 1,
+        },
+        cpio::CpioEntry::Directory {
+            path: "proc",
+            mode: 0o555,
+        },
+        cpio::CpioEntry::File {
+            path: "init",
+            mode: 0o755,
+            data: &init,
+        },
+    ]);
+    let initrd = plan.guest_dir().join("initrd.cpio");
+    if std::fs::read(&initrd).ok() != Some(archive.clone()) {
+        system::write_atomically(&initrd, &archive)?;
+    }
+    Ok(())
+}
+
+/// The guest kernel: `$FERRY_LAB_KERNEL`, else Debian's cloud kernel, downloaded once with
+/// apt-get into the cache (kept across `lab down`; `lab down --purge` removes it).
+fn guest_kernel() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("FERRY_LAB_KERNEL") {
+        return Ok(PathBuf::from(path));
+    }
+    let cached = Path::new(CACHE_DIR).join("vmlinuz");
+    if cached.exists() {
+        return Ok(cached);
+    }
+    let download = Path::new(CACHE_DIR).join("download");
+    let _ = std::fs::remove_dir_all(&download);
+    std::fs::create_dir_all(&download)?;
+    let image_package = || -> Option<String> {
+        let depends = system::run("apt-cache", &["depends", "linux-image-cloud-amd64"]).ok()?;
+        depends
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Depends: ").map(str::to_string))
+    };
+    let package = match image_package() {
+        Some(package) => package,
+        None => {
+            system::run("apt-get", &["update", "-q"])?;
+            image_package().ok_or_else(|| {
+                anyhow!(
+                    "apt knows no linux-image-cloud-amd64 package; check the machine's apt sources"
+                )
+            })?
+        }
+    };
+    let status = Command::new("apt-get")
+        .args(["-q", "-o", "APT::Sandbox::User=root", "download", &package])
+        .current_dir(&download)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("`apt-get download {package}` failed ({status})");
+    }
+    let deb = std::fs::read_dir(&download)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or_else(|| anyhow!("apt-get download {package} left no .deb"))?;
+    let extracted = download.join("x");
+    system::run("dpkg-deb", &["-x", path_str(&deb)?, path_str(&extracted)?])?;
+    let vmlinuz = std::fs::read_dir(extracted.join("boot"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz"))
+        })
+        .ok_or_else(|| anyhow!("{package} holds no boot/vmlinuz"))?;
+    std::fs::copy(&vmlinuz, &cached)?;
+    let _ = std::fs::remove_dir_all(&download);
+    Ok(cached)
+}
+
+fn write_ssh_files(plan: &LabPlan) -> Result<()> {
+    let key = plan.operator_key();
+    if !key.exists() {
+        system::run(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "ferry-lab",
+                "-f",
+                path_str(&key)?,
+            ],
+        )?;
+    }
+    std::fs::copy(key.with_extension("pub"), plan.authorized_keys())?;
+    let mut public_keys = Vec::new();
+    for host in &plan.hosts {
+        let host_dir = plan.host_dir(host);
+        std::fs::create_dir_all(&host_dir)?;
+        let host_key = host_dir.join("ssh_host_ed25519_key");
+        if !host_key.exists() {
+            system::run(
+                "ssh-keygen",
+                &[
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    &host.name,
+                    "-f",
+                    path_str(&host_key)?,
+                ],
+            )?;
+        }
+        let public = std::fs::read_to_string(host_key.with_extension("pub"))?;
+        public_keys.push((host.name.clone(), public));
+    }
+    system::write_atomically(
+        &plan.known_hosts(),
+        plan.render_known_hosts(&public_keys).as_bytes(),
+    )?;
+    system::write_atomically(&plan.ssh_config_path(), plan.render_ssh_config().as_bytes())?;
+    system::write_atomically(&plan.ssh_wrapper(), plan.render_ssh_wrapper().as_bytes())?;
+    system::set_mode(&plan.ssh_wrapper(), 0o755)?;
+    std::fs::write(plan.dir.join("host_up.sh"), HOST_UP_SCRIPT)?;
+    Ok(())
+}
+
+fn read_pids(plan: &LabPlan, host: &LabHost) -> BTreeMap<String, i32> {
+    std::fs::read_to_string(plan.host_dir(host).join("pids"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (name, pid) = line.split_once(' ')?;
+            Some((name.to_string(), pid.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn host_is_healthy(plan: &LabPlan, host: &LabHost) -> bool {
+    let status = std::fs::read_to_string(plan.host_dir(host).join("status")).unwrap_or_default();
+    if !status.starts_with("ready") || !system::netns_list().contains(&host.netns) {
+        return false;
+    }
+    let pids = read_pids(plan, host);
+    let in_netns = system::netns_pids(&host.netns);
+    ["holder", "libvirtd", "virtlogd", "sshd"]
+        .iter()
+        .all(|daemon| {
+            pids.get(*daemon)
+                .is_some_and(|pid| system::process_alive(*pid) && in_netns.contains(pid))
+        })
+}
+
+/// Stops every process in the host's namespace and removes the namespace and its link.
+/// Touches nothing that is not the lab's: only processes inside the lab's own namespace.
+fn remove_host(host: &LabHost) {
+    if system::netns_list().contains(&host.netns) {
+        let pids = system::netns_pids(&host.netns);
+        system::terminate(&pids, Duration::from_secs(5));
+        if let Err(e) = system::run("ip", &["netns", "del", &host.netns]) {
+            tracing::warn!("{e:#}");
+        }
+    }
+    if system::link_exists(&host.veth) {
+        let _ = system::run("ip", &["link", "del", &host.veth]);
+    }
+}
+
+fn start_host(plan: &LabPlan, host: &LabHost) -> Result<()> {
+    let host_dir = plan.host_dir(host);
+    for sub in [
+        "var-lib-libvirt/images",
+        "var-lib-libvirt/qemu",
+        "var-lib-libvirt/boot",
+        "log-libvirt/qemu",
+        "cache-libvirt/qemu",
+    ] {
+        std::fs::create_dir_all(host_dir.join(sub))?;
+    }
+    // The host's /etc/libvirt is made once and then kept: it holds the host's persistent
+    // domain definitions. Only the two config files are rewritten, from the machine's.
+    let etc = host_dir.join("etc-libvirt");
+    if !etc.exists() {
+        system::run("cp", &["-a", "/etc/libvirt", path_str(&etc)?])?;
+        let _ = std::fs::remove_dir_all(etc.join("qemu/networks/autostart"));
+    }
+    let machine_libvirtd =
+        std::fs::read_to_string("/etc/libvirt/libvirtd.conf").unwrap_or_default();
+    std::fs::write(
+        etc.join("libvirtd.conf"),
+        machine_libvirtd + &plan.render_libvirtd_conf(host),
+    )?;
+    let machine_qemu = std::fs::read_to_string("/etc/libvirt/qemu.conf").unwrap_or_default();
+    std::fs::write(
+        etc.join("qemu.conf"),
+        machine_qemu + &plan.render_qemu_conf(),
+    )?;
+    std::fs::write(host_dir.join("sshd_config"), plan.render_sshd_config(host))?;
+    let _ = std::fs::remove_file(host_dir.join("status"));
+    let _ = std::fs::remove_file(host_dir.join("pids"));
+
+    system::run("ip", &["netns", "add", &host.netns])?;
+    system::run(
+        "ip",
+        &[
+            "link",
+            "add",
+            &host.veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &host.netns,
+        ],
+    )?;
+    system::run(
+        "ip",
+        &["link", "set", &host.veth, "master", BRIDGE_NAME, "up"],
+    )?;
+    let address = format!("{}/{SUBNET_BITS}", host.address);
+    system::run(
+        "ip",
+        &["-n", &host.netns, "addr", "add", &address, "dev", "eth0"],
+    )?;
+    system::run("ip", &["-n", &host.netns, "link", "set", "eth0", "up"])?;
+
+    let log = std::fs::File::create(host_dir.join("host.log"))?;
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", &host.netns])
+        .args(["unshare", "--mount", "--uts", "--propagation", "private"])
+        .arg("sh")
+        .arg(plan.dir.join("host_up.sh"))
+        .arg(&host_dir)
+        .arg(&host.name)
+        .arg(&host.address)
+        .arg(&plan.dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; the host must not share ferry's session or
+    // terminal, so it outlives this command and ignores the operator's Ctrl-C.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().context("cannot start the lab host")?;
+
+    let deadline = Instant::now() + HOST_READY_TIMEOUT;
+    loop {
+        let status = std::fs::read_to_string(host_dir.join("status")).unwrap_or_default();
+        if status.starts_with("ready") {
+            return Ok(());
+        }
+        if let Some(reason) = status.strip_prefix("failed: ") {
+            bail!("lab host {}: {}", host.name, reason.trim());
+        }
+        if let Ok(Some(exit)) = child.try_wait() {
+            let log = std::fs::read_to_string(host_dir.join("host.log")).unwrap_or_default();
+            bail!(
+                "lab host {} stopped while starting ({exit}): {}",
+                host.name,
+                log.trim()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "lab host {} was not ready within {:?}; see {}",
+                host.name,
+                HOST_READY_TIMEOUT,
+                host_dir.join("host.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Connects over qemu+ssh and checks the host says its own name (sshd may take a moment).
+fn connect_checked(plan: &LabPlan, host: &LabHost) -> Result<HostConnection> {
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        let attempt = HostConnection::open(&plan.uri(host), CONNECT_TIMEOUT)
+            .and_then(|c| c.host_facts(CALL_TIMEOUT).map(|facts| (c, facts)));
+        match attempt {
+            Ok((connection, facts)) if facts.hostname == host.name => return Ok(connection),
+            Ok((_, facts)) => bail!(
+                "lab host {} answers with hostname {:?}; its UTS namespace is not its own",
+                host.name,
+                facts.hostname
+            ),
+            Err(error) if Instant::now() > deadline => {
+                return Err(
+                    anyhow!(error).context(format!("lab host {} does not answer", host.name))
+                )
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+fn ensure_pools(plan: &LabPlan, connection: &HostConnection) -> Result<()> {
+    let pools = [
+        ("local".to_string(), "/var/lib/libvirt/images".to_string()),
+        (
+            "shared".to_string(),
+            plan.shared_dir().join("instances").display().to_string(),
+        ),
+    ];
+    connection.call("ensuring storage pools", CALL_TIMEOUT, move |connect| {
+        for (name, path) in &pools {
+            let pool = match connect.lookup_storage_pool_by_name(name) {
+                Ok(pool) => pool,
+                Err(_) => connect
+                    .define_storage_pool_xml(&guest::dir_pool_xml(name, path), 0)
+                    .map_err(|e| LibvirtError::call(format!("defining pool {name}"), e))?,
+            };
+            if !pool.is_active().unwrap_or(false) {
+                pool.create(0)
+                    .map_err(|e| LibvirtError::call(format!("starting pool {name}"), e))?;
+            }
+            let _ = pool.set_autostart(true);
+            let _ = pool.refresh(0);
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn ensure_guest(
+    plan: &LabPlan,
+    connections: &[HostConnection],
+    spec: &GuestSpec,
+    state: &mut LabState,
+) -> Result<()> {
+    let mut placement = None;
+    for (host, connection) in plan.hosts.iter().zip(connections) {
+        let name = spec.name.to_string();
+        let found = connection.call("looking up guest", CALL_TIMEOUT, move |connect| {
+            Ok(connect
+                .lookup_domain_by_name(&name)
+                .ok()
+                .map(|d| d.is_active().unwrap_or(false)))
+        })?;
+        if let Some(found) = found {
+            placement = Some((host, connection, found));
+            break;
+        }
+    }
+    let (host, connection, active) = match placement {
+        Some((host, connection, active)) => (host, connection, active),
+        None => {
+            let host = &plan.hosts[0];
+            let connection = &connections[0];
+            if let Some(disk) = &spec.data_disk {
+                let sha256 = write_data_disk(plan, host, disk)?;
+                state.data_disk_sha256.insert(spec.name.to_string(), sha256);
+            }
+            let xml = guest::domain_xml(spec, plan);
+            connection.call("defining guest", CALL_TIMEOUT, move |connect| {
+                if let Ok(pool) = connect.lookup_storage_pool_by_name("local") {
+                    let _ = pool.refresh(0);
+                }
+                connect
+                    .define_domain_xml(&xml)
+                    .map(|_| ())
+                    .map_err(|e| LibvirtError::call("defining guest", e))
+            })?;
+            (host, connection, false)
+        }
+    };
+    if spec.start_at_lab_up && !active {
+        let name = spec.name.to_string();
+        connection
+            .call("starting guest", CALL_TIMEOUT, move |connect| {
+                start_domain(connect, &name)
+            })
+            .with_context(|| format!("starting guest {} on {}", spec.name, host.name))?;
+    }
+    Ok(())
+}
+
+fn start_domain(connect: &Connect, name: &str) -> Result<(), LibvirtError> {
+    let domain = connect
+        .lookup_domain_by_name(name)
+        .map_err(|e| LibvirtError::call(format!("looking up {name}"), e))?;
+    domain
+        .create()
+        .map(|_| ())
+        .map_err(|e| LibvirtError::call(format!("starting {name}"), e))
+}
+
+/// Writes the known content as raw, converts it to qcow2 in the host's local pool, and
+/// returns the content's sha256.
+fn write_data_disk(plan: &LabPlan, host: &LabHost, disk: &guest::DataDisk) -> Result<String> {
+    let content = guest::data_disk_content(disk);
+    let sha256 = hex(&Sha256::digest(&content));
+    let raw = plan.dir.join("build").join("data-disk.raw");
+    std::fs::create_dir_all(raw.parent().expect("build dir"))?;
+    std::fs::write(&raw, &content)?;
+    let target = plan.host_local_pool_dir(host).join(disk.file_name);
+    system::run(
+        "qemu-img",
+        &[
+            "convert",
+            "-q",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            path_str(&raw)?,
+            path_str(&target)?,
+        ],
+    )?;
+    std::fs::remove_file(&raw)?;
+    Ok(sha256)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn path_str(path: &Path) -> Result<&str> {
+    path.to_str()
+        .ok_or_else(|| anyhow!("path {} is not UTF-8", path.display()))
+}
+
+/// `ip netns add` leaves /run/netns mounted; undo that when the lab was its only user.
+fn release_run_netns() {
+    if system::netns_list().is_empty() && Path::new("/run/netns").exists() {
+        while system::run("umount", &["/run/netns"]).is_ok() {}
+        let _ = std::fs::remove_dir("/run/netns");
+    }
+}
+
+pub struct DownReport {
+    pub hosts_removed: Vec<String>,
+    pub processes_stopped: usize,
+}
+
+/// Removes exactly what the lab made: its processes, namespaces, links and files.
+pub fn down(purge_cache: bool) -> Result<DownReport> {
+    if !system::is_root() {
+        bail!("ferry lab down needs root. Run it as root (sudo ferry lab down).");
+    }
+    let state = LabState::load();
+    let mut hosts_removed = Vec::new();
+    let mut processes_stopped = 0;
+    for netns in system::netns_list() {
+        if let Some(index) = netns.strip_prefix(NAME_PREFIX).and_then(|i| i.parse().ok()) {
+            let host = LabHost::new(index);
+            processes_stopped += system::netns_pids(&host.netns).len();
+            remove_host(&host);
+            hosts_removed.push(host.name);
+        }
+    }
+    // Stray lab processes whose namespace is already gone (someone ran `ip netns del`).
+    let strays = system::pids_with_cmdline_containing(LAB_DIR);
+    processes_stopped += strays.len();
+    system::terminate(&strays, Duration::from_secs(5));
+    for link in system::link_names() {
+        if link.starts_with(NAME_PREFIX) {
+            let _ = system::run("ip", &["link", "del", &link]);
+        }
+    }
+    if system::link_exists(BRIDGE_NAME) {
+        system::run("ip", &["link", "del", BRIDGE_NAME])?;
+    }
+    if Path::new(LAB_DIR).exists() {
+        std::fs::remove_dir_all(LAB_DIR).with_context(|| format!("cannot remove {LAB_DIR}"))?;
+    }
+    if !state.map(|s| s.run_netns_preexisted).unwrap_or(true) {
+        release_run_netns();
+    }
+    if purge_cache && Path::new(CACHE_DIR).exists() {
+        std::fs::remove_dir_all(CACHE_DIR)?;
+    }
+    Ok(DownReport {
+        hosts_removed,
+        processes_stopped,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct HostStatus {
+    pub name: String,
+    pub address: String,
+    pub namespace_present: bool,
+    pub daemons_running: bool,
+    pub answers: Result<Vec<String>, String>,
+}
+
+/// Each host: namespace, daemons, and whether it answers over qemu+ssh (with its guests).
+pub fn status() -> Result<Vec<HostStatus>> {
+    let state = LabState::load().ok_or_else(|| anyhow!("no lab here (run `ferry lab up`)"))?;
+    let plan = LabPlan::new(state.host_count).map_err(|e| anyhow!(e))?;
+    let namespaces = system::netns_list();
+    Ok(plan
+        .hosts
+        .iter()
+        .map(|host| {
+            let answers = HostConnection::open(&plan.uri(host), Duration::from_secs(10))
+                .and_then(|c| c.domains(Duration::from_secs(10)))
+                .map(|domains| {
+                    domains
+                        .into_iter()
+                        .map(|d| format!("{} ({})", d.name, d.state.as_virsh_str()))
+                        .collect()
+                })
+                .map_err(|e| e.to_string());
+            HostStatus {
+                name: host.name.clone(),
+                address: host.address.clone(),
+                namespace_present: namespaces.contains(&host.netns),
+                daemons_running: host_is_healthy(&plan, host),
+                answers,
+            }
+        })
+        .collect())
+}

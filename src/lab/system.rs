@@ -1,0 +1,143 @@
+//! Small wrappers over the system programs the lab drives (ip, kill, cc, qemu-img, apt-get).
+//! Every failure names the command and what it printed.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+pub fn run(program: &str, args: &[&str]) -> Result<String> {
+    let output = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !output.status.success() {
+        bail!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn program_exists(program: &str) -> bool {
+    if program.contains('/') {
+        return Path::new(program).exists();
+    }
+    std::env::var_os("PATH")
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .chain(["/usr/sbin".into(), "/sbin".into()])
+                .any(|dir| dir.join(program).is_file())
+        })
+        .unwrap_or(false)
+}
+
+pub fn netns_list() -> Vec<String> {
+    run("ip", &["netns", "list"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+pub fn link_names() -> Vec<String> {
+    run("ip", &["-o", "link", "show"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let name = line.split(':').nth(1)?.trim();
+            Some(name.split('@').next()?.to_string())
+        })
+        .collect()
+}
+
+pub fn link_exists(name: &str) -> bool {
+    link_names().iter().any(|n| n == name)
+}
+
+pub fn netns_pids(netns: &str) -> Vec<i32> {
+    run("ip", &["netns", "pids", netns])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
+}
+
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the field after the parenthesised command name; Z is a zombie.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// SIGTERM, wait up to `grace`, then SIGKILL what is left.
+pub fn terminate(pids: &[i32], grace: Duration) {
+    for &pid in pids {
+        // SAFETY: kill(2) with a valid signal number has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + grace;
+    while pids.iter().any(|&pid| process_alive(pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for &pid in pids.iter().filter(|&&pid| process_alive(pid)) {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|&pid| process_alive(pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Processes whose command line mentions `needle` (e.g. the lab directory): daemons started
+/// with the lab's config files, QEMU with the lab's kernel, the holders.
+pub fn pids_with_cmdline_containing(needle: &str) -> Vec<i32> {
+    let own_pid = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != own_pid && process_alive(pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|raw| String::from_utf8_lossy(&raw).contains(needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Rewrites a file keeping its inode, so bind mounts of it (a host's /etc/hosts) see the change.
+pub fn rewrite_in_place(path: &Path, content: &str) -> Result<()> {
+    std::fs::write(path, content).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes via a temporary file and rename, so readers never see half a file.
+pub fn write_atomically(path: &Path, content: &[u8]) -> Result<()> {
+    let temporary = path.with_extension("ferry-tmp");
+    std::fs::write(&temporary, content)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("cannot rename {} into place", temporary.display()))
+}
+
+pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot chmod {}", path.display()))
+}

@@ -1,0 +1,8 @@
+//! ferry: a terminal console for live and cold migration of VMs between libvirt hypervisors.
+//! The binary (`main.rs`) is a thin CLI over these modules; integration tests use them too.
+
+pub mod config;
+pub mod lab;
+pub mod libvirt;
+pub mod logging;
+pub mod model;

@@ -1,0 +1,129 @@
+//! The one door to libvirt. Every libvirt call in ferry goes through here.
+//!
+//! libvirt calls block (an ssh connection to a slow host can stall for minutes), so each call
+//! runs on a worker thread and the caller waits at most a timeout. A call that times out is
+//! abandoned: its thread finishes or fails on its own when libvirt's keep-alive notices the dead
+//! connection, and nothing waits for it.
+
+pub mod facts;
+
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::thread;
+use std::time::Duration;
+
+use virt::connect::Connect;
+
+pub use facts::{DomainFacts, HostFacts};
+
+/// Seconds between keep-alive probes and how many may go unanswered before libvirt closes
+/// the connection: a host that vanished is noticed within about 15 s.
+const KEEPALIVE_INTERVAL_SECONDS: i32 = 5;
+const KEEPALIVE_MISSED_PROBES: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LibvirtError {
+    #[error("{context}: {message}")]
+    Call { context: String, message: String },
+    #[error("{context}: no answer within {timeout:?} (host slow or unreachable)")]
+    Timeout { context: String, timeout: Duration },
+}
+
+impl LibvirtError {
+    pub fn call(context: impl Into<String>, error: virt::error::Error) -> LibvirtError {
+        LibvirtError::Call {
+            context: context.into(),
+            message: error.message().to_string(),
+        }
+    }
+}
+
+/// Once per process: stop libvirt printing errors on stderr (the TUI owns the terminal), and
+/// run libvirt's default event loop on a thread of its own so that keep-alive works.
+pub fn init() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        virt::error::clear_error_callback();
+        if virt::event::event_register_default_impl().is_ok() {
+            thread::Builder::new()
+                .name("libvirt-events".into())
+                .spawn(|| loop {
+                    if virt::event::event_run_default_impl().is_err() {
+                        thread::sleep(Duration::from_millis(100));
+                    }
+                })
+                .expect("spawn libvirt event thread");
+        }
+    });
+}
+
+/// Runs a blocking libvirt call on a worker thread and waits at most `timeout` for it.
+pub fn call_with_timeout<T: Send + 'static>(
+    context: impl Into<String>,
+    timeout: Duration,
+    call: impl FnOnce() -> Result<T, LibvirtError> + Send + 'static,
+) -> Result<T, LibvirtError> {
+    let context = context.into();
+    let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+    thread::Builder::new()
+        .name("libvirt-call".into())
+        .spawn(move || {
+            let _ = reply_tx.send(call());
+        })
+        .map_err(|e| LibvirtError::Call {
+            context: context.clone(),
+            message: format!("cannot start worker thread: {e}"),
+        })?;
+    match reply_rx.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(_) => Err(LibvirtError::Timeout { context, timeout }),
+    }
+}
+
+/// An open connection to one hypervisor host.
+#[derive(Clone)]
+pub struct HostConnection {
+    pub uri: String,
+    connect: Arc<Connect>,
+}
+
+impl HostConnection {
+    /// Opens `uri` (e.g. `qemu+ssh://root@hv1/system`) with keep-alive, within `timeout`.
+    pub fn open(uri: &str, timeout: Duration) -> Result<HostConnection, LibvirtError> {
+        init();
+        let owned_uri = uri.to_string();
+        call_with_timeout(format!("connecting to {uri}"), timeout, move || {
+            let connect = Connect::open(Some(&owned_uri))
+                .map_err(|e| LibvirtError::call(format!("connecting to {owned_uri}"), e))?;
+            // Keep-alive needs the event loop; without it libvirt refuses, which is harmless.
+            let _ = connect.set_keep_alive(KEEPALIVE_INTERVAL_SECONDS, KEEPALIVE_MISSED_PROBES);
+            Ok(HostConnection {
+                uri: owned_uri,
+                connect: Arc::new(connect),
+            })
+        })
+    }
+
+    /// Runs `call` with this connection on a worker thread, at most `timeout`.
+    pub fn call<T: Send + 'static>(
+        &self,
+        context: impl Into<String>,
+        timeout: Duration,
+        call: impl FnOnce(&Connect) -> Result<T, LibvirtError> + Send + 'static,
+    ) -> Result<T, LibvirtError> {
+        let connect = Arc::clone(&self.connect);
+        call_with_timeout(
+            format!("{}: {}", self.uri, context.into()),
+            timeout,
+            move || call(&connect),
+        )
+    }
+
+    pub fn host_facts(&self, timeout: Duration) -> Result<HostFacts, LibvirtError> {
+        self.call("reading host facts", timeout, facts::read_host_facts)
+    }
+
+    pub fn domains(&self, timeout: Duration) -> Result<Vec<DomainFacts>, LibvirtError> {
+        self.call("listing domains", timeout, facts::read_domains)
+    }
+}
