@@ -6,3 +6,8 @@ pub mod lab;
 pub mod libvirt;
 pub mod logging;
 pub mod model;
+pub mod inventory;
+pub mod policy;
+pub mod precheck;
+pub mod progress;
+pub mod tui;

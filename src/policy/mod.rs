@@ -1,0 +1,1 @@
+//! Pure migration policies: downtime ladders (nova, adaptive), stall detection, timeout actions.

@@ -1,0 +1,1 @@
+//! The TUI: app state, update, views, dialogs, theme loading (ratatui + crossterm).
