@@ -4,16 +4,74 @@
 //! (`~/.config/ferry/config.toml`).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::HostName;
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+/// Default shared-storage prefix: the lab's NFS-like shared directory. Real sites list their
+/// NFS/Ceph/GlusterFS mount points in `shared_storage_prefixes`.
+pub const DEFAULT_SHARED_STORAGE_PREFIX: &str = "/var/lib/ferry-lab/shared";
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// How often every host's facts and instances are read again.
+    #[serde(default = "default_refresh_interval_seconds")]
+    pub refresh_interval_seconds: u64,
+    /// Upper bound on every single libvirt call (connect, facts, list); a host that does not
+    /// answer within it is shown unreachable while the others keep refreshing.
+    #[serde(default = "default_call_timeout_seconds")]
+    pub call_timeout_seconds: u64,
+    /// Theme name (dark, light, high-contrast, or a file in $XDG_CONFIG_HOME/ferry/themes/)
+    /// or a path to a theme file. `--theme` wins over this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub theme: Option<String>,
+    /// tracing filter for the log file (e.g. `info`, `ferry=debug`). `--log-level` wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    /// A disk whose source path starts with one of these directories is on shared storage
+    /// (it need not be copied during a live migration); any other file or block disk is
+    /// host-local. Network disks (rbd, nbd, iscsi, gluster…) are always shared.
+    #[serde(default = "default_shared_storage_prefixes")]
+    pub shared_storage_prefixes: Vec<String>,
+    #[serde(default)]
+    pub migration: MigrationDefaults,
     #[serde(default)]
     pub hosts: Vec<HostConfig>,
+}
+
+/// Defaults for migrations. Later issues add keys here (bandwidth, downtime ladder, timeouts);
+/// the table exists now so configs can already carry it, and unknown keys are still refused.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationDefaults {}
+
+fn default_refresh_interval_seconds() -> u64 {
+    5
+}
+
+fn default_call_timeout_seconds() -> u64 {
+    15
+}
+
+fn default_shared_storage_prefixes() -> Vec<String> {
+    vec![DEFAULT_SHARED_STORAGE_PREFIX.to_string()]
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            refresh_interval_seconds: default_refresh_interval_seconds(),
+            call_timeout_seconds: default_call_timeout_seconds(),
+            theme: None,
+            log_level: None,
+            shared_storage_prefixes: default_shared_storage_prefixes(),
+            migration: MigrationDefaults::default(),
+            hosts: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -50,7 +108,7 @@ impl Config {
             path: path.to_path_buf(),
             message: error.to_string(),
         })?;
-        config.check(path)?;
+        config.check(text, path)?;
         Ok(config)
     }
 
@@ -62,27 +120,143 @@ impl Config {
         Config::parse(&text, path)
     }
 
-    fn check(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
+    pub fn refresh_interval(&self) -> Duration {
+        Duration::from_secs(self.refresh_interval_seconds)
+    }
+
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_secs(self.call_timeout_seconds)
+    }
+
+    /// Checks serde cannot express. `text` is parsed a second time for the positions of the
+    /// offending values, so every error names the line as well as the key.
+    fn check(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let spans: SpannedConfig = toml::from_str(text).unwrap_or_default();
+        let line_of =
+            |index: usize, pick: fn(&SpannedHost) -> &Option<toml::Spanned<toml::Value>>| {
+                spans
+                    .hosts
+                    .get(index)
+                    .and_then(|host| pick(host).as_ref())
+                    .map(|spanned| line_number(text, spanned.span().start))
+            };
+        let invalid = |line: Option<usize>, message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
-            message,
+            message: match line {
+                Some(line) => format!("line {line}, {message}"),
+                None => message,
+            },
         };
-        for (index, host) in self.hosts.iter().enumerate() {
-            if self.hosts[..index].iter().any(|h| h.name == host.name) {
-                return Err(invalid(format!(
-                    "hosts[{index}].name: host {} is listed twice; host names must be unique",
-                    host.name
-                )));
+        if !(1..=3600).contains(&self.refresh_interval_seconds) {
+            return Err(invalid(
+                spans
+                    .refresh_interval_seconds
+                    .map(|s| line_number(text, s.span().start)),
+                format!(
+                    "key refresh_interval_seconds: {} is out of range; give 1 to 3600 seconds",
+                    self.refresh_interval_seconds
+                ),
+            ));
+        }
+        if !(1..=600).contains(&self.call_timeout_seconds) {
+            return Err(invalid(
+                spans
+                    .call_timeout_seconds
+                    .map(|s| line_number(text, s.span().start)),
+                format!(
+                    "key call_timeout_seconds: {} is out of range; give 1 to 600 seconds",
+                    self.call_timeout_seconds
+                ),
+            ));
+        }
+        for (index, prefix) in self.shared_storage_prefixes.iter().enumerate() {
+            if !prefix.starts_with('/') {
+                return Err(invalid(
+                    None,
+                    format!(
+                        "key shared_storage_prefixes[{index}]: {prefix:?} is not an absolute directory; \
+                         give a path such as \"/mnt/nfs\""
+                    ),
+                ));
             }
-            if !host.uri.contains("://") {
-                return Err(invalid(format!(
-                    "hosts[{index}].uri: {:?} is not a libvirt URI (expected e.g. qemu+ssh://root@{}/system)",
-                    host.uri, host.name
-                )));
+        }
+        for (index, host) in self.hosts.iter().enumerate() {
+            if let Some(first) = self.hosts[..index].iter().position(|h| h.name == host.name) {
+                return Err(invalid(
+                    line_of(index, |h| &h.name),
+                    format!(
+                        "key hosts[{index}].name: host {} is already defined as hosts[{first}]; \
+                         host names must be unique",
+                        host.name
+                    ),
+                ));
+            }
+            if let Err(problem) = check_libvirt_uri(&host.uri) {
+                return Err(invalid(
+                    line_of(index, |h| &h.uri),
+                    format!(
+                        "key hosts[{index}].uri: {:?} is not a libvirt URI: {problem} \
+                         (expected e.g. qemu+ssh://root@{}/system)",
+                        host.uri, host.name
+                    ),
+                ));
             }
         }
         Ok(())
     }
+}
+
+/// Positions of the values `Config::check` may complain about. Unknown keys are ignored here:
+/// the real parse has already refused them.
+#[derive(Deserialize, Default)]
+struct SpannedConfig {
+    refresh_interval_seconds: Option<toml::Spanned<toml::Value>>,
+    call_timeout_seconds: Option<toml::Spanned<toml::Value>>,
+    #[serde(default)]
+    hosts: Vec<SpannedHost>,
+}
+
+#[derive(Deserialize, Default)]
+struct SpannedHost {
+    name: Option<toml::Spanned<toml::Value>>,
+    uri: Option<toml::Spanned<toml::Value>>,
+}
+
+/// 1-based line of a byte offset, as editors count.
+fn line_number(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// A libvirt URI is `driver[+transport]://[user@][host][/path][?query]`. We check the shape
+/// only; whether the host answers is the inventory's business.
+pub fn check_libvirt_uri(uri: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return Err("it has no \"://\"".into());
+    };
+    let scheme_ok = !scheme.is_empty()
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.');
+    if !scheme_ok {
+        return Err(format!(
+            "scheme {scheme:?} is not a driver name such as qemu or qemu+ssh"
+        ));
+    }
+    if let Some(bad) = uri.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("it contains {bad:?}"));
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = host.split(':').next().unwrap_or_default();
+    if !host.is_empty() {
+        if let Err(error) = HostName::parse(host) {
+            return Err(format!("its host part: {error}"));
+        }
+    }
+    Ok(())
 }
 
 /// Where the config comes from: the explicit path, `$FERRY_CONFIG`, or the XDG default.
@@ -136,7 +310,7 @@ group = "lab"
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("listed twice") && err.contains("c.toml"),
+            err.contains("already defined") && err.contains("c.toml") && err.contains("line 5"),
             "{err}"
         );
 
@@ -157,5 +331,76 @@ group = "lab"
             .unwrap_err()
             .to_string();
         assert!(err.contains("not a libvirt URI"), "{err}");
+    }
+
+    #[test]
+    fn example_config_parses_with_every_key() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/config.example.toml"
+        ));
+        let config = Config::load(path).unwrap();
+        assert_eq!(config.hosts.len(), 3);
+        assert_eq!(config.refresh_interval_seconds, 5);
+        assert_eq!(config.theme.as_deref(), Some("dark"));
+        assert_eq!(config.hosts[1].tags, ["rack-b"]);
+    }
+
+    #[test]
+    fn defaults_apply_when_keys_are_absent() {
+        let config = Config::parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(
+            config.shared_storage_prefixes,
+            [DEFAULT_SHARED_STORAGE_PREFIX]
+        );
+    }
+
+    /// Each file in tests/invalid_configs/ starts with `# expect: TEXT` lines; loading it must
+    /// fail with an error containing every TEXT (the key, the line, what was wrong).
+    #[test]
+    fn every_invalid_config_gives_its_own_error() {
+        let dir = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/invalid_configs"
+        ));
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let expected: Vec<&str> = text
+                .lines()
+                .filter_map(|line| line.strip_prefix("# expect: "))
+                .collect();
+            assert!(
+                !expected.is_empty(),
+                "{} has no # expect: line",
+                path.display()
+            );
+            let error = Config::load(&path)
+                .expect_err(&path.display().to_string())
+                .to_string();
+            assert!(error.contains(&*path.display().to_string()), "{error}");
+            for fragment in expected {
+                assert!(
+                    error.contains(fragment),
+                    "{}: {error:?} lacks {fragment:?}",
+                    path.display()
+                );
+            }
+            checked += 1;
+        }
+        assert!(checked >= 6, "only {checked} invalid configs");
+    }
+
+    #[test]
+    fn uri_shapes() {
+        assert!(check_libvirt_uri("qemu:///system").is_ok());
+        assert!(check_libvirt_uri("qemu+ssh://root@hv1:22/system?no_tty=1").is_ok());
+        assert!(check_libvirt_uri("test:///default").is_ok());
+        assert!(check_libvirt_uri("hv1").is_err());
+        assert!(check_libvirt_uri("1qemu://hv1/system").is_err());
+        assert!(check_libvirt_uri("qemu+ssh://root@hv 1/system").is_err());
+        assert!(check_libvirt_uri("qemu+ssh://root@hv$1/system").is_err());
     }
 }
