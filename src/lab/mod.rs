@@ -738,8 +738,13 @@ pub fn down(purge_cache: bool) -> Result<DownReport> {
             hosts_removed.push(host.name);
         }
     }
-    // Stray lab processes whose namespace is already gone (someone ran `ip netns del`).
-    let strays = system::pids_with_cmdline_containing(LAB_DIR);
+    // Stray lab processes whose namespace is already gone (someone ran `ip netns del`): the
+    // hosts' daemons and holders name their host directory, QEMU names the lab kernel. An
+    // operator's own clients (virsh, ssh through the lab's wrapper) are not the lab's and stay.
+    let mut strays = system::pids_with_cmdline_containing(&format!("{LAB_DIR}/hosts/"));
+    strays.extend(system::pids_with_cmdline_containing(&format!(
+        "{LAB_DIR}/shared/guest/vmlinuz"
+    )));
     processes_stopped += strays.len();
     system::terminate(&strays, Duration::from_secs(5));
     for link in system::link_names() {

@@ -6,6 +6,7 @@
 //! connection, and nothing waits for it.
 
 pub mod facts;
+pub mod migrate;
 
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
