@@ -1,10 +1,11 @@
 //! ferry: a terminal console for live and cold migration of VMs between libvirt hypervisors.
 
+use ferry::inventory::{self, Inventory};
+use ferry::model::HostName;
 use ferry::{config, lab, libvirt, logging};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -34,7 +35,18 @@ enum Commands {
         action: LabAction,
     },
     /// Every configured host: reachable or not, hostname, versions, CPU and memory.
+    /// Exits non-zero if any host could not be reached.
     Hosts {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every instance on every host (or one host), with state, size, disks and jobs.
+    /// Exits non-zero if any host could not be reached; the others are still listed.
+    Instances {
+        /// Only this host (its name in the config).
+        #[arg(long)]
+        host: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -85,6 +97,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Some(Commands::Lab { action }) => run_lab(action),
         Some(Commands::Hosts { json }) => run_hosts(cli.config, json),
+        Some(Commands::Instances { host, json }) => run_instances(cli.config, host, json),
         None => run_hosts(cli.config, false),
     }
 }
@@ -170,60 +183,122 @@ fn run_lab(action: LabAction) -> Result<ExitCode> {
     }
 }
 
-fn run_hosts(config_path: Option<PathBuf>, json: bool) -> Result<ExitCode> {
-    let path = config::resolve_path(config_path.as_deref())?;
-    let config = config::Config::load(&path)?;
-    let timeout = Duration::from_secs(15);
-    // One thread per host: a slow host never holds up the others.
-    let handles: Vec<_> = config
-        .hosts
-        .iter()
-        .map(|host| {
-            let uri = host.uri.clone();
-            std::thread::spawn(move || {
-                libvirt::HostConnection::open(&uri, timeout).and_then(|c| c.host_facts(timeout))
-            })
-        })
-        .collect();
-    let mut rows = Vec::new();
-    let mut all_reached = true;
-    for (host, handle) in config.hosts.iter().zip(handles) {
-        let facts = handle.join().expect("host facts thread");
-        all_reached &= facts.is_ok();
-        rows.push((host, facts));
-    }
-    if json {
-        let value: Vec<_> = rows
-            .iter()
-            .map(|(host, facts)| match facts {
-                Ok(facts) => serde_json::json!({"name": host.name, "uri": host.uri, "state": "up", "facts": facts}),
-                Err(error) => serde_json::json!({"name": host.name, "uri": host.uri, "state": "unreachable", "error": error.to_string()}),
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&value)?);
+fn load_config(explicit: Option<&std::path::Path>) -> Result<config::Config> {
+    let path = config::resolve_path(explicit)?;
+    Ok(config::Config::load(&path)?)
+}
+
+/// Exit status of the scriptable commands: non-zero when any host could not be read, so a
+/// script notices, while the output still lists every host that answered.
+fn exit_code_for(inventory: &Inventory) -> ExitCode {
+    if inventory.unreachable_count() == 0 {
+        ExitCode::SUCCESS
     } else {
-        for (host, facts) in &rows {
-            match facts {
-                Ok(f) => println!(
-                    "{:<10} up           {:<10} {} {} libvirt {} {} x{} mem {} MiB free {} MiB uuid {}",
-                    host.name,
+        ExitCode::FAILURE
+    }
+}
+
+fn run_hosts(config_path: Option<PathBuf>, json: bool) -> Result<ExitCode> {
+    let config = load_config(config_path.as_deref())?;
+    let inventory = inventory::collect_once(&config);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&inventory.hosts)?);
+    } else {
+        println!(
+            "{:<12} {:<12} {:<14} {:<16} {:<8} {:<22} {:>5} {:>10} {:>10} {:>9}",
+            "HOST",
+            "STATE",
+            "HOSTNAME",
+            "HYPERVISOR",
+            "LIBVIRT",
+            "CPU",
+            "CORES",
+            "MEM MiB",
+            "FREE MiB",
+            "RUN/DEF"
+        );
+        for host in &inventory.hosts {
+            match (&host.facts, host.state) {
+                (Some(f), inventory::HostState::Up) => println!(
+                    "{:<12} {:<12} {:<14} {:<16} {:<8} {:<22} {:>5} {:>10} {:>10} {:>9}",
+                    host.name.as_str(),
+                    host.state.as_str(),
                     f.hostname,
-                    f.hypervisor_type,
-                    f.hypervisor_version,
+                    format!("{} {}", f.hypervisor_type, f.hypervisor_version),
                     f.libvirt_version,
                     f.cpu_model,
                     f.cpu_count,
                     f.memory_total_bytes >> 20,
                     f.memory_free_bytes >> 20,
-                    f.host_uuid
+                    format!("{}/{}", host.instances_running, host.instances_defined)
                 ),
-                Err(error) => println!("{:<10} unreachable  {error}", host.name),
+                _ => println!(
+                    "{:<12} {:<12} {}",
+                    host.name.as_str(),
+                    host.state.as_str(),
+                    host.last_error.as_deref().unwrap_or("")
+                ),
             }
         }
     }
-    Ok(if all_reached {
-        ExitCode::SUCCESS
+    Ok(exit_code_for(&inventory))
+}
+
+fn run_instances(
+    config_path: Option<PathBuf>,
+    host: Option<String>,
+    json: bool,
+) -> Result<ExitCode> {
+    let mut config = load_config(config_path.as_deref())?;
+    if let Some(wanted) = &host {
+        let wanted = HostName::parse(wanted)?;
+        if !config.hosts.iter().any(|h| h.name == wanted) {
+            let known: Vec<&str> = config.hosts.iter().map(|h| h.name.as_str()).collect();
+            anyhow::bail!(
+                "--host {wanted}: no such host in the config; configured hosts: {}",
+                known.join(", ")
+            );
+        }
+        config.hosts.retain(|h| h.name == wanted);
+    }
+    let inventory = inventory::collect_once(&config);
+    for host in inventory
+        .hosts
+        .iter()
+        .filter(|h| h.state != inventory::HostState::Up)
+    {
+        eprintln!(
+            "ferry: {}: unreachable: {}",
+            host.name,
+            host.last_error.as_deref().unwrap_or("no answer")
+        );
+    }
+    let instances: Vec<_> = inventory.instances().collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&instances)?);
     } else {
-        ExitCode::FAILURE
-    })
+        println!(
+            "{:<12} {:<24} {:<12} {:>5} {:>9} {:<10} {:<7} {:<4} UUID",
+            "HOST", "NAME", "STATE", "VCPUS", "MEM MiB", "KIND", "STORAGE", "JOB"
+        );
+        for i in instances {
+            println!(
+                "{:<12} {:<24} {:<12} {:>5} {:>9} {:<10} {:<7} {:<4} {}",
+                i.host.as_str(),
+                i.name,
+                i.state.as_virsh_str(),
+                i.vcpus,
+                i.memory_bytes >> 20,
+                if i.persistent {
+                    "persistent"
+                } else {
+                    "transient"
+                },
+                i.storage_summary().map_or("none", |s| s.as_str()),
+                if i.job_running { "yes" } else { "-" },
+                i.uuid
+            );
+        }
+    }
+    Ok(exit_code_for(&inventory))
 }

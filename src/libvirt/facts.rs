@@ -73,6 +73,33 @@ pub struct DomainFacts {
     pub vcpus: u32,
     pub memory_bytes: u64,
     pub persistent: bool,
+    /// Disks from the domain XML, in the order the guest sees them.
+    pub disks: Vec<DiskFacts>,
+    /// A libvirt job (migration, save, dump, backup) is running on it now.
+    pub job_running: bool,
+}
+
+/// One `<disk>` of a domain: what the guest calls it and where its data lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DiskFacts {
+    /// Guest device name, e.g. `vda`.
+    pub target: String,
+    /// `disk`, `cdrom`, `floppy` or `lun`.
+    pub device: String,
+    pub source: DiskSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum DiskSource {
+    /// `type='file'` (image file) or `type='block'` (device node) on a path of the host.
+    Path { path: String },
+    /// `type='network'`: served over the network (rbd, iscsi, nbd, gluster…).
+    Network { protocol: String, name: String },
+    /// `type='volume'`: a volume of a libvirt storage pool.
+    Volume { pool: String, volume: String },
+    /// No medium (an empty CD-ROM drive) or a source ferry does not understand.
+    None,
 }
 
 /// libvirt packs versions as major * 1,000,000 + minor * 1,000 + release.
@@ -125,9 +152,22 @@ pub fn read_domains(connect: &Connect) -> Result<Vec<DomainFacts>, LibvirtError>
     Ok(facts)
 }
 
+/// libvirt's `VIR_DOMAIN_JOB_BOUNDED` and `VIR_DOMAIN_JOB_UNBOUNDED`: a job is in progress.
+const JOB_TYPES_RUNNING: [i32; 2] = [1, 2];
+
 /// A domain that vanished between listing and reading (migrated away, undefined) is skipped.
 fn domain_facts(domain: &Domain) -> Option<DomainFacts> {
     let info = domain.info().ok()?;
+    // `job_info` (virDomainGetJobInfo) fills a fixed struct, so it is safe with no job, unlike
+    // `Domain::job_stats` (see LAB-NOTES). An inactive domain has no job and makes it fail.
+    let job_running = domain
+        .job_info()
+        .is_ok_and(|job| JOB_TYPES_RUNNING.contains(&job.r#type));
+    // The live XML of a running guest, the persistent one otherwise; no secrets are asked for.
+    let disks = domain
+        .xml_desc(0)
+        .map(|xml| disks_from_domain_xml(&xml))
+        .unwrap_or_default();
     Some(DomainFacts {
         name: domain.name().ok()?,
         uuid: domain.uuid_string().ok()?,
@@ -135,7 +175,68 @@ fn domain_facts(domain: &Domain) -> Option<DomainFacts> {
         vcpus: info.nr_virt_cpu,
         memory_bytes: info.max_mem * 1024,
         persistent: domain.is_persistent().ok()?,
+        disks,
+        job_running,
     })
+}
+
+/// Reads `<devices><disk>` elements of a domain XML. Malformed XML gives no disks rather than
+/// an error: the rest of the instance's facts are still worth showing.
+pub fn disks_from_domain_xml(xml: &str) -> Vec<DiskFacts> {
+    let Ok(document) = roxmltree::Document::parse(xml) else {
+        return Vec::new();
+    };
+    let Some(devices) = document
+        .root_element()
+        .children()
+        .find(|n| n.has_tag_name("devices"))
+    else {
+        return Vec::new();
+    };
+    devices
+        .children()
+        .filter(|n| n.has_tag_name("disk"))
+        .map(|disk| {
+            let source_node = disk.children().find(|n| n.has_tag_name("source"));
+            let attribute = |name: &str| {
+                source_node
+                    .and_then(|n| n.attribute(name))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let source = match (disk.attribute("type").unwrap_or("file"), source_node) {
+                (_, None) => DiskSource::None,
+                ("file", Some(_)) if !attribute("file").is_empty() => DiskSource::Path {
+                    path: attribute("file"),
+                },
+                ("block", Some(_)) if !attribute("dev").is_empty() => DiskSource::Path {
+                    path: attribute("dev"),
+                },
+                ("dir", Some(_)) if !attribute("dir").is_empty() => DiskSource::Path {
+                    path: attribute("dir"),
+                },
+                ("network", Some(_)) => DiskSource::Network {
+                    protocol: attribute("protocol"),
+                    name: attribute("name"),
+                },
+                ("volume", Some(_)) => DiskSource::Volume {
+                    pool: attribute("pool"),
+                    volume: attribute("volume"),
+                },
+                _ => DiskSource::None,
+            };
+            DiskFacts {
+                target: disk
+                    .children()
+                    .find(|n| n.has_tag_name("target"))
+                    .and_then(|n| n.attribute("dev"))
+                    .unwrap_or_default()
+                    .to_string(),
+                device: disk.attribute("device").unwrap_or("disk").to_string(),
+                source,
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -199,5 +300,57 @@ mod tests {
             }
         );
         assert_eq!(capabilities_host("not xml"), CapabilitiesHost::default());
+    }
+
+    #[test]
+    fn disks_come_from_the_domain_xml() {
+        let xml = r#"<domain type='qemu'><name>g1</name><devices>
+            <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+              <source file='/var/lib/ferry-lab/shared/g1.qcow2'/><target dev='vda' bus='virtio'/></disk>
+            <disk type='block' device='disk'><source dev='/dev/vg0/g1-data'/><target dev='vdb'/></disk>
+            <disk type='network' device='disk'><source protocol='rbd' name='pool/g1'/><target dev='vdc'/></disk>
+            <disk type='volume' device='disk'><source pool='default' volume='g1.img'/><target dev='vdd'/></disk>
+            <disk type='file' device='cdrom'><target dev='sda' bus='sata'/></disk>
+            <interface type='network'><source network='default'/></interface>
+          </devices></domain>"#;
+        let disks = disks_from_domain_xml(xml);
+        let sources: Vec<_> = disks
+            .iter()
+            .map(|d| (d.target.as_str(), &d.source))
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                (
+                    "vda",
+                    &DiskSource::Path {
+                        path: "/var/lib/ferry-lab/shared/g1.qcow2".into()
+                    }
+                ),
+                (
+                    "vdb",
+                    &DiskSource::Path {
+                        path: "/dev/vg0/g1-data".into()
+                    }
+                ),
+                (
+                    "vdc",
+                    &DiskSource::Network {
+                        protocol: "rbd".into(),
+                        name: "pool/g1".into()
+                    }
+                ),
+                (
+                    "vdd",
+                    &DiskSource::Volume {
+                        pool: "default".into(),
+                        volume: "g1.img".into()
+                    }
+                ),
+                ("sda", &DiskSource::None),
+            ]
+        );
+        assert_eq!(disks[4].device, "cdrom");
+        assert!(disks_from_domain_xml("<domain").is_empty());
     }
 }

@@ -1,1 +1,0 @@
-//! Live inventory: one worker per host connection feeding host and instance snapshots to the app.

@@ -1,0 +1,499 @@
+//! Live inventory: one worker per host connection feeding host and instance snapshots to the app.
+//!
+//! The workers (`worker.rs`) are the only part that blocks on libvirt. They send
+//! [`InventoryEvent`]s; [`Inventory::apply`] folds them into plain data that the TUI and the
+//! scriptable CLI (`ferry hosts`, `ferry instances`) render. Nothing here does I/O.
+
+pub mod storage;
+pub mod worker;
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::config::{Config, HostConfig};
+use crate::libvirt::facts::{DiskSource, DomainRunState};
+use crate::libvirt::{DomainFacts, HostFacts};
+use crate::model::HostName;
+
+pub use storage::{classify_disk, Storage};
+pub use worker::{collect_once, spawn_workers, WorkerSettings};
+
+/// What a host worker tells the rest of ferry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InventoryEvent {
+    /// Opening the connection (first time, or again after a failure).
+    Connecting {
+        host: HostName,
+        attempt: u32,
+        at: SystemTime,
+    },
+    /// A full reading of the host and its domains.
+    Refreshed {
+        host: HostName,
+        facts: HostFacts,
+        domains: Vec<DomainFacts>,
+        at: SystemTime,
+        took: Duration,
+    },
+    /// Connecting or reading failed (refused, timed out, connection lost).
+    Unreachable {
+        host: HostName,
+        error: String,
+        at: SystemTime,
+        retry_in: Duration,
+    },
+}
+
+impl InventoryEvent {
+    pub fn host(&self) -> &HostName {
+        match self {
+            InventoryEvent::Connecting { host, .. }
+            | InventoryEvent::Refreshed { host, .. }
+            | InventoryEvent::Unreachable { host, .. } => host,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostState {
+    Connecting,
+    Up,
+    Unreachable,
+}
+
+impl HostState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostState::Connecting => "connecting",
+            HostState::Up => "up",
+            HostState::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// One configured host as ferry last saw it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostEntry {
+    pub name: HostName,
+    pub uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    pub tags: Vec<String>,
+    pub state: HostState,
+    #[serde(with = "unix_seconds")]
+    pub state_since: SystemTime,
+    /// The latest failure, kept after recovery so operators can see what happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(with = "unix_seconds_option", skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<SystemTime>,
+    #[serde(with = "unix_seconds_option", skip_serializing_if = "Option::is_none")]
+    pub last_refresh: Option<SystemTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_refresh_took_ms: Option<u64>,
+    /// Reconnect attempts since the last success.
+    pub connect_attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facts: Option<HostFacts>,
+    pub instances_running: usize,
+    pub instances_defined: usize,
+    /// Fed by the migration engine (later issue); 0 until then.
+    pub migrations_in_flight: u32,
+    /// Last known instances. Kept while the host is unreachable, marked stale by its state.
+    #[serde(skip)]
+    pub instances: Vec<Instance>,
+}
+
+impl HostEntry {
+    pub fn new(config: &HostConfig, now: SystemTime) -> HostEntry {
+        HostEntry {
+            name: config.name.clone(),
+            uri: config.uri.clone(),
+            group: config.group.clone(),
+            tags: config.tags.clone(),
+            state: HostState::Connecting,
+            state_since: now,
+            last_error: None,
+            last_error_at: None,
+            last_refresh: None,
+            last_refresh_took_ms: None,
+            connect_attempts: 0,
+            facts: None,
+            instances_running: 0,
+            instances_defined: 0,
+            migrations_in_flight: 0,
+            instances: Vec::new(),
+        }
+    }
+}
+
+/// One domain on one host, with its disks classified.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Instance {
+    pub host: HostName,
+    pub name: String,
+    pub uuid: String,
+    /// The words of `virsh list` ("running", "shut off"…), so scripts can compare.
+    #[serde(serialize_with = "serialize_virsh_state")]
+    pub state: DomainRunState,
+    pub vcpus: u32,
+    pub memory_bytes: u64,
+    pub persistent: bool,
+    pub job_running: bool,
+    pub disks: Vec<InstanceDisk>,
+}
+
+impl Instance {
+    pub fn from_domain(host: &HostName, domain: DomainFacts, shared_prefixes: &[String]) -> Self {
+        Instance {
+            host: host.clone(),
+            disks: domain
+                .disks
+                .into_iter()
+                .map(|disk| InstanceDisk {
+                    storage: classify_disk(&disk.source, shared_prefixes),
+                    target: disk.target,
+                    device: disk.device,
+                    source: disk.source,
+                })
+                .collect(),
+            name: domain.name,
+            uuid: domain.uuid,
+            state: domain.state,
+            vcpus: domain.vcpus,
+            memory_bytes: domain.memory_bytes,
+            persistent: domain.persistent,
+            job_running: domain.job_running,
+        }
+    }
+
+    /// Shared if every disk with a medium is shared: the instance can live-migrate without
+    /// copying storage. None when it has no disks.
+    pub fn storage_summary(&self) -> Option<Storage> {
+        let mut with_media = self.disks.iter().filter(|d| d.storage != Storage::NoMedium);
+        let first = with_media.next()?;
+        Some(if with_media.all(|d| d.storage == first.storage) {
+            first.storage
+        } else {
+            Storage::Mixed
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstanceDisk {
+    pub target: String,
+    pub device: String,
+    pub source: DiskSource,
+    pub storage: Storage,
+}
+
+fn serialize_virsh_state<S: serde::Serializer>(
+    state: &DomainRunState,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(state.as_virsh_str())
+}
+
+/// Every configured host, in config order, and what is known of each.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Inventory {
+    pub hosts: Vec<HostEntry>,
+    pub shared_storage_prefixes: Vec<String>,
+}
+
+impl Inventory {
+    pub fn new(config: &Config, now: SystemTime) -> Inventory {
+        Inventory {
+            hosts: config
+                .hosts
+                .iter()
+                .map(|h| HostEntry::new(h, now))
+                .collect(),
+            shared_storage_prefixes: config.shared_storage_prefixes.clone(),
+        }
+    }
+
+    pub fn host(&self, name: &HostName) -> Option<&HostEntry> {
+        self.hosts.iter().find(|h| &h.name == name)
+    }
+
+    pub fn instances(&self) -> impl Iterator<Item = &Instance> {
+        self.hosts.iter().flat_map(|h| h.instances.iter())
+    }
+
+    pub fn instance_count(&self) -> usize {
+        self.hosts.iter().map(|h| h.instances.len()).sum()
+    }
+
+    pub fn migrations_in_flight(&self) -> u32 {
+        self.hosts.iter().map(|h| h.migrations_in_flight).sum()
+    }
+
+    /// The newest successful refresh of any host.
+    pub fn last_refresh(&self) -> Option<SystemTime> {
+        self.hosts.iter().filter_map(|h| h.last_refresh).max()
+    }
+
+    pub fn unreachable_count(&self) -> usize {
+        self.hosts
+            .iter()
+            .filter(|h| h.state == HostState::Unreachable)
+            .count()
+    }
+
+    /// Folds one worker event in. Returns whether anything visible changed, so the TUI
+    /// redraws only then. Events for hosts not in the config are ignored.
+    pub fn apply(&mut self, event: InventoryEvent) -> bool {
+        let shared_prefixes = &self.shared_storage_prefixes;
+        let Some(host) = self.hosts.iter_mut().find(|h| &h.name == event.host()) else {
+            return false;
+        };
+        let before = host.clone();
+        match event {
+            InventoryEvent::Connecting { attempt, at, .. } => {
+                host.connect_attempts = attempt;
+                // A host already known unreachable stays so (and keeps its "since") while
+                // ferry retries; only a never-reached host shows "connecting".
+                if host.state != HostState::Unreachable && host.state != HostState::Connecting {
+                    host.state = HostState::Connecting;
+                    host.state_since = at;
+                }
+            }
+            InventoryEvent::Refreshed {
+                host: name,
+                facts,
+                domains,
+                at,
+                took,
+            } => {
+                if host.state != HostState::Up {
+                    host.state = HostState::Up;
+                    host.state_since = at;
+                }
+                host.connect_attempts = 0;
+                host.last_refresh = Some(at);
+                host.last_refresh_took_ms = Some(took.as_millis() as u64);
+                host.facts = Some(facts);
+                host.instances_defined = domains.len();
+                host.instances_running = domains
+                    .iter()
+                    .filter(|d| d.state != DomainRunState::ShutOff)
+                    .count();
+                host.instances = domains
+                    .into_iter()
+                    .map(|d| Instance::from_domain(&name, d, shared_prefixes))
+                    .collect();
+            }
+            InventoryEvent::Unreachable { error, at, .. } => {
+                if host.state != HostState::Unreachable {
+                    host.state = HostState::Unreachable;
+                    host.state_since = at;
+                }
+                host.last_error = Some(error);
+                host.last_error_at = Some(at);
+            }
+        }
+        *host != before
+    }
+}
+
+mod unix_seconds {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    pub fn serialize<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        s.serialize_u64(seconds)
+    }
+}
+
+mod unix_seconds_option {
+    use std::time::SystemTime;
+
+    pub fn serialize<S: serde::Serializer>(
+        time: &Option<SystemTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match time {
+            Some(time) => super::unix_seconds::serialize(time, s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// Test and benchmark data: hosts and instances without libvirt.
+pub mod sample {
+    use super::*;
+    use crate::libvirt::facts::DiskFacts;
+
+    pub fn host_facts(hostname: &str) -> HostFacts {
+        HostFacts {
+            hostname: hostname.to_string(),
+            host_uuid: "00000000-0000-4000-8000-000000000001".into(),
+            hypervisor_type: "QEMU".into(),
+            hypervisor_version: "10.0.0".into(),
+            libvirt_version: "11.3.0".into(),
+            cpu_arch: "x86_64".into(),
+            cpu_model: "Skylake-Client-IBRS".into(),
+            cpu_count: 8,
+            memory_total_bytes: 32 << 30,
+            memory_free_bytes: 20 << 30,
+        }
+    }
+
+    pub fn domain(name: &str, index: usize) -> DomainFacts {
+        let state = match index % 5 {
+            0 | 1 | 2 => DomainRunState::Running,
+            3 => DomainRunState::ShutOff,
+            _ => DomainRunState::Paused,
+        };
+        let shared = index % 2 == 0;
+        DomainFacts {
+            name: name.to_string(),
+            uuid: format!("6f1c{index:04x}-0000-4000-8000-{index:012x}"),
+            state,
+            vcpus: 1 + (index % 4) as u32,
+            memory_bytes: (512 << 20) * (1 + (index % 4) as u64),
+            persistent: index % 7 != 6,
+            disks: vec![DiskFacts {
+                target: "vda".into(),
+                device: "disk".into(),
+                source: DiskSource::Path {
+                    path: if shared {
+                        format!("/var/lib/ferry-lab/shared/{name}.qcow2")
+                    } else {
+                        format!("/var/lib/libvirt/images/{name}.qcow2")
+                    },
+                },
+            }],
+            job_running: index % 11 == 10,
+        }
+    }
+
+    /// An inventory of `host_count` hosts with `instances_per_host` instances each, all up.
+    pub fn inventory(host_count: usize, instances_per_host: usize, at: SystemTime) -> Inventory {
+        let hosts = (1..=host_count)
+            .map(|n| HostConfig {
+                name: HostName::parse(&format!("hv{n}")).expect("valid sample name"),
+                uri: format!("qemu+ssh://root@hv{n}/system"),
+                group: Some(format!("rack-{}", (n - 1) / 10 + 1)),
+                tags: Vec::new(),
+            })
+            .collect();
+        let config = Config {
+            hosts,
+            ..Config::default()
+        };
+        let mut inventory = Inventory::new(&config, at);
+        for (h, host) in config.hosts.iter().enumerate() {
+            let domains = (0..instances_per_host)
+                .map(|i| {
+                    let index = h * instances_per_host + i;
+                    domain(&format!("vm-{index:05}"), index)
+                })
+                .collect();
+            inventory.apply(InventoryEvent::Refreshed {
+                host: host.name.clone(),
+                facts: host_facts(host.name.as_str()),
+                domains,
+                at,
+                took: Duration::from_millis(40),
+            });
+        }
+        inventory
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seconds)
+    }
+
+    fn hv(name: &str) -> HostName {
+        HostName::parse(name).unwrap()
+    }
+
+    #[test]
+    fn refresh_fills_host_and_instances() {
+        let mut inventory = sample::inventory(2, 5, at(0));
+        let host = inventory.host(&hv("hv1")).unwrap();
+        assert_eq!(host.state, HostState::Up);
+        assert_eq!(host.instances_defined, 5);
+        assert_eq!(host.instances_running, 4, "one of five is shut off");
+        assert_eq!(host.instances[0].disks[0].storage, Storage::Shared);
+        assert_eq!(host.instances[1].disks[0].storage, Storage::Local);
+        assert_eq!(inventory.instance_count(), 10);
+        // The same reading again changes only the refresh time.
+        let unchanged = inventory.apply(InventoryEvent::Refreshed {
+            host: hv("hv1"),
+            facts: sample::host_facts("hv1"),
+            domains: (0..5)
+                .map(|i| sample::domain(&format!("vm-{i:05}"), i))
+                .collect(),
+            at: at(0),
+            took: Duration::from_millis(40),
+        });
+        assert!(!unchanged);
+    }
+
+    #[test]
+    fn unreachable_keeps_since_and_last_instances_then_recovers() {
+        let mut inventory = sample::inventory(2, 3, at(0));
+        let down = |seconds| InventoryEvent::Unreachable {
+            host: hv("hv2"),
+            error: "connection refused".into(),
+            at: at(seconds),
+            retry_in: Duration::from_secs(1),
+        };
+        assert!(inventory.apply(down(10)));
+        inventory.apply(InventoryEvent::Connecting {
+            host: hv("hv2"),
+            attempt: 1,
+            at: at(11),
+        });
+        inventory.apply(down(12));
+        let host = inventory.host(&hv("hv2")).unwrap();
+        assert_eq!(host.state, HostState::Unreachable);
+        assert_eq!(host.state_since, at(10), "retries do not reset since-when");
+        assert_eq!(host.last_error_at, Some(at(12)));
+        assert_eq!(host.connect_attempts, 1);
+        assert_eq!(host.instances.len(), 3, "last known instances stay visible");
+        assert_eq!(inventory.unreachable_count(), 1);
+
+        inventory.apply(InventoryEvent::Refreshed {
+            host: hv("hv2"),
+            facts: sample::host_facts("hv2"),
+            domains: vec![],
+            at: at(20),
+            took: Duration::from_millis(5),
+        });
+        let host = inventory.host(&hv("hv2")).unwrap();
+        assert_eq!((host.state, host.state_since), (HostState::Up, at(20)));
+        assert_eq!(host.connect_attempts, 0);
+        assert_eq!(host.last_error.as_deref(), Some("connection refused"));
+    }
+
+    #[test]
+    fn events_for_unknown_hosts_are_ignored() {
+        let mut inventory = sample::inventory(1, 1, at(0));
+        assert!(!inventory.apply(InventoryEvent::Connecting {
+            host: hv("elsewhere"),
+            attempt: 0,
+            at: at(1),
+        }));
+    }
+
+    #[test]
+    fn instance_json_uses_virsh_state_words() {
+        let inventory = sample::inventory(1, 4, at(0));
+        let json = serde_json::to_value(inventory.instances().collect::<Vec<_>>()).unwrap();
+        assert_eq!(json[3]["state"], "shut off");
+        assert_eq!(json[0]["host"], "hv1");
+        assert_eq!(json[0]["disks"][0]["storage"], "shared");
+    }
+}
