@@ -1,5 +1,9 @@
 //! Plain data shared by every part of ferry: no I/O here.
 
 pub mod host_name;
+pub mod job;
+pub mod trace;
+pub mod units;
 
 pub use host_name::HostName;
+pub use job::{JobOperation, JobSample, JobType};
