@@ -1,1 +1,7 @@
 //! The TUI: app state, update, views, dialogs, theme loading (ratatui + crossterm).
+//!
+//! Data flows one way: inventory workers and the terminal send events into `runtime`, which
+//! folds them into [`app::App`]; `views::draw` renders a frame from the app alone.
+
+pub mod app;
+pub mod filter;
