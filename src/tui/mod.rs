@@ -5,3 +5,4 @@
 
 pub mod app;
 pub mod filter;
+pub mod theme;
