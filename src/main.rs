@@ -21,8 +21,13 @@ struct Cli {
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Log filter for the log file under $XDG_STATE_HOME/ferry/ (e.g. info, debug, ferry=trace).
-    #[arg(long, global = true, default_value = "info")]
-    log_level: String,
+    /// Default: the config's log_level, else info.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    /// Theme for the TUI: dark, light, high-contrast, a name under
+    /// $XDG_CONFIG_HOME/ferry/themes/, or a path to a .toml file. Default: the config's theme.
+    #[arg(long, global = true, value_name = "NAME|PATH")]
+    theme: Option<String>,
     #[command(subcommand)]
     command: Option<Commands>,
 }
@@ -75,7 +80,16 @@ enum LabAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _log_guard = match logging::init(&cli.log_level) {
+    // The config's log level counts only when it parses; a broken config is reported later
+    // by the command itself, with its file and line.
+    let log_level = cli.log_level.clone().unwrap_or_else(|| {
+        config::resolve_path(cli.config.as_deref())
+            .ok()
+            .and_then(|path| config::Config::load(&path).ok())
+            .and_then(|config| config.log_level)
+            .unwrap_or_else(|| "info".to_string())
+    });
+    let _log_guard = match logging::init(&log_level) {
         Ok(guard) => Some(guard),
         Err(error) => {
             eprintln!("ferry: {error:#}");
@@ -98,7 +112,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Lab { action }) => run_lab(action),
         Some(Commands::Hosts { json }) => run_hosts(cli.config, json),
         Some(Commands::Instances { host, json }) => run_instances(cli.config, host, json),
-        None => run_hosts(cli.config, false),
+        None => run_tui(cli.config, cli.theme),
     }
 }
 
@@ -181,6 +195,19 @@ fn run_lab(action: LabAction) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn run_tui(config_path: Option<PathBuf>, theme_choice: Option<String>) -> Result<ExitCode> {
+    let config = load_config(config_path.as_deref())?;
+    let (theme, theme_error) =
+        ferry::tui::theme::load(theme_choice.or(config.theme.clone()).as_deref());
+    let notice = theme_error.map(|error| {
+        // Said on stderr too: it stays readable in the shell after the TUI exits.
+        eprintln!("ferry: {error}");
+        error.to_string()
+    });
+    ferry::tui::runtime::run(&config, theme, notice)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load_config(explicit: Option<&std::path::Path>) -> Result<config::Config> {

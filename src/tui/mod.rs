@@ -6,3 +6,5 @@
 pub mod app;
 pub mod filter;
 pub mod theme;
+pub mod views;
+pub mod runtime;

@@ -1,0 +1,140 @@
+//! The hosts pane: an "all hosts" row, then every configured host with its state and size.
+
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Row, Table};
+use ratatui::Frame;
+
+use crate::inventory::{HostEntry, HostState};
+use crate::tui::app::{App, Pane};
+use crate::tui::theme::Theme;
+
+use super::{age, human_bytes, scroll_offset};
+
+pub fn state_style(state: HostState, theme: &Theme) -> ratatui::style::Style {
+    match state {
+        HostState::Up => theme.state_up,
+        HostState::Connecting => theme.state_connecting,
+        HostState::Unreachable => theme.state_down,
+    }
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let focused = app.focus == Pane::Hosts;
+    let hosts = app.sorted_hosts();
+    let unreachable = app.inventory.unreachable_count();
+    let mut title = vec![Span::styled(
+        format!(" Hosts {} ", hosts.len()),
+        theme.title,
+    )];
+    if unreachable > 0 {
+        title.push(Span::styled(
+            format!("{unreachable} unreachable "),
+            theme.error,
+        ));
+    }
+    title.push(Span::styled(
+        format!("sort:{} ", app.host_sort.label()),
+        theme.footer_text,
+    ));
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_style(if focused {
+            theme.border_focused
+        } else {
+            theme.border
+        })
+        .title(Line::from(title));
+    let inner_rows = area.height.saturating_sub(3) as usize;
+    let offset = scroll_offset(app.host_cursor, inner_rows);
+    let all_row = Row::new(vec![
+        Cell::from("(all hosts)"),
+        Cell::from(""),
+        Cell::from(""),
+        Cell::from(format!("{}", app.inventory.instance_count())),
+        Cell::from(""),
+        Cell::from(""),
+    ]);
+    let rows = std::iter::once(all_row)
+        .chain(hosts.iter().map(|host| host_row(host, app, theme)))
+        .enumerate()
+        .skip(offset)
+        .take(inner_rows)
+        .map(|(index, row)| {
+            if index == app.host_cursor {
+                row.style(if focused {
+                    theme.selected
+                } else {
+                    theme.selected.add_modifier(ratatui::style::Modifier::DIM)
+                })
+            } else {
+                row
+            }
+        });
+    let header = Row::new([
+        "HOST",
+        "STATE",
+        "SINCE",
+        "RUN/DEF",
+        "MEM FREE/TOTAL",
+        "CPU / LAST ERROR",
+    ])
+    .style(theme.header);
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(12),
+            Constraint::Length(11),
+            Constraint::Length(5),
+            Constraint::Length(7),
+            Constraint::Length(14),
+            Constraint::Fill(1),
+        ],
+    )
+    .header(header)
+    .block(block);
+    frame.render_widget(table, area);
+}
+
+fn host_row<'a>(host: &'a HostEntry, app: &App, theme: &Theme) -> Row<'a> {
+    let (memory, detail) = match (&host.facts, host.state) {
+        (_, HostState::Unreachable) | (None, _) => (
+            String::from("-"),
+            host.last_error.clone().unwrap_or_else(|| host.uri.clone()),
+        ),
+        (Some(f), _) => (
+            format!(
+                "{}/{}",
+                human_bytes(f.memory_free_bytes),
+                human_bytes(f.memory_total_bytes)
+            ),
+            format!(
+                "{}x {}  libvirt {}{}",
+                f.cpu_count,
+                f.cpu_model,
+                f.libvirt_version,
+                if host.migrations_in_flight > 0 {
+                    format!("  {} migrating", host.migrations_in_flight)
+                } else {
+                    String::new()
+                }
+            ),
+        ),
+    };
+    let detail_style = if host.state == HostState::Unreachable {
+        theme.error
+    } else {
+        theme.base
+    };
+    Row::new(vec![
+        Cell::from(host.name.as_str()),
+        Cell::from(host.state.as_str()).style(state_style(host.state, theme)),
+        Cell::from(age(app.now, host.state_since)),
+        Cell::from(format!(
+            "{}/{}",
+            host.instances_running, host.instances_defined
+        )),
+        Cell::from(memory),
+        Cell::from(detail).style(detail_style),
+    ])
+}

@@ -1,0 +1,126 @@
+//! The instances pane: instances of the selected host (or all), filtered and sorted.
+
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Row, Table};
+use ratatui::Frame;
+
+use crate::inventory::{HostState, Instance};
+use crate::libvirt::facts::DomainRunState;
+use crate::tui::app::{App, Pane};
+use crate::tui::theme::Theme;
+
+use super::{human_bytes, scroll_offset};
+
+pub fn state_style(state: DomainRunState, theme: &Theme) -> Style {
+    match state {
+        DomainRunState::Running | DomainRunState::Blocked => theme.instance_running,
+        DomainRunState::ShutOff => theme.instance_stopped,
+        DomainRunState::Crashed | DomainRunState::Unknown => theme.error,
+        _ => theme.instance_paused,
+    }
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let focused = app.focus == Pane::Instances;
+    let instances = app.visible_instances();
+    let selected_host = app.selected_host();
+    let scope = selected_host.map_or("all hosts".to_string(), |h| h.name.to_string());
+    let mut title = vec![Span::styled(
+        format!(" Instances ({scope}) {} ", instances.len()),
+        theme.title,
+    )];
+    if let Some(host) = selected_host.filter(|h| h.state == HostState::Unreachable) {
+        title.push(Span::styled(
+            format!("host {} unreachable: last known ", host.name),
+            theme.error,
+        ));
+    }
+    if app.filter.editing || !app.filter.text.is_empty() {
+        title.push(Span::styled(
+            format!(
+                "/{}{} ",
+                app.filter.text,
+                if app.filter.editing { "▏" } else { "" }
+            ),
+            theme.filter,
+        ));
+        if let Some(error) = &app.filter.error {
+            title.push(Span::styled(format!("{error} "), theme.error));
+        }
+    }
+    title.push(Span::styled(
+        format!(
+            "sort:{}{} ",
+            app.instance_sort.label(),
+            if app.sort_descending { "↓" } else { "" }
+        ),
+        theme.footer_text,
+    ));
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_style(if focused {
+            theme.border_focused
+        } else {
+            theme.border
+        })
+        .title(Line::from(title));
+    let inner_rows = area.height.saturating_sub(3) as usize;
+    let offset = scroll_offset(app.instance_cursor, inner_rows);
+    // Only the rows on screen are built: with 10,000 instances, that is the frame budget.
+    let rows = instances
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(inner_rows)
+        .map(|(index, instance)| {
+            let row = instance_row(instance, theme);
+            if index == app.instance_cursor && focused {
+                row.style(theme.selected)
+            } else {
+                row
+            }
+        });
+    let header = Row::new([
+        "NAME", "HOST", "STATE", "CPU", "MEM", "KIND", "DISKS", "JOB",
+    ])
+    .style(theme.header);
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Fill(1),
+            Constraint::Length(10),
+            Constraint::Length(11),
+            Constraint::Length(3),
+            Constraint::Length(6),
+            Constraint::Length(5),
+            Constraint::Length(8),
+            Constraint::Length(3),
+        ],
+    )
+    .header(header)
+    .block(block);
+    frame.render_widget(table, area);
+}
+
+fn instance_row<'a>(instance: &'a Instance, theme: &Theme) -> Row<'a> {
+    let disks = match instance.storage_summary() {
+        Some(storage) => format!("{} {}", instance.disks.len(), storage.as_str()),
+        None => "-".to_string(),
+    };
+    Row::new(vec![
+        Cell::from(instance.name.as_str()),
+        Cell::from(instance.host.as_str()),
+        Cell::from(instance.state.as_virsh_str()).style(state_style(instance.state, theme)),
+        Cell::from(instance.vcpus.to_string()),
+        Cell::from(human_bytes(instance.memory_bytes)),
+        Cell::from(if instance.persistent { "pers" } else { "trans" }),
+        Cell::from(disks),
+        if instance.job_running {
+            Cell::from("JOB").style(theme.job)
+        } else {
+            Cell::from("-")
+        },
+    ])
+}
