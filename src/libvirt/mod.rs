@@ -6,6 +6,7 @@
 //! connection, and nothing waits for it.
 
 pub mod facts;
+pub mod job_stats;
 pub mod migrate;
 
 use std::sync::mpsc;

@@ -28,7 +28,7 @@ pub fn format_rate(bytes_per_second: u64) -> String {
 pub fn format_duration_ms(ms: u64) -> String {
     let seconds = ms / 1000;
     if seconds < 60 {
-        if ms < 10_000 && ms % 1000 != 0 {
+        if ms < 10_000 && !ms.is_multiple_of(1000) {
             format!("{:.1} s", ms as f64 / 1000.0)
         } else {
             format!("{seconds} s")
