@@ -350,3 +350,47 @@ fn lab_down_leaves_nothing_and_lab_up_is_idempotent() {
     let (ok, stdout, _) = ferry(&["lab", "status"]);
     assert!(ok, "lab status after recovery: {stdout}");
 }
+
+/// Benchmark, not a timed test: prints the wall time of plain peer-to-peer live migrations of
+/// the idle guest back and forth. Run with
+/// `cargo test --release --test lab -- --ignored --nocapture bench_plain_live_migration`.
+#[test]
+#[ignore]
+fn bench_plain_live_migration() {
+    let Some(lab) = lab_or_skip("bench_plain_live_migration") else {
+        return;
+    };
+    let (mut from, _) = lab.host_of("idle");
+    let mut seconds = Vec::new();
+    for round in 0..10 {
+        let index = lab
+            .plan
+            .hosts
+            .iter()
+            .position(|h| h.name == from.name)
+            .unwrap();
+        let to = lab.plan.hosts[(index + 1) % 2].clone();
+        let started = Instant::now();
+        lab.connect(&from)
+            .migrate_live_peer_to_peer(
+                &LiveMigrationRequest {
+                    domain_name: "idle".into(),
+                    destination_uri: lab.plan.uri(&to),
+                    bandwidth_mib_per_second: None,
+                },
+                Duration::from_secs(300),
+            )
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        seconds.push(started.elapsed().as_secs_f64());
+        assert_eq!(lab.host_of("idle").0.name, to.name);
+        from = to;
+    }
+    seconds.sort_by(f64::total_cmp);
+    eprintln!(
+        "plain P2P live migration of idle (256 MiB, 16 MiB touched), {} runs: min {:.2} s, median {:.2} s, max {:.2} s",
+        seconds.len(),
+        seconds[0],
+        seconds[seconds.len() / 2],
+        seconds[seconds.len() - 1]
+    );
+}
