@@ -56,6 +56,16 @@ enum Commands {
         #[arg(long)]
         json: bool,
     },
+    /// Prints frame render and filter times over a synthetic inventory (no libvirt).
+    #[command(hide = true)]
+    BenchRender {
+        #[arg(long, default_value_t = 200)]
+        hosts: usize,
+        #[arg(long, default_value_t = 50)]
+        instances_per_host: usize,
+        #[arg(long, default_value_t = 200)]
+        rounds: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -112,6 +122,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Lab { action }) => run_lab(action),
         Some(Commands::Hosts { json }) => run_hosts(cli.config, json),
         Some(Commands::Instances { host, json }) => run_instances(cli.config, host, json),
+        Some(Commands::BenchRender {
+            hosts,
+            instances_per_host,
+            rounds,
+        }) => {
+            for figures in ferry::tui::bench::run(hosts, instances_per_host, rounds) {
+                println!(
+                    "{:<60} mean {:>7.3} ms  worst {:>7.3} ms",
+                    figures.label,
+                    figures.mean.as_secs_f64() * 1e3,
+                    figures.worst.as_secs_f64() * 1e3
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         None => run_tui(cli.config, cli.theme),
     }
 }

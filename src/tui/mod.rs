@@ -8,3 +8,4 @@ pub mod filter;
 pub mod theme;
 pub mod views;
 pub mod runtime;
+pub mod bench;
