@@ -345,7 +345,7 @@ pub mod sample {
 
     pub fn domain(name: &str, index: usize) -> DomainFacts {
         let state = match index % 5 {
-            0 | 1 | 2 => DomainRunState::Running,
+            0..=2 => DomainRunState::Running,
             3 => DomainRunState::ShutOff,
             _ => DomainRunState::Paused,
         };

@@ -4,8 +4,8 @@
 //! folds them into [`app::App`]; `views::draw` renders a frame from the app alone.
 
 pub mod app;
+pub mod bench;
 pub mod filter;
+pub mod runtime;
 pub mod theme;
 pub mod views;
-pub mod runtime;
-pub mod bench;

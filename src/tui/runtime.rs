@@ -30,7 +30,7 @@ const TICK: Duration = Duration::from_secs(1);
 
 enum AppEvent {
     Terminal(Event),
-    Inventory(InventoryEvent),
+    Inventory(Box<InventoryEvent>),
     Tick,
 }
 
@@ -63,7 +63,9 @@ pub fn run(config: &Config, theme: Theme, notice: Option<String>) -> anyhow::Res
 
     let inventory_tx = events_tx.clone();
     spawn_workers(config, move |event| {
-        inventory_tx.send(AppEvent::Inventory(event)).is_ok()
+        inventory_tx
+            .send(AppEvent::Inventory(Box::new(event)))
+            .is_ok()
     });
     let tick_tx = events_tx.clone();
     thread::Builder::new()
@@ -139,7 +141,7 @@ fn apply(app: &mut App, event: AppEvent) -> bool {
         }
         AppEvent::Terminal(Event::Resize(..)) => true,
         AppEvent::Terminal(_) => false,
-        AppEvent::Inventory(event) => app.apply_inventory(event),
+        AppEvent::Inventory(event) => app.apply_inventory(*event),
         AppEvent::Tick => {
             app.now = SystemTime::now();
             true
