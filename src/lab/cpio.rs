@@ -81,7 +81,7 @@ fn push_entry(
 }
 
 fn pad_to_four(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
