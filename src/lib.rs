@@ -2,11 +2,12 @@
 //! The binary (`main.rs`) is a thin CLI over these modules; integration tests use them too.
 
 pub mod config;
+pub mod engine;
+pub mod inventory;
 pub mod lab;
 pub mod libvirt;
 pub mod logging;
 pub mod model;
-pub mod inventory;
 pub mod policy;
 pub mod precheck;
 pub mod progress;

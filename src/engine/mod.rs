@@ -1,0 +1,6 @@
+//! Orchestration of migrations: what runs when, and the record of what ran.
+//!
+//! `queue` decides which requested migrations may start (pure, no I/O); `history` is the one
+//! door to the on-disk SQLite history under the XDG state directory.
+
+pub mod history;
