@@ -4,3 +4,4 @@
 //! door to the on-disk SQLite history under the XDG state directory.
 
 pub mod history;
+pub mod queue;
