@@ -56,6 +56,12 @@ enum Commands {
         #[arg(long)]
         json: bool,
     },
+    /// Recent migrations from the history under $XDG_STATE_HOME/ferry/, newest first.
+    History {
+        /// Print JSON, with each migration's events, instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Prints frame render and filter times over a synthetic inventory (no libvirt).
     #[command(hide = true)]
     BenchRender {
@@ -137,6 +143,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Some(Commands::History { json }) => run_history(json),
         None => run_tui(cli.config, cli.theme),
     }
 }
@@ -353,4 +360,26 @@ fn run_instances(
         }
     }
     Ok(exit_code_for(&inventory))
+}
+
+fn run_history(json: bool) -> Result<ExitCode> {
+    use ferry::engine::history::{self, History};
+    // Enough to see the last working day at a glance; the file keeps everything.
+    const RECENT_MIGRATIONS: usize = 50;
+    let path = history::default_path();
+    // Reading must not create a history file on a machine that never migrated anything.
+    let migrations = if path.exists() {
+        History::open(&path)?.recent_with_events(RECENT_MIGRATIONS)?
+    } else {
+        Vec::new()
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&migrations)?);
+    } else if migrations.is_empty() {
+        println!("no migrations recorded yet ({})", path.display());
+    } else {
+        let records: Vec<_> = migrations.into_iter().map(|m| m.migration).collect();
+        println!("{}", history::render_table(&records));
+    }
+    Ok(ExitCode::SUCCESS)
 }
