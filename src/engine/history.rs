@@ -130,8 +130,9 @@ pub enum HistoryError {
 pub struct MigrationId(pub i64);
 
 impl fmt::Display for MigrationId {
+    /// Forwards the formatter so table widths apply to the id.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -862,7 +863,8 @@ pub fn render_table(records: &[MigrationRecord]) -> String {
             record.instance_name,
             format!("{} → {}", record.source_host, record.destination_host),
             record.policy,
-            record.outcome.map_or("running", OutcomeKind::as_str),
+            // Not "running": the ferry that started it may have stopped before it ended.
+            record.outcome.map_or("unfinished", OutcomeKind::as_str),
             record.downtime_ms.map_or_else(dash, format_downtime_ms),
             record.total_time_ms.map_or_else(dash, format_duration_ms),
             record.bytes_transferred.map_or_else(dash, format_bytes),
@@ -1289,7 +1291,11 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("ID"));
-        assert!(lines[1].contains("web-2") && lines[1].contains("running"));
+        assert!(lines[1].contains("web-2") && lines[1].contains("unfinished"));
+        assert!(
+            lines[1].starts_with("2     "),
+            "the id keeps its column width"
+        );
         assert!(lines[1].contains("hv1 → hv2"));
         assert!(lines[2].contains("2023-11-14 22:13:20Z"));
         assert!(lines[2].contains("completed"));
