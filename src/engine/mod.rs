@@ -4,4 +4,5 @@
 //! door to the on-disk SQLite history under the XDG state directory.
 
 pub mod history;
+pub mod live;
 pub mod queue;

@@ -349,7 +349,7 @@ pub mod sample {
             3 => DomainRunState::ShutOff,
             _ => DomainRunState::Paused,
         };
-        let shared = index % 2 == 0;
+        let shared = index.is_multiple_of(2);
         DomainFacts {
             name: name.to_string(),
             uuid: format!("6f1c{index:04x}-0000-4000-8000-{index:012x}"),
