@@ -21,6 +21,9 @@ use ferry::progress::MigrationPhase;
 fn busy_running(lab: &Lab) -> (LabHost, LabHost) {
     let (source, facts) = lab.host_of("busy");
     if facts.state != DomainRunState::Running {
+        // Wait for this boot's banner, not an earlier one: a guest still booting has touched
+        // little memory and would converge on its own.
+        let offset = lab.console_length(&source, "busy");
         lab.connect(&source)
             .call("start busy", CALL_TIMEOUT, |c| {
                 let d = c
@@ -31,7 +34,6 @@ fn busy_running(lab: &Lab) -> (LabHost, LabHost) {
                     .map_err(|e| LibvirtError::call("start", e))
             })
             .unwrap();
-        let offset = 0;
         lab.wait_for_console(
             &source,
             "busy",
