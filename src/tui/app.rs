@@ -8,6 +8,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::inventory::{HostEntry, HostState, Instance, Inventory, InventoryEvent};
 use crate::libvirt::facts::DomainRunState;
+use crate::model::HostName;
 
 use super::filter::Matcher;
 
@@ -122,13 +123,60 @@ impl FilterState {
 /// Rows the page keys move by; the real page height is not known to the pure state.
 const PAGE_ROWS: usize = 10;
 
+/// An instance as the operator points at it: this domain on this host, wherever the list
+/// puts it. The UUID, not the name: a name can be reused after an undefine. The host too: while
+/// a migration runs, the same UUID is listed on both hosts, and an action names one of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceKey {
+    pub host: HostName,
+    pub uuid: String,
+}
+
+impl InstanceKey {
+    pub fn of(instance: &Instance) -> InstanceKey {
+        InstanceKey {
+            host: instance.host.clone(),
+            uuid: instance.uuid.clone(),
+        }
+    }
+
+    fn is(&self, instance: &Instance) -> bool {
+        self.uuid == instance.uuid && self.host == instance.host
+    }
+}
+
+/// What just changed under the selection, which decides where it goes if it is no longer
+/// listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// A worker event, or a new inventory: a vanished selection goes to its neighbour.
+    Inventory,
+    /// Sort key or direction: nothing is hidden, only reordered.
+    Order,
+    /// The operator edited the filter: a hidden selection goes to the first match, and one
+    /// hidden earlier comes back as soon as it matches again.
+    Filter,
+}
+
 #[derive(Debug, Clone)]
 pub struct App {
+    /// Read it freely; change it only through `apply_inventory` or `replace_inventory`, which
+    /// keep the selection on the same host and instance.
     pub inventory: Inventory,
     pub focus: Pane,
-    /// 0 is the "all hosts" row; 1.. index `sorted_hosts()`.
-    pub host_cursor: usize,
-    pub instance_cursor: usize,
+    /// The selected host by name; None is the "all hosts" row. The source of truth: the
+    /// cursor below is derived from it whenever the list may have changed.
+    host_selection: Option<HostName>,
+    /// Row of `host_selection`: 0 is the "all hosts" row; 1.. index `sorted_hosts()`.
+    host_cursor: usize,
+    /// The selected instance as last seen: its key is the identity, the rest places it among
+    /// its neighbours in sort order if it vanishes.
+    instance_selection: Option<Instance>,
+    /// Row of `instance_selection` in `visible_instances()`.
+    instance_cursor: usize,
+    /// The selection a filter edit hid; it is selected again when an edit shows it, unless
+    /// the operator moved in the meantime.
+    hidden_by_filter: Option<InstanceKey>,
     pub host_sort: HostSort,
     pub instance_sort: InstanceSort,
     pub sort_descending: bool,
@@ -144,11 +192,14 @@ pub struct App {
 
 impl App {
     pub fn new(inventory: Inventory, now: SystemTime) -> App {
-        App {
+        let mut app = App {
             inventory,
             focus: Pane::Hosts,
+            host_selection: None,
             host_cursor: 0,
+            instance_selection: None,
             instance_cursor: 0,
+            hidden_by_filter: None,
             host_sort: HostSort::Config,
             instance_sort: InstanceSort::Name,
             sort_descending: false,
@@ -157,7 +208,19 @@ impl App {
             quit: false,
             now,
             notice: None,
-        }
+        };
+        app.reanchor(Change::Inventory);
+        app
+    }
+
+    /// Row of the selected host: 0 is the "all hosts" row, 1.. index `sorted_hosts()`.
+    pub fn host_cursor(&self) -> usize {
+        self.host_cursor
+    }
+
+    /// Row of the selected instance in `visible_instances()`.
+    pub fn instance_cursor(&self) -> usize {
+        self.instance_cursor
     }
 
     /// Hosts in display order.
@@ -181,9 +244,9 @@ impl App {
 
     /// The host whose instances are shown, or None for all hosts.
     pub fn selected_host(&self) -> Option<&HostEntry> {
-        self.host_cursor
-            .checked_sub(1)
-            .and_then(|index| self.sorted_hosts().get(index).copied())
+        self.host_selection
+            .as_ref()
+            .and_then(|name| self.inventory.host(name))
     }
 
     /// Instances of the selected host (or all), filtered and sorted: what the pane lists.
@@ -201,49 +264,145 @@ impl App {
                 .filter(|i| matcher.matches(i))
                 .collect(),
         };
-        let by_name = |a: &&Instance, b: &&Instance| a.name.cmp(&b.name);
-        let order = |a: &&Instance, b: &&Instance| -> Ordering {
-            match self.instance_sort {
-                InstanceSort::Name => by_name(a, b).then_with(|| a.host.cmp(&b.host)),
-                InstanceSort::Host => a.host.cmp(&b.host).then_with(|| by_name(a, b)),
-                InstanceSort::State => state_rank(a.state)
-                    .cmp(&state_rank(b.state))
-                    .then_with(|| by_name(a, b)),
-                InstanceSort::Memory => b
-                    .memory_bytes
-                    .cmp(&a.memory_bytes)
-                    .then_with(|| by_name(a, b)),
-                InstanceSort::Vcpus => b.vcpus.cmp(&a.vcpus).then_with(|| by_name(a, b)),
-            }
-        };
-        instances.sort_unstable_by(|a, b| {
-            let ordering = order(a, b);
-            if self.sort_descending {
-                ordering.reverse()
-            } else {
-                ordering
-            }
-        });
+        instances.sort_unstable_by(|a, b| self.instance_order(a, b));
         instances
     }
 
+    /// The order of the instances pane, direction included.
+    fn instance_order(&self, a: &Instance, b: &Instance) -> Ordering {
+        let by_name = |a: &Instance, b: &Instance| a.name.cmp(&b.name);
+        let ordering = match self.instance_sort {
+            InstanceSort::Name => by_name(a, b).then_with(|| a.host.cmp(&b.host)),
+            InstanceSort::Host => a.host.cmp(&b.host).then_with(|| by_name(a, b)),
+            InstanceSort::State => state_rank(a.state)
+                .cmp(&state_rank(b.state))
+                .then_with(|| by_name(a, b)),
+            InstanceSort::Memory => b
+                .memory_bytes
+                .cmp(&a.memory_bytes)
+                .then_with(|| by_name(a, b)),
+            InstanceSort::Vcpus => b.vcpus.cmp(&a.vcpus).then_with(|| by_name(a, b)),
+        };
+        if self.sort_descending {
+            ordering.reverse()
+        } else {
+            ordering
+        }
+    }
+
+    /// The instance the operator selected, only if it is still listed: never another one
+    /// that happens to sit on the same row.
     pub fn selected_instance(&self) -> Option<&Instance> {
-        self.visible_instances().get(self.instance_cursor).copied()
+        let key = self.selected_instance_key()?;
+        let visible = self.visible_instances();
+        match visible.get(self.instance_cursor) {
+            Some(instance) if key.is(instance) => Some(*instance),
+            _ => visible.into_iter().find(|i| key.is(i)),
+        }
+    }
+
+    pub fn selected_instance_key(&self) -> Option<InstanceKey> {
+        self.instance_selection.as_ref().map(InstanceKey::of)
+    }
+
+    /// Selects this instance if it is listed; false (and no change) if not.
+    pub fn select_instance(&mut self, key: &InstanceKey) -> bool {
+        let visible = self.visible_instances();
+        let Some((row, instance)) = visible.iter().enumerate().find(|(_, i)| key.is(i)) else {
+            return false;
+        };
+        let instance = (*instance).clone();
+        self.instance_cursor = row;
+        self.instance_selection = Some(instance);
+        self.hidden_by_filter = None;
+        true
     }
 
     /// Folds an inventory event in; true if the screen must be redrawn.
     pub fn apply_inventory(&mut self, event: InventoryEvent) -> bool {
         let changed = self.inventory.apply(event);
         if changed {
-            self.clamp_cursors();
+            self.reanchor(Change::Inventory);
         }
         changed
     }
 
-    fn clamp_cursors(&mut self) {
-        self.host_cursor = self.host_cursor.min(self.inventory.hosts.len());
-        let instance_count = self.visible_instances().len();
-        self.instance_cursor = self.instance_cursor.min(instance_count.saturating_sub(1));
+    /// Swaps the whole inventory (say, after the config changed); the selection follows the
+    /// same host and instance, or their neighbours if they are gone.
+    pub fn replace_inventory(&mut self, inventory: Inventory) {
+        self.inventory = inventory;
+        self.reanchor(Change::Inventory);
+    }
+
+    /// Puts the cursors back on the selected host and instance after the lists changed. An
+    /// operator about to act on "the selected instance" must never find the selection moved
+    /// to another one because an instance appeared above it or the sort changed. Only when
+    /// the selection is no longer listed does it move: to the neighbour now in its place
+    /// (previous position in sort order), or, after a filter edit, to the first match.
+    fn reanchor(&mut self, change: Change) {
+        self.reanchor_host();
+        self.reanchor_instance(change);
+    }
+
+    fn reanchor_host(&mut self) {
+        let hosts = self.sorted_hosts();
+        let found = match &self.host_selection {
+            None => Some(0),
+            Some(name) => hosts.iter().position(|h| &h.name == name).map(|i| i + 1),
+        };
+        if let Some(row) = found {
+            self.host_cursor = row;
+            return;
+        }
+        // The host left the inventory: the host now on its row takes over, and its
+        // instances start from the top as after any change of host.
+        let row = self.host_cursor.min(hosts.len());
+        let name = row.checked_sub(1).map(|i| hosts[i].name.clone());
+        self.host_cursor = row;
+        self.host_selection = name;
+        self.instance_selection = None;
+        self.hidden_by_filter = None;
+    }
+
+    fn reanchor_instance(&mut self, change: Change) {
+        let visible = self.visible_instances();
+        let row_of = |key: &InstanceKey| visible.iter().position(|i| key.is(i));
+        let restored = match (&self.hidden_by_filter, change) {
+            (Some(key), Change::Filter) => row_of(key),
+            _ => None,
+        };
+        let current = self
+            .instance_selection
+            .as_ref()
+            .and_then(|selected| row_of(&InstanceKey::of(selected)));
+        let (row, newly_hidden) = match (restored.or(current), &self.instance_selection) {
+            (Some(row), _) => (row, None),
+            (None, None) => (0, None),
+            (None, Some(lost)) => {
+                let row = match change {
+                    Change::Filter => 0,
+                    Change::Inventory | Change::Order => {
+                        visible.partition_point(|i| self.instance_order(i, lost) == Ordering::Less)
+                    }
+                };
+                // Still on its host but not matching: remember it, so that the edit that
+                // shows it again selects it again.
+                let key = InstanceKey::of(lost);
+                let in_scope = self.host_selection.as_ref().is_none_or(|h| h == &key.host)
+                    && self.inventory.instances().any(|i| key.is(i));
+                (row, in_scope.then_some(key))
+            }
+        };
+        let row = row.min(visible.len().saturating_sub(1));
+        let selection = visible.get(row).map(|i| (*i).clone());
+        if restored.is_some() || !self.filter.is_active() {
+            self.hidden_by_filter = None;
+        }
+        if let Some(key) = newly_hidden {
+            self.hidden_by_filter.get_or_insert(key);
+        }
+        self.instance_cursor = row;
+        self.instance_selection = selection;
     }
 
     /// Handles one key; true if anything changed (the screen is redrawn only then).
@@ -310,24 +469,26 @@ impl App {
                     Pane::Hosts => self.host_sort = self.host_sort.next(),
                     Pane::Instances => self.instance_sort = self.instance_sort.next(),
                 }
-                self.clamp_cursors();
+                self.reanchor(Change::Order);
             }
-            KeyCode::Char('S') => self.sort_descending = !self.sort_descending,
+            KeyCode::Char('S') => {
+                self.sort_descending = !self.sort_descending;
+                self.reanchor(Change::Order);
+            }
             KeyCode::Esc => {
                 // Back out one level: filter first, then the host selection.
                 if self.filter.is_active() || !self.filter.text.is_empty() {
                     self.filter = FilterState::default();
+                    self.reanchor(Change::Filter);
                 } else if self.focus == Pane::Instances {
                     self.focus = Pane::Hosts;
-                } else if self.host_cursor != 0 {
-                    self.host_cursor = 0;
-                    self.instance_cursor = 0;
+                } else if self.host_selection.is_some() {
+                    self.select_host(None);
                 } else if self.notice.is_some() {
                     self.notice = None;
                 } else {
                     return false;
                 }
-                self.clamp_cursors();
             }
             _ => return false,
         }
@@ -351,29 +512,44 @@ impl App {
             }
             _ => return false,
         }
-        self.instance_cursor = 0;
-        self.clamp_cursors();
+        self.reanchor(Change::Filter);
         true
     }
 
     fn move_cursor(&mut self, delta: isize) -> bool {
         let (cursor, len) = match self.focus {
-            Pane::Hosts => (&mut self.host_cursor, self.inventory.hosts.len() + 1),
-            Pane::Instances => {
-                let len = self.visible_instances().len();
-                (&mut self.instance_cursor, len)
-            }
+            Pane::Hosts => (self.host_cursor, self.inventory.hosts.len() + 1),
+            Pane::Instances => (self.instance_cursor, self.visible_instances().len()),
         };
         let last = len.saturating_sub(1) as isize;
-        let moved = (*cursor as isize).saturating_add(delta).clamp(0, last) as usize;
-        if moved == *cursor {
+        let moved = (cursor as isize).saturating_add(delta).clamp(0, last) as usize;
+        if moved == cursor {
             return false;
         }
-        *cursor = moved;
-        if self.focus == Pane::Hosts {
-            self.instance_cursor = 0;
+        match self.focus {
+            Pane::Hosts => {
+                let name = moved
+                    .checked_sub(1)
+                    .and_then(|index| self.sorted_hosts().get(index).map(|h| h.name.clone()));
+                self.select_host(name);
+            }
+            Pane::Instances => {
+                let instance = self.visible_instances().get(moved).map(|i| (*i).clone());
+                self.instance_cursor = moved;
+                self.instance_selection = instance;
+                // The operator chose anew: a selection a filter hid is no longer wanted back.
+                self.hidden_by_filter = None;
+            }
         }
         true
+    }
+
+    /// Another host (None: all hosts) shows other instances: start from the top of them.
+    fn select_host(&mut self, name: Option<HostName>) {
+        self.host_selection = name;
+        self.instance_selection = None;
+        self.hidden_by_filter = None;
+        self.reanchor(Change::Inventory);
     }
 }
 
@@ -448,11 +624,11 @@ mod tests {
         app.handle_key(key(KeyCode::Down));
         app.handle_key(key(KeyCode::Down));
         assert_eq!(app.selected_instance().unwrap().name, "vm-00002");
-        assert_eq!(app.host_cursor, 0);
+        assert_eq!(app.host_cursor(), 0);
         app.handle_key(key(KeyCode::BackTab));
         assert_eq!(app.focus, Pane::Hosts);
         app.handle_key(key(KeyCode::PageDown));
-        assert_eq!(app.host_cursor, 3, "page down stops at the last host");
+        assert_eq!(app.host_cursor(), 3, "page down stops at the last host");
     }
 
     #[test]
@@ -553,7 +729,7 @@ mod tests {
         app.handle_key(key(KeyCode::Esc));
         assert_eq!(app.focus, Pane::Hosts);
         app.handle_key(key(KeyCode::Esc));
-        assert_eq!(app.host_cursor, 0);
+        assert_eq!(app.host_cursor(), 0);
         assert!(
             !app.handle_key(key(KeyCode::Esc)),
             "nothing left to back out of"
@@ -566,7 +742,7 @@ mod tests {
         let mut app = app();
         app.handle_key(key(KeyCode::Tab));
         app.handle_key(key(KeyCode::End));
-        assert_eq!(app.instance_cursor, 11);
+        assert_eq!(app.instance_cursor(), 11);
         let host = app.inventory.hosts[2].name.clone();
         app.apply_inventory(InventoryEvent::Refreshed {
             host,
@@ -575,6 +751,281 @@ mod tests {
             at: SystemTime::UNIX_EPOCH,
             took: std::time::Duration::ZERO,
         });
-        assert_eq!(app.instance_cursor, 7);
+        assert_eq!(app.instance_cursor(), 7);
+    }
+
+    /// hv1 holds vm-00000..03, hv2 vm-00004..07, hv3 vm-00008..11; `indices` are sample
+    /// domain numbers, so each keeps its UUID across refreshes.
+    fn refresh(app: &mut App, host: &str, indices: &[usize]) {
+        let domains = indices
+            .iter()
+            .map(|&n| sample::domain(&format!("vm-{n:05}"), n))
+            .collect();
+        refresh_with(app, host, sample::host_facts(host), domains);
+    }
+
+    fn refresh_with(
+        app: &mut App,
+        host: &str,
+        facts: crate::libvirt::facts::HostFacts,
+        domains: Vec<crate::libvirt::facts::DomainFacts>,
+    ) {
+        app.apply_inventory(InventoryEvent::Refreshed {
+            host: HostName::parse(host).unwrap(),
+            facts,
+            domains,
+            at: SystemTime::UNIX_EPOCH,
+            took: std::time::Duration::ZERO,
+        });
+    }
+
+    fn selected(app: &App) -> String {
+        app.selected_instance().unwrap().name.clone()
+    }
+
+    /// The selection and the highlighted row are one and the same.
+    fn assert_cursor_on_selection(app: &App) {
+        let row = app.visible_instances()[app.instance_cursor()].clone();
+        assert_eq!(
+            Some(InstanceKey::of(&row)),
+            app.selected_instance_key(),
+            "highlighted row {} is not the selection",
+            row.name
+        );
+        if let Some(host) = app.selected_host() {
+            assert_eq!(
+                app.sorted_hosts()[app.host_cursor() - 1].name,
+                host.name,
+                "highlighted host row is not the selected host"
+            );
+        } else {
+            assert_eq!(app.host_cursor(), 0);
+        }
+    }
+
+    /// Instances pane, all hosts, vm-00005 (hv2) selected.
+    fn app_on_vm5() -> App {
+        let mut app = app();
+        app.handle_key(key(KeyCode::Tab));
+        type_keys(&mut app, "jjjjj");
+        assert_eq!(selected(&app), "vm-00005");
+        app
+    }
+
+    #[test]
+    fn a_refresh_adding_an_instance_above_keeps_the_selection_on_the_same_instance() {
+        let mut app = app_on_vm5();
+        let before = app.selected_instance_key().unwrap();
+        let mut domains: Vec<_> = (0..4)
+            .map(|n| sample::domain(&format!("vm-{n:05}"), n))
+            .collect();
+        domains.push(sample::domain("vm-00000a", 100));
+        refresh_with(&mut app, "hv1", sample::host_facts("hv1"), domains);
+        assert_eq!(
+            app.visible_instances()[5].name,
+            "vm-00004",
+            "rows moved down"
+        );
+        assert_eq!(app.selected_instance_key().unwrap(), before);
+        assert_eq!(app.instance_cursor(), 6);
+        assert_cursor_on_selection(&app);
+    }
+
+    #[test]
+    fn a_refresh_removing_the_selected_instance_moves_to_its_neighbour_only() {
+        let mut app = app_on_vm5();
+        app.handle_key(key(KeyCode::Char('/')));
+        type_keys(&mut app, "vm");
+        app.handle_key(key(KeyCode::Enter));
+        // Removed, and at the same time one added above: the neighbour is the next in sort
+        // order (vm-00006), not whatever slid into row 5.
+        let mut domains: Vec<_> = [0, 1, 2, 3]
+            .iter()
+            .map(|&n| sample::domain(&format!("vm-{n:05}"), n))
+            .collect();
+        domains.push(sample::domain("vm-00000a", 100));
+        refresh_with(&mut app, "hv1", sample::host_facts("hv1"), domains);
+        refresh(&mut app, "hv2", &[4, 6, 7]);
+        assert_eq!(selected(&app), "vm-00006");
+        assert_cursor_on_selection(&app);
+        assert_eq!(app.filter.text, "vm", "nothing else changes");
+        assert_eq!(app.focus, Pane::Instances);
+
+        // The last row vanishing: its neighbour is the row above.
+        app.handle_key(key(KeyCode::End));
+        assert_eq!(selected(&app), "vm-00011");
+        refresh(&mut app, "hv3", &[8, 9, 10]);
+        assert_eq!(selected(&app), "vm-00010");
+        assert_cursor_on_selection(&app);
+
+        // Every instance gone: nothing selected, and no panic.
+        for host in ["hv1", "hv2", "hv3"] {
+            refresh(&mut app, host, &[]);
+        }
+        assert!(app.selected_instance().is_none());
+        assert_eq!(app.instance_cursor(), 0);
+        refresh(&mut app, "hv2", &[4, 5]);
+        assert_eq!(
+            selected(&app),
+            "vm-00004",
+            "the first to appear is selected"
+        );
+    }
+
+    #[test]
+    fn a_sort_change_keeps_the_selection() {
+        let mut app = app_on_vm5();
+        let before = app.selected_instance_key().unwrap();
+        for keys in ["s", "s", "S", "s", "s", "S", "s"] {
+            type_keys(&mut app, keys);
+            assert_eq!(app.selected_instance_key().unwrap(), before, "after {keys}");
+            assert_cursor_on_selection(&app);
+        }
+        assert_eq!(app.instance_sort, InstanceSort::Name);
+    }
+
+    #[test]
+    fn a_filter_that_hides_the_selection_picks_the_first_match_and_clearing_it_restores() {
+        let mut app = app_on_vm5();
+        // A filter the selection still matches does not move it.
+        app.handle_key(key(KeyCode::Char('/')));
+        type_keys(&mut app, "vm-0000");
+        assert_eq!(selected(&app), "vm-00005");
+        assert_cursor_on_selection(&app);
+        // One that hides it: the first match, as before.
+        app.handle_key(key(KeyCode::Esc));
+        app.handle_key(key(KeyCode::Char('/')));
+        type_keys(&mut app, "vm-0001");
+        assert_eq!(names(&app), ["vm-00010", "vm-00011"]);
+        assert_eq!(selected(&app), "vm-00010");
+        // Backspacing until it matches again brings it back.
+        app.handle_key(key(KeyCode::Backspace));
+        assert_eq!(selected(&app), "vm-00005");
+        assert_cursor_on_selection(&app);
+
+        // Hidden, then the filter cleared by Esc outside the filter line.
+        type_keys(&mut app, "1");
+        app.handle_key(key(KeyCode::Enter));
+        assert_eq!(selected(&app), "vm-00010");
+        app.handle_key(key(KeyCode::Esc));
+        assert!(!app.filter.is_active());
+        assert_eq!(selected(&app), "vm-00005");
+        assert_cursor_on_selection(&app);
+
+        // Moving while filtered is a new choice: clearing the filter keeps it.
+        app.handle_key(key(KeyCode::Char('/')));
+        type_keys(&mut app, "vm-0001");
+        app.handle_key(key(KeyCode::Enter));
+        app.handle_key(key(KeyCode::Char('j')));
+        assert_eq!(selected(&app), "vm-00011");
+        app.handle_key(key(KeyCode::Esc));
+        assert_eq!(selected(&app), "vm-00011");
+        assert_cursor_on_selection(&app);
+    }
+
+    #[test]
+    fn a_refresh_never_pulls_the_selection_back_to_a_hidden_instance() {
+        let mut app = app_on_vm5();
+        app.handle_key(key(KeyCode::Char('/')));
+        type_keys(&mut app, "vm-0001");
+        app.handle_key(key(KeyCode::Enter));
+        assert_eq!(selected(&app), "vm-00010");
+        // vm-00005 comes to match the filter through a refresh, not an edit: the operator's
+        // row stays where it is.
+        let mut domains: Vec<_> = [4, 6, 7]
+            .iter()
+            .map(|&n| sample::domain(&format!("vm-{n:05}"), n))
+            .collect();
+        domains.push(sample::domain("vm-00015", 5));
+        refresh_with(&mut app, "hv2", sample::host_facts("hv2"), domains);
+        assert_eq!(names(&app), ["vm-00010", "vm-00011", "vm-00015"]);
+        assert_eq!(selected(&app), "vm-00010");
+        assert_cursor_on_selection(&app);
+    }
+
+    #[test]
+    fn selected_instance_is_never_another_one_on_the_same_row() {
+        let mut app = app_on_vm5();
+        // Even if the inventory is changed behind the app's back.
+        let extra = Instance::from_domain(
+            &HostName::parse("hv1").unwrap(),
+            sample::domain("vm-00000a", 100),
+            &[],
+        );
+        app.inventory.hosts[0].instances.push(extra);
+        assert_eq!(app.visible_instances()[5].name, "vm-00004");
+        assert_eq!(selected(&app), "vm-00005");
+        app.inventory.hosts[1]
+            .instances
+            .retain(|i| i.name != "vm-00005");
+        assert!(app.selected_instance().is_none());
+    }
+
+    #[test]
+    fn host_selection_survives_reordering_sort_and_filter() {
+        let mut app = app();
+        type_keys(&mut app, "jj");
+        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv2");
+        type_keys(&mut app, "sss");
+        assert_eq!(app.host_sort, HostSort::MemoryFree);
+        // hv3 gains free memory: it moves above hv2 in this sort.
+        let mut facts = sample::host_facts("hv3");
+        facts.memory_free_bytes = 30 << 30;
+        refresh_with(&mut app, "hv3", facts, vec![]);
+        assert_eq!(app.sorted_hosts()[0].name.as_str(), "hv3");
+        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv2");
+        assert_eq!(app.host_cursor(), 3);
+        // A state sort, with hv3 unreachable: it goes first.
+        type_keys(&mut app, "ss");
+        assert_eq!(app.host_sort, HostSort::Name);
+        app.handle_key(key(KeyCode::Char('s')));
+        app.apply_inventory(InventoryEvent::Unreachable {
+            host: HostName::parse("hv3").unwrap(),
+            error: "connection refused".into(),
+            at: SystemTime::UNIX_EPOCH,
+            retry_in: std::time::Duration::from_secs(1),
+        });
+        assert_eq!(app.sorted_hosts()[0].name.as_str(), "hv3");
+        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv2");
+        assert_eq!(app.host_cursor(), 3);
+        // The filter is about instances: the host stays.
+        app.handle_key(key(KeyCode::Char('/')));
+        type_keys(&mut app, "nothing matches this");
+        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv2");
+        assert!(app.selected_instance().is_none());
+        app.handle_key(key(KeyCode::Esc));
+        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv2");
+        assert_eq!(selected(&app), "vm-00004");
+        assert_cursor_on_selection(&app);
+    }
+
+    #[test]
+    fn a_host_that_leaves_the_inventory_hands_over_to_its_neighbour() {
+        let mut app = app();
+        type_keys(&mut app, "jj");
+        app.handle_key(key(KeyCode::Tab));
+        type_keys(&mut app, "jj");
+        assert_eq!(selected(&app), "vm-00006");
+        let mut inventory = app.inventory.clone();
+        inventory.hosts.retain(|h| h.name.as_str() != "hv2");
+        app.replace_inventory(inventory);
+        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv3");
+        assert_eq!(selected(&app), "vm-00008", "another host: from its top");
+        assert_cursor_on_selection(&app);
+        assert_eq!(app.focus, Pane::Instances, "nothing else changes");
+
+        let mut inventory = app.inventory.clone();
+        inventory.hosts.pop();
+        app.replace_inventory(inventory);
+        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv1");
+        assert_cursor_on_selection(&app);
+
+        // A host unchanged by the new inventory keeps its instance too.
+        app.replace_inventory(sample::inventory(3, 4, SystemTime::UNIX_EPOCH));
+        type_keys(&mut app, "jj");
+        assert_eq!(selected(&app), "vm-00002");
+        app.replace_inventory(sample::inventory(3, 4, SystemTime::UNIX_EPOCH));
+        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv1");
+        assert_eq!(selected(&app), "vm-00002");
     }
 }

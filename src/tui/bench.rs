@@ -10,7 +10,7 @@ use ratatui::Terminal;
 
 use crate::inventory::sample;
 
-use super::app::App;
+use super::app::{App, InstanceKey};
 use super::theme::Theme;
 use super::views;
 
@@ -48,7 +48,13 @@ pub fn run(hosts: usize, instances_per_host: usize, rounds: u32) -> Vec<Figures>
         let mut app = App::new(inventory.clone(), now);
         // Instances pane focused, cursor mid-list: the costliest ordinary frame.
         app.handle_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
-        app.instance_cursor = total / 2;
+        let middle = app
+            .visible_instances()
+            .get(total / 2)
+            .map(|i| InstanceKey::of(i));
+        if let Some(key) = middle {
+            app.select_instance(&key);
+        }
         let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test backend");
         figures.push(measure(
             format!("frame {width}x{height}, {total} instances on {hosts} hosts"),

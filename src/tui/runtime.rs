@@ -97,12 +97,11 @@ pub fn run(config: &Config, theme: Theme, notice: Option<String>) -> anyhow::Res
         restore_terminal();
         return Err(error.into());
     }
+    let mut app = App::new(Inventory::new(config, SystemTime::now()), SystemTime::now());
+    app.notice = notice;
     let result = event_loop(
         Terminal::new(CrosstermBackend::new(stdout))?,
-        App {
-            notice,
-            ..App::new(Inventory::new(config, SystemTime::now()), SystemTime::now())
-        },
+        app,
         &theme,
         events_rx,
     );

@@ -46,7 +46,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         })
         .title(Line::from(title));
     let inner_rows = area.height.saturating_sub(3) as usize;
-    let offset = scroll_offset(app.host_cursor, inner_rows);
+    let offset = scroll_offset(app.host_cursor(), inner_rows);
     let all_row = Row::new(vec![
         Cell::from("(all hosts)"),
         Cell::from(""),
@@ -61,7 +61,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .skip(offset)
         .take(inner_rows)
         .map(|(index, row)| {
-            if index == app.host_cursor {
+            if index == app.host_cursor() {
                 row.style(if focused {
                     theme.selected
                 } else {

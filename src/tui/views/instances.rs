@@ -67,7 +67,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         })
         .title(Line::from(title));
     let inner_rows = area.height.saturating_sub(3) as usize;
-    let offset = scroll_offset(app.instance_cursor, inner_rows);
+    let offset = scroll_offset(app.instance_cursor(), inner_rows);
     // Only the rows on screen are built: with 10,000 instances, that is the frame budget.
     let rows = instances
         .iter()
@@ -76,7 +76,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .take(inner_rows)
         .map(|(index, instance)| {
             let row = instance_row(instance, theme);
-            if index == app.instance_cursor && focused {
+            if index == app.instance_cursor() && focused {
                 row.style(theme.selected)
             } else {
                 row

@@ -70,6 +70,8 @@ fn unreachable_host_selected_shows_its_last_known_instances() {
 #[test]
 fn instances_pane_focused_and_sorted_by_memory() {
     let mut app = lab_app();
+    // The selection (vm-00000, 512M) follows the sort to the bottom half; jjj moves on
+    // from there, so the list is scrolled.
     press(&mut app, "\tsssjjj");
     insta::assert_snapshot!(render(&app, 80, 24));
 }
