@@ -177,11 +177,14 @@ fn bring_up(
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    // Hosts beyond the requested count go: the lab has exactly `host_count` hosts.
+    // Hosts beyond the requested count go, with whatever they held: the lab has exactly
+    // `host_count` hosts (the lab's guests are defined on hv1 and are recreated if missing).
     for netns in system::netns_list() {
         if let Some(index) = netns.strip_prefix(NAME_PREFIX).and_then(|i| i.parse().ok()) {
             if index > plan.hosts.len() as u32 {
-                remove_host(&LabHost::new(index));
+                let extra = LabHost::new(index);
+                remove_host(&extra);
+                let _ = std::fs::remove_dir_all(plan.host_dir(&extra));
             }
         }
     }
