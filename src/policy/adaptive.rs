@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::nova::{action_name, resolve_timeout_action, should_trigger_timeout_action};
+use super::nova::{resolve_timeout_action, CompletionTimeout};
 use super::{
     DowntimeStep, MigrationFeatures, MigrationPolicy, PolicyAction, PolicyEvent, StepTrigger,
     TimeoutAction,
@@ -230,33 +230,21 @@ impl MigrationPolicy for AdaptivePolicy {
                 }
             }
         }
-        if !self.timeout_fired
-            && !self.post_copy_requested
-            && should_trigger_timeout_action(
-                progress.elapsed_ms,
-                self.completion_timeout_seconds,
-                progress.in_post_copy(),
-            )
-        {
-            self.timeout_fired = true;
-            let action =
-                resolve_timeout_action(self.config.timeout_action, self.config.permit_post_copy);
-            let remaining = progress
-                .data_remaining_bytes
-                .or(progress.memory_remaining_bytes)
-                .map(|b| format!(", {} still to send", format_bytes(b)))
-                .unwrap_or_default();
-            events.push(PolicyEvent {
-                at_ms: progress.elapsed_ms,
-                action,
-                reason: format!(
-                    "completion timeout: not done after {} s ({} s per GiB × {:.1} GiB){remaining} → {}",
-                    self.completion_timeout_seconds,
-                    self.config.completion_timeout_seconds_per_gib,
-                    self.data_gib,
-                    action_name(action)
+        // Once post-copy was asked for, the migration can only finish: no timeout action.
+        if !self.timeout_fired && !self.post_copy_requested {
+            let timeout = CompletionTimeout {
+                seconds: self.completion_timeout_seconds,
+                seconds_per_gib: self.config.completion_timeout_seconds_per_gib,
+                data_gib: self.data_gib,
+                action: resolve_timeout_action(
+                    self.config.timeout_action,
+                    self.config.permit_post_copy,
                 ),
-            });
+            };
+            if let Some(event) = timeout.event(progress, "completion timeout") {
+                self.timeout_fired = true;
+                events.push(event);
+            }
         }
         events
     }

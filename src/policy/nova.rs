@@ -21,7 +21,7 @@ use super::{
     DowntimeStep, MigrationFeatures, MigrationPolicy, PolicyAction, PolicyEvent, StepTrigger,
     TimeoutAction,
 };
-use crate::model::units::{format_duration_ms, GIB, MIB};
+use crate::model::units::{format_bytes, format_duration_ms, GIB};
 use crate::progress::MigrationProgress;
 
 /// Nova's minimums (nova/conf/libvirt.py `min=`): below these oslo.config refuses to start.
@@ -138,6 +138,46 @@ pub fn should_trigger_timeout_action(
     elapsed_ms > completion_timeout_seconds * 1000
 }
 
+/// The completion timeout as both policies apply it: how long, from what, and what to do.
+#[derive(Debug, Clone, Copy)]
+pub struct CompletionTimeout {
+    pub seconds: u64,
+    pub seconds_per_gib: u64,
+    pub data_gib: f64,
+    pub action: PolicyAction,
+}
+
+impl CompletionTimeout {
+    /// The event to raise once `progress` is past the timeout (Nova's rule,
+    /// [`should_trigger_timeout_action`]), explained; `None` while it is not due. `label` says
+    /// whose timeout it is in the event log.
+    pub fn event(&self, progress: &MigrationProgress, label: &str) -> Option<PolicyEvent> {
+        if !should_trigger_timeout_action(
+            progress.elapsed_ms,
+            self.seconds,
+            progress.in_post_copy(),
+        ) {
+            return None;
+        }
+        let remaining = progress
+            .data_remaining_bytes
+            .or(progress.memory_remaining_bytes)
+            .map(|b| format!(", {} still to send", format_bytes(b)))
+            .unwrap_or_default();
+        Some(PolicyEvent {
+            at_ms: progress.elapsed_ms,
+            action: self.action,
+            reason: format!(
+                "{label}: not done after {} s ({} s per GiB × {:.1} GiB){remaining} → {}",
+                self.seconds,
+                self.seconds_per_gib,
+                self.data_gib,
+                action_name(self.action)
+            ),
+        })
+    }
+}
+
 /// Nova `update_downtime` (migration.py): the last step whose time mark has been passed
 /// (`elapsed > step[0]`), or none yet.
 pub fn current_downtime_step(steps: &[(u64, u64)], elapsed_ms: u64) -> Option<usize> {
@@ -190,6 +230,18 @@ impl NovaPolicy {
 
     pub fn completion_timeout_seconds(&self) -> u64 {
         self.completion_timeout_seconds
+    }
+
+    fn completion_timeout(&self) -> CompletionTimeout {
+        CompletionTimeout {
+            seconds: self.completion_timeout_seconds,
+            seconds_per_gib: self.config.completion_timeout_seconds_per_gib,
+            data_gib: self.data_gib,
+            action: resolve_timeout_action(
+                self.config.timeout_action,
+                self.config.permit_post_copy,
+            ),
+        }
     }
 }
 
@@ -250,32 +302,14 @@ impl MigrationPolicy for NovaPolicy {
                 }
             }
         }
-        if !self.timeout_fired
-            && should_trigger_timeout_action(
-                elapsed_ms,
-                self.completion_timeout_seconds,
-                progress.in_post_copy(),
-            )
-        {
-            self.timeout_fired = true;
-            let action =
-                resolve_timeout_action(self.config.timeout_action, self.config.permit_post_copy);
-            let remaining = progress
-                .data_remaining_bytes
-                .or(progress.memory_remaining_bytes)
-                .map(|b| format!(", {} MiB still to send", b / MIB))
-                .unwrap_or_default();
-            events.push(PolicyEvent {
-                at_ms: elapsed_ms,
-                action,
-                reason: format!(
-                    "nova completion timeout: not done after {} s ({} s per GiB × {:.1} GiB){remaining} → {}",
-                    self.completion_timeout_seconds,
-                    self.config.completion_timeout_seconds_per_gib,
-                    self.data_gib,
-                    action_name(action)
-                ),
-            });
+        if !self.timeout_fired {
+            if let Some(event) = self
+                .completion_timeout()
+                .event(progress, "nova completion timeout")
+            {
+                self.timeout_fired = true;
+                events.push(event);
+            }
         }
         events
     }
@@ -315,6 +349,7 @@ pub(crate) fn action_name(action: PolicyAction) -> &'static str {
 mod tests {
     use super::*;
     use crate::model::trace::{fixtures_dir, load_trace};
+    use crate::model::units::MIB;
     use crate::policy::replay_policy;
     use crate::progress::{replay, MigrationPhase, ProgressConfig};
 
