@@ -12,7 +12,6 @@ use common::{disk_content_sha256, ferry, lab_or_skip, CALL_TIMEOUT};
 use ferry::lab::guest::lab_guests;
 use ferry::lab::plan::{BRIDGE_NAME, LAB_DIR, NAME_PREFIX};
 use ferry::libvirt::migrate::LiveMigrationRequest;
-use ferry::libvirt::LibvirtError;
 
 #[test]
 fn every_lab_host_answers_with_its_own_hostname_and_uuid() {
@@ -52,7 +51,6 @@ fn each_guest_boots_and_runs_its_workload() {
     for spec in lab_guests() {
         let (host, facts) = lab.host_of(spec.name);
         let offset = lab.console_length(&host, spec.name);
-        let connection = lab.connect(&host);
         let was_running = facts.state == ferry::libvirt::facts::DomainRunState::Running;
         if was_running {
             // Already up: a fresh heartbeat proves the workload loop is running now.
@@ -65,15 +63,7 @@ fn each_guest_boots_and_runs_its_workload() {
             )
             .unwrap();
         } else {
-            let name = spec.name.to_string();
-            connection
-                .call("start", CALL_TIMEOUT, move |c| {
-                    let domain = c
-                        .lookup_domain_by_name(&name)
-                        .map_err(|e| LibvirtError::call("lookup", e))?;
-                    domain.create().map_err(|e| LibvirtError::call("start", e))
-                })
-                .unwrap();
+            lab.set_running(&host, spec.name, true);
             let banner = format!(
                 "FERRY-GUEST {} up: mem_mib={}",
                 spec.name, spec.workload_mib
@@ -89,17 +79,7 @@ fn each_guest_boots_and_runs_its_workload() {
             )
             .unwrap();
             // Back to the lab's baseline: this guest is not left running.
-            let name = spec.name.to_string();
-            connection
-                .call("stop", CALL_TIMEOUT, move |c| {
-                    let domain = c
-                        .lookup_domain_by_name(&name)
-                        .map_err(|e| LibvirtError::call("lookup", e))?;
-                    domain
-                        .destroy()
-                        .map_err(|e| LibvirtError::call("destroy", e))
-                })
-                .unwrap();
+            lab.set_running(&host, spec.name, false);
         }
         if let Some(disk) = &spec.data_disk {
             let image = lab.plan.host_local_pool_dir(&host).join(disk.file_name);
@@ -120,13 +100,7 @@ fn plain_live_migration_moves_the_idle_guest_and_back() {
     };
     let (source, facts) = lab.host_of("idle");
     assert_eq!(facts.state, ferry::libvirt::facts::DomainRunState::Running);
-    let source_index = lab
-        .plan
-        .hosts
-        .iter()
-        .position(|h| h.name == source.name)
-        .unwrap();
-    let destination = lab.plan.hosts[(source_index + 1) % lab.plan.hosts.len()].clone();
+    let destination = lab.next_host(&source);
 
     for (from, to) in [(&source, &destination), (&destination, &source)] {
         let console_offset = lab.console_length(to, "idle");
@@ -227,15 +201,9 @@ fn lab_leftovers() -> Vec<String> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        if pid == std::process::id() {
-            continue;
-        }
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        // The lab's own processes; clients of the lab (virsh, ssh) are not counted.
-        if cmdline.contains(&format!("{LAB_DIR}/hosts/"))
-            || cmdline.contains(&format!("{LAB_DIR}/shared/guest/vmlinuz"))
-        {
+        if pid != std::process::id() && ferry::lab::is_lab_process(&cmdline) {
             leftovers.push(format!("process {pid}: {cmdline}"));
         }
     }
@@ -363,13 +331,7 @@ fn bench_plain_live_migration() {
     let (mut from, _) = lab.host_of("idle");
     let mut seconds = Vec::new();
     for round in 0..10 {
-        let index = lab
-            .plan
-            .hosts
-            .iter()
-            .position(|h| h.name == from.name)
-            .unwrap();
-        let to = lab.plan.hosts[(index + 1) % 2].clone();
+        let to = lab.next_host(&from);
         let started = Instant::now();
         lab.connect(&from)
             .migrate_live_peer_to_peer(

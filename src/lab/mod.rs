@@ -720,6 +720,14 @@ fn release_run_netns() {
     }
 }
 
+/// Whether a command line is one of the lab's own processes: the hosts' daemons and holders
+/// name their host directory, QEMU names the lab's guest kernel. An operator's clients of the
+/// lab (virsh, ssh through the lab's wrapper) are not the lab's, and `lab down` leaves them.
+pub fn is_lab_process(cmdline: &str) -> bool {
+    cmdline.contains(&format!("{LAB_DIR}/hosts/"))
+        || cmdline.contains(&format!("{LAB_DIR}/shared/guest/vmlinuz"))
+}
+
 pub struct DownReport {
     pub hosts_removed: Vec<String>,
     pub processes_stopped: usize,
@@ -741,13 +749,8 @@ pub fn down(purge_cache: bool) -> Result<DownReport> {
             hosts_removed.push(host.name);
         }
     }
-    // Stray lab processes whose namespace is already gone (someone ran `ip netns del`): the
-    // hosts' daemons and holders name their host directory, QEMU names the lab kernel. An
-    // operator's own clients (virsh, ssh through the lab's wrapper) are not the lab's and stay.
-    let mut strays = system::pids_with_cmdline_containing(&format!("{LAB_DIR}/hosts/"));
-    strays.extend(system::pids_with_cmdline_containing(&format!(
-        "{LAB_DIR}/shared/guest/vmlinuz"
-    )));
+    // Stray lab processes whose namespace is already gone (someone ran `ip netns del`).
+    let strays = system::pids_whose_cmdline(is_lab_process);
     processes_stopped += strays.len();
     system::terminate(&strays, Duration::from_secs(5));
     for link in system::link_names() {
@@ -787,26 +790,62 @@ pub fn status() -> Result<Vec<HostStatus>> {
     let state = LabState::load().ok_or_else(|| anyhow!("no lab here (run `ferry lab up`)"))?;
     let plan = LabPlan::new(state.host_count).map_err(|e| anyhow!(e))?;
     let namespaces = system::netns_list();
-    Ok(plan
+    // Each host is asked on a thread of its own: one host that does not answer costs its own
+    // timeout, not everyone's.
+    let answers: Vec<_> = plan
         .hosts
         .iter()
         .map(|host| {
-            let answers = HostConnection::open(&plan.uri(host), Duration::from_secs(10))
-                .and_then(|c| c.domains(Duration::from_secs(10)))
-                .map(|domains| {
-                    domains
-                        .into_iter()
-                        .map(|d| format!("{} ({})", d.name, d.state.as_virsh_str()))
-                        .collect()
-                })
-                .map_err(|e| e.to_string());
-            HostStatus {
-                name: host.name.clone(),
-                address: host.address.clone(),
-                namespace_present: namespaces.contains(&host.netns),
-                daemons_running: host_is_healthy(&plan, host),
-                answers,
-            }
+            let uri = plan.uri(host);
+            std::thread::spawn(move || {
+                HostConnection::open(&uri, Duration::from_secs(10))
+                    .and_then(|c| c.domains(Duration::from_secs(10)))
+                    .map(|domains| {
+                        domains
+                            .into_iter()
+                            .map(|d| format!("{} ({})", d.name, d.state.as_virsh_str()))
+                            .collect()
+                    })
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    Ok(plan
+        .hosts
+        .iter()
+        .zip(answers)
+        .map(|(host, answer)| HostStatus {
+            name: host.name.clone(),
+            address: host.address.clone(),
+            namespace_present: namespaces.contains(&host.netns),
+            daemons_running: host_is_healthy(&plan, host),
+            answers: answer
+                .join()
+                .unwrap_or_else(|_| Err("status thread panicked".into())),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_processes_are_told_from_the_operators_clients() {
+        assert!(is_lab_process(
+            "/usr/sbin/sshd -f /var/lib/ferry-lab/hosts/hv1/sshd_config -E /var/lib/ferry-lab/hosts/hv1/sshd.log"
+        ));
+        assert!(is_lab_process(
+            "sh /var/lib/ferry-lab/host_up.sh /var/lib/ferry-lab/hosts/hv2 hv2 10.77.0.12 /var/lib/ferry-lab"
+        ));
+        assert!(is_lab_process(
+            "/usr/bin/qemu-system-x86_64 -name guest=idle,debug-threads=on -kernel /var/lib/ferry-lab/shared/guest/vmlinuz"
+        ));
+        assert!(!is_lab_process(
+            "ssh -F /var/lib/ferry-lab/ssh/config -l root -T -e none -- hv1 sh -c virt-ssh-helper"
+        ));
+        assert!(!is_lab_process(
+            "virsh -c qemu+ssh://root@hv1/system?command=/var/lib/ferry-lab/ssh/ssh&no_tty=1 list"
+        ));
+    }
 }

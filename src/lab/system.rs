@@ -104,9 +104,8 @@ pub fn terminate(pids: &[i32], grace: Duration) {
     }
 }
 
-/// Processes whose command line mentions `needle` (e.g. the lab directory): daemons started
-/// with the lab's config files, QEMU with the lab's kernel, the holders.
-pub fn pids_with_cmdline_containing(needle: &str) -> Vec<i32> {
+/// Live processes (other than ferry itself) whose command line, NULs read as spaces, matches.
+pub fn pids_whose_cmdline(matches: impl Fn(&str) -> bool) -> Vec<i32> {
     let own_pid = std::process::id() as i32;
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -116,7 +115,7 @@ pub fn pids_with_cmdline_containing(needle: &str) -> Vec<i32> {
         .filter(|&pid| pid != own_pid && process_alive(pid))
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|raw| String::from_utf8_lossy(&raw).contains(needle))
+                .map(|raw| matches(&String::from_utf8_lossy(&raw).replace('\0', " ")))
                 .unwrap_or(false)
         })
         .collect()
