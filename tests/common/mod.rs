@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ferry::lab::plan::{LabHost, LabPlan};
 use ferry::lab::LabState;
-use ferry::libvirt::{DomainFacts, HostConnection};
+use ferry::libvirt::{DomainFacts, HostConnection, LibvirtError};
 
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -100,6 +100,35 @@ impl Lab {
             placements.iter().map(|(h, _)| &h.name).collect::<Vec<_>>()
         );
         placements.remove(0)
+    }
+
+    /// The host after `host` in the lab, wrapping around: a destination that is not the source.
+    pub fn next_host(&self, host: &LabHost) -> LabHost {
+        let index = self
+            .plan
+            .hosts
+            .iter()
+            .position(|h| h.name == host.name)
+            .expect("host of this lab");
+        self.plan.hosts[(index + 1) % self.plan.hosts.len()].clone()
+    }
+
+    /// Starts (`running`) or hard-stops the guest on `host`.
+    pub fn set_running(&self, host: &LabHost, guest: &str, running: bool) {
+        let name = guest.to_string();
+        self.connect(host)
+            .call("start or stop a guest", CALL_TIMEOUT, move |c| {
+                let domain = c
+                    .lookup_domain_by_name(&name)
+                    .map_err(|e| LibvirtError::call(format!("looking up {name}"), e))?;
+                let result = if running {
+                    domain.create().map(|_| ())
+                } else {
+                    domain.destroy()
+                };
+                result.map_err(|e| LibvirtError::call(format!("starting/stopping {name}"), e))
+            })
+            .unwrap_or_else(|e| panic!("{guest} on {}: {e}", host.name));
     }
 
     pub fn console_log(&self, host: &LabHost, guest: &str) -> PathBuf {
