@@ -3,12 +3,15 @@
 //! Looked up in this order: `--config FILE`, `$FERRY_CONFIG`, `$XDG_CONFIG_HOME/ferry/config.toml`
 //! (`~/.config/ferry/config.toml`).
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::queue::QueueLimits;
 use crate::model::HostName;
+use crate::policy::{AdaptivePolicyConfig, NovaPolicyConfig};
 
 /// Default shared-storage prefix: the lab's NFS-like shared directory. Real sites list their
 /// NFS/Ceph/GlusterFS mount points in `shared_storage_prefixes`.
@@ -42,11 +45,78 @@ pub struct Config {
     pub hosts: Vec<HostConfig>,
 }
 
-/// Defaults for migrations. Later issues add keys here (bandwidth, downtime ladder, timeouts);
-/// the table exists now so configs can already carry it, and unknown keys are still refused.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct MigrationDefaults {}
+/// Defaults for migrations (`[migration]`); the CLI's and the launch dialog's options start
+/// from these.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrationDefaults {
+    /// "adaptive" (ferry's own) or "nova" (Nova's downtime steps and completion timeout).
+    pub policy: PolicyName,
+    /// How often the monitor reads job statistics.
+    pub poll_interval_ms: u64,
+    /// Cap on the migration stream in MiB/s; 0 leaves it to libvirt (unlimited).
+    pub bandwidth_mib_per_second: u64,
+    /// Migrations leaving one host at once (Nova's `max_concurrent_live_migrations`).
+    pub max_concurrent_per_source_host: usize,
+    /// Migrations running at once across all hosts.
+    pub max_concurrent_total: usize,
+    pub adaptive: AdaptivePolicyConfig,
+    pub nova: NovaPolicyConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyName {
+    #[default]
+    Adaptive,
+    Nova,
+}
+
+impl Default for MigrationDefaults {
+    fn default() -> Self {
+        MigrationDefaults {
+            policy: PolicyName::Adaptive,
+            poll_interval_ms: 500,
+            bandwidth_mib_per_second: 0,
+            max_concurrent_per_source_host: 1,
+            max_concurrent_total: 4,
+            adaptive: AdaptivePolicyConfig::default(),
+            nova: NovaPolicyConfig::default(),
+        }
+    }
+}
+
+impl MigrationDefaults {
+    pub fn queue_limits(&self) -> QueueLimits {
+        QueueLimits {
+            per_source_host_outbound: NonZeroUsize::new(self.max_concurrent_per_source_host)
+                .unwrap_or(NonZeroUsize::MIN),
+            global: NonZeroUsize::new(self.max_concurrent_total).unwrap_or(NonZeroUsize::MIN),
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if !(100..=60_000).contains(&self.poll_interval_ms) {
+            return Err(format!(
+                "key migration.poll_interval_ms: {} is out of range; give 100 to 60000 ms",
+                self.poll_interval_ms
+            ));
+        }
+        if self.max_concurrent_per_source_host == 0 || self.max_concurrent_total == 0 {
+            return Err(
+                "keys migration.max_concurrent_per_source_host and max_concurrent_total must be \
+                 at least 1"
+                    .into(),
+            );
+        }
+        self.adaptive
+            .validate()
+            .map_err(|e| format!("table [migration.adaptive]: {e}"))?;
+        self.nova
+            .validate()
+            .map_err(|e| format!("table [migration.nova]: {e}"))
+    }
+}
 
 fn default_refresh_interval_seconds() -> u64 {
     5
@@ -168,6 +238,9 @@ impl Config {
                     self.call_timeout_seconds
                 ),
             ));
+        }
+        if let Err(message) = self.migration.check() {
+            return Err(invalid(None, message));
         }
         for (index, prefix) in self.shared_storage_prefixes.iter().enumerate() {
             if !prefix.starts_with('/') {

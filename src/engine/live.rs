@@ -10,31 +10,32 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use virt::domain::{Domain, MigrateParameters};
+use virt::error::ErrorNumber;
 
 use crate::libvirt::job_stats;
 use crate::libvirt::{HostConnection, LibvirtError};
-use crate::model::job::JobSample;
+use crate::model::job::{JobSample, JobType};
 use crate::policy::{MigrationPolicy, PolicyAction, PolicyChoice, PolicyEvent};
 use crate::progress::{
     EngineEvent, MigrationPhase, MigrationProgress, ProgressConfig, ProgressModel,
 };
 
 /// One end of a migration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostTarget {
     pub name: String,
     pub uri: String,
 }
 
-/// What the operator asked for, after prechecks.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What the operator asked for, after prechecks. Kept in the history as JSON, so that a
+/// restarted ferry can resume monitoring the migration under the same policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveMigrationPlan {
     pub instance_name: String,
     pub source: HostTarget,
     pub destination: HostTarget,
-    #[serde(skip)]
     pub policy: PolicyChoice,
     /// Memory of the guest, for Nova's data_gb scaling of steps and timeouts.
     pub instance_memory_bytes: u64,
@@ -45,9 +46,30 @@ pub struct LiveMigrationPlan {
     /// Copy these local disks (target names such as `vdb`) with `NON_SHARED_INC`.
     pub block_migration_disks: Vec<String>,
     pub block_migration_disk_sizes_bytes: Vec<u64>,
+    /// The guest was paused before the migration: it stays paused wherever it ends. Otherwise
+    /// ferry resumes it at the end, in case a force-complete paused it.
+    #[serde(default)]
+    pub guest_was_paused: bool,
+    #[serde(rename = "poll_interval_ms", with = "duration_ms")]
     pub poll_interval: Duration,
     /// Bound on each monitoring call; a host that stops answering fails that poll, not the UI.
+    #[serde(rename = "call_timeout_ms", with = "duration_ms")]
     pub call_timeout: Duration,
+}
+
+/// Durations in the stored plan are whole milliseconds, readable in `ferry history --json`.
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
 }
 
 impl LiveMigrationPlan {
@@ -71,12 +93,67 @@ impl LiveMigrationPlan {
 }
 
 /// What an operator can do to a running migration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
 pub enum OperatorCommand {
     Abort,
     ForceComplete,
     SetBandwidth { mib_per_second: u64 },
     SetMaxDowntime { downtime_ms: u64 },
+}
+
+/// The engine's answer to one operator command: what was done, or why it was refused.
+pub type CommandReply = Result<String, String>;
+
+/// What reaches the migration thread: an operator command (with somewhere to send the answer,
+/// for callers in another process), or the blocking migrate call returning.
+enum Inbox {
+    Command {
+        command: OperatorCommand,
+        reply: Option<Sender<CommandReply>>,
+    },
+    MigrateReturned(Result<(), LibvirtError>),
+}
+
+/// Sends operator commands to one running migration. Cheap to clone: the TUI, the CLI and the
+/// control socket each hold one.
+#[derive(Clone)]
+pub struct CommandSender {
+    inbox: Sender<Inbox>,
+}
+
+/// The migration has already ended: nobody is left to carry out the command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the migration has already ended")]
+pub struct MigrationEnded;
+
+impl CommandSender {
+    /// Queues a command; its result arrives as an `OperatorAction` or `Refused` update.
+    pub fn send(&self, command: OperatorCommand) -> Result<(), MigrationEnded> {
+        self.inbox
+            .send(Inbox::Command {
+                command,
+                reply: None,
+            })
+            .map_err(|_| MigrationEnded)
+    }
+
+    /// Sends a command and waits up to `timeout` for the engine's answer.
+    pub fn request(&self, command: OperatorCommand, timeout: Duration) -> CommandReply {
+        let (reply_tx, reply_rx) = mpsc::channel();
+        self.inbox
+            .send(Inbox::Command {
+                command,
+                reply: Some(reply_tx),
+            })
+            .map_err(|_| MigrationEnded.to_string())?;
+        reply_rx.recv_timeout(timeout).unwrap_or_else(|_| {
+            Err(format!(
+                "no answer from the migration within {} s; it may have just ended",
+                timeout.as_secs()
+            ))
+        })
+    }
 }
 
 /// How the migration ended.
@@ -93,6 +170,9 @@ pub enum LiveOutcome {
     Cancelled { detail: String },
     /// Failed: rolled back to the source where the guest still was.
     Failed { detail: String },
+    /// ferry took over a migration but could not learn how it ends (the source did not
+    /// answer): the history keeps it unfinished for the next `ferry resume`.
+    Unknown { detail: String },
 }
 
 /// What the engine reports, in order, to whoever watches (TUI, CLI, tests, history).
@@ -119,32 +199,69 @@ pub enum MigrationUpdate {
     Warning {
         message: String,
     },
+    /// A restarted ferry took over monitoring a migration already under way in libvirt.
+    Attached {
+        /// How long the job had been running, by libvirt's clock.
+        job_elapsed_ms: u64,
+        /// The max downtime in force when ferry took over.
+        max_downtime_ms: Option<u64>,
+    },
     Finished(LiveOutcome),
 }
 
 pub struct LiveMigrationHandle {
-    pub commands: Sender<OperatorCommand>,
+    pub commands: CommandSender,
     pub updates: Receiver<MigrationUpdate>,
     pub thread: JoinHandle<LiveOutcome>,
 }
 
+/// Whether ferry starts the migration or takes over one libvirt is already running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Launch,
+    Attach,
+}
+
 /// Starts the migration on its own threads and returns at once.
 pub fn start(plan: LiveMigrationPlan) -> LiveMigrationHandle {
-    let (command_tx, command_rx) = mpsc::channel();
+    spawn(plan, Mode::Launch)
+}
+
+/// Takes over a migration of `plan.instance_name` that libvirt is already running (started by
+/// a ferry that died): monitors it, applies the policy from where it stands, answers operator
+/// commands, and checks the outcome as if ferry had launched it.
+pub fn attach(plan: LiveMigrationPlan) -> LiveMigrationHandle {
+    spawn(plan, Mode::Attach)
+}
+
+fn spawn(plan: LiveMigrationPlan, mode: Mode) -> LiveMigrationHandle {
+    let (inbox_tx, inbox_rx) = mpsc::channel();
     let (update_tx, update_rx) = mpsc::channel();
+    let migrate_inbox = inbox_tx.clone();
     let thread = thread::Builder::new()
         .name(format!("migrate-{}", plan.instance_name))
         .spawn(move || {
-            let outcome = run(&plan, &command_rx, &update_tx);
+            let outcome = run(&plan, mode, &inbox_rx, migrate_inbox, &update_tx);
             let _ = update_tx.send(MigrationUpdate::Finished(outcome.clone()));
             outcome
         })
         .expect("spawn migration thread");
     LiveMigrationHandle {
-        commands: command_tx,
+        commands: CommandSender { inbox: inbox_tx },
         updates: update_rx,
         thread,
     }
+}
+
+/// What one poll of the source found.
+enum Poll {
+    Sampled,
+    /// The domain is on the source with no job: the migration ended one way or another.
+    NoJob,
+    /// The domain is no longer defined on the source (a migration with UNDEFINE_SOURCE ended).
+    DomainGone,
+    /// The poll failed (timeout, connection); reported as a warning, the next poll retries.
+    Failed,
 }
 
 /// Runs `what` against the named domain on `connection`, on a worker, within the plan's timeout.
@@ -199,10 +316,21 @@ impl Monitor<'_> {
         )
     }
 
-    fn poll(&mut self) {
-        let sample = self.on_domain("reading job statistics", |d| job_stats::job_stats(d, false));
-        match sample {
-            Ok(Some(mut sample)) => {
+    fn poll(&mut self) -> Poll {
+        let instance = self.plan.instance_name.clone();
+        let result = self.source.call(
+            format!("reading job statistics ({instance})"),
+            self.plan.call_timeout,
+            move |connect| match connect.lookup_domain_by_name(&instance) {
+                Ok(domain) => job_stats::job_stats(&domain, false).map(Some),
+                Err(error) if error.code().is(ErrorNumber::NoDomain) => Ok(None),
+                Err(error) => Err(LibvirtError::call(format!("looking up {instance}"), error)),
+            },
+        );
+        match result {
+            Ok(None) => Poll::DomainGone,
+            Ok(Some(None)) => Poll::NoJob,
+            Ok(Some(Some(mut sample))) => {
                 sample.sampled_at_ms = self.elapsed_ms();
                 self.send(MigrationUpdate::Sample(Box::new(sample.clone())));
                 let snapshot = self.progress.on_sample(sample);
@@ -212,12 +340,23 @@ impl Monitor<'_> {
                 for decision in decisions {
                     self.apply_policy(decision);
                 }
+                Poll::Sampled
             }
-            Ok(None) => {}
-            Err(error) => self.send(MigrationUpdate::Warning {
-                message: error.to_string(),
-            }),
+            Err(error) => {
+                self.send(MigrationUpdate::Warning {
+                    message: error.to_string(),
+                });
+                Poll::Failed
+            }
         }
+    }
+
+    /// How the job that just ended on the source ended, from libvirt's completed-job record.
+    fn completed_job_type(&self) -> Option<JobType> {
+        self.on_domain("reading the ended job", |d| job_stats::job_stats(d, true))
+            .ok()
+            .flatten()
+            .and_then(|sample| sample.job_type)
     }
 
     fn apply_policy(&mut self, decision: PolicyEvent) {
@@ -267,80 +406,81 @@ impl Monitor<'_> {
         Ok(())
     }
 
-    fn operator(&mut self, command: OperatorCommand) {
+    /// Carries out one operator command and reports it; the answer also goes back to the caller.
+    fn operator(&mut self, command: OperatorCommand) -> CommandReply {
         let result = match command {
             OperatorCommand::Abort if self.in_post_copy => {
-                self.send(MigrationUpdate::Refused {
-                    reason: "abort refused: the migration is in post-copy, the guest already runs \
-                             on the destination and its memory is split between both hosts; \
-                             it can only finish"
-                        .into(),
-                });
-                return;
+                Err("abort refused: the migration is in post-copy, the guest already runs \
+                     on the destination and its memory is split between both hosts; \
+                     it can only finish"
+                    .to_string())
             }
-            OperatorCommand::Abort => {
-                self.abort_requested = Some("aborted by the operator".into());
-                self.on_domain("aborting", job_stats::abort_job)
-                    .map(|_| "abort requested: the guest stays on the source".to_string())
-            }
+            OperatorCommand::Abort => self
+                .on_domain("aborting", job_stats::abort_job)
+                .map(|_| {
+                    self.abort_requested = Some("aborted by the operator".into());
+                    "abort requested: the guest stays on the source".to_string()
+                })
+                .map_err(|e| e.to_string()),
             OperatorCommand::ForceComplete if self.in_post_copy => {
-                self.send(MigrationUpdate::Refused {
-                    reason: "force-complete: already in post-copy, the migration is finishing"
-                        .into(),
-                });
-                return;
+                Err("force-complete: already in post-copy, the migration is finishing".to_string())
             }
             OperatorCommand::ForceComplete if self.plan.post_copy_permitted => self
                 .start_post_copy()
-                .map(|_| "force-complete: switched to post-copy".to_string()),
+                .map(|_| "force-complete: switched to post-copy".to_string())
+                .map_err(|e| e.to_string()),
             OperatorCommand::ForceComplete if self.paused_by_ferry => {
-                self.send(MigrationUpdate::Refused {
-                    reason: "force-complete: the guest is already paused to converge".into(),
-                });
-                return;
+                Err("force-complete: the guest is already paused to converge".to_string())
             }
             OperatorCommand::ForceComplete => self.pause().map(|_| {
                 "force-complete: guest paused so the remaining memory stops changing; \
                  it resumes wherever the migration ends"
                     .to_string()
-            }),
+            })
+            .map_err(|e| e.to_string()),
             OperatorCommand::SetBandwidth { mib_per_second } => {
                 let post_copy = self.in_post_copy;
                 self.on_domain("setting bandwidth", move |d| {
                     job_stats::set_max_speed_mib_per_second(d, mib_per_second, post_copy)
                 })
                 .map(|_| format!("bandwidth set to {mib_per_second} MiB/s"))
+                .map_err(|e| e.to_string())
             }
             OperatorCommand::SetMaxDowntime { downtime_ms } => self
                 .on_domain("setting max downtime", move |d| {
                     job_stats::set_max_downtime_ms(d, downtime_ms)
                 })
-                .map(|_| format!("max downtime set to {downtime_ms} ms")),
+                .map(|_| format!("max downtime set to {downtime_ms} ms"))
+                .map_err(|e| e.to_string()),
         };
-        match result {
-            Ok(description) => self.send(MigrationUpdate::OperatorAction { description }),
-            Err(error) => self.send(MigrationUpdate::Refused {
-                reason: error.to_string(),
+        match &result {
+            Ok(description) => self.send(MigrationUpdate::OperatorAction {
+                description: description.clone(),
+            }),
+            Err(reason) => self.send(MigrationUpdate::Refused {
+                reason: reason.clone(),
             }),
         }
+        result
     }
 }
 
 fn run(
     plan: &LiveMigrationPlan,
-    commands: &Receiver<OperatorCommand>,
+    mode: Mode,
+    inbox: &Receiver<Inbox>,
+    migrate_inbox: Sender<Inbox>,
     updates: &Sender<MigrationUpdate>,
 ) -> LiveOutcome {
     let started = Instant::now();
     let fail = |detail: String| LiveOutcome::Failed { detail };
     let source = match HostConnection::open(&plan.source.uri, plan.call_timeout) {
         Ok(c) => c,
-        Err(e) => return fail(format!("source {}: {e}", plan.source.name)),
-    };
-    // The migrate call blocks for the whole migration: it gets a connection of its own so the
-    // monitor's polls never queue behind it.
-    let launcher = match HostConnection::open(&plan.source.uri, plan.call_timeout) {
-        Ok(c) => c,
+        Err(e) if mode == Mode::Attach => {
+            return LiveOutcome::Unknown {
+                detail: format!("source {}: {e}", plan.source.name),
+            }
+        }
         Err(e) => return fail(format!("source {}: {e}", plan.source.name)),
     };
     let copied_disks = plan.block_migration_disk_sizes_bytes.clone();
@@ -356,14 +496,131 @@ fn run(
         paused_by_ferry: false,
         abort_requested: None,
     };
-    let flags = plan.flags(monitor.policy.as_ref());
-    monitor.send(MigrationUpdate::Started {
-        flags,
-        policy: monitor.policy.name().to_string(),
-    });
-    let start_decisions = monitor.policy.on_start();
+    let mut start_decisions = None;
+    match mode {
+        Mode::Launch => {
+            // The migrate call blocks for the whole migration: it gets a connection of its own
+            // so the monitor's polls never queue behind it.
+            let launcher = match HostConnection::open(&plan.source.uri, plan.call_timeout) {
+                Ok(c) => c,
+                Err(e) => return fail(format!("source {}: {e}", plan.source.name)),
+            };
+            let flags = plan.flags(monitor.policy.as_ref());
+            monitor.send(MigrationUpdate::Started {
+                flags,
+                policy: monitor.policy.name().to_string(),
+            });
+            start_decisions = Some(monitor.policy.on_start());
+            launch(plan, launcher, flags, migrate_inbox);
+            monitor.progress.on_event(EngineEvent::MigrationStarted);
+        }
+        Mode::Attach => {
+            drop(migrate_inbox);
+            let instance = plan.instance_name.clone();
+            let found = monitor.source.call(
+                format!("reading the running job ({instance})"),
+                plan.call_timeout,
+                move |connect| match connect.lookup_domain_by_name(&instance) {
+                    Ok(d) => Ok(Some((
+                        job_stats::job_stats(&d, false)?,
+                        job_stats::max_downtime_ms(&d).ok(),
+                    ))),
+                    Err(error) if error.code().is(ErrorNumber::NoDomain) => Ok(None),
+                    Err(error) => Err(LibvirtError::call(format!("looking up {instance}"), error)),
+                },
+            );
+            match found {
+                Ok(Some((Some(job), max_downtime_ms)))
+                    if job.job_type.is_some_and(JobType::is_running) =>
+                {
+                    let job_elapsed_ms = job.time_elapsed_ms.unwrap_or(0);
+                    // The progress model and the policy's timeouts count from the job's start.
+                    monitor.started = Instant::now()
+                        .checked_sub(Duration::from_millis(job_elapsed_ms))
+                        .unwrap_or(started);
+                    monitor.policy.on_resume(max_downtime_ms);
+                    monitor.progress.on_event(EngineEvent::MigrationStarted);
+                    monitor.send(MigrationUpdate::Attached {
+                        job_elapsed_ms,
+                        max_downtime_ms,
+                    });
+                }
+                // The job ended while ferry was away: only the outcome is left to check.
+                Ok(Some(_)) => {
+                    let result = ended_job_result(&mut monitor);
+                    return finish(&mut monitor, result);
+                }
+                Ok(None) => return finish(&mut monitor, Ok(())),
+                Err(error) => {
+                    return LiveOutcome::Unknown {
+                        detail: format!("reading the running job: {error}"),
+                    }
+                }
+            }
+        }
+    }
 
-    let (migrate_tx, migrate_rx) = mpsc::channel();
+    let mut next_poll_at = Instant::now() + plan.poll_interval;
+    let migrate_result = loop {
+        let wait = next_poll_at.saturating_duration_since(Instant::now());
+        match inbox.recv_timeout(wait) {
+            Ok(Inbox::MigrateReturned(result)) => break result,
+            Ok(Inbox::Command { command, reply }) => {
+                let answer = monitor.operator(command);
+                if let Some(reply) = reply {
+                    let _ = reply.send(answer);
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                break Err(LibvirtError::Call {
+                    context: "migration".into(),
+                    message: "the migrate call ended without a result".into(),
+                })
+            }
+        }
+        next_poll_at = Instant::now() + plan.poll_interval;
+        let poll = monitor.poll();
+        // Start-time decisions (initial max downtime) apply once the job exists.
+        if monitor.progress.phase() != MigrationPhase::Preparing || monitor.elapsed_ms() > 2_000 {
+            for decision in start_decisions.take().unwrap_or_default() {
+                monitor.apply_policy(decision);
+            }
+        }
+        if mode == Mode::Attach {
+            match poll {
+                Poll::NoJob => break ended_job_result(&mut monitor),
+                Poll::DomainGone => break Ok(()),
+                Poll::Sampled | Poll::Failed => {}
+            }
+        }
+    };
+    if migrate_result.is_err() && monitor.abort_requested.is_none() {
+        // An abort from outside (virsh domjobabort, `ferry abort` with no ferry watching)
+        // shows only in the source's record of the ended job.
+        if monitor.completed_job_type() == Some(JobType::Cancelled) {
+            monitor.abort_requested =
+                Some("aborted from outside this ferry (e.g. virsh domjobabort)".into());
+        }
+    }
+    while let Ok(message) = inbox.try_recv() {
+        // Commands that arrived as the migration ended: answer them, do nothing.
+        if let Inbox::Command { command, reply } = message {
+            let reason = format!("{command:?}: the migration has already ended");
+            monitor.send(MigrationUpdate::Refused {
+                reason: reason.clone(),
+            });
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(reason));
+            }
+        }
+    }
+    finish(&mut monitor, migrate_result)
+}
+
+/// Runs the blocking migrate call on its own thread; its result comes back through the inbox.
+fn launch(plan: &LiveMigrationPlan, launcher: HostConnection, flags: u32, inbox: Sender<Inbox>) {
     let parameters = MigrateParameters {
         bandwidth: plan.bandwidth_mib_per_second,
         migrate_disks: plan.block_migration_disks.clone(),
@@ -388,41 +645,32 @@ fn run(
                     .migrate_to_uri3(Some(&destination_uri), parameters, flags)
                     .map_err(|e| LibvirtError::call(context, e))
             });
-            let _ = migrate_tx.send(result);
+            let _ = inbox.send(Inbox::MigrateReturned(result));
         })
         .expect("spawn migrate call thread");
-    monitor.progress.on_event(EngineEvent::MigrationStarted);
+}
 
-    let mut start_decisions = Some(start_decisions);
-    let migrate_result = loop {
-        match migrate_rx.recv_timeout(plan.poll_interval) {
-            Ok(result) => break result,
-            Err(RecvTimeoutError::Disconnected) => {
-                break Err(LibvirtError::Call {
-                    context: "migration".into(),
-                    message: "the migrate call ended without a result".into(),
-                })
-            }
-            Err(RecvTimeoutError::Timeout) => {}
+/// An attached migration's job is gone from the source while the domain is still there: the
+/// source's completed-job record says whether it completed, failed or was cancelled.
+fn ended_job_result(monitor: &mut Monitor) -> Result<(), LibvirtError> {
+    match monitor.completed_job_type() {
+        Some(JobType::Completed) => Ok(()),
+        Some(JobType::Cancelled) => {
+            monitor.abort_requested =
+                Some("aborted while ferry was not watching, or from outside ferry".into());
+            Err(LibvirtError::Call {
+                context: "migration".into(),
+                message: "the job was cancelled".into(),
+            })
         }
-        monitor.poll();
-        // Start-time decisions (initial max downtime) apply once the job exists.
-        if monitor.progress.phase() != MigrationPhase::Preparing || monitor.elapsed_ms() > 2_000 {
-            for decision in start_decisions.take().unwrap_or_default() {
-                monitor.apply_policy(decision);
-            }
-        }
-        while let Ok(command) = commands.try_recv() {
-            monitor.operator(command);
-        }
-    };
-    while let Ok(command) = commands.try_recv() {
-        // Commands that arrived as the migrate call returned: answer them, do nothing.
-        monitor.send(MigrationUpdate::Refused {
-            reason: format!("{command:?}: the migration has already ended"),
-        });
+        other => Err(LibvirtError::Call {
+            context: "migration".into(),
+            message: format!(
+                "the migration job ended ({}) while the guest is still on the source",
+                other.map_or("no record of how".to_string(), |t| format!("{t:?}").to_lowercase())
+            ),
+        }),
     }
-    finish(&mut monitor, migrate_result)
 }
 
 /// Checks where the guest really is, and rolls back if the migration did not move it.
@@ -451,13 +699,15 @@ fn finish(monitor: &mut Monitor, migrate_result: Result<(), LibvirtError>) -> Li
     if migrate_result.is_ok() && destination_running && !source_defined {
         let destination = destination.expect("destination answered");
         // Nova's force-complete without post-copy pauses the guest: it resumes where it ends.
-        let _ = on_domain(
-            &destination,
-            &instance,
-            plan.call_timeout,
-            "resuming",
-            resume_if_paused,
-        );
+        if !plan.guest_was_paused {
+            let _ = on_domain(
+                &destination,
+                &instance,
+                plan.call_timeout,
+                "resuming",
+                resume_if_paused,
+            );
+        }
         let final_job = on_domain(
             &destination,
             &instance,
@@ -491,13 +741,15 @@ fn finish(monitor: &mut Monitor, migrate_result: Result<(), LibvirtError>) -> Li
             .to_string(),
     };
     if source_defined {
-        let _ = on_domain(
-            &monitor.source,
-            &instance,
-            plan.call_timeout,
-            "resuming on the source",
-            resume_if_paused,
-        );
+        if !plan.guest_was_paused {
+            let _ = on_domain(
+                &monitor.source,
+                &instance,
+                plan.call_timeout,
+                "resuming on the source",
+                resume_if_paused,
+            );
+        }
         if let Ok(destination) = &destination {
             let leftover = on_domain(
                 destination,

@@ -162,6 +162,18 @@ impl<R: Clone + PartialEq + fmt::Debug> MigrationQueue<R> {
         Ok(())
     }
 
+    /// Counts a migration that is already running (one a restarted ferry took over) against
+    /// the limits without queueing it: it cannot wait, libvirt is already carrying it out.
+    pub fn adopt_running(&mut self, request_id: R, source_host: HostName, destination_host: HostName) {
+        if !self.is_known(&request_id) {
+            self.running.push(QueuedMigration {
+                request_id,
+                source_host,
+                destination_host,
+            });
+        }
+    }
+
     /// The requests that may start now, oldest first, and marks them running: the caller
     /// starts each one and later reports it with `finished`.
     pub fn next_startable(&mut self) -> Vec<R> {

@@ -211,6 +211,20 @@ impl MigrationPolicy for AdaptivePolicy {
         events
     }
 
+    fn on_resume(&mut self, current_max_downtime_ms: Option<u64>) {
+        self.started = true;
+        // The highest rung not above what is in force: climbing goes on from there, and the
+        // stalled passes already seen count as the rungs already climbed.
+        if let Some(current) = current_max_downtime_ms {
+            self.step = self
+                .ladder()
+                .iter()
+                .rposition(|rung| *rung <= current)
+                .unwrap_or(0);
+            self.stalled_iterations = self.step as u32;
+        }
+    }
+
     fn on_sample(&mut self, progress: &MigrationProgress) -> Vec<PolicyEvent> {
         let mut events = Vec::new();
         if progress.phase.is_terminal() {

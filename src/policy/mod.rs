@@ -89,6 +89,9 @@ pub trait MigrationPolicy {
     fn migration_features(&self) -> MigrationFeatures;
     /// Decisions taken before the first sample: initial max downtime, auto-converge.
     fn on_start(&mut self) -> Vec<PolicyEvent>;
+    /// A restarted ferry takes over a running migration: pick up from the max downtime in
+    /// force (None if it could not be read) instead of starting the ladder again.
+    fn on_resume(&mut self, current_max_downtime_ms: Option<u64>);
     /// Decisions after one more progress snapshot. Never repeats an action already taken.
     fn on_sample(&mut self, progress: &MigrationProgress) -> Vec<PolicyEvent>;
     /// The whole ladder, first rung first.

@@ -270,6 +270,13 @@ impl MigrationPolicy for NovaPolicy {
         }
     }
 
+    fn on_resume(&mut self, current_max_downtime_ms: Option<u64>) {
+        // Nova's steps follow the clock: the step whose value is in force counts as applied,
+        // and the next one comes at its time.
+        self.applied_step = current_max_downtime_ms
+            .and_then(|current| self.steps.iter().rposition(|(_, ms)| *ms == current));
+    }
+
     fn on_sample(&mut self, progress: &MigrationProgress) -> Vec<PolicyEvent> {
         let mut events = Vec::new();
         if progress.phase.is_terminal() {

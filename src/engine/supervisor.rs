@@ -1,0 +1,546 @@
+//! Runs every migration a ferry process was asked for: queues them under the per-host and
+//! global limits, starts (or, after a restart, takes over) each one, records it in the
+//! history, serves its control socket for other terminals, and reports everything as one
+//! stream of [`SupervisorEvent`]s for the CLI or the TUI.
+//!
+//! One thread owns the queue and the history connection; engines and control sockets talk to
+//! it through its inbox, so nothing here is shared behind a lock.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::control::{self, ControlServer};
+use super::history::{
+    self, EventKind, History, MigrationId, MigrationKind, NewMigration, Outcome, OutcomeKind,
+};
+use super::live::{
+    self, CommandReply, CommandSender, LiveMigrationPlan, LiveOutcome, MigrationUpdate,
+    OperatorCommand,
+};
+use super::queue::{MigrationQueue, QueueLimits};
+use crate::model::HostName;
+use crate::progress::MigrationPhase;
+
+/// A migration as this ferry process knows it, from submission on.
+pub type RequestId = u64;
+
+/// What the supervisor reports, in order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum SupervisorEvent {
+    /// Waiting for a free slot; `position` says behind what ("queued, 2nd behind web-1").
+    Queued {
+        request: RequestId,
+        instance: String,
+        source: String,
+        destination: String,
+        position: String,
+    },
+    /// The engine runs it now; `attached` when ferry took over a migration already running.
+    Started {
+        request: RequestId,
+        instance: String,
+        migration_id: MigrationId,
+        attached: bool,
+    },
+    Update {
+        request: RequestId,
+        update: MigrationUpdate,
+    },
+    /// Something went wrong around the migration, not in it (history, control socket).
+    Notice {
+        request: Option<RequestId>,
+        message: String,
+    },
+    /// The request is over; for a started migration, after its `Finished` update.
+    Done {
+        request: RequestId,
+        outcome: LiveOutcome,
+    },
+}
+
+enum Inbox {
+    Submit {
+        request: RequestId,
+        plan: Box<LiveMigrationPlan>,
+        resume: Option<MigrationId>,
+    },
+    Command {
+        request: RequestId,
+        command: OperatorCommand,
+        reply: Option<Sender<CommandReply>>,
+    },
+    Engine {
+        request: RequestId,
+        update: MigrationUpdate,
+    },
+}
+
+pub struct Supervisor {
+    inbox: Sender<Inbox>,
+    next_request: RequestId,
+    pub events: Receiver<SupervisorEvent>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Where the supervisor keeps its record. Opening the history happens before anything starts,
+/// so an unwritable history stops ferry before any migration does.
+pub struct SupervisorSettings {
+    pub history: History,
+    pub limits: QueueLimits,
+}
+
+impl Supervisor {
+    pub fn start(settings: SupervisorSettings) -> Supervisor {
+        let (inbox_tx, inbox_rx) = mpsc::channel();
+        let (events_tx, events_rx) = mpsc::channel();
+        let own_inbox = inbox_tx.clone();
+        let thread = thread::Builder::new()
+            .name("supervisor".into())
+            .spawn(move || {
+                State {
+                    history: settings.history,
+                    queue: MigrationQueue::new(settings.limits),
+                    requests: HashMap::new(),
+                    inbox: own_inbox,
+                    events: events_tx,
+                }
+                .run(inbox_rx)
+            })
+            .expect("spawn supervisor thread");
+        Supervisor {
+            inbox: inbox_tx,
+            next_request: 1,
+            events: events_rx,
+            thread: Some(thread),
+        }
+    }
+
+    /// Queues a new migration.
+    pub fn submit(&mut self, plan: LiveMigrationPlan) -> RequestId {
+        self.submit_inner(plan, None)
+    }
+
+    /// Takes over a migration the history shows unfinished (its ferry died): monitors it from
+    /// where it stands. It counts against the limits at once, since it is already running.
+    pub fn resume(&mut self, migration_id: MigrationId, plan: LiveMigrationPlan) -> RequestId {
+        self.submit_inner(plan, Some(migration_id))
+    }
+
+    fn submit_inner(&mut self, plan: LiveMigrationPlan, resume: Option<MigrationId>) -> RequestId {
+        let request = self.next_request;
+        self.next_request += 1;
+        let _ = self.inbox.send(Inbox::Submit {
+            request,
+            plan: Box::new(plan),
+            resume,
+        });
+        request
+    }
+
+    /// An operator command; the answer also comes as an `Update` (OperatorAction or Refused).
+    pub fn command(&self, request: RequestId, command: OperatorCommand) {
+        let _ = self.inbox.send(Inbox::Command {
+            request,
+            command,
+            reply: None,
+        });
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        // Engines keep running in libvirt regardless; the thread ends when its inbox closes,
+        // which needs every engine forwarder gone, so it is not waited for here.
+        drop(self.thread.take());
+    }
+}
+
+struct Request {
+    plan: LiveMigrationPlan,
+    resume: Option<MigrationId>,
+    migration_id: Option<MigrationId>,
+    commands: Option<CommandSender>,
+    /// Kept for its Drop, which removes the socket.
+    _control: Option<ControlServer>,
+    started_at: Option<Instant>,
+    phase: Option<MigrationPhase>,
+}
+
+struct State {
+    history: History,
+    queue: MigrationQueue<RequestId>,
+    requests: HashMap<RequestId, Request>,
+    inbox: Sender<Inbox>,
+    events: Sender<SupervisorEvent>,
+}
+
+impl State {
+    fn emit(&self, event: SupervisorEvent) {
+        let _ = self.events.send(event);
+    }
+
+    fn notice(&self, request: Option<RequestId>, message: String) {
+        tracing::warn!("{message}");
+        self.emit(SupervisorEvent::Notice { request, message });
+    }
+
+    fn run(mut self, inbox: Receiver<Inbox>) {
+        while let Ok(message) = inbox.recv() {
+            match message {
+                Inbox::Submit {
+                    request,
+                    plan,
+                    resume,
+                } => self.submit(request, *plan, resume),
+                Inbox::Command {
+                    request,
+                    command,
+                    reply,
+                } => {
+                    let answer = self.command(request, command);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(answer);
+                    }
+                }
+                Inbox::Engine { request, update } => self.on_update(request, update),
+            }
+        }
+    }
+
+    fn submit(&mut self, request: RequestId, plan: LiveMigrationPlan, resume: Option<MigrationId>) {
+        let (source, destination) = match (
+            HostName::parse(&plan.source.name),
+            HostName::parse(&plan.destination.name),
+        ) {
+            (Ok(source), Ok(destination)) => (source, destination),
+            (Err(error), _) | (_, Err(error)) => {
+                let outcome = LiveOutcome::Failed {
+                    detail: format!("not started: {error}"),
+                };
+                self.emit(SupervisorEvent::Done { request, outcome });
+                return;
+            }
+        };
+        // The socket exists from submission on, so `ferry abort` also takes a queued one out.
+        let inbox = self.inbox.clone();
+        let control = control::serve(
+            &plan.instance_name,
+            Box::new(move |command| {
+                let (reply_tx, reply_rx) = mpsc::channel();
+                inbox
+                    .send(Inbox::Command {
+                        request,
+                        command,
+                        reply: Some(reply_tx),
+                    })
+                    .map_err(|_| "this ferry is shutting down".to_string())?;
+                reply_rx
+                    .recv_timeout(control::REPLY_TIMEOUT)
+                    .unwrap_or_else(|_| Err("no answer from the migration".to_string()))
+            }),
+        );
+        let control = match control {
+            Ok(server) => Some(server),
+            Err(error @ control::ControlError::AlreadyWatched { .. }) => {
+                let outcome = LiveOutcome::Failed {
+                    detail: format!("not started: {error}"),
+                };
+                self.emit(SupervisorEvent::Done { request, outcome });
+                return;
+            }
+            Err(error) => {
+                self.notice(
+                    Some(request),
+                    format!("other terminals cannot steer this migration: {error}"),
+                );
+                None
+            }
+        };
+        let queued = if resume.is_some() {
+            self.queue.adopt_running(request, source, destination);
+            Ok(())
+        } else {
+            self.queue.enqueue(request, source, destination)
+        };
+        if let Err(error) = queued {
+            self.emit(SupervisorEvent::Done {
+                request,
+                outcome: LiveOutcome::Failed {
+                    detail: format!("not started: {error}"),
+                },
+            });
+            return;
+        }
+        self.requests.insert(
+            request,
+            Request {
+                plan,
+                resume,
+                migration_id: None,
+                commands: None,
+                _control: control,
+                started_at: None,
+                phase: None,
+            },
+        );
+        if resume.is_some() {
+            self.launch(request);
+        }
+        self.start_ready();
+        self.report_queue();
+    }
+
+    fn report_queue(&self) {
+        for waiting in self.queue.queued() {
+            let Some(entry) = self.requests.get(&waiting.request_id) else {
+                continue;
+            };
+            let position = self
+                .queue
+                .position(&waiting.request_id)
+                .map(|p| p.describe())
+                .unwrap_or_default();
+            self.emit(SupervisorEvent::Queued {
+                request: waiting.request_id,
+                instance: entry.plan.instance_name.clone(),
+                source: entry.plan.source.name.clone(),
+                destination: entry.plan.destination.name.clone(),
+                position,
+            });
+        }
+    }
+
+    fn start_ready(&mut self) {
+        for request in self.queue.next_startable() {
+            self.launch(request);
+        }
+    }
+
+    fn launch(&mut self, request: RequestId) {
+        let Some(entry) = self.requests.get(&request) else {
+            return;
+        };
+        let plan = entry.plan.clone();
+        let migration_id = match entry.resume {
+            Some(id) => Ok(id),
+            None => self.history.start_migration(&NewMigration {
+                kind: MigrationKind::Live,
+                instance_name: plan.instance_name.clone(),
+                instance_uuid: String::new(),
+                source_host: HostName::parse(&plan.source.name).expect("checked at submit"),
+                destination_host: HostName::parse(&plan.destination.name)
+                    .expect("checked at submit"),
+                policy: policy_name(&plan),
+                plan: serde_json::to_value(&plan).unwrap_or_default(),
+                started_at_unix_ms: history::unix_ms_now(),
+            }),
+        };
+        let migration_id = match migration_id {
+            Ok(id) => id,
+            Err(error) => {
+                // No record, no migration: a crash would leave nobody able to resume it.
+                let _ = self.queue.finished(&request);
+                self.requests.remove(&request);
+                self.emit(SupervisorEvent::Done {
+                    request,
+                    outcome: LiveOutcome::Failed {
+                        detail: format!("not started: {error}"),
+                    },
+                });
+                return;
+            }
+        };
+        let attached = entry.resume.is_some();
+        let handle = if attached {
+            live::attach(plan.clone())
+        } else {
+            live::start(plan.clone())
+        };
+        let inbox = self.inbox.clone();
+        let updates = handle.updates;
+        thread::Builder::new()
+            .name(format!("forward-{}", plan.instance_name))
+            .spawn(move || {
+                while let Ok(update) = updates.recv() {
+                    if inbox.send(Inbox::Engine { request, update }).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("spawn forwarder thread");
+        if let Some(entry) = self.requests.get_mut(&request) {
+            entry.migration_id = Some(migration_id);
+            entry.commands = Some(handle.commands);
+            entry.started_at = Some(Instant::now());
+        }
+        self.emit(SupervisorEvent::Started {
+            request,
+            instance: plan.instance_name.clone(),
+            migration_id,
+            attached,
+        });
+    }
+
+    fn command(&mut self, request: RequestId, command: OperatorCommand) -> CommandReply {
+        let Some(entry) = self.requests.get(&request) else {
+            return Err("this migration has already ended".into());
+        };
+        if let Some(commands) = &entry.commands {
+            // Answered by the engine; the forwarder delivers the matching update. Waiting
+            // here is bounded and only this thread's other messages wait behind it.
+            return commands.request(command, Duration::from_secs(35));
+        }
+        match command {
+            OperatorCommand::Abort => {
+                let _ = self.queue.cancel_queued(&request);
+                let outcome = LiveOutcome::Cancelled {
+                    detail: "taken out of the queue before it started".into(),
+                };
+                self.requests.remove(&request);
+                self.emit(SupervisorEvent::Update {
+                    request,
+                    update: MigrationUpdate::Finished(outcome.clone()),
+                });
+                self.emit(SupervisorEvent::Done { request, outcome });
+                self.report_queue();
+                Ok("removed from the queue; nothing was started".into())
+            }
+            other => Err(format!(
+                "{other:?}: the migration is still queued; only abort applies before it starts"
+            )),
+        }
+    }
+
+    fn record(&mut self, request: RequestId, kind: EventKind, message: &str) {
+        let Some(entry) = self.requests.get(&request) else {
+            return;
+        };
+        let (Some(id), Some(started_at)) = (entry.migration_id, entry.started_at) else {
+            return;
+        };
+        let at_ms = started_at.elapsed().as_millis() as u64;
+        if let Err(error) = self.history.record_event(id, at_ms, kind, message) {
+            self.notice(Some(request), format!("history: {error}"));
+        }
+    }
+
+    fn on_update(&mut self, request: RequestId, update: MigrationUpdate) {
+        match &update {
+            MigrationUpdate::Progress(progress) => {
+                let changed = self
+                    .requests
+                    .get(&request)
+                    .is_some_and(|entry| entry.phase != Some(progress.phase));
+                if changed {
+                    if let Some(entry) = self.requests.get_mut(&request) {
+                        entry.phase = Some(progress.phase);
+                    }
+                    let words = match progress.phase {
+                        MigrationPhase::CopyingMemory { iteration } => {
+                            format!("copying memory, iteration {iteration}")
+                        }
+                        phase => phase.name().to_string(),
+                    };
+                    self.record(request, EventKind::Phase, &words);
+                }
+            }
+            MigrationUpdate::Policy(event) => {
+                self.record(request, EventKind::Policy, &event.reason.clone())
+            }
+            MigrationUpdate::OperatorAction { description } => {
+                self.record(request, EventKind::Operator, &description.clone())
+            }
+            MigrationUpdate::Refused { reason } => {
+                self.record(request, EventKind::Operator, &format!("refused: {reason}"))
+            }
+            MigrationUpdate::Warning { message } => {
+                self.record(request, EventKind::Error, &message.clone())
+            }
+            MigrationUpdate::Attached {
+                job_elapsed_ms,
+                max_downtime_ms,
+            } => {
+                let words = format!(
+                    "ferry resumed monitoring; the job had run {} s, max downtime {}",
+                    job_elapsed_ms / 1000,
+                    max_downtime_ms.map_or("unknown".to_string(), |ms| format!("{ms} ms"))
+                );
+                self.record(request, EventKind::Phase, &words);
+            }
+            MigrationUpdate::Finished(outcome) => self.finish(request, outcome),
+            MigrationUpdate::Started { .. } | MigrationUpdate::Sample(_) => {}
+        }
+        let finished = match &update {
+            MigrationUpdate::Finished(outcome) => Some(outcome.clone()),
+            _ => None,
+        };
+        self.emit(SupervisorEvent::Update { request, update });
+        if let Some(outcome) = finished {
+            let _ = self.queue.finished(&request);
+            self.requests.remove(&request);
+            self.emit(SupervisorEvent::Done { request, outcome });
+            self.start_ready();
+            self.report_queue();
+        }
+    }
+
+    fn finish(&mut self, request: RequestId, outcome: &LiveOutcome) {
+        let Some(id) = self.requests.get(&request).and_then(|e| e.migration_id) else {
+            return;
+        };
+        let (kind, detail, downtime_ms, total_time_ms, bytes) = match outcome {
+            LiveOutcome::Completed {
+                downtime_ms,
+                total_time_ms,
+                data_transferred_bytes,
+            } => (
+                OutcomeKind::Completed,
+                String::new(),
+                *downtime_ms,
+                Some(*total_time_ms),
+                *data_transferred_bytes,
+            ),
+            LiveOutcome::Cancelled { detail } => {
+                (OutcomeKind::Cancelled, detail.clone(), None, None, None)
+            }
+            LiveOutcome::Failed { detail } => {
+                (OutcomeKind::Failed, detail.clone(), None, None, None)
+            }
+            LiveOutcome::Unknown { detail } => {
+                // Left unfinished on purpose: the next `ferry resume` looks again.
+                self.record(
+                    request,
+                    EventKind::Error,
+                    &format!("outcome unknown: {detail}"),
+                );
+                return;
+            }
+        };
+        let result = self.history.finish_migration(
+            id,
+            &Outcome {
+                kind,
+                detail,
+                finished_at_unix_ms: history::unix_ms_now(),
+                downtime_ms,
+                total_time_ms,
+                bytes_transferred: bytes,
+            },
+        );
+        if let Err(error) = result {
+            self.notice(Some(request), format!("history: {error}"));
+        }
+    }
+}
+
+fn policy_name(plan: &LiveMigrationPlan) -> String {
+    match plan.policy {
+        crate::policy::PolicyChoice::Adaptive(_) => "adaptive".into(),
+        crate::policy::PolicyChoice::Nova(_) => "nova".into(),
+    }
+}
