@@ -1,6 +1,14 @@
 //! ferry: a terminal console for live and cold migration of VMs between libvirt hypervisors.
 
+mod cli {
+    pub mod migrate;
+}
+
+use ferry::engine::live::OperatorCommand;
+use ferry::engine::options::LiveOptions;
 use ferry::inventory::{self, Inventory};
+use ferry::policy::TimeoutAction;
+use ferry::precheck::BlockMigrationChoice;
 use ferry::model::HostName;
 use ferry::{config, lab, libvirt, logging};
 
@@ -62,6 +70,56 @@ enum Commands {
         #[arg(long)]
         json: bool,
     },
+    /// Live-migrate instances: prechecks, then the migration under a policy, one line per
+    /// sample and a summary. Exits 0 only when every instance runs on its destination.
+    Migrate {
+        /// Instance names; several are queued under the per-host and global limits.
+        #[arg(required = true)]
+        instances: Vec<String>,
+        /// Destination host (its name in the config), or `auto`: the host that passes the
+        /// prechecks with the most free memory.
+        #[arg(long, value_name = "HOST|auto")]
+        to: String,
+        /// Downtime and timeout policy. Default: the config's (adaptive).
+        #[arg(long, value_enum)]
+        policy: Option<config::PolicyName>,
+        /// Cap on the migration stream, MiB/s (0 = unlimited). Default: the config's.
+        #[arg(long, value_name = "MiB/s")]
+        bandwidth: Option<u64>,
+        /// Highest max downtime the policy may set, ms.
+        #[arg(long, value_name = "MS")]
+        max_downtime: Option<u64>,
+        /// Permit post-copy: the policy and force-complete may switch to it. If the network
+        /// fails during post-copy, the guest is lost.
+        #[arg(long)]
+        postcopy: bool,
+        /// Turn on auto-converge (vCPU throttling) even where the policy leaves it off.
+        #[arg(long)]
+        auto_converge: bool,
+        /// Copy local disks: auto (when storage is not shared), yes, no.
+        #[arg(long, value_enum, default_value = "auto")]
+        block: BlockChoiceArg,
+        /// At the completion timeout: abort, or force-complete (post-copy if permitted, else
+        /// pause the guest). Default: the policy config's.
+        #[arg(long, value_enum)]
+        timeout_action: Option<TimeoutActionArg>,
+        /// Completion timeout in seconds per GiB of RAM + copied disk (Nova's rule; 0 = none).
+        #[arg(long, value_name = "S")]
+        completion_timeout_per_gib: Option<u64>,
+        /// JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Watch again the live migrations a ferry that died left running (from the history).
+    Resume {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Abort an instance's live migration: it keeps running on its source. Refused in post-copy.
+    Abort { instance: String },
+    /// Force an instance's live migration to finish: post-copy if it was permitted, else pause
+    /// the guest until the copy completes (it resumes on the destination).
+    ForceComplete { instance: String },
     /// Prints frame render and filter times over a synthetic inventory (no libvirt).
     #[command(hide = true)]
     BenchRender {
@@ -72,6 +130,19 @@ enum Commands {
         #[arg(long, default_value_t = 200)]
         rounds: u32,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BlockChoiceArg {
+    Auto,
+    Yes,
+    No,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TimeoutActionArg {
+    Abort,
+    ForceComplete,
 }
 
 #[derive(Subcommand)]
@@ -144,6 +215,54 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Commands::History { json }) => run_history(json),
+        Some(Commands::Migrate {
+            instances,
+            to,
+            policy,
+            bandwidth,
+            max_downtime,
+            postcopy,
+            auto_converge,
+            block,
+            timeout_action,
+            completion_timeout_per_gib,
+            json,
+        }) => {
+            let config = load_config(cli.config.as_deref())?;
+            let options = LiveOptions {
+                policy,
+                bandwidth_mib_per_second: bandwidth,
+                max_downtime_ms: max_downtime,
+                post_copy: postcopy,
+                auto_converge,
+                block: match block {
+                    BlockChoiceArg::Auto => BlockMigrationChoice::Auto,
+                    BlockChoiceArg::Yes => BlockMigrationChoice::Yes,
+                    BlockChoiceArg::No => BlockMigrationChoice::No,
+                },
+                timeout_action: timeout_action.map(|action| match action {
+                    TimeoutActionArg::Abort => TimeoutAction::Abort,
+                    TimeoutActionArg::ForceComplete => TimeoutAction::ForceComplete,
+                }),
+                completion_timeout_seconds_per_gib: completion_timeout_per_gib,
+            };
+            cli::migrate::migrate(
+                &config,
+                &instances,
+                &to,
+                &options,
+                cli::migrate::Output { json },
+            )
+        }
+        Some(Commands::Resume { json }) => cli::migrate::resume(cli::migrate::Output { json }),
+        Some(Commands::Abort { instance }) => {
+            let config = load_config(cli.config.as_deref())?;
+            cli::migrate::operator_command(&config, &instance, OperatorCommand::Abort)
+        }
+        Some(Commands::ForceComplete { instance }) => {
+            let config = load_config(cli.config.as_deref())?;
+            cli::migrate::operator_command(&config, &instance, OperatorCommand::ForceComplete)
+        }
         None => run_tui(cli.config, cli.theme),
     }
 }

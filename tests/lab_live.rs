@@ -77,6 +77,7 @@ fn migrate_busy(
         post_copy_permitted,
         block_migration_disks: Vec::new(),
         block_migration_disk_sizes_bytes: Vec::new(),
+        guest_was_paused: false,
         poll_interval: Duration::from_millis(500),
         call_timeout: Duration::from_secs(20),
     });

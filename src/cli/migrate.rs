@@ -1,0 +1,368 @@
+//! `ferry migrate`, `ferry resume`, `ferry abort`, `ferry force-complete`: the engine from a
+//! shell, one line per sample, a summary at the end, exit 0 only when every guest runs on its
+//! destination.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use ferry::config::Config;
+use ferry::engine::control::{self, ControlError};
+use ferry::engine::history::{self, History, MigrationKind};
+use ferry::engine::live::{LiveMigrationPlan, MigrationUpdate, OperatorCommand};
+use ferry::engine::options::{self, LiveOptions};
+use ferry::engine::report::{self, ProgressLine, Summary};
+use ferry::engine::supervisor::{Supervisor, SupervisorEvent, SupervisorSettings};
+use ferry::libvirt::{job_stats, HostConnection, LibvirtError};
+use ferry::libvirt::precheck_facts;
+use ferry::precheck::PrecheckReport;
+use serde::Serialize;
+
+/// Where the output goes: text for people, JSON lines for scripts.
+#[derive(Clone, Copy)]
+pub struct Output {
+    pub json: bool,
+}
+
+impl Output {
+    fn line<T: Serialize>(&self, kind: &str, text: &str, value: &T) {
+        if self.json {
+            let mut object = serde_json::to_value(value).unwrap_or_default();
+            if let Some(map) = object.as_object_mut() {
+                map.insert("type".into(), kind.into());
+            }
+            println!("{object}");
+        } else {
+            println!("{text}");
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PrecheckLine<'a> {
+    instance: &'a str,
+    destination: &'a str,
+    passed: bool,
+    report: &'a PrecheckReport,
+}
+
+/// Runs the prechecks for each instance, then every migration that passed, under the queue.
+pub fn migrate(
+    config: &Config,
+    instances: &[String],
+    destination: &str,
+    options: &LiveOptions,
+    output: Output,
+) -> Result<ExitCode> {
+    let mut plans = Vec::new();
+    let mut refused = 0;
+    for instance in instances {
+        let checked = if destination == "auto" {
+            precheck_facts::pick_auto_destination(config, instance, options.block)
+        } else {
+            precheck_facts::precheck_live_migration(
+                config,
+                instance,
+                None,
+                destination,
+                options.block,
+            )
+        };
+        let (facts, report) = match checked {
+            Ok(checked) => checked,
+            Err(error) => {
+                refused += 1;
+                eprintln!("ferry: {instance}: {error:#}");
+                continue;
+            }
+        };
+        output.line(
+            "precheck",
+            &format!(
+                "prechecks for {instance} {} → {}:\n{}",
+                facts.source_host,
+                facts.destination_host,
+                precheck_facts::render_report(&report)
+            ),
+            &PrecheckLine {
+                instance,
+                destination: &facts.destination_host,
+                passed: report.passed(),
+                report: &report,
+            },
+        );
+        if !report.passed() {
+            refused += 1;
+            eprintln!("ferry: {instance}: not started; fix the failed checks above and retry");
+            continue;
+        }
+        match options::live_plan(config, &facts, &report, options) {
+            Some(plan) => plans.push(plan),
+            None => {
+                refused += 1;
+                eprintln!("ferry: {instance}: a host is missing from the config");
+            }
+        }
+    }
+    if plans.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    let history = History::open(&history::default_path())?;
+    let mut supervisor = Supervisor::start(SupervisorSettings {
+        history,
+        limits: config.migration.queue_limits(),
+    });
+    if !output.json {
+        println!(
+            "Ctrl-C leaves the migrations running in libvirt: `ferry resume` watches them \
+             again, `ferry abort NAME` stops one."
+        );
+    }
+    for plan in &plans {
+        supervisor.submit(plan.clone());
+    }
+    let completed = watch(&supervisor, &plans, output)?;
+    Ok(if completed == plans.len() && refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Takes over every live migration the history shows unfinished: a ferry that died left them
+/// to libvirt, which carried on.
+pub fn resume(output: Output) -> Result<ExitCode> {
+    let path = history::default_path();
+    let history = History::open(&path)?;
+    let mut plans = Vec::new();
+    let mut ids = Vec::new();
+    for record in history.unfinished()? {
+        if record.kind != MigrationKind::Live || record.outcome.is_some() {
+            continue;
+        }
+        match serde_json::from_value::<LiveMigrationPlan>(record.plan.clone()) {
+            Ok(plan) => {
+                ids.push(record.id);
+                plans.push(plan);
+            }
+            Err(error) => eprintln!(
+                "ferry: migration {} of {}: its stored plan cannot be read ({error}); \
+                 check the guest with `ferry instances`",
+                record.id, record.instance_name
+            ),
+        }
+    }
+    if plans.is_empty() {
+        println!("nothing to resume: no unfinished live migration in {}", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut supervisor = Supervisor::start(SupervisorSettings {
+        history,
+        limits: Default::default(),
+    });
+    for (id, plan) in ids.iter().zip(&plans) {
+        supervisor.resume(*id, plan.clone());
+    }
+    let completed = watch(&supervisor, &plans, output)?;
+    Ok(if completed == plans.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Prints every event until each plan has its outcome; returns how many completed.
+fn watch(supervisor: &Supervisor, plans: &[LiveMigrationPlan], output: Output) -> Result<usize> {
+    let mut remaining = plans.len();
+    let mut completed = 0;
+    let mut instance_of = std::collections::HashMap::new();
+    let mut iterations = std::collections::HashMap::new();
+    while remaining > 0 {
+        let event = supervisor
+            .events
+            .recv()
+            .context("the supervisor stopped before every migration ended")?;
+        match &event {
+            SupervisorEvent::Queued {
+                instance, position, ..
+            } => output.line("queued", &format!("{instance}: {position}"), &event),
+            SupervisorEvent::Started {
+                request,
+                instance,
+                migration_id,
+                attached,
+            } => {
+                instance_of.insert(*request, instance.clone());
+                let verb = if *attached { "resumed watching" } else { "started" };
+                output.line(
+                    "started",
+                    &format!("{instance}: {verb} (history id {migration_id})"),
+                    &event,
+                );
+            }
+            SupervisorEvent::Notice { message, .. } => {
+                output.line("notice", &format!("note: {message}"), &event)
+            }
+            SupervisorEvent::Update { request, update } => {
+                let instance = instance_of.get(request).cloned().unwrap_or_default();
+                match update {
+                    MigrationUpdate::Progress(progress) => {
+                        if let Some(n) = progress.iteration {
+                            iterations.insert(*request, n);
+                        }
+                        output.line(
+                            "progress",
+                            &report::progress_text(&instance, progress),
+                            &ProgressLine::new(&instance, progress),
+                        );
+                    }
+                    MigrationUpdate::Policy(decision) => output.line(
+                        "policy",
+                        &format!("{instance}: policy: {}", decision.reason),
+                        &decision,
+                    ),
+                    MigrationUpdate::OperatorAction { description } => output.line(
+                        "operator",
+                        &format!("{instance}: {description}"),
+                        update,
+                    ),
+                    MigrationUpdate::Refused { reason } => {
+                        output.line("refused", &format!("{instance}: refused: {reason}"), update)
+                    }
+                    MigrationUpdate::Warning { message } => {
+                        output.line("warning", &format!("{instance}: warning: {message}"), update)
+                    }
+                    MigrationUpdate::Attached {
+                        job_elapsed_ms,
+                        max_downtime_ms,
+                    } => output.line(
+                        "attached",
+                        &format!(
+                            "{instance}: the job has been running {} s; max downtime {}",
+                            job_elapsed_ms / 1000,
+                            max_downtime_ms.map_or("unknown".into(), |ms| format!("{ms} ms"))
+                        ),
+                        update,
+                    ),
+                    MigrationUpdate::Started { .. }
+                    | MigrationUpdate::Sample(_)
+                    | MigrationUpdate::Finished(_) => {}
+                }
+            }
+            SupervisorEvent::Done { request, outcome } => {
+                remaining -= 1;
+                let plan = instance_of
+                    .get(request)
+                    .and_then(|name| plans.iter().find(|p| &p.instance_name == name));
+                let (instance, source, destination) = plan.map_or_else(
+                    || (String::new(), String::new(), String::new()),
+                    |p| {
+                        (
+                            p.instance_name.clone(),
+                            p.source.name.clone(),
+                            p.destination.name.clone(),
+                        )
+                    },
+                );
+                let summary = Summary {
+                    runs_on: report::runs_on(outcome, &source, &destination),
+                    instance,
+                    source,
+                    destination,
+                    outcome: outcome.clone(),
+                    iterations: iterations.get(request).copied(),
+                };
+                if summary.completed() {
+                    completed += 1;
+                }
+                output.line("summary", &summary.text(), &summary);
+            }
+        }
+    }
+    Ok(completed)
+}
+
+/// `ferry abort` / `ferry force-complete`: through the ferry that watches the migration, or,
+/// for an abort when none does, straight to libvirt (which rolls the guest back itself).
+pub fn operator_command(
+    config: &Config,
+    instance: &str,
+    command: OperatorCommand,
+) -> Result<ExitCode> {
+    match control::send(instance, command.clone()) {
+        Ok(Ok(message)) => {
+            println!("{instance}: {message}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Err(reason)) => {
+            eprintln!("ferry: {instance}: {reason}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(ControlError::NoListener { .. }) => match command {
+            OperatorCommand::Abort => abort_unwatched(config, instance),
+            _ => bail!(
+                "no ferry is watching a migration of {instance}; run `ferry resume` to watch it \
+                 again (force-complete needs a watching ferry, which resumes a paused guest at \
+                 the end), then retry"
+            ),
+        },
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Aborts a migration nobody watches: finds the host where the guest has an outgoing job.
+fn abort_unwatched(config: &Config, instance: &str) -> Result<ExitCode> {
+    let timeout = config.call_timeout();
+    for host in &config.hosts {
+        let Ok(connection) = HostConnection::open(&host.uri, timeout) else {
+            continue;
+        };
+        let name = instance.to_string();
+        let found = connection.call("aborting", timeout, move |connect| {
+            let Ok(domain) = connect.lookup_domain_by_name(&name) else {
+                return Ok(None);
+            };
+            let Some(job) = job_stats::job_stats(&domain, false)? else {
+                return Ok(Some(Err(format!("{name} has no job running"))));
+            };
+            if job.memory_postcopy_requests.unwrap_or(0) > 0 || source_in_post_copy(&domain) {
+                return Ok(Some(Err(
+                    "abort refused: the migration is in post-copy; it can only finish".into(),
+                )));
+            }
+            job_stats::abort_job(&domain).map(|_| Some(Ok(())))
+        });
+        match found {
+            Ok(None) => continue,
+            Ok(Some(Ok(()))) => {
+                println!(
+                    "{instance}: abort sent to libvirt on {}; the guest stays there. No ferry \
+                     was watching: `ferry resume` records the outcome.",
+                    host.name
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok(Some(Err(reason))) => {
+                eprintln!("ferry: {instance} on {}: {reason}", host.name);
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(error) => return Err(error_with_host(error, host.name.as_str())),
+        }
+    }
+    bail!("{instance}: not found on any reachable host in the config")
+}
+
+/// During post-copy the source's guest is paused with reason "post-copy": the running copy is
+/// on the destination, and aborting would lose it.
+fn source_in_post_copy(domain: &virt::domain::Domain) -> bool {
+    use virt::domain::{DomainPausedReason, DomainStateReason};
+    use virt::enumutil::Enum;
+    matches!(
+        domain.state(),
+        Ok((_, Enum::Known(DomainStateReason::Paused(reason))))
+            if reason.is(DomainPausedReason::PostCopy)
+    )
+}
+
+fn error_with_host(error: LibvirtError, host: &str) -> anyhow::Error {
+    anyhow::anyhow!("{host}: {error}")
+}

@@ -1,0 +1,275 @@
+//! Benchmark, not a test: the same hostile workload (the busy guest dirtying 200 MiB/s of its
+//! 512 MiB while the link is capped at 100 MiB/s) under ferry's `adaptive` policy (with and
+//! without post-copy), under `nova`, and under plain `virsh migrate --live`, side by side in
+//! one run. Prints a table; asserts nothing about speed.
+//!
+//! ```text
+//! cargo test --release --test lab_bench -- --ignored --nocapture --test-threads=1
+//! FERRY_BENCH_RUNS=3 (default) runs of each; FERRY_RECORD_TRACES=DIR keeps adaptive traces.
+//! ```
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{lab_or_skip, Lab};
+use ferry::engine::live::{self, HostTarget, LiveMigrationPlan, LiveOutcome, MigrationUpdate};
+use ferry::lab::plan::LabHost;
+use ferry::libvirt::facts::DomainRunState;
+use ferry::policy::{AdaptivePolicyConfig, NovaPolicyConfig, PolicyChoice};
+
+const BANDWIDTH_MIB_PER_SECOND: u64 = 100;
+const MEMORY_BYTES: u64 = 512 << 20;
+/// Plain virsh has no completion timeout: it is stopped after this long and counted as not
+/// completed.
+const VIRSH_LIMIT: Duration = Duration::from_secs(120);
+
+struct Run {
+    label: String,
+    completed: bool,
+    total: Duration,
+    downtime_ms: Option<u64>,
+    bytes_moved: Option<u64>,
+    note: String,
+}
+
+fn busy_running(lab: &Lab) -> LabHost {
+    let (source, facts) = lab.host_of("busy");
+    if facts.state != DomainRunState::Running {
+        let offset = lab.console_length(&source, "busy");
+        lab.set_running(&source, "busy", true);
+        lab.wait_for_console(
+            &source,
+            "busy",
+            offset,
+            "workload running",
+            Duration::from_secs(90),
+        )
+        .unwrap();
+    }
+    source
+}
+
+fn target(lab: &Lab, host: &LabHost) -> HostTarget {
+    HostTarget {
+        name: host.name.clone(),
+        uri: lab.plan.uri(host),
+    }
+}
+
+fn ferry_run(lab: &Lab, label: &str, policy: PolicyChoice, trace: Option<String>) -> Run {
+    let source = busy_running(lab);
+    let destination = lab.next_host(&source);
+    let post_copy_permitted = match &policy {
+        PolicyChoice::Adaptive(c) => c.permit_post_copy,
+        PolicyChoice::Nova(c) => c.permit_post_copy,
+    };
+    let started = Instant::now();
+    let handle = live::start(LiveMigrationPlan {
+        instance_name: "busy".into(),
+        source: target(lab, &source),
+        destination: target(lab, &destination),
+        policy,
+        instance_memory_bytes: MEMORY_BYTES,
+        bandwidth_mib_per_second: Some(BANDWIDTH_MIB_PER_SECOND),
+        post_copy_permitted,
+        block_migration_disks: Vec::new(),
+        block_migration_disk_sizes_bytes: Vec::new(),
+        guest_was_paused: false,
+        poll_interval: Duration::from_millis(500),
+        call_timeout: Duration::from_secs(20),
+    });
+    let mut recorder = trace.and_then(|name| {
+        let dir = std::env::var_os("FERRY_RECORD_TRACES")?;
+        std::fs::create_dir_all(&dir).ok()?;
+        std::fs::File::create(std::path::Path::new(&dir).join(format!("{name}.jsonl"))).ok()
+    });
+    let mut last_processed = None;
+    let mut decisions = Vec::new();
+    for update in handle.updates.iter() {
+        match &update {
+            MigrationUpdate::Sample(sample) => {
+                last_processed = sample.data_processed_bytes.or(last_processed);
+                if let Some(file) = recorder.as_mut() {
+                    use std::io::Write;
+                    let _ = writeln!(file, "{}", serde_json::to_string(sample).unwrap());
+                }
+            }
+            MigrationUpdate::Policy(event) => decisions.push(event.reason.clone()),
+            _ => {}
+        }
+    }
+    let outcome = handle.thread.join().unwrap();
+    let total = started.elapsed();
+    let last_decision = decisions.last().cloned().unwrap_or_default();
+    match outcome {
+        LiveOutcome::Completed {
+            downtime_ms,
+            data_transferred_bytes,
+            ..
+        } => Run {
+            label: label.into(),
+            completed: true,
+            total,
+            downtime_ms,
+            bytes_moved: data_transferred_bytes.or(last_processed),
+            note: last_decision,
+        },
+        other => Run {
+            label: label.into(),
+            completed: false,
+            total,
+            downtime_ms: None,
+            bytes_moved: last_processed,
+            note: format!("{other:?}"),
+        },
+    }
+}
+
+/// `virsh migrate --live` with libvirt's defaults (P2P so that it runs host to host like
+/// ferry's), the same bandwidth cap, stopped with `domjobabort` after `VIRSH_LIMIT`.
+fn virsh_run(lab: &Lab) -> Run {
+    let source = busy_running(lab);
+    let destination = lab.next_host(&source);
+    let source_uri = lab.plan.uri(&source);
+    let destination_uri = lab.plan.uri(&destination);
+    let started = Instant::now();
+    let mut child = Command::new("virsh")
+        .args(["-c", &source_uri, "migrate", "--live", "--p2p", "--persistent"])
+        .args(["--undefinesource", "--bandwidth"])
+        .arg(BANDWIDTH_MIB_PER_SECOND.to_string())
+        .args(["busy", &destination_uri])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run virsh");
+    let mut aborted = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if !aborted && started.elapsed() > VIRSH_LIMIT {
+            let _ = Command::new("virsh")
+                .args(["-c", &source_uri, "domjobabort", "busy"])
+                .output();
+            aborted = true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let total = started.elapsed();
+    let completed = status.success();
+    let job_uri = if completed {
+        &destination_uri
+    } else {
+        &source_uri
+    };
+    let info = Command::new("virsh")
+        .args(["-c", job_uri, "domjobinfo", "--completed", "busy"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|v| v.trim().to_string())
+    };
+    let downtime_ms = field("Total downtime")
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .filter(|_| completed);
+    let bytes_moved = field("Data processed").and_then(|v| {
+        let mut parts = v.split_whitespace();
+        let number: f64 = parts.next()?.parse().ok()?;
+        let unit = match parts.next()? {
+            "KiB" => 1u64 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            _ => 1,
+        };
+        Some((number * unit as f64) as u64)
+    });
+    Run {
+        label: "virsh migrate --live (defaults)".into(),
+        completed,
+        total,
+        downtime_ms,
+        bytes_moved,
+        note: if aborted {
+            format!(
+                "stopped by domjobabort after {} s: never converged",
+                VIRSH_LIMIT.as_secs()
+            )
+        } else {
+            String::new()
+        },
+    }
+}
+
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+fn bench_policies_on_a_guest_that_never_converges_on_its_own() {
+    let Some(lab) = lab_or_skip("bench_policies") else {
+        return;
+    };
+    let runs_each: usize = std::env::var("FERRY_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let adaptive = AdaptivePolicyConfig::default();
+    let adaptive_post_copy = AdaptivePolicyConfig {
+        permit_post_copy: true,
+        ..AdaptivePolicyConfig::default()
+    };
+    // Nova's defaults would give 150 s between downtime steps and a 1600 s completion timeout
+    // for this guest (2 GiB counted); Nova's smallest allowed delay (3 s/GiB) and a 40 s/GiB
+    // timeout keep the same ladder and the same end, 25× sooner.
+    let nova = NovaPolicyConfig {
+        downtime_delay_seconds_per_gib: 3,
+        completion_timeout_seconds_per_gib: 40,
+        ..NovaPolicyConfig::default()
+    };
+    let mut runs = Vec::new();
+    for round in 1..=runs_each {
+        runs.push(ferry_run(
+            &lab,
+            "ferry adaptive",
+            PolicyChoice::Adaptive(adaptive.clone()),
+            Some(format!("lab-busy-512mib-bench-adaptive-{round}")),
+        ));
+        runs.push(ferry_run(
+            &lab,
+            "ferry adaptive, post-copy permitted",
+            PolicyChoice::Adaptive(adaptive_post_copy.clone()),
+            Some(format!("lab-busy-512mib-bench-adaptive-postcopy-{round}")),
+        ));
+        runs.push(ferry_run(
+            &lab,
+            "ferry nova (time ×1/25)",
+            PolicyChoice::Nova(nova.clone()),
+            None,
+        ));
+        runs.push(virsh_run(&lab));
+    }
+    let bound_seconds = (MEMORY_BYTES >> 20) as f64 / BANDWIDTH_MIB_PER_SECOND as f64;
+    println!(
+        "\nbusy guest: 512 MiB, dirtying 200 MiB/s, link capped at {BANDWIDTH_MIB_PER_SECOND} MiB/s; \
+         memory ÷ bandwidth = {bound_seconds:.2} s"
+    );
+    println!(
+        "{:<38} {:>9} {:>9} {:>11} {:>10} {:>8}  note",
+        "run", "completed", "total s", "downtime ms", "moved MiB", "÷ bound"
+    );
+    for run in &runs {
+        println!(
+            "{:<38} {:>9} {:>9.1} {:>11} {:>10} {:>8.2}  {}",
+            run.label,
+            if run.completed { "yes" } else { "NO" },
+            run.total.as_secs_f64(),
+            run.downtime_ms.map_or("-".into(), |d| d.to_string()),
+            run.bytes_moved.map_or("-".into(), |b| (b >> 20).to_string()),
+            run.total.as_secs_f64() / bound_seconds,
+            run.note
+        );
+    }
+}

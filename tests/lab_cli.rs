@@ -1,0 +1,384 @@
+//! `ferry migrate`, `abort`, `resume` and `history` as an operator runs them, against the lab:
+//! real processes, real libvirt hosts, one history per test under its own XDG state dir.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{disk_content_sha256, lab_or_skip, Lab};
+use ferry::lab::plan::LabHost;
+use ferry::libvirt::facts::DomainRunState;
+use serde_json::Value;
+
+/// ferry run as an operator would, with the lab's config and a private state directory (its
+/// own history and control sockets), shared by every command of one test.
+struct Operator {
+    state_dir: PathBuf,
+    config: PathBuf,
+}
+
+impl Operator {
+    fn new(lab: &Lab, test: &str) -> Operator {
+        let state_dir =
+            std::env::temp_dir().join(format!("ferry-cli-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state_dir);
+        std::fs::create_dir_all(&state_dir).unwrap();
+        Operator {
+            state_dir,
+            config: lab.plan.ferry_config_path(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(common::ferry_binary());
+        command
+            .args(args)
+            .env("FERRY_CONFIG", &self.config)
+            .env("XDG_STATE_HOME", &self.state_dir);
+        command
+    }
+
+    /// Runs to the end: (exit success, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let output = self.command(args).output().expect("run ferry");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Starts in the background; its JSON lines arrive on the returned channel.
+    fn spawn(&self, args: &[&str]) -> (Child, mpsc::Receiver<Value>) {
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn ferry");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(value).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        (child, rx)
+    }
+
+    fn history(&self) -> Vec<Value> {
+        let (ok, stdout, stderr) = self.run(&["history", "--json"]);
+        assert!(ok, "ferry history: {stderr}");
+        serde_json::from_str(&stdout).unwrap()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+fn json_lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+fn of_type<'a>(lines: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|l| l["type"] == kind).collect()
+}
+
+/// Waits for a progress line of `instance` at memory pass ≥ `iteration`, collecting lines.
+fn wait_for_iteration(
+    lines: &mpsc::Receiver<Value>,
+    seen: &mut Vec<Value>,
+    iteration: u64,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < deadline {
+        match lines.recv_timeout(Duration::from_secs(5)) {
+            Ok(line) => {
+                let reached = line["type"] == "progress"
+                    && line["iteration"].as_u64().is_some_and(|i| i >= iteration);
+                seen.push(line);
+                if reached {
+                    return true;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+        }
+    }
+    false
+}
+
+fn collect_rest(lines: &mpsc::Receiver<Value>, seen: &mut Vec<Value>) {
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(600)) {
+        seen.push(line);
+    }
+}
+
+/// The guest runs on `expected` and is defined nowhere else.
+fn assert_runs_only_on(lab: &Lab, guest: &str, expected: &LabHost, why: &str) {
+    let placements = lab.placements(guest);
+    let hosts: Vec<&str> = placements.iter().map(|(h, _)| h.name.as_str()).collect();
+    assert_eq!(hosts, vec![expected.name.as_str()], "{why}: {guest} is defined on {hosts:?}");
+    assert_eq!(
+        placements[0].1.state,
+        DomainRunState::Running,
+        "{why}: {guest} runs (not paused) on {}",
+        expected.name
+    );
+}
+
+/// The busy guest running with its workload going, on whatever host it is.
+fn busy_running(lab: &Lab) -> LabHost {
+    let (source, facts) = lab.host_of("busy");
+    if facts.state != DomainRunState::Running {
+        let offset = lab.console_length(&source, "busy");
+        lab.set_running(&source, "busy", true);
+        lab.wait_for_console(
+            &source,
+            "busy",
+            offset,
+            "workload running",
+            Duration::from_secs(90),
+        )
+        .unwrap();
+    }
+    source
+}
+
+#[test]
+fn migrate_prints_progress_and_a_summary_and_records_the_history() {
+    let Some(lab) = lab_or_skip("migrate_prints_progress") else {
+        return;
+    };
+    let operator = Operator::new(&lab, "idle");
+    let (source, _) = lab.host_of("idle");
+    let destination = lab.next_host(&source);
+    let (ok, stdout, stderr) =
+        operator.run(&["migrate", "idle", "--to", &destination.name, "--json"]);
+    assert!(ok, "ferry migrate idle: {stdout}\n{stderr}");
+    let lines = json_lines(&stdout);
+    let precheck = of_type(&lines, "precheck");
+    assert_eq!(precheck.len(), 1);
+    assert_eq!(precheck[0]["passed"], true);
+    assert!(!of_type(&lines, "progress").is_empty(), "{stdout}");
+    let summary = of_type(&lines, "summary");
+    assert_eq!(summary.len(), 1);
+    assert_eq!(summary[0]["outcome"], "completed", "{stdout}");
+    assert_eq!(summary[0]["runs_on"], destination.name.as_str());
+    assert_runs_only_on(&lab, "idle", &destination, "after ferry migrate");
+
+    let history = operator.history();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["instance_name"], "idle");
+    assert_eq!(history[0]["outcome"], "completed");
+    assert_eq!(history[0]["destination_host"], destination.name.as_str());
+    assert!(history[0]["plan"]["policy"]["policy"] == "adaptive");
+    assert!(
+        history[0]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "policy"),
+        "the policy's start decisions are recorded"
+    );
+}
+
+#[test]
+fn refused_prechecks_start_nothing_and_name_the_problem() {
+    let Some(lab) = lab_or_skip("refused_prechecks") else {
+        return;
+    };
+    let operator = Operator::new(&lab, "refused");
+    let (source, _) = lab.host_of("idle");
+    let (ok, stdout, stderr) = operator.run(&["migrate", "idle", "--to", &source.name]);
+    assert!(!ok, "migrating to its own host must be refused");
+    assert!(stdout.contains("✗"), "the report marks the failed check: {stdout}");
+    assert!(
+        stdout.to_lowercase().contains("same") || stdout.contains(source.name.as_str()),
+        "{stdout}"
+    );
+    assert!(stderr.contains("not started"), "{stderr}");
+    let (ok, _, stderr) = operator.run(&["migrate", "idle", "--to", "hv2;reboot"]);
+    assert!(!ok);
+    assert!(!stderr.is_empty() || !ok);
+    let (source_after, facts) = lab.host_of("idle");
+    assert_eq!(source_after.name, source.name, "nothing moved");
+    assert_eq!(facts.state, DomainRunState::Running);
+    assert!(operator.history().is_empty(), "nothing started, nothing recorded");
+}
+
+#[test]
+fn abort_from_another_terminal_keeps_the_guest_on_its_source() {
+    let Some(lab) = lab_or_skip("abort_from_another_terminal") else {
+        return;
+    };
+    let operator = Operator::new(&lab, "abort");
+    let source = busy_running(&lab);
+    let destination = lab.next_host(&source);
+    let (mut child, lines) = operator.spawn(&[
+        "migrate",
+        "busy",
+        "--to",
+        &destination.name,
+        "--bandwidth",
+        "100",
+        "--max-downtime",
+        "300",
+        "--json",
+    ]);
+    let mut seen = Vec::new();
+    assert!(
+        wait_for_iteration(&lines, &mut seen, 2),
+        "memory pass 2 reached: {seen:?}"
+    );
+    let (ok, stdout, stderr) = operator.run(&["abort", "busy"]);
+    assert!(ok, "ferry abort: {stdout}\n{stderr}");
+    assert!(stdout.contains("abort requested"), "{stdout}");
+    collect_rest(&lines, &mut seen);
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "a cancelled migration exits non-zero");
+    let summary = of_type(&seen, "summary");
+    assert_eq!(summary[0]["outcome"], "cancelled", "{seen:?}");
+    assert_eq!(summary[0]["runs_on"], source.name.as_str());
+    assert_runs_only_on(&lab, "busy", &source, "after abort");
+    assert_eq!(operator.history()[0]["outcome"], "cancelled");
+    let (ok, _, stderr) = operator.run(&["abort", "busy"]);
+    assert!(!ok, "nothing left to abort");
+    assert!(stderr.contains("no job"), "{stderr}");
+}
+
+#[test]
+fn nova_with_a_short_completion_timeout_aborts_the_busy_guest_on_its_source() {
+    let Some(lab) = lab_or_skip("nova_short_timeout") else {
+        return;
+    };
+    let operator = Operator::new(&lab, "nova");
+    let source = busy_running(&lab);
+    let destination = lab.next_host(&source);
+    // 2 GiB counted (Nova's minimum per device) × 10 s = a 20 s completion timeout.
+    let (ok, stdout, stderr) = operator.run(&[
+        "migrate",
+        "busy",
+        "--to",
+        &destination.name,
+        "--policy",
+        "nova",
+        "--bandwidth",
+        "100",
+        "--completion-timeout-per-gib",
+        "10",
+        "--json",
+    ]);
+    assert!(!ok, "the timeout aborts: {stdout}\n{stderr}");
+    let lines = json_lines(&stdout);
+    assert!(
+        of_type(&lines, "policy")
+            .iter()
+            .any(|p| p["reason"].as_str().unwrap_or("").contains("completion timeout")),
+        "{stdout}"
+    );
+    assert_eq!(of_type(&lines, "summary")[0]["outcome"], "cancelled");
+    assert_runs_only_on(&lab, "busy", &source, "after nova's timeout");
+}
+
+#[test]
+fn a_killed_ferry_leaves_the_migration_running_and_resume_finishes_it_under_the_policy() {
+    let Some(lab) = lab_or_skip("killed_ferry_resume") else {
+        return;
+    };
+    let operator = Operator::new(&lab, "resume");
+    let source = busy_running(&lab);
+    let destination = lab.next_host(&source);
+    let (mut child, lines) = operator.spawn(&[
+        "migrate",
+        "busy",
+        "--to",
+        &destination.name,
+        "--bandwidth",
+        "100",
+        "--postcopy",
+        "--json",
+    ]);
+    let mut seen = Vec::new();
+    assert!(wait_for_iteration(&lines, &mut seen, 2), "{seen:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // libvirtd owns the migration: it goes on with ferry gone.
+    let (_, facts) = lab
+        .placements("busy")
+        .into_iter()
+        .find(|(h, _)| h.name == source.name)
+        .expect("busy still on its source");
+    assert!(facts.job_running, "the job runs on without ferry");
+    assert!(operator.history()[0]["outcome"].is_null(), "left unfinished");
+
+    let (ok, stdout, stderr) = operator.run(&["resume", "--json"]);
+    assert!(ok, "ferry resume: {stdout}\n{stderr}");
+    let lines = json_lines(&stdout);
+    assert_eq!(of_type(&lines, "attached").len(), 1, "{stdout}");
+    assert!(
+        !of_type(&lines, "policy").is_empty(),
+        "the policy acts after the restart: {stdout}"
+    );
+    assert_eq!(of_type(&lines, "summary")[0]["outcome"], "completed");
+    assert_runs_only_on(&lab, "busy", &destination, "after resume");
+    let history = operator.history();
+    assert_eq!(history.len(), 1, "the same migration, not a new one");
+    assert_eq!(history[0]["outcome"], "completed");
+    assert!(history[0]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("resumed monitoring")));
+    let (ok, stdout, _) = operator.run(&["resume"]);
+    assert!(ok);
+    assert!(stdout.contains("nothing to resume"), "{stdout}");
+}
+
+#[test]
+fn block_migration_copies_the_local_disk_with_its_content_intact() {
+    let Some(lab) = lab_or_skip("block_migration") else {
+        return;
+    };
+    let operator = Operator::new(&lab, "block");
+    let expected = lab.state.data_disk_sha256["disk"].clone();
+    let (source, _) = lab.host_of("disk");
+    let destination = lab.next_host(&source);
+    for (from, to) in [(&source, &destination), (&destination, &source)] {
+        let (ok, stdout, stderr) = operator.run(&["migrate", "disk", "--to", &to.name, "--json"]);
+        assert!(ok, "ferry migrate disk → {}: {stdout}\n{stderr}", to.name);
+        let lines = json_lines(&stdout);
+        let report = &of_type(&lines, "precheck")[0]["report"]["plan"];
+        assert_eq!(report["block_migration"], true, "{stdout}");
+        assert_runs_only_on(&lab, "disk", to, "after block migration");
+        let image = lab
+            .plan
+            .host_local_pool_dir(to)
+            .join("disk-data.qcow2");
+        assert_eq!(
+            disk_content_sha256(&image),
+            expected,
+            "disk content on {} after the move from {}",
+            to.name,
+            from.name
+        );
+    }
+}
