@@ -158,7 +158,11 @@ pub struct TrackedMigration {
     pub finished_at: Option<SystemTime>,
     /// As the engine named it when it started; the plan's choice until then.
     pub policy_name: String,
+    /// The latest snapshot of the job while it ran (or of its completion). The statistics
+    /// of a cancelled or failed job are empty, so they never replace it.
     pub progress: Option<MigrationProgress>,
+    /// Cancelled or failed as the job statistics said, before the engine's outcome came.
+    pub ended_phase: Option<MigrationPhase>,
     pub series: ChartSeries,
     /// The policy's whole ladder, first rung first.
     pub downtime_ladder: Vec<DowntimeStep>,
@@ -184,6 +188,7 @@ impl TrackedMigration {
             finished_at: None,
             policy_name: policy.name().to_string(),
             progress: None,
+            ended_phase: None,
             series: ChartSeries::with_capacity(CHART_POINTS_KEPT),
             downtime_ladder: policy.downtime_ladder(),
             downtime_step: None,
@@ -210,6 +215,11 @@ impl TrackedMigration {
         matches!(self.stage, Stage::Finished(_))
     }
 
+    /// Started (or starting) and not finished.
+    pub fn is_running_stage(&self) -> bool {
+        matches!(self.stage, Stage::Starting | Stage::Running)
+    }
+
     pub fn is_queued(&self) -> bool {
         matches!(self.stage, Stage::Queued { .. })
     }
@@ -225,9 +235,11 @@ impl TrackedMigration {
                 LiveOutcome::Failed { .. } => MigrationPhase::Failed,
             }),
             Stage::Starting | Stage::Running => Some(
-                self.progress
-                    .as_ref()
-                    .map_or(MigrationPhase::Preparing, |p| p.phase),
+                self.ended_phase.unwrap_or(
+                    self.progress
+                        .as_ref()
+                        .map_or(MigrationPhase::Preparing, |p| p.phase),
+                ),
             ),
         }
     }
@@ -258,11 +270,16 @@ impl TrackedMigration {
 
     fn on_progress(&mut self, progress: MigrationProgress) {
         self.mark_phase(progress.phase, progress.elapsed_ms);
-        // The job statistics of an aborted or failed job report nothing left to send; drawn,
-        // that would look like success. Completion really does leave nothing.
-        let chartable =
-            !progress.phase.is_terminal() || progress.phase == MigrationPhase::Completed;
-        if let (true, Some(remaining)) = (chartable, progress.memory_remaining_bytes) {
+        if matches!(
+            progress.phase,
+            MigrationPhase::Cancelled | MigrationPhase::Failed
+        ) {
+            // An ended job reports nothing sent and nothing left: drawn, that would read as
+            // success. The last picture of the running job stays.
+            self.ended_phase = Some(progress.phase);
+            return;
+        }
+        if let Some(remaining) = progress.memory_remaining_bytes {
             self.series.push(ChartPoint {
                 at_ms: progress.elapsed_ms,
                 memory_remaining_bytes: remaining,
@@ -455,8 +472,8 @@ impl MigrationStore {
         self.migrations.iter().filter(|m| m.is_finished()).count()
     }
 
-    /// "starts next", "behind #12 web-1 (hv1 sends one at a time)": what a queued migration
-    /// waits for, naming the migration ahead of it by instance rather than by number alone.
+    /// "starts next", "after #12 web-1 (hv1 limit)": what a queued migration waits for, short
+    /// enough for the list, naming the migration ahead by instance, not by number alone.
     pub fn waiting_for(&self, migration: &TrackedMigration) -> String {
         let Stage::Queued { position } = &migration.stage else {
             return String::new();
@@ -474,23 +491,18 @@ impl MigrationStore {
             None => format!("#{id}"),
         });
         let source = migration.source();
+        // The phase column already says "queued": this says what it is queued behind.
         match (waiting_for, behind) {
             (WaitingFor::NextStart, _) => "starts next".to_string(),
-            (WaitingFor::GlobalLimit, _) => {
-                "waits for the global limit of concurrent migrations".to_string()
-            }
+            (WaitingFor::GlobalLimit, _) => "global limit reached".to_string(),
             (WaitingFor::SourceHostLimit, Some(behind)) => {
-                format!("waits for {behind} to leave {source} (outbound limit)")
+                format!("after {behind} ({source} limit)")
             }
-            (WaitingFor::SourceHostLimit, None) => {
-                format!("waits for a free outbound slot on {source}")
-            }
-            (WaitingFor::EarlierRequestsFromSourceHost, Some(behind)) => {
-                format!(
-                    "{} from {source}, behind {behind}",
-                    ordinal(*place_for_source_host)
-                )
-            }
+            (WaitingFor::SourceHostLimit, None) => format!("{source} limit reached"),
+            (WaitingFor::EarlierRequestsFromSourceHost, Some(behind)) => format!(
+                "{} from {source}, after {behind}",
+                ordinal(*place_for_source_host)
+            ),
             (WaitingFor::EarlierRequestsFromSourceHost, None) => {
                 format!("{} from {source}", ordinal(*place_for_source_host))
             }
@@ -630,15 +642,28 @@ mod tests {
     }
 
     #[test]
-    fn cancelled_job_statistics_are_not_charted_as_zero_remaining() {
+    fn cancelled_job_statistics_do_not_erase_what_the_job_did() {
         let mut store = MigrationStore::default();
-        for event in test_support::abort_run_events(MigrationId(3)) {
-            store.apply(event);
+        let events = test_support::abort_run_events(MigrationId(3));
+        let (before_the_end, end) = events.split_at(events.len() - 1);
+        for event in before_the_end {
+            store.apply(event.clone());
         }
+        let migration = store.get(MigrationId(3)).unwrap();
+        assert_eq!(
+            migration.phase(),
+            Some(MigrationPhase::Cancelled),
+            "the job statistics said so before the engine's outcome"
+        );
+        assert!(migration.is_running_stage());
+        store.apply(end[0].clone());
         let migration = store.get(MigrationId(3)).unwrap();
         assert_eq!(migration.phase(), Some(MigrationPhase::Cancelled));
         let points = migration.series.points();
         assert!(points.iter().all(|p| p.memory_remaining_bytes > 0));
+        let progress = migration.progress.as_ref().unwrap();
+        assert_eq!(progress.iteration, Some(2));
+        assert!(progress.memory_processed_bytes.unwrap() > 400 << 20);
         assert_eq!(
             migration.phase_marks.last().unwrap().phase,
             MigrationPhase::Cancelled
@@ -729,6 +754,6 @@ mod tests {
             }),
         ));
         let waiting = store.waiting_for(store.get(MigrationId(2)).unwrap());
-        assert_eq!(waiting, "waits for #1 busy to leave hv1 (outbound limit)");
+        assert_eq!(waiting, "after #1 busy (hv1 limit)");
     }
 }

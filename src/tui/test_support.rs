@@ -255,3 +255,70 @@ pub fn pause_completed_events(id: MigrationId) -> Vec<MigrationEvent> {
     }
     .events()
 }
+
+/// A precheck report of `instance` (shared storage, QEMU 10 on both sides) against
+/// `destination` with `free_memory_bytes` free: it fails only when the guest does not fit.
+pub fn precheck_report(
+    instance: &crate::inventory::Instance,
+    destination: &str,
+    free_memory_bytes: u64,
+) -> crate::precheck::PrecheckReport {
+    use crate::precheck::{
+        run_all, BlockMigrationChoice, CpuCompareResult, DiskFact, DiskStorage, HypervisorInfo,
+        InstanceState, PrecheckFacts, SharedStorageProbe,
+    };
+    let qemu = Some(HypervisorInfo {
+        hypervisor_type: "QEMU".into(),
+        hypervisor_version: 10_000_000,
+    });
+    run_all(&PrecheckFacts {
+        instance_name: instance.name.clone(),
+        instance_state: InstanceState::Running,
+        instance_memory_bytes: instance.memory_bytes,
+        disks: vec![DiskFact {
+            target: "vda".into(),
+            source: Some(format!("/var/lib/ferry-lab/shared/{}.qcow2", instance.name)),
+            storage: DiskStorage::Local,
+            size_bytes: 10 << 30,
+            read_only: false,
+        }],
+        source_host: instance.host.to_string(),
+        source_host_up: true,
+        destination_host: destination.into(),
+        destination_host_up: true,
+        destination_free_memory_bytes: Some(free_memory_bytes),
+        source_hypervisor: qemu.clone(),
+        destination_hypervisor: qemu,
+        cpu_compare: CpuCompareResult::Superset,
+        shared_storage_probe: SharedStorageProbe::Shared,
+        destination_free_disk_bytes: Some(100 << 30),
+        block_migration: BlockMigrationChoice::Auto,
+    })
+}
+
+/// Four hosts of three instances each, every migration event applied, the clock a second
+/// after the last one.
+pub fn app_with_events(events: Vec<MigrationEvent>) -> super::app::App {
+    let last = events.last().map_or(at(0), |e| e.at);
+    let inventory = crate::inventory::sample::inventory(4, 3, at(0));
+    let mut app = super::app::App::new(inventory, last + Duration::from_secs(1));
+    for event in events {
+        app.on_migration_event(event);
+    }
+    app
+}
+
+/// Types `keys`: `\t` is Tab, `\n` Enter, `\u{1b}` Esc, `\u{8}` Backspace.
+pub fn press(app: &mut super::app::App, keys: &str) {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    for c in keys.chars() {
+        let code = match c {
+            '\t' => KeyCode::Tab,
+            '\n' => KeyCode::Enter,
+            '\u{1b}' => KeyCode::Esc,
+            '\u{8}' => KeyCode::Backspace,
+            c => KeyCode::Char(c),
+        };
+        app.handle_key(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+}
