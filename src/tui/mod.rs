@@ -17,4 +17,6 @@ pub mod theme;
 pub mod views;
 
 #[cfg(test)]
+mod migration_key_tests;
+#[cfg(test)]
 mod test_support;

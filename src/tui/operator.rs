@@ -84,12 +84,12 @@ pub fn prompt_for(
     match &migration.stage {
         Stage::Finished(outcome) => {
             let how = match outcome {
-                LiveOutcome::Completed { .. } => "completed",
-                LiveOutcome::Cancelled { .. } => "was cancelled",
-                LiveOutcome::Failed { .. } => "failed",
+                LiveOutcome::Completed { .. } => "has already completed",
+                LiveOutcome::Cancelled { .. } => "was already cancelled",
+                LiveOutcome::Failed { .. } => "has already failed",
             };
             return Err(format!(
-                "{name} already {how}: nothing to {}",
+                "{name} {how}: nothing to {}",
                 key.verb().trim_end_matches(" of")
             ));
         }
