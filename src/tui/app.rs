@@ -564,8 +564,11 @@ impl App {
                     true
                 }
                 KeyCode::Down | KeyCode::Char('j') if overlay == Overlay::Help => {
-                    self.help_scroll = self.help_scroll.saturating_add(1);
-                    true
+                    // The view stops earlier when the help fits; past its last line, never.
+                    let last_line = super::keymap::line_count().saturating_sub(1) as u16;
+                    let before = self.help_scroll;
+                    self.help_scroll = (self.help_scroll + 1).min(last_line);
+                    before != self.help_scroll
                 }
                 KeyCode::Up | KeyCode::Char('k') if overlay == Overlay::Help => {
                     let before = self.help_scroll;

@@ -283,6 +283,12 @@ impl LaunchDialog {
     /// `auto`: the passing destination with the most free memory, once every verdict is in
     /// (an answer still on its way could be the better host). Err says why there is none.
     pub fn auto_destination(&self, inventory: &Inventory) -> Result<&Candidate, String> {
+        if self.candidates.is_empty() {
+            return Err(format!(
+                "no other host in the inventory to move {} to",
+                self.instance_name
+            ));
+        }
         let checking = self.still_checking();
         if !checking.is_empty() {
             let names: Vec<&str> = checking.iter().map(|h| h.as_str()).collect();

@@ -10,13 +10,13 @@ use crate::progress::MigrationPhase;
 
 use super::action::{Action, PolicyKind, PrecheckRequest};
 use super::app::{App, InstanceKey, Screen};
+use super::keymap;
 use super::migrations::{MigrationChange, MigrationEvent};
 use super::operator::OperatorPrompt;
 use super::test_support::{
     adaptive_run_events, app_with_events, at, busy_plan, hands_off_plan, post_copy_run_events,
     precheck_report, press, Replay,
 };
-use super::views::help;
 use super::views::status::footer_keys;
 
 fn hv(name: &str) -> HostName {
@@ -472,7 +472,7 @@ fn screens_and_esc_back_out_one_level_at_a_time() {
     assert_eq!(app.screen, Screen::Inventory);
     assert!(!app.migration_detail);
     press(&mut app, "?");
-    assert_eq!(help::sections(&app)[0].title, help::INVENTORY.title);
+    assert_eq!(keymap::sections(&app)[0].title, keymap::INVENTORY.title);
 }
 
 #[test]
@@ -514,10 +514,10 @@ fn the_selection_follows_a_migration_as_the_list_reorders() {
 #[test]
 fn every_footer_key_is_in_the_help() {
     let help_tokens: Vec<String> = [
-        help::INVENTORY,
-        help::LAUNCH,
-        help::MIGRATIONS,
-        help::EVERYWHERE,
+        keymap::INVENTORY,
+        keymap::LAUNCH,
+        keymap::MIGRATIONS,
+        keymap::EVERYWHERE,
     ]
     .iter()
     .flat_map(|s| s.keys.iter())

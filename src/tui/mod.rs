@@ -9,6 +9,7 @@ pub mod action;
 pub mod app;
 pub mod bench;
 pub mod filter;
+pub mod keymap;
 pub mod launch;
 pub mod migrations;
 pub mod operator;

@@ -129,7 +129,9 @@ fn phase_line<'a>(app: &App, migration: &TrackedMigration, theme: &Theme) -> Lin
     match &migration.stage {
         Stage::Queued { .. } => detail.push(app.migrations.waiting_for(migration)),
         Stage::Starting => detail.push(format!("connecting to {}", migration.source())),
-        Stage::Running | Stage::Finished(_) => {
+        // Once finished, the verdict line says how long it took.
+        Stage::Finished(_) => {}
+        Stage::Running => {
             if let Some(progress) = &migration.progress {
                 detail.push(format!("{} in", format_duration_ms(progress.elapsed_ms)));
             }
