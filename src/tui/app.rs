@@ -1,4 +1,5 @@
-//! App state and its update: keys and inventory events go in, views read the result.
+//! App state and its update: keys, inventory events, migration events and precheck reports go
+//! in; views read the result, and the runtime takes the operator's [`Action`]s out.
 //! No terminal and no libvirt here, so every behaviour is a unit test over plain data.
 
 use std::cmp::Ordering;
@@ -6,11 +7,26 @@ use std::time::SystemTime;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use crate::engine::history::{MigrationId, MigrationKind};
 use crate::inventory::{HostEntry, HostState, Instance, Inventory, InventoryEvent};
 use crate::libvirt::facts::DomainRunState;
 use crate::model::HostName;
+use crate::precheck::PrecheckReport;
 
+use super::action::Action;
 use super::filter::Matcher;
+use super::launch::{DialogOutcome, LaunchDialog};
+use super::migrations::{MigrationEvent, MigrationStore, TrackedMigration};
+use super::operator::{prompt_for, OperatorKey, OperatorPrompt, PromptOutcome};
+
+/// The two screens, like tabs: `1` and `2` switch between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    /// Hosts and their instances.
+    Inventory,
+    /// Queued, running and recent migrations; Enter opens one in detail.
+    Migrations,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pane {
@@ -188,6 +204,27 @@ pub struct App {
     pub now: SystemTime,
     /// A message for the status bar, e.g. a theme file that was refused.
     pub notice: Option<String>,
+    pub screen: Screen,
+    /// Read it freely; change it only through `on_migration_event`.
+    pub migrations: MigrationStore,
+    /// The selected migration by id, like the instance selection: it follows the migration
+    /// as the list reorders (running ones finish and move down).
+    migration_selection: Option<MigrationId>,
+    /// Row of `migration_selection` in `migrations.listed()`.
+    migration_cursor: usize,
+    /// The selected migration is shown in detail instead of the list.
+    pub migration_detail: bool,
+    pub launch: Option<LaunchDialog>,
+    pub prompt: Option<OperatorPrompt>,
+    /// A one-off answer to the last key (a refusal, what was sent); the next key clears it.
+    pub flash: Option<String>,
+    /// Off until the engine can cold-migrate: `c` then only says so.
+    pub cold_migration_available: bool,
+    /// First line of the help overlay on screen; the view clamps it.
+    pub help_scroll: u16,
+    /// What the operator asked for since the runtime last took them.
+    actions: Vec<Action>,
+    last_precheck_request_id: u64,
 }
 
 impl App {
@@ -208,9 +245,99 @@ impl App {
             quit: false,
             now,
             notice: None,
+            screen: Screen::Inventory,
+            migrations: MigrationStore::default(),
+            migration_selection: None,
+            migration_cursor: 0,
+            migration_detail: false,
+            launch: None,
+            prompt: None,
+            flash: None,
+            cold_migration_available: false,
+            help_scroll: 0,
+            actions: Vec::new(),
+            last_precheck_request_id: 0,
         };
         app.reanchor(Change::Inventory);
         app
+    }
+
+    /// Folds one event of the queue or the engine in; true if the screen must be redrawn.
+    pub fn on_migration_event(&mut self, event: MigrationEvent) -> bool {
+        let changed = self.migrations.apply(event);
+        if changed {
+            self.reanchor_migration();
+            self.recheck_prompt();
+        }
+        changed
+    }
+
+    /// Precheck verdicts for the open launch dialog, as they arrive (one host or several at
+    /// a time). Reports for an earlier request, or with no dialog open, are dropped.
+    pub fn on_precheck_reports(
+        &mut self,
+        request_id: u64,
+        reports: Vec<(HostName, Result<PrecheckReport, String>)>,
+    ) -> bool {
+        self.launch
+            .as_mut()
+            .is_some_and(|dialog| dialog.on_precheck_reports(request_id, reports))
+    }
+
+    /// What the operator asked for since the last call, oldest first.
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+
+    /// Row of the selected migration in `migrations.listed()`.
+    pub fn migration_cursor(&self) -> usize {
+        self.migration_cursor
+    }
+
+    pub fn selected_migration(&self) -> Option<&TrackedMigration> {
+        self.migration_selection
+            .and_then(|id| self.migrations.get(id))
+    }
+
+    /// Keeps the cursor on the selected migration; if it was forgotten, the one now on its
+    /// row takes over (and its detail closes: it is another migration).
+    fn reanchor_migration(&mut self) {
+        let listed = self.migrations.listed();
+        let found = self
+            .migration_selection
+            .and_then(|id| listed.iter().position(|m| m.id == id));
+        if let Some(row) = found {
+            self.migration_cursor = row;
+            return;
+        }
+        let row = self.migration_cursor.min(listed.len().saturating_sub(1));
+        let selection = listed.get(row).map(|m| m.id);
+        if self.migration_selection.is_some() && selection != self.migration_selection {
+            self.migration_detail = false;
+        }
+        self.migration_cursor = row;
+        self.migration_selection = selection;
+    }
+
+    /// A question asked about a migration that has since changed (finished, or gone into
+    /// post-copy) may no longer be answerable: it is withdrawn with the reason.
+    fn recheck_prompt(&mut self) {
+        let Some(prompt) = &self.prompt else {
+            return;
+        };
+        let still_valid = match self.migrations.get(prompt.id()) {
+            Some(migration) => prompt_for(operator_key_of(prompt), migration).map(|_| ()),
+            None => Err(format!("#{} is no longer listed", prompt.id())),
+        };
+        if let Err(reason) = still_valid {
+            self.prompt = None;
+            self.flash = Some(format!("question withdrawn: {reason}"));
+        }
+    }
+
+    fn next_precheck_request_id(&mut self) -> u64 {
+        self.last_precheck_request_id += 1;
+        self.last_precheck_request_id
     }
 
     /// Row of the selected host: 0 is the "all hosts" row, 1.. index `sorted_hosts()`.
@@ -412,6 +539,13 @@ impl App {
             self.quit = true;
             return true;
         }
+        let had_flash = self.flash.take().is_some();
+        self.route_key(key) || had_flash
+    }
+
+    /// The innermost thing open gets the key: filter line, overlay, operator prompt, launch
+    /// dialog, then the screen.
+    fn route_key(&mut self, key: KeyEvent) -> bool {
         if self.filter.editing {
             return self.handle_filter_key(key);
         }
@@ -429,12 +563,45 @@ impl App {
                     self.quit = true;
                     true
                 }
+                KeyCode::Down | KeyCode::Char('j') if overlay == Overlay::Help => {
+                    // The view stops earlier when the help fits; past its last line, never.
+                    let last_line = super::keymap::line_count().saturating_sub(1) as u16;
+                    let before = self.help_scroll;
+                    self.help_scroll = (self.help_scroll + 1).min(last_line);
+                    before != self.help_scroll
+                }
+                KeyCode::Up | KeyCode::Char('k') if overlay == Overlay::Help => {
+                    let before = self.help_scroll;
+                    self.help_scroll = self.help_scroll.saturating_sub(1);
+                    before != self.help_scroll
+                }
                 _ => false,
             };
         }
+        if self.prompt.is_some() {
+            return self.handle_prompt_key(key);
+        }
+        if self.launch.is_some() {
+            return self.handle_launch_key(key);
+        }
+        match self.screen {
+            Screen::Inventory => self.handle_inventory_key(key),
+            Screen::Migrations => self.handle_migrations_key(key),
+        }
+    }
+
+    fn open_help(&mut self) {
+        self.overlay = Some(Overlay::Help);
+        self.help_scroll = 0;
+    }
+
+    fn handle_inventory_key(&mut self, key: KeyEvent) -> bool {
         match key.code {
             KeyCode::Char('q') => self.quit = true,
-            KeyCode::Char('?') => self.overlay = Some(Overlay::Help),
+            KeyCode::Char('?') => self.open_help(),
+            KeyCode::Char('m') => return self.open_launch(MigrationKind::Live),
+            KeyCode::Char('c') => return self.open_launch(MigrationKind::Cold),
+            KeyCode::Char('2') => self.screen = Screen::Migrations,
             KeyCode::Enter => self.overlay = Some(Overlay::Details),
             KeyCode::Tab
             | KeyCode::BackTab
@@ -495,6 +662,169 @@ impl App {
         true
     }
 
+    fn open_launch(&mut self, kind: MigrationKind) -> bool {
+        let what = match kind {
+            MigrationKind::Live => "live-migrate",
+            MigrationKind::Cold => "cold-migrate",
+        };
+        if self.focus != Pane::Instances {
+            self.flash = Some(format!(
+                "to {what}, select an instance in the instances pane first (tab)"
+            ));
+            return true;
+        }
+        let Some(instance) = self.selected_instance().cloned() else {
+            self.flash = Some(format!("no instance selected to {what}"));
+            return true;
+        };
+        let request_id = self.next_precheck_request_id();
+        let dialog = LaunchDialog::open(
+            kind,
+            self.cold_migration_available,
+            &instance,
+            &self.inventory,
+            request_id,
+        );
+        if let Some(request) = dialog.precheck_request() {
+            self.actions.push(Action::RequestPrechecks(request));
+        }
+        self.launch = Some(dialog);
+        true
+    }
+
+    fn handle_launch_key(&mut self, key: KeyEvent) -> bool {
+        if key.code == KeyCode::Char('?') {
+            self.open_help();
+            return true;
+        }
+        let Some(dialog) = self.launch.as_mut() else {
+            return false;
+        };
+        match dialog.handle_key(key, &self.inventory) {
+            DialogOutcome::Unchanged => return false,
+            DialogOutcome::Changed => {}
+            DialogOutcome::Flash(reason) => self.flash = Some(reason),
+            DialogOutcome::Close => self.launch = None,
+            DialogOutcome::RecheckNeeded => {
+                self.last_precheck_request_id += 1;
+                dialog.restart_prechecks(self.last_precheck_request_id);
+                if let Some(request) = dialog.precheck_request() {
+                    self.actions.push(Action::RequestPrechecks(request));
+                }
+            }
+            DialogOutcome::Confirmed(action) => {
+                let summary = dialog
+                    .summary(&self.inventory)
+                    .unwrap_or_else(|reason| reason);
+                self.flash = Some(format!("requested: {summary}; 2 shows the migrations"));
+                self.actions.push(action);
+                self.launch = None;
+            }
+        }
+        true
+    }
+
+    fn handle_prompt_key(&mut self, key: KeyEvent) -> bool {
+        let Some(prompt) = self.prompt.as_mut() else {
+            return false;
+        };
+        match prompt.handle_key(key.code) {
+            PromptOutcome::Unchanged => false,
+            PromptOutcome::Changed => true,
+            PromptOutcome::Flash(reason) => {
+                self.flash = Some(reason);
+                true
+            }
+            PromptOutcome::Cancelled => {
+                self.prompt = None;
+                true
+            }
+            PromptOutcome::Send(command) => {
+                let id = prompt.id();
+                let operator_key = operator_key_of(prompt);
+                self.prompt = None;
+                // The migration may have moved on while the question was open (into
+                // post-copy, or to its end): ask again before sending anything.
+                let verdict = match self.migrations.get(id) {
+                    Some(migration) => prompt_for(operator_key, migration).map(|_| migration),
+                    None => Err(format!("#{id} is no longer listed")),
+                };
+                match verdict {
+                    Ok(migration) => {
+                        self.flash = Some(format!(
+                            "sent {} to #{id} {}; its answer shows in the detail",
+                            command_words(&command),
+                            migration.instance_name()
+                        ));
+                        self.actions.push(Action::Operator { id, command });
+                    }
+                    Err(reason) => self.flash = Some(reason),
+                }
+                true
+            }
+        }
+    }
+
+    fn handle_migrations_key(&mut self, key: KeyEvent) -> bool {
+        if let Some(operator_key) = match key.code {
+            KeyCode::Char(c) => OperatorKey::from_char(c),
+            _ => None,
+        } {
+            match self
+                .selected_migration()
+                .map(|m| prompt_for(operator_key, m))
+            {
+                Some(Ok(prompt)) => self.prompt = Some(prompt),
+                Some(Err(reason)) => self.flash = Some(reason),
+                None => self.flash = Some("no migration selected".to_string()),
+            }
+            return true;
+        }
+        match key.code {
+            KeyCode::Char('q') => self.quit = true,
+            KeyCode::Char('?') => self.open_help(),
+            KeyCode::Char('1') => {
+                self.screen = Screen::Inventory;
+                self.migration_detail = false;
+            }
+            KeyCode::Esc if self.migration_detail => self.migration_detail = false,
+            KeyCode::Esc => self.screen = Screen::Inventory,
+            _ if self.migration_detail => match key.code {
+                KeyCode::Char('2') => self.migration_detail = false,
+                _ => return false,
+            },
+            KeyCode::Enter => {
+                if self.selected_migration().is_none() {
+                    return false;
+                }
+                self.migration_detail = true;
+            }
+            KeyCode::Up | KeyCode::Char('k') => return self.move_migration_cursor(-1),
+            KeyCode::Down | KeyCode::Char('j') => return self.move_migration_cursor(1),
+            KeyCode::PageUp => return self.move_migration_cursor(-(PAGE_ROWS as isize)),
+            KeyCode::PageDown => return self.move_migration_cursor(PAGE_ROWS as isize),
+            KeyCode::Home | KeyCode::Char('g') => {
+                return self.move_migration_cursor(isize::MIN / 2)
+            }
+            KeyCode::End | KeyCode::Char('G') => return self.move_migration_cursor(isize::MAX / 2),
+            _ => return false,
+        }
+        true
+    }
+
+    fn move_migration_cursor(&mut self, delta: isize) -> bool {
+        let listed = self.migrations.listed();
+        let last = listed.len().saturating_sub(1) as isize;
+        let cursor = self.migration_cursor;
+        let moved = (cursor as isize).saturating_add(delta).clamp(0, last) as usize;
+        if moved == cursor || listed.is_empty() {
+            return false;
+        }
+        self.migration_selection = listed.get(moved).map(|m| m.id);
+        self.migration_cursor = moved;
+        true
+    }
+
     fn handle_filter_key(&mut self, key: KeyEvent) -> bool {
         match key.code {
             KeyCode::Enter => self.filter.editing = false,
@@ -550,6 +880,28 @@ impl App {
         self.instance_selection = None;
         self.hidden_by_filter = None;
         self.reanchor(Change::Inventory);
+    }
+}
+
+/// Which key asked the question, to ask it again when the migration changes.
+fn operator_key_of(prompt: &OperatorPrompt) -> OperatorKey {
+    match prompt {
+        OperatorPrompt::ConfirmAbort { .. } => OperatorKey::Abort,
+        OperatorPrompt::ConfirmForceComplete { .. } => OperatorKey::ForceComplete,
+        OperatorPrompt::Bandwidth { .. } => OperatorKey::Bandwidth,
+        OperatorPrompt::MaxDowntime { .. } => OperatorKey::MaxDowntime,
+    }
+}
+
+fn command_words(command: &crate::engine::live::OperatorCommand) -> String {
+    use crate::engine::live::OperatorCommand;
+    match command {
+        OperatorCommand::Abort => "abort".to_string(),
+        OperatorCommand::ForceComplete => "force-complete".to_string(),
+        OperatorCommand::SetBandwidth { mib_per_second } => {
+            format!("bandwidth {mib_per_second} MiB/s")
+        }
+        OperatorCommand::SetMaxDowntime { downtime_ms } => format!("max downtime {downtime_ms} ms"),
     }
 }
 
@@ -715,9 +1067,17 @@ mod tests {
         let mut app = app();
         app.handle_key(key(KeyCode::Char('?')));
         assert_eq!(app.overlay, Some(Overlay::Help));
+        // j scrolls the help; it never reaches the lists under it.
+        app.handle_key(key(KeyCode::Char('j')));
+        assert_eq!(app.help_scroll, 1);
+        assert_eq!(
+            app.host_cursor(),
+            0,
+            "keys under the help are not for the lists"
+        );
         assert!(
-            !app.handle_key(key(KeyCode::Char('j'))),
-            "keys under the help are ignored"
+            !app.handle_key(key(KeyCode::Char('s'))),
+            "other keys under the help are ignored"
         );
         app.handle_key(key(KeyCode::Esc));
         assert_eq!(app.overlay, None);

@@ -36,11 +36,24 @@ pub struct Theme {
     pub footer_key: Style,
     pub footer_text: Style,
     pub filter: Style,
+    /// What cannot be chosen now: refused destinations, cold migration while unavailable.
+    pub disabled: Style,
+    /// Needs the operator's eye but is not an error: "not converging", post-copy warnings.
+    pub warning: Style,
+    /// Passed prechecks, completed migrations.
+    pub success: Style,
+    /// The filled part of progress gauges.
+    pub gauge: Style,
+    pub chart_remaining: Style,
+    pub chart_transfer: Style,
+    pub chart_dirty: Style,
+    /// What is in force now: the downtime rung, the phase on the timeline.
+    pub current: Style,
 }
 
 /// Key names in theme files, in the order of the struct; the single list both the parser and
 /// the error message use.
-pub const STYLE_KEYS: [&str; 18] = [
+pub const STYLE_KEYS: [&str; 26] = [
     "base",
     "border",
     "border_focused",
@@ -59,6 +72,14 @@ pub const STYLE_KEYS: [&str; 18] = [
     "footer_key",
     "footer_text",
     "filter",
+    "disabled",
+    "warning",
+    "success",
+    "gauge",
+    "chart_remaining",
+    "chart_transfer",
+    "chart_dirty",
+    "current",
 ];
 
 const STYLE_FIELDS: [&str; 7] = [
@@ -106,6 +127,17 @@ impl Default for Theme {
             footer_key: fg(Color::Cyan).add_modifier(Modifier::BOLD),
             footer_text: fg(Color::Gray),
             filter: fg(Color::Yellow),
+            disabled: fg(Color::DarkGray),
+            warning: fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            success: fg(Color::Green),
+            gauge: fg(Color::Cyan),
+            chart_remaining: fg(Color::Cyan),
+            chart_transfer: fg(Color::Green),
+            chart_dirty: fg(Color::Red),
+            current: Style::new()
+                .fg(Color::Black)
+                .bg(Color::Yellow)
+                .add_modifier(Modifier::BOLD),
         }
     }
 }
@@ -161,6 +193,8 @@ impl Theme {
         if support == ColorSupport::None {
             self.selected = self.selected.add_modifier(Modifier::REVERSED);
             self.status_bar = self.status_bar.add_modifier(Modifier::REVERSED);
+            // Without colour, the rung in force must still stand out from the others.
+            self.current = self.current.add_modifier(Modifier::REVERSED);
         }
         self
     }
@@ -185,6 +219,14 @@ impl Theme {
             &mut self.footer_key,
             &mut self.footer_text,
             &mut self.filter,
+            &mut self.disabled,
+            &mut self.warning,
+            &mut self.success,
+            &mut self.gauge,
+            &mut self.chart_remaining,
+            &mut self.chart_transfer,
+            &mut self.chart_dirty,
+            &mut self.current,
         ] {
             f(style)
         }
@@ -210,6 +252,14 @@ impl Theme {
             "footer_key" => &mut self.footer_key,
             "footer_text" => &mut self.footer_text,
             "filter" => &mut self.filter,
+            "disabled" => &mut self.disabled,
+            "warning" => &mut self.warning,
+            "success" => &mut self.success,
+            "gauge" => &mut self.gauge,
+            "chart_remaining" => &mut self.chart_remaining,
+            "chart_transfer" => &mut self.chart_transfer,
+            "chart_dirty" => &mut self.chart_dirty,
+            "current" => &mut self.current,
             _ => return None,
         })
     }
@@ -433,6 +483,26 @@ mod tests {
         }
         assert_ne!(seen[0], seen[1]);
         assert_ne!(seen[1], seen[2]);
+    }
+
+    /// dark.toml is the default spelled out: every style named, and loading it changes
+    /// nothing. A key added to the struct but not to the file (or the other way) fails here.
+    #[test]
+    fn dark_toml_spells_out_every_default_style() {
+        let text = BUILT_IN[0].1;
+        for key in STYLE_KEYS {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{key} ="))),
+                "dark.toml lacks {key}"
+            );
+        }
+        let (dark, error) = load(Some("dark"));
+        assert_eq!(error, None);
+        assert_eq!(dark, Theme::default());
+        let mut default = Theme::default();
+        for key in STYLE_KEYS {
+            assert!(default.style_mut(key).is_some(), "{key} has no field");
+        }
     }
 
     #[test]

@@ -4,40 +4,97 @@ pub mod details;
 pub mod help;
 pub mod hosts;
 pub mod instances;
+pub mod launch;
+pub mod migration_detail;
+pub mod migrations;
+pub mod prompt;
 pub mod status;
 
+#[cfg(test)]
+mod migration_tests;
 #[cfg(test)]
 mod tests;
 
 use std::time::SystemTime;
 
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui::Frame;
 
-use super::app::{App, Overlay};
+use super::app::{App, Overlay, Screen};
 use super::theme::Theme;
 
 pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
     let area = frame.area();
     frame.render_widget(ratatui::widgets::Block::new().style(theme.base), area);
-    // Hosts get up to a third of the screen (at least 3 rows of hosts), instances the rest.
-    let host_rows = (app.inventory.hosts.len() as u16 + 1 + 3).min((area.height / 3).max(6));
-    let [hosts_area, instances_area, status_area, footer_area] = Layout::vertical([
-        Constraint::Length(host_rows),
+    let [main_area, status_area, footer_area] = Layout::vertical([
         Constraint::Min(4),
         Constraint::Length(1),
         Constraint::Length(1),
     ])
     .areas(area);
-    hosts::draw(frame, hosts_area, app, theme);
-    instances::draw(frame, instances_area, app, theme);
+    match app.screen {
+        Screen::Inventory => {
+            // Hosts get up to a third of the screen (at least 3 rows of hosts), instances the
+            // rest.
+            let host_rows =
+                (app.inventory.hosts.len() as u16 + 1 + 3).min((area.height / 3).max(6));
+            let [hosts_area, instances_area] =
+                Layout::vertical([Constraint::Length(host_rows), Constraint::Min(4)])
+                    .areas(main_area);
+            hosts::draw(frame, hosts_area, app, theme);
+            instances::draw(frame, instances_area, app, theme);
+        }
+        Screen::Migrations if app.migration_detail => {
+            migration_detail::draw(frame, main_area, app, theme)
+        }
+        Screen::Migrations => migrations::draw(frame, main_area, app, theme),
+    }
     status::draw_status(frame, status_area, app, theme);
     status::draw_footer(frame, footer_area, app, theme);
+    if let Some(dialog) = &app.launch {
+        launch::draw(frame, area, app, dialog, theme);
+    }
+    if let Some(prompt) = &app.prompt {
+        prompt::draw(frame, area, app, prompt, theme);
+    }
+    // The dialog and the prompt show the answer to a key themselves, where the eyes are.
+    if let (Some(flash), None, None) = (&app.flash, &app.launch, &app.prompt) {
+        draw_flash(frame, main_area, flash, theme);
+    }
     match app.overlay {
-        Some(Overlay::Help) => help::draw(frame, area, theme),
+        Some(Overlay::Help) => help::draw(frame, area, app, theme),
         Some(Overlay::Details) => details::draw(frame, area, app, theme),
         None => {}
     }
+}
+
+/// The answer to the last key (a refusal and its reason, what was sent), in full: a box at
+/// the bottom of the screen, above the status bar, gone at the next key.
+fn draw_flash(frame: &mut Frame, area: Rect, flash: &str, theme: &Theme) {
+    let text_width = area.width.saturating_sub(4) as usize;
+    let rows = wrap_words(flash, text_width);
+    let height = (rows.len() as u16 + 2).min(area.height);
+    let box_area = Rect {
+        x: area.x,
+        y: area.y + area.height - height,
+        width: area.width,
+        height,
+    };
+    let lines: Vec<Line> = rows
+        .into_iter()
+        .map(|row| Line::from(Span::styled(format!(" {row}"), theme.warning)))
+        .collect();
+    frame.render_widget(ratatui::widgets::Clear, box_area);
+    frame.render_widget(
+        Paragraph::new(lines).style(theme.base).block(
+            Block::new()
+                .borders(Borders::ALL)
+                .border_style(theme.warning),
+        ),
+        box_area,
+    );
 }
 
 /// A centred rectangle of at most `width` x `height` inside `area`.
@@ -86,5 +143,54 @@ pub fn scroll_offset(cursor: usize, rows: usize) -> usize {
         0
     } else {
         cursor.saturating_sub(rows - 1)
+    }
+}
+
+/// Greedy word wrap to `width` columns (one column per char: ferry's texts are ASCII plus
+/// arrows and symbols that are one column wide). A word longer than a line is cut, so the
+/// number of lines is exact and a view can keep the newest lines on screen.
+pub fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let mut line_width = 0;
+    for word in text.split(' ') {
+        let mut word: Vec<char> = word.chars().collect();
+        loop {
+            let gap = usize::from(line_width > 0);
+            if line_width + gap + word.len() <= width {
+                if gap == 1 {
+                    line.push(' ');
+                }
+                line.extend(word.iter());
+                line_width += gap + word.len();
+                break;
+            }
+            if line_width > 0 {
+                lines.push(std::mem::take(&mut line));
+                line_width = 0;
+                continue;
+            }
+            let rest = word.split_off(width);
+            lines.push(word.iter().collect());
+            word = rest;
+        }
+    }
+    if line_width > 0 || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod helper_tests {
+    use super::wrap_words;
+
+    #[test]
+    fn wrap_words_breaks_at_spaces_and_cuts_long_words() {
+        assert_eq!(wrap_words("abc def ghi", 7), ["abc def", "ghi"]);
+        assert_eq!(wrap_words("abcdefghij", 4), ["abcd", "efgh", "ij"]);
+        assert_eq!(wrap_words("", 4), [""]);
+        assert_eq!(wrap_words("a → b", 5), ["a → b"]);
     }
 }

@@ -1,0 +1,401 @@
+//! What the operator asked for, as plain values. Keys become actions in [`super::app::App`];
+//! the runtime takes them with `App::take_actions` and turns them into engine commands. Nothing
+//! here does I/O, so what a launch will do (its summary line) and what the engine is given (its
+//! plan) come from the same functions and cannot disagree.
+
+use std::time::Duration;
+
+use crate::engine::history::{MigrationId, MigrationKind};
+use crate::engine::live::{HostTarget, LiveMigrationPlan, OperatorCommand};
+use crate::model::units::format_bytes;
+use crate::model::HostName;
+use crate::policy::nova::{resolve_timeout_action, MIN_DOWNTIME_MS};
+use crate::policy::{
+    AdaptivePolicyConfig, NovaPolicyConfig, PolicyAction, PolicyChoice, TimeoutAction,
+};
+use crate::precheck::{BlockMigrationChoice, MigrationPlan};
+
+use super::app::InstanceKey;
+
+/// Something for the runtime to carry out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Gather precheck facts for each destination and hand the reports back through
+    /// `App::on_precheck_reports` with the same `request_id`, one host or all at once.
+    RequestPrechecks(PrecheckRequest),
+    /// Queue a live migration; the runtime answers with `MigrationChange::QueuedLive`.
+    LaunchLiveMigration(LaunchRequest),
+    /// Only produced when `App::cold_migration_available` is set.
+    LaunchColdMigration(ColdLaunchRequest),
+    /// Send a command to a queued or running migration.
+    Operator {
+        id: MigrationId,
+        command: OperatorCommand,
+    },
+}
+
+/// Prechecks for one instance against every candidate destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrecheckRequest {
+    /// Reports carrying another id belong to an earlier request (the dialog was closed, or
+    /// the block-migration choice changed since) and are dropped.
+    pub request_id: u64,
+    pub kind: MigrationKind,
+    pub instance: InstanceKey,
+    pub instance_name: String,
+    pub destinations: Vec<HostName>,
+    /// The verdicts depend on it (Nova's block-migration checks), so a new choice asks again.
+    pub block_migration: BlockMigrationChoice,
+}
+
+/// The two policies an operator can pick in the launch dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    Adaptive,
+    Nova,
+}
+
+impl PolicyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::Adaptive => "adaptive",
+            PolicyKind::Nova => "nova",
+        }
+    }
+
+    pub fn other(self) -> PolicyKind {
+        match self {
+            PolicyKind::Adaptive => PolicyKind::Nova,
+            PolicyKind::Nova => PolicyKind::Adaptive,
+        }
+    }
+
+    /// The policy's own top of the ladder: adaptive's last rung, Nova's
+    /// `live_migration_downtime`.
+    pub fn default_downtime_ceiling_ms(self) -> u64 {
+        match self {
+            PolicyKind::Adaptive => AdaptivePolicyConfig::default()
+                .downtime_ladder_ms
+                .last()
+                .copied()
+                .unwrap_or(2000),
+            PolicyKind::Nova => NovaPolicyConfig::default().downtime_ms,
+        }
+    }
+
+    /// Adaptive starts with auto-converge; Nova only with `live_migration_permit_auto_converge`,
+    /// which defaults to off.
+    pub fn default_auto_converge(self) -> bool {
+        match self {
+            PolicyKind::Adaptive => AdaptivePolicyConfig::default().auto_converge,
+            PolicyKind::Nova => NovaPolicyConfig::default().permit_auto_converge,
+        }
+    }
+}
+
+/// The settings the launch dialog edits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchOptions {
+    pub policy: PolicyKind,
+    /// None: no limit (libvirt's default).
+    pub bandwidth_mib_per_second: Option<u64>,
+    /// The highest max downtime the policy may reach.
+    pub max_downtime_ceiling_ms: u64,
+    pub post_copy_permitted: bool,
+    pub auto_converge: bool,
+    pub block_migration: BlockMigrationChoice,
+    pub timeout_action: TimeoutAction,
+}
+
+impl LaunchOptions {
+    pub fn defaults_for(policy: PolicyKind) -> LaunchOptions {
+        LaunchOptions {
+            policy,
+            bandwidth_mib_per_second: None,
+            max_downtime_ceiling_ms: policy.default_downtime_ceiling_ms(),
+            post_copy_permitted: false,
+            auto_converge: policy.default_auto_converge(),
+            block_migration: BlockMigrationChoice::Auto,
+            timeout_action: TimeoutAction::Abort,
+        }
+    }
+
+    /// Why these options cannot be launched, in words the dialog shows.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_downtime_ceiling_ms < MIN_DOWNTIME_MS {
+            return Err(format!(
+                "max downtime {} ms is below {MIN_DOWNTIME_MS} ms, Nova's minimum for live_migration_downtime",
+                self.max_downtime_ceiling_ms
+            ));
+        }
+        if self.bandwidth_mib_per_second == Some(0) {
+            return Err(
+                "bandwidth 0 MiB/s would never move a page; leave it empty for no limit".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The policy and its settings, exactly as the engine will run them.
+    pub fn policy_choice(&self) -> PolicyChoice {
+        match self.policy {
+            PolicyKind::Adaptive => PolicyChoice::Adaptive(AdaptivePolicyConfig {
+                downtime_ladder_ms: adaptive_ladder_up_to(self.max_downtime_ceiling_ms),
+                auto_converge: self.auto_converge,
+                permit_post_copy: self.post_copy_permitted,
+                timeout_action: self.timeout_action,
+                ..AdaptivePolicyConfig::default()
+            }),
+            PolicyKind::Nova => PolicyChoice::Nova(NovaPolicyConfig {
+                downtime_ms: self.max_downtime_ceiling_ms,
+                permit_post_copy: self.post_copy_permitted,
+                permit_auto_converge: self.auto_converge,
+                timeout_action: self.timeout_action,
+                ..NovaPolicyConfig::default()
+            }),
+        }
+    }
+}
+
+/// The default adaptive rungs below `ceiling_ms`, then the ceiling itself: 2000 gives the
+/// default 300 → 500 → 1000 → 2000, 800 gives 300 → 500 → 800, 5000 adds a rung above 2000.
+pub fn adaptive_ladder_up_to(ceiling_ms: u64) -> Vec<u64> {
+    let mut ladder: Vec<u64> = AdaptivePolicyConfig::default()
+        .downtime_ladder_ms
+        .into_iter()
+        .filter(|rung| *rung < ceiling_ms)
+        .collect();
+    ladder.push(ceiling_ms);
+    ladder
+}
+
+/// A confirmed live migration, before the runtime queues it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchRequest {
+    pub instance: InstanceKey,
+    pub instance_name: String,
+    pub instance_memory_bytes: u64,
+    pub destination: HostName,
+    /// The operator picked `auto` (the passing destination with the most free memory).
+    pub destination_chosen_automatically: bool,
+    pub options: LaunchOptions,
+    /// The precheck's plan for this destination: which disks block migration copies.
+    pub copy_plan: MigrationPlan,
+}
+
+impl LaunchRequest {
+    pub fn source(&self) -> &HostName {
+        &self.instance.host
+    }
+
+    pub fn policy_choice(&self) -> PolicyChoice {
+        self.options.policy_choice()
+    }
+
+    /// One line that says exactly what confirming does, e.g. "live-migrate busy hv1 → hv2,
+    /// adaptive, ≤100 MiB/s, downtime ≤ 2000 ms, auto-converge, no post-copy, abort at
+    /// timeout".
+    pub fn summary(&self) -> String {
+        let options = &self.options;
+        let choice = self.policy_choice();
+        let mut parts = vec![format!(
+            "live-migrate {} {} → {}{}",
+            self.instance_name,
+            self.source(),
+            self.destination,
+            if self.destination_chosen_automatically {
+                " (auto: most free memory)"
+            } else {
+                ""
+            }
+        )];
+        parts.push(options.policy.name().to_string());
+        parts.push(match options.bandwidth_mib_per_second {
+            Some(mib) => format!("≤{mib} MiB/s"),
+            None => "no bandwidth limit".to_string(),
+        });
+        parts.push(format!("downtime ≤ {} ms", options.max_downtime_ceiling_ms));
+        // What the policy really starts with: Nova drops auto-converge when post-copy is
+        // permitted (nova/conf/libvirt.py).
+        let features = choice.build(1.0).migration_features();
+        if features.auto_converge {
+            parts.push("auto-converge".to_string());
+        }
+        parts.push(match (&choice, options.post_copy_permitted) {
+            (_, false) => "no post-copy".to_string(),
+            (PolicyChoice::Adaptive(config), true) => format!(
+                "post-copy after {} stalled passes",
+                config.post_copy_after_stalled_iterations
+            ),
+            (PolicyChoice::Nova(_), true) => "post-copy only on force-complete".to_string(),
+        });
+        if self.copy_plan.block_migration {
+            parts.push(format!(
+                "copying disks {} ({})",
+                self.copy_plan.disks_to_copy.join(", "),
+                format_bytes(self.copy_plan.bytes_to_copy)
+            ));
+        }
+        parts.push(
+            match resolve_timeout_action(options.timeout_action, options.post_copy_permitted) {
+                PolicyAction::StartPostCopy => "post-copy at timeout",
+                PolicyAction::Pause => "pause the guest at timeout",
+                _ => "abort at timeout",
+            }
+            .to_string(),
+        );
+        parts.join(", ")
+    }
+
+    /// The engine's plan. The runtime supplies what the TUI does not hold: the hosts' URIs,
+    /// the sizes of the copied disks (Nova's data_gb counts each), the poll interval and the
+    /// per-call timeout.
+    pub fn live_plan(
+        &self,
+        source_uri: String,
+        destination_uri: String,
+        copied_disk_sizes_bytes: Vec<u64>,
+        poll_interval: Duration,
+        call_timeout: Duration,
+    ) -> LiveMigrationPlan {
+        let block = self.copy_plan.block_migration;
+        LiveMigrationPlan {
+            instance_name: self.instance_name.clone(),
+            source: HostTarget {
+                name: self.source().to_string(),
+                uri: source_uri,
+            },
+            destination: HostTarget {
+                name: self.destination.to_string(),
+                uri: destination_uri,
+            },
+            policy: self.policy_choice(),
+            instance_memory_bytes: self.instance_memory_bytes,
+            bandwidth_mib_per_second: self.options.bandwidth_mib_per_second,
+            post_copy_permitted: self.options.post_copy_permitted,
+            block_migration_disks: if block {
+                self.copy_plan.disks_to_copy.clone()
+            } else {
+                Vec::new()
+            },
+            block_migration_disk_sizes_bytes: if block {
+                copied_disk_sizes_bytes
+            } else {
+                Vec::new()
+            },
+            poll_interval,
+            call_timeout,
+        }
+    }
+}
+
+/// A confirmed cold migration: which instance, where to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColdLaunchRequest {
+    pub instance: InstanceKey,
+    pub instance_name: String,
+    pub destination: HostName,
+    pub block_migration: BlockMigrationChoice,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(options: LaunchOptions) -> LaunchRequest {
+        LaunchRequest {
+            instance: InstanceKey {
+                host: HostName::parse("hv1").unwrap(),
+                uuid: "u-1".into(),
+            },
+            instance_name: "busy".into(),
+            instance_memory_bytes: 512 << 20,
+            destination: HostName::parse("hv2").unwrap(),
+            destination_chosen_automatically: false,
+            options,
+            copy_plan: MigrationPlan {
+                block_migration: false,
+                disks_to_copy: vec![],
+                bytes_to_copy: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn adaptive_ladder_keeps_default_rungs_below_the_ceiling() {
+        assert_eq!(adaptive_ladder_up_to(2000), [300, 500, 1000, 2000]);
+        assert_eq!(adaptive_ladder_up_to(800), [300, 500, 800]);
+        assert_eq!(adaptive_ladder_up_to(5000), [300, 500, 1000, 2000, 5000]);
+        assert_eq!(adaptive_ladder_up_to(100), [100]);
+    }
+
+    #[test]
+    fn summary_says_what_the_policy_will_do() {
+        let mut options = LaunchOptions::defaults_for(PolicyKind::Adaptive);
+        options.bandwidth_mib_per_second = Some(100);
+        options.post_copy_permitted = true;
+        assert_eq!(
+            request(options.clone()).summary(),
+            "live-migrate busy hv1 → hv2, adaptive, ≤100 MiB/s, downtime ≤ 2000 ms, \
+             auto-converge, post-copy after 4 stalled passes, abort at timeout"
+        );
+        // Nova with post-copy permitted drops auto-converge, as Nova does.
+        let mut nova = LaunchOptions::defaults_for(PolicyKind::Nova);
+        nova.auto_converge = true;
+        nova.post_copy_permitted = true;
+        nova.timeout_action = TimeoutAction::ForceComplete;
+        assert_eq!(
+            request(nova).summary(),
+            "live-migrate busy hv1 → hv2, nova, no bandwidth limit, downtime ≤ 500 ms, \
+             post-copy only on force-complete, post-copy at timeout"
+        );
+        options.post_copy_permitted = false;
+        options.timeout_action = TimeoutAction::ForceComplete;
+        assert!(request(options)
+            .summary()
+            .ends_with("no post-copy, pause the guest at timeout"));
+    }
+
+    #[test]
+    fn the_plan_carries_every_option() {
+        let mut options = LaunchOptions::defaults_for(PolicyKind::Adaptive);
+        options.bandwidth_mib_per_second = Some(100);
+        options.max_downtime_ceiling_ms = 800;
+        options.post_copy_permitted = true;
+        let mut launch = request(options);
+        launch.copy_plan = MigrationPlan {
+            block_migration: true,
+            disks_to_copy: vec!["vda".into()],
+            bytes_to_copy: 10 << 30,
+        };
+        let plan = launch.live_plan(
+            "qemu+ssh://root@hv1/system".into(),
+            "qemu+ssh://root@hv2/system".into(),
+            vec![10 << 30],
+            Duration::from_millis(500),
+            Duration::from_secs(15),
+        );
+        assert_eq!(plan.bandwidth_mib_per_second, Some(100));
+        assert!(plan.post_copy_permitted);
+        assert_eq!(plan.block_migration_disks, ["vda"]);
+        assert_eq!(plan.block_migration_disk_sizes_bytes, [10 << 30]);
+        let PolicyChoice::Adaptive(config) = &plan.policy else {
+            panic!("adaptive expected");
+        };
+        assert_eq!(config.downtime_ladder_ms, [300, 500, 800]);
+        assert!(config.permit_post_copy);
+        let policy = plan.policy.build(2.0);
+        assert_eq!(policy.downtime_ladder().len(), 3);
+        assert!(policy.migration_features().post_copy);
+    }
+
+    #[test]
+    fn options_below_the_minimums_are_refused_with_the_reason() {
+        let mut options = LaunchOptions::defaults_for(PolicyKind::Nova);
+        options.max_downtime_ceiling_ms = 50;
+        assert!(options.validate().unwrap_err().contains("below 100 ms"));
+        options.max_downtime_ceiling_ms = 500;
+        options.bandwidth_mib_per_second = Some(0);
+        assert!(options.validate().unwrap_err().contains("no limit"));
+    }
+}

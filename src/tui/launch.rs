@@ -1,0 +1,577 @@
+//! The launch dialog (`m` live, `c` cold on the instances list): every candidate destination
+//! with its free memory, CPUs and precheck verdict, an `auto` entry, and the options of the
+//! migration. Pure state: prechecks arrive as data (`App::on_precheck_reports`), and confirming
+//! yields an [`Action`] for the runtime.
+
+use crossterm::event::{KeyCode, KeyEvent};
+
+use crate::engine::history::MigrationKind;
+use crate::inventory::{Instance, Inventory};
+use crate::model::HostName;
+use crate::policy::TimeoutAction;
+use crate::precheck::{BlockMigrationChoice, CheckOutcome, PrecheckReport};
+
+use super::action::{
+    Action, ColdLaunchRequest, LaunchOptions, LaunchRequest, PolicyKind, PrecheckRequest,
+};
+use super::app::InstanceKey;
+
+/// Shown wherever cold migration is offered until the engine can do it.
+pub const COLD_NOT_AVAILABLE: &str = "cold migration is not available yet";
+
+/// Numbers typed into the dialog or a prompt stop at this many digits: enough for any real
+/// bandwidth or downtime, and never an overflow.
+pub const MAX_DIGITS: usize = 9;
+
+/// What is known of one destination's prechecks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DestinationCheck {
+    /// Asked for, not answered yet.
+    Checking,
+    Report(Box<PrecheckReport>),
+    /// The facts could not be gathered (say, the host did not answer), with why.
+    Error(String),
+    /// Not asked for: cold migration is not available, so nothing could be launched.
+    NotChecked,
+}
+
+impl DestinationCheck {
+    /// Why this destination cannot be chosen; None if it passed (or is still being checked).
+    pub fn refusal(&self) -> Option<String> {
+        match self {
+            DestinationCheck::Report(report) => {
+                let mut failures = report.failures();
+                let first = failures.next()?;
+                let reason = match &first.outcome {
+                    CheckOutcome::Fail { reason } => reason.clone(),
+                    _ => first.title.to_string(),
+                };
+                let more = failures.count();
+                Some(if more == 0 {
+                    reason
+                } else {
+                    format!("{reason} (+{more} more)")
+                })
+            }
+            DestinationCheck::Error(error) => Some(error.clone()),
+            DestinationCheck::Checking | DestinationCheck::NotChecked => None,
+        }
+    }
+
+    pub fn passed_report(&self) -> Option<&PrecheckReport> {
+        match self {
+            DestinationCheck::Report(report) if report.passed() => Some(report),
+            _ => None,
+        }
+    }
+
+    /// Warnings of a passing report: checks that could not really be made.
+    pub fn warnings(&self) -> Vec<&str> {
+        match self {
+            DestinationCheck::Report(report) => report
+                .checks
+                .iter()
+                .filter_map(|c| match &c.outcome {
+                    CheckOutcome::Warn { reason } => Some(reason.as_str()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub host: HostName,
+    pub check: DestinationCheck,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialogFocus {
+    Destinations,
+    Options,
+}
+
+/// The options rows, in the order the dialog lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchField {
+    Policy,
+    Bandwidth,
+    MaxDowntime,
+    PostCopy,
+    AutoConverge,
+    BlockMigration,
+    TimeoutAction,
+}
+
+impl LaunchField {
+    pub const ALL: [LaunchField; 7] = [
+        LaunchField::Policy,
+        LaunchField::Bandwidth,
+        LaunchField::MaxDowntime,
+        LaunchField::PostCopy,
+        LaunchField::AutoConverge,
+        LaunchField::BlockMigration,
+        LaunchField::TimeoutAction,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            LaunchField::Policy => "policy",
+            LaunchField::Bandwidth => "bandwidth MiB/s",
+            LaunchField::MaxDowntime => "max downtime ms",
+            LaunchField::PostCopy => "post-copy",
+            LaunchField::AutoConverge => "auto-converge",
+            LaunchField::BlockMigration => "block migration",
+            LaunchField::TimeoutAction => "at timeout",
+        }
+    }
+
+    pub fn is_numeric(self) -> bool {
+        matches!(self, LaunchField::Bandwidth | LaunchField::MaxDowntime)
+    }
+
+    /// Only block migration means anything to a cold migration.
+    pub fn applies_to(self, kind: MigrationKind) -> bool {
+        kind == MigrationKind::Live || self == LaunchField::BlockMigration
+    }
+}
+
+/// What a key did to the dialog, for the app to act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DialogOutcome {
+    Unchanged,
+    Changed,
+    /// Show this reason; nothing else changes.
+    Flash(String),
+    Close,
+    /// The block-migration choice changed: the verdicts are stale, ask again.
+    RecheckNeeded,
+    Confirmed(Action),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchDialog {
+    pub kind: MigrationKind,
+    /// False while ferry cannot cold-migrate: a cold dialog then only shows why.
+    pub cold_available: bool,
+    pub instance: InstanceKey,
+    pub instance_name: String,
+    pub instance_memory_bytes: u64,
+    pub instance_vcpus: u32,
+    pub candidates: Vec<Candidate>,
+    pub precheck_request_id: u64,
+    pub focus: DialogFocus,
+    /// 0 is `auto`; 1.. index `candidates`.
+    pub destination_cursor: usize,
+    /// Index into [`LaunchField::ALL`].
+    pub option_cursor: usize,
+    pub options: LaunchOptions,
+    /// What the operator typed; empty means no limit.
+    pub bandwidth_text: String,
+    pub max_downtime_text: String,
+    /// Set once typed: switching the policy then keeps the operator's ceiling.
+    max_downtime_edited: bool,
+    auto_converge_edited: bool,
+}
+
+impl LaunchDialog {
+    /// A dialog for `instance`, listing every other host of the inventory in config order
+    /// (operators group hosts there on purpose).
+    pub fn open(
+        kind: MigrationKind,
+        cold_available: bool,
+        instance: &Instance,
+        inventory: &Inventory,
+        precheck_request_id: u64,
+    ) -> LaunchDialog {
+        let checkable = kind == MigrationKind::Live || cold_available;
+        let candidates = inventory
+            .hosts
+            .iter()
+            .filter(|h| h.name != instance.host)
+            .map(|h| Candidate {
+                host: h.name.clone(),
+                check: if checkable {
+                    DestinationCheck::Checking
+                } else {
+                    DestinationCheck::NotChecked
+                },
+            })
+            .collect();
+        let options = LaunchOptions::defaults_for(PolicyKind::Adaptive);
+        LaunchDialog {
+            kind,
+            cold_available,
+            instance: InstanceKey::of(instance),
+            instance_name: instance.name.clone(),
+            instance_memory_bytes: instance.memory_bytes,
+            instance_vcpus: instance.vcpus,
+            candidates,
+            precheck_request_id,
+            focus: DialogFocus::Destinations,
+            destination_cursor: 0,
+            option_cursor: 0,
+            max_downtime_text: options.max_downtime_ceiling_ms.to_string(),
+            bandwidth_text: String::new(),
+            options,
+            max_downtime_edited: false,
+            auto_converge_edited: false,
+        }
+    }
+
+    /// Nothing can be launched from this dialog: it is there to say why.
+    pub fn is_disabled(&self) -> bool {
+        self.kind == MigrationKind::Cold && !self.cold_available
+    }
+
+    /// The request the runtime needs to fill the verdicts; None for a disabled dialog.
+    pub fn precheck_request(&self) -> Option<PrecheckRequest> {
+        if self.is_disabled() {
+            return None;
+        }
+        Some(PrecheckRequest {
+            request_id: self.precheck_request_id,
+            kind: self.kind,
+            instance: self.instance.clone(),
+            instance_name: self.instance_name.clone(),
+            destinations: self.candidates.iter().map(|c| c.host.clone()).collect(),
+            block_migration: self.options.block_migration,
+        })
+    }
+
+    /// Every verdict back to "checking…" under a new request id.
+    pub fn restart_prechecks(&mut self, request_id: u64) {
+        self.precheck_request_id = request_id;
+        for candidate in &mut self.candidates {
+            candidate.check = DestinationCheck::Checking;
+        }
+    }
+
+    /// Fills in the verdicts that came back; reports for another request or host are
+    /// dropped. True if anything changed.
+    pub fn on_precheck_reports(
+        &mut self,
+        request_id: u64,
+        reports: Vec<(HostName, Result<PrecheckReport, String>)>,
+    ) -> bool {
+        if request_id != self.precheck_request_id || self.is_disabled() {
+            return false;
+        }
+        let mut changed = false;
+        for (host, result) in reports {
+            if let Some(candidate) = self.candidates.iter_mut().find(|c| c.host == host) {
+                candidate.check = match result {
+                    Ok(report) => DestinationCheck::Report(Box::new(report)),
+                    Err(error) => DestinationCheck::Error(error),
+                };
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    pub fn still_checking(&self) -> Vec<&HostName> {
+        self.candidates
+            .iter()
+            .filter(|c| c.check == DestinationCheck::Checking)
+            .map(|c| &c.host)
+            .collect()
+    }
+
+    /// `auto`: the passing destination with the most free memory, once every verdict is in
+    /// (an answer still on its way could be the better host). Err says why there is none.
+    pub fn auto_destination(&self, inventory: &Inventory) -> Result<&Candidate, String> {
+        if self.candidates.is_empty() {
+            return Err(format!(
+                "no other host in the inventory to move {} to",
+                self.instance_name
+            ));
+        }
+        let checking = self.still_checking();
+        if !checking.is_empty() {
+            let names: Vec<&str> = checking.iter().map(|h| h.as_str()).collect();
+            return Err(format!(
+                "auto picks once every precheck is in; still checking {}",
+                names.join(", ")
+            ));
+        }
+        let free_memory = |c: &Candidate| {
+            inventory
+                .host(&c.host)
+                .and_then(|h| h.facts.as_ref())
+                .map_or(0, |f| f.memory_free_bytes)
+        };
+        let mut best: Option<&Candidate> = None;
+        for candidate in self
+            .candidates
+            .iter()
+            .filter(|c| c.check.passed_report().is_some())
+        {
+            // Strictly more: on a tie the host listed first (config order) wins.
+            if best.is_none_or(|b| free_memory(candidate) > free_memory(b)) {
+                best = Some(candidate);
+            }
+        }
+        best.ok_or_else(|| "auto: no destination passed its prechecks".to_string())
+    }
+
+    /// The highlighted destination and whether `auto` chose it, or why it cannot be used.
+    fn chosen_destination(&self, inventory: &Inventory) -> Result<(&Candidate, bool), String> {
+        if self.destination_cursor == 0 {
+            return self.auto_destination(inventory).map(|c| (c, true));
+        }
+        let candidate = self
+            .candidates
+            .get(self.destination_cursor - 1)
+            .ok_or_else(|| "no destination selected".to_string())?;
+        match &candidate.check {
+            DestinationCheck::Checking => {
+                Err(format!("{}: prechecks are still running", candidate.host))
+            }
+            check => match check.refusal() {
+                Some(reason) => Err(reason),
+                None => Ok((candidate, false)),
+            },
+        }
+    }
+
+    /// What confirming would launch, or why it cannot: the dialog's summary line and Enter
+    /// both come from here.
+    pub fn request(&self, inventory: &Inventory) -> Result<Action, String> {
+        if self.is_disabled() {
+            return Err(COLD_NOT_AVAILABLE.to_string());
+        }
+        let (candidate, automatic) = self.chosen_destination(inventory)?;
+        if self.kind == MigrationKind::Cold {
+            return Ok(Action::LaunchColdMigration(ColdLaunchRequest {
+                instance: self.instance.clone(),
+                instance_name: self.instance_name.clone(),
+                destination: candidate.host.clone(),
+                block_migration: self.options.block_migration,
+            }));
+        }
+        if self.max_downtime_text.is_empty() {
+            return Err("type a max downtime in ms, e.g. 2000".to_string());
+        }
+        self.options.validate()?;
+        let report = candidate
+            .check
+            .passed_report()
+            .ok_or_else(|| format!("{}: no passing precheck report", candidate.host))?;
+        Ok(Action::LaunchLiveMigration(LaunchRequest {
+            instance: self.instance.clone(),
+            instance_name: self.instance_name.clone(),
+            instance_memory_bytes: self.instance_memory_bytes,
+            destination: candidate.host.clone(),
+            destination_chosen_automatically: automatic,
+            options: self.options.clone(),
+            copy_plan: report.plan.clone(),
+        }))
+    }
+
+    /// The line above the keys: exactly what Enter will do, or why it will not.
+    pub fn summary(&self, inventory: &Inventory) -> Result<String, String> {
+        match self.request(inventory)? {
+            Action::LaunchLiveMigration(request) => Ok(request.summary()),
+            Action::LaunchColdMigration(request) => Ok(format!(
+                "cold-migrate {} {} → {}, block migration {}",
+                request.instance_name,
+                request.instance.host,
+                request.destination,
+                block_choice_name(request.block_migration)
+            )),
+            other => Err(format!("unexpected launch action {other:?}")),
+        }
+    }
+
+    pub fn field(&self) -> LaunchField {
+        LaunchField::ALL[self.option_cursor.min(LaunchField::ALL.len() - 1)]
+    }
+
+    /// The value of an option as the dialog prints it.
+    pub fn value_text(&self, field: LaunchField) -> String {
+        let options = &self.options;
+        match field {
+            LaunchField::Policy => options.policy.name().to_string(),
+            LaunchField::Bandwidth if self.bandwidth_text.is_empty() => "no limit".to_string(),
+            LaunchField::Bandwidth => self.bandwidth_text.clone(),
+            LaunchField::MaxDowntime => self.max_downtime_text.clone(),
+            LaunchField::PostCopy => {
+                if options.post_copy_permitted {
+                    "permitted".to_string()
+                } else {
+                    "not permitted".to_string()
+                }
+            }
+            LaunchField::AutoConverge => on_off(options.auto_converge).to_string(),
+            LaunchField::BlockMigration => block_choice_name(options.block_migration).to_string(),
+            LaunchField::TimeoutAction => match options.timeout_action {
+                TimeoutAction::Abort => "abort".to_string(),
+                TimeoutAction::ForceComplete => "force-complete".to_string(),
+            },
+        }
+    }
+
+    pub fn handle_key(&mut self, key: KeyEvent, inventory: &Inventory) -> DialogOutcome {
+        match key.code {
+            KeyCode::Esc => return DialogOutcome::Close,
+            KeyCode::Enter => {
+                return match self.request(inventory) {
+                    Ok(action) => DialogOutcome::Confirmed(action),
+                    Err(reason) => DialogOutcome::Flash(reason),
+                }
+            }
+            KeyCode::Tab | KeyCode::BackTab => {
+                if self.is_disabled() {
+                    return DialogOutcome::Unchanged;
+                }
+                self.focus = match self.focus {
+                    DialogFocus::Destinations => DialogFocus::Options,
+                    DialogFocus::Options => DialogFocus::Destinations,
+                };
+                return DialogOutcome::Changed;
+            }
+            KeyCode::Up | KeyCode::Char('k') => return self.move_cursor(-1),
+            KeyCode::Down | KeyCode::Char('j') => return self.move_cursor(1),
+            _ => {}
+        }
+        if self.focus == DialogFocus::Options {
+            return self.edit_option(key);
+        }
+        DialogOutcome::Unchanged
+    }
+
+    fn move_cursor(&mut self, delta: isize) -> DialogOutcome {
+        let (cursor, rows) = match self.focus {
+            DialogFocus::Destinations => (&mut self.destination_cursor, self.candidates.len() + 1),
+            DialogFocus::Options => (&mut self.option_cursor, LaunchField::ALL.len()),
+        };
+        let moved = (*cursor as isize + delta).clamp(0, rows as isize - 1) as usize;
+        if moved == *cursor {
+            return DialogOutcome::Unchanged;
+        }
+        *cursor = moved;
+        DialogOutcome::Changed
+    }
+
+    fn edit_option(&mut self, key: KeyEvent) -> DialogOutcome {
+        let field = self.field();
+        if !field.applies_to(self.kind) {
+            return DialogOutcome::Flash(format!(
+                "{} does not apply to a cold migration",
+                field.label()
+            ));
+        }
+        if field.is_numeric() {
+            return self.edit_number(field, key.code);
+        }
+        let forward = match key.code {
+            KeyCode::Right | KeyCode::Char('l') | KeyCode::Char(' ') => true,
+            KeyCode::Left | KeyCode::Char('h') => false,
+            _ => return DialogOutcome::Unchanged,
+        };
+        let options = &mut self.options;
+        match field {
+            LaunchField::Policy => {
+                let policy = options.policy.other();
+                options.policy = policy;
+                // The other policy's own defaults, unless the operator chose otherwise.
+                if !self.max_downtime_edited {
+                    options.max_downtime_ceiling_ms = policy.default_downtime_ceiling_ms();
+                    self.max_downtime_text = options.max_downtime_ceiling_ms.to_string();
+                }
+                if !self.auto_converge_edited {
+                    options.auto_converge = policy.default_auto_converge();
+                }
+            }
+            LaunchField::PostCopy => options.post_copy_permitted = !options.post_copy_permitted,
+            LaunchField::AutoConverge => {
+                options.auto_converge = !options.auto_converge;
+                self.auto_converge_edited = true;
+            }
+            LaunchField::BlockMigration => {
+                let order = [
+                    BlockMigrationChoice::Auto,
+                    BlockMigrationChoice::Yes,
+                    BlockMigrationChoice::No,
+                ];
+                let index = order
+                    .iter()
+                    .position(|c| *c == options.block_migration)
+                    .unwrap_or(0);
+                let next = if forward {
+                    index + 1
+                } else {
+                    index + order.len() - 1
+                };
+                options.block_migration = order[next % order.len()];
+                return DialogOutcome::RecheckNeeded;
+            }
+            LaunchField::TimeoutAction => {
+                options.timeout_action = match options.timeout_action {
+                    TimeoutAction::Abort => TimeoutAction::ForceComplete,
+                    TimeoutAction::ForceComplete => TimeoutAction::Abort,
+                }
+            }
+            LaunchField::Bandwidth | LaunchField::MaxDowntime => {}
+        }
+        DialogOutcome::Changed
+    }
+
+    fn edit_number(&mut self, field: LaunchField, code: KeyCode) -> DialogOutcome {
+        let text = match field {
+            LaunchField::Bandwidth => &mut self.bandwidth_text,
+            _ => &mut self.max_downtime_text,
+        };
+        match code {
+            KeyCode::Backspace => {
+                if text.pop().is_none() {
+                    return DialogOutcome::Unchanged;
+                }
+            }
+            KeyCode::Char(c) if c.is_ascii_digit() => {
+                if text.len() >= MAX_DIGITS {
+                    return DialogOutcome::Flash(format!(
+                        "{} takes at most {MAX_DIGITS} digits",
+                        field.label()
+                    ));
+                }
+                text.push(c);
+            }
+            KeyCode::Char(c) => {
+                return DialogOutcome::Flash(format!(
+                    "{} takes a whole number: {c:?} is not a digit",
+                    field.label()
+                ))
+            }
+            _ => return DialogOutcome::Unchanged,
+        }
+        let value = text.parse::<u64>().ok();
+        match field {
+            LaunchField::Bandwidth => self.options.bandwidth_mib_per_second = value,
+            _ => {
+                self.options.max_downtime_ceiling_ms = value.unwrap_or(0);
+                self.max_downtime_edited = true;
+            }
+        }
+        DialogOutcome::Changed
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+pub fn block_choice_name(choice: BlockMigrationChoice) -> &'static str {
+    match choice {
+        BlockMigrationChoice::Auto => "auto",
+        BlockMigrationChoice::Yes => "yes",
+        BlockMigrationChoice::No => "no",
+    }
+}

@@ -1,0 +1,759 @@
+//! What the TUI knows of every queued, running and recent migration: a pure store updated only
+//! by [`MigrationEvent`]s, which the runtime forwards from the queue and the engine's update
+//! channels. Views draw from it; keys never change it (they produce actions instead).
+
+use std::time::SystemTime;
+
+use crate::engine::history::{MigrationId, MigrationKind};
+use crate::engine::live::{LiveMigrationPlan, LiveOutcome, MigrationUpdate};
+use crate::engine::queue::{QueuePosition, WaitingFor};
+use crate::policy::nova::data_gib;
+use crate::policy::{DowntimeStep, PolicyAction, PolicyEvent};
+use crate::progress::{MigrationPhase, MigrationProgress};
+
+/// Finished migrations kept for the list; older ones are in `ferry history`.
+pub const RECENT_FINISHED_KEPT: usize = 50;
+
+/// Operator messages kept per migration (the engine's answers to commands, and warnings).
+pub const OPERATOR_MESSAGES_KEPT: usize = 32;
+
+/// Chart points kept per migration. Enough for a 200-column chart in Braille (two dots per
+/// cell); a longer migration is thinned out, not cut, so the chart always spans its whole run.
+pub const CHART_POINTS_KEPT: usize = 512;
+
+/// One thing that happened to one migration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationEvent {
+    pub id: MigrationId,
+    /// Wall-clock time the runtime received it: "finished 3m ago", the order of recent ones.
+    pub at: SystemTime,
+    pub change: MigrationChange,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MigrationChange {
+    /// The first event of every live migration: accepted and waiting in the queue.
+    QueuedLive(Box<LiveMigrationPlan>),
+    /// Where it stands in the queue, sent whenever that changes.
+    QueuePosition(QueuePosition<MigrationId>),
+    /// The queue released it: the engine is connecting to the hosts. Its `Started` update
+    /// follows once the migrate call is issued, or `Finished(Failed)` if a host cannot be
+    /// reached.
+    Starting,
+    /// What the engine reported, in the order it did.
+    Engine(MigrationUpdate),
+}
+
+/// Where a migration is in its life.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stage {
+    Queued {
+        position: Option<QueuePosition<MigrationId>>,
+    },
+    Starting,
+    Running,
+    Finished(LiveOutcome),
+}
+
+/// One point of the charts: x is ms since the migration started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChartPoint {
+    pub at_ms: u64,
+    pub memory_remaining_bytes: u64,
+    pub transfer_rate_bytes_per_second: Option<u64>,
+    pub dirty_rate_bytes_per_second: Option<u64>,
+}
+
+/// A bounded time series that thins itself instead of forgetting its start: when full, every
+/// other point is dropped and from then on only every second new point is kept (then every
+/// fourth, ...). The newest point is always kept apart, so the chart ends at "now".
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChartSeries {
+    capacity_points: usize,
+    keep_every: usize,
+    offered: usize,
+    kept: Vec<ChartPoint>,
+    newest: Option<ChartPoint>,
+}
+
+impl ChartSeries {
+    pub fn with_capacity(capacity_points: usize) -> ChartSeries {
+        ChartSeries {
+            capacity_points: capacity_points.max(2),
+            keep_every: 1,
+            offered: 0,
+            kept: Vec::new(),
+            newest: None,
+        }
+    }
+
+    pub fn push(&mut self, point: ChartPoint) {
+        if self.offered.is_multiple_of(self.keep_every) {
+            if self.kept.len() >= self.capacity_points {
+                let mut index = 0;
+                self.kept.retain(|_| {
+                    index += 1;
+                    index % 2 == 1
+                });
+                self.keep_every *= 2;
+            }
+            if self.offered.is_multiple_of(self.keep_every) {
+                self.kept.push(point);
+            }
+        }
+        self.offered += 1;
+        self.newest = Some(point);
+    }
+
+    /// Oldest first, the newest included once.
+    pub fn points(&self) -> Vec<ChartPoint> {
+        let mut points = self.kept.clone();
+        if let Some(newest) = self.newest {
+            if points.last() != Some(&newest) {
+                points.push(newest);
+            }
+        }
+        points
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.newest.is_none()
+    }
+}
+
+/// A phase as the timeline shows it, with when it began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhaseMark {
+    pub phase: MigrationPhase,
+    /// ms since the migration started.
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorMessageKind {
+    /// A command the engine carried out.
+    Done,
+    /// A command the engine refused, with why.
+    Refused,
+    /// A recoverable problem: a poll that timed out, a policy action libvirt refused.
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorMessage {
+    pub at: SystemTime,
+    pub kind: OperatorMessageKind,
+    pub text: String,
+}
+
+/// Everything known of one migration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackedMigration {
+    pub id: MigrationId,
+    pub kind: MigrationKind,
+    pub plan: LiveMigrationPlan,
+    pub stage: Stage,
+    pub queued_at: SystemTime,
+    pub started_at: Option<SystemTime>,
+    pub finished_at: Option<SystemTime>,
+    /// As the engine named it when it started; the plan's choice until then.
+    pub policy_name: String,
+    /// The latest snapshot of the job while it ran (or of its completion). The statistics
+    /// of a cancelled or failed job are empty, so they never replace it.
+    pub progress: Option<MigrationProgress>,
+    /// Cancelled or failed as the job statistics said, before the engine's outcome came.
+    pub ended_phase: Option<MigrationPhase>,
+    pub series: ChartSeries,
+    /// The policy's whole ladder, first rung first.
+    pub downtime_ladder: Vec<DowntimeStep>,
+    /// The rung the policy last set; None before its first setting.
+    pub downtime_step: Option<usize>,
+    pub policy_events: Vec<PolicyEvent>,
+    pub operator_messages: Vec<OperatorMessage>,
+    pub phase_marks: Vec<PhaseMark>,
+}
+
+impl TrackedMigration {
+    fn queued(id: MigrationId, at: SystemTime, plan: LiveMigrationPlan) -> TrackedMigration {
+        let policy = plan.policy.build(data_gib(
+            plan.instance_memory_bytes,
+            &plan.block_migration_disk_sizes_bytes,
+        ));
+        TrackedMigration {
+            id,
+            kind: MigrationKind::Live,
+            stage: Stage::Queued { position: None },
+            queued_at: at,
+            started_at: None,
+            finished_at: None,
+            policy_name: policy.name().to_string(),
+            progress: None,
+            ended_phase: None,
+            series: ChartSeries::with_capacity(CHART_POINTS_KEPT),
+            downtime_ladder: policy.downtime_ladder(),
+            downtime_step: None,
+            policy_events: Vec::new(),
+            operator_messages: Vec::new(),
+            phase_marks: Vec::new(),
+            plan,
+        }
+    }
+
+    pub fn instance_name(&self) -> &str {
+        &self.plan.instance_name
+    }
+
+    pub fn source(&self) -> &str {
+        &self.plan.source.name
+    }
+
+    pub fn destination(&self) -> &str {
+        &self.plan.destination.name
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(self.stage, Stage::Finished(_))
+    }
+
+    /// Started (or starting) and not finished.
+    pub fn is_running_stage(&self) -> bool {
+        matches!(self.stage, Stage::Starting | Stage::Running)
+    }
+
+    pub fn is_queued(&self) -> bool {
+        matches!(self.stage, Stage::Queued { .. })
+    }
+
+    /// The phase to show: the outcome's once finished (the engine sends no snapshot after a
+    /// cancel or failure), else the latest snapshot's; None while queued.
+    pub fn phase(&self) -> Option<MigrationPhase> {
+        match &self.stage {
+            Stage::Queued { .. } => None,
+            Stage::Finished(outcome) => Some(match outcome {
+                LiveOutcome::Completed { .. } => MigrationPhase::Completed,
+                LiveOutcome::Cancelled { .. } => MigrationPhase::Cancelled,
+                LiveOutcome::Failed { .. } => MigrationPhase::Failed,
+            }),
+            Stage::Starting | Stage::Running => Some(
+                self.ended_phase.unwrap_or(
+                    self.progress
+                        .as_ref()
+                        .map_or(MigrationPhase::Preparing, |p| p.phase),
+                ),
+            ),
+        }
+    }
+
+    /// The guest already runs on the destination: abort is no longer possible.
+    pub fn in_post_copy(&self) -> bool {
+        !self.is_finished() && self.phase() == Some(MigrationPhase::PostCopy)
+    }
+
+    /// The rung in force, if the policy set one.
+    pub fn downtime_rung(&self) -> Option<&DowntimeStep> {
+        self.downtime_step.and_then(|s| self.downtime_ladder.get(s))
+    }
+
+    pub fn last_operator_message(&self) -> Option<&OperatorMessage> {
+        self.operator_messages.last()
+    }
+
+    fn mark_phase(&mut self, phase: MigrationPhase, at_ms: u64) {
+        let same = self
+            .phase_marks
+            .last()
+            .is_some_and(|m| m.phase.name() == phase.name());
+        if !same {
+            self.phase_marks.push(PhaseMark { phase, at_ms });
+        }
+    }
+
+    fn on_progress(&mut self, progress: MigrationProgress) {
+        self.mark_phase(progress.phase, progress.elapsed_ms);
+        if matches!(
+            progress.phase,
+            MigrationPhase::Cancelled | MigrationPhase::Failed
+        ) {
+            // An ended job reports nothing sent and nothing left: drawn, that would read as
+            // success. The last picture of the running job stays.
+            self.ended_phase = Some(progress.phase);
+            return;
+        }
+        if let Some(remaining) = progress.memory_remaining_bytes {
+            self.series.push(ChartPoint {
+                at_ms: progress.elapsed_ms,
+                memory_remaining_bytes: remaining,
+                transfer_rate_bytes_per_second: progress.transfer_rate_bytes_per_second,
+                dirty_rate_bytes_per_second: progress.dirty_rate_bytes_per_second,
+            });
+        }
+        self.progress = Some(progress);
+    }
+
+    fn on_policy(&mut self, event: PolicyEvent) {
+        if let PolicyAction::SetMaxDowntime { to_ms, .. } = event.action {
+            // Policies only climb: look from the rung in force upwards first, so a ladder with
+            // a repeated value (Nova's truncation can make one) still lands on the right rung.
+            let from = self.downtime_step.unwrap_or(0);
+            let found = self.downtime_ladder[from..]
+                .iter()
+                .position(|s| s.max_downtime_ms == to_ms)
+                .map(|i| i + from)
+                .or_else(|| {
+                    self.downtime_ladder
+                        .iter()
+                        .position(|s| s.max_downtime_ms == to_ms)
+                });
+            if found.is_some() {
+                self.downtime_step = found;
+            }
+        }
+        self.policy_events.push(event);
+    }
+
+    fn on_operator_message(&mut self, at: SystemTime, kind: OperatorMessageKind, text: String) {
+        if self.operator_messages.len() >= OPERATOR_MESSAGES_KEPT {
+            self.operator_messages.remove(0);
+        }
+        self.operator_messages
+            .push(OperatorMessage { at, kind, text });
+    }
+
+    fn on_finished(&mut self, at: SystemTime, outcome: LiveOutcome) {
+        let last_ms = self.progress.as_ref().map_or(0, |p| p.elapsed_ms);
+        let at_ms = match &outcome {
+            LiveOutcome::Completed { total_time_ms, .. } => (*total_time_ms).max(last_ms),
+            _ => last_ms,
+        };
+        self.stage = Stage::Finished(outcome);
+        self.finished_at = Some(at);
+        if let Some(phase) = self.phase() {
+            self.mark_phase(phase, at_ms);
+        }
+    }
+
+    fn apply(&mut self, at: SystemTime, change: MigrationChange) -> bool {
+        if self.is_finished() {
+            // Nothing revives a finished migration; a late duplicate is ignored.
+            return false;
+        }
+        match change {
+            MigrationChange::QueuedLive(_) => return false,
+            MigrationChange::QueuePosition(QueuePosition::Running) => return false,
+            MigrationChange::QueuePosition(position) => {
+                if !self.is_queued() {
+                    return false;
+                }
+                self.stage = Stage::Queued {
+                    position: Some(position),
+                };
+            }
+            MigrationChange::Starting => {
+                self.stage = Stage::Starting;
+                self.started_at.get_or_insert(at);
+            }
+            MigrationChange::Engine(update) => match update {
+                MigrationUpdate::Started { policy, .. } => {
+                    self.stage = Stage::Running;
+                    self.started_at.get_or_insert(at);
+                    self.policy_name = policy;
+                    self.mark_phase(MigrationPhase::Preparing, 0);
+                }
+                // Progress snapshots carry everything a sample does, already interpreted.
+                MigrationUpdate::Sample(_) => return false,
+                MigrationUpdate::Progress(progress) => {
+                    self.stage = Stage::Running;
+                    self.started_at.get_or_insert(at);
+                    self.on_progress(*progress);
+                }
+                MigrationUpdate::Policy(event) => self.on_policy(event),
+                MigrationUpdate::OperatorAction { description } => {
+                    self.on_operator_message(at, OperatorMessageKind::Done, description)
+                }
+                MigrationUpdate::Refused { reason } => {
+                    self.on_operator_message(at, OperatorMessageKind::Refused, reason)
+                }
+                MigrationUpdate::Warning { message } => {
+                    self.on_operator_message(at, OperatorMessageKind::Warning, message)
+                }
+                MigrationUpdate::Finished(outcome) => self.on_finished(at, outcome),
+            },
+        }
+        true
+    }
+}
+
+/// Every migration the TUI knows, in the order they were queued.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MigrationStore {
+    migrations: Vec<TrackedMigration>,
+}
+
+impl MigrationStore {
+    /// Folds one event in; true if anything visible changed. Events for an id never queued
+    /// are ignored: without the plan there is nothing to show them against.
+    pub fn apply(&mut self, event: MigrationEvent) -> bool {
+        let MigrationEvent { id, at, change } = event;
+        if let MigrationChange::QueuedLive(plan) = change {
+            if self.get(id).is_some() {
+                return false;
+            }
+            self.migrations
+                .push(TrackedMigration::queued(id, at, *plan));
+            return true;
+        }
+        let Some(migration) = self.migrations.iter_mut().find(|m| m.id == id) else {
+            return false;
+        };
+        let finished_now = !migration.is_finished();
+        let changed = migration.apply(at, change);
+        if changed && finished_now && migration.is_finished() {
+            self.forget_old_finished();
+        }
+        changed
+    }
+
+    fn forget_old_finished(&mut self) {
+        let mut finished: Vec<(Option<SystemTime>, MigrationId)> = self
+            .migrations
+            .iter()
+            .filter(|m| m.is_finished())
+            .map(|m| (m.finished_at, m.id))
+            .collect();
+        let excess = finished.len().saturating_sub(RECENT_FINISHED_KEPT);
+        if excess == 0 {
+            return;
+        }
+        finished.sort();
+        let forgotten: Vec<MigrationId> = finished[..excess].iter().map(|(_, id)| *id).collect();
+        self.migrations.retain(|m| !forgotten.contains(&m.id));
+    }
+
+    pub fn get(&self, id: MigrationId) -> Option<&TrackedMigration> {
+        self.migrations.iter().find(|m| m.id == id)
+    }
+
+    /// In the order the list shows them: running (and starting) in the order they started,
+    /// then queued in queue order, then finished, the most recent first.
+    pub fn listed(&self) -> Vec<&TrackedMigration> {
+        let mut active: Vec<&TrackedMigration> = self
+            .migrations
+            .iter()
+            .filter(|m| matches!(m.stage, Stage::Starting | Stage::Running))
+            .collect();
+        active.sort_by_key(|m| m.started_at);
+        let queued = self.migrations.iter().filter(|m| m.is_queued());
+        let mut finished: Vec<&TrackedMigration> =
+            self.migrations.iter().filter(|m| m.is_finished()).collect();
+        finished.sort_by_key(|m| std::cmp::Reverse(m.finished_at));
+        active.into_iter().chain(queued).chain(finished).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.migrations.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.migrations.is_empty()
+    }
+
+    pub fn running_count(&self) -> usize {
+        self.migrations
+            .iter()
+            .filter(|m| matches!(m.stage, Stage::Starting | Stage::Running))
+            .count()
+    }
+
+    pub fn queued_count(&self) -> usize {
+        self.migrations.iter().filter(|m| m.is_queued()).count()
+    }
+
+    pub fn finished_count(&self) -> usize {
+        self.migrations.iter().filter(|m| m.is_finished()).count()
+    }
+
+    /// "starts next", "after #12 web-1 (hv1 limit)": what a queued migration waits for, short
+    /// enough for the list, naming the migration ahead by instance, not by number alone.
+    pub fn waiting_for(&self, migration: &TrackedMigration) -> String {
+        let Stage::Queued { position } = &migration.stage else {
+            return String::new();
+        };
+        let Some(QueuePosition::Queued {
+            place_for_source_host,
+            behind,
+            waiting_for,
+        }) = position
+        else {
+            return "queued".to_string();
+        };
+        let behind = behind.map(|id| match self.get(id) {
+            Some(ahead) => format!("#{id} {}", ahead.instance_name()),
+            None => format!("#{id}"),
+        });
+        let source = migration.source();
+        // The phase column already says "queued": this says what it is queued behind.
+        match (waiting_for, behind) {
+            (WaitingFor::NextStart, _) => "starts next".to_string(),
+            (WaitingFor::GlobalLimit, _) => "global limit reached".to_string(),
+            (WaitingFor::SourceHostLimit, Some(behind)) => {
+                format!("after {behind} ({source} limit)")
+            }
+            (WaitingFor::SourceHostLimit, None) => format!("{source} limit reached"),
+            (WaitingFor::EarlierRequestsFromSourceHost, Some(behind)) => format!(
+                "{} from {source}, after {behind}",
+                ordinal(*place_for_source_host)
+            ),
+            (WaitingFor::EarlierRequestsFromSourceHost, None) => {
+                format!("{} from {source}", ordinal(*place_for_source_host))
+            }
+        }
+    }
+}
+
+/// "1st", "2nd", "3rd", "11th".
+fn ordinal(place: usize) -> String {
+    let suffix = match (place % 10, place % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{place}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::test_support::{self, at, busy_plan};
+
+    fn event(id: i64, seconds: u64, change: MigrationChange) -> MigrationEvent {
+        MigrationEvent {
+            id: MigrationId(id),
+            at: at(seconds),
+            change,
+        }
+    }
+
+    #[test]
+    fn series_thins_out_but_keeps_the_start_and_the_newest_point() {
+        let mut series = ChartSeries::with_capacity(8);
+        let point = |at_ms| ChartPoint {
+            at_ms,
+            memory_remaining_bytes: 1,
+            transfer_rate_bytes_per_second: None,
+            dirty_rate_bytes_per_second: None,
+        };
+        for at_ms in 0..100 {
+            series.push(point(at_ms));
+        }
+        let points = series.points();
+        assert!(points.len() <= 9, "{}", points.len());
+        assert_eq!(points.first().unwrap().at_ms, 0);
+        assert_eq!(points.last().unwrap().at_ms, 99);
+        assert!(points.windows(2).all(|w| w[0].at_ms < w[1].at_ms));
+    }
+
+    #[test]
+    fn a_migration_goes_from_queued_to_finished_by_events_only() {
+        let mut store = MigrationStore::default();
+        assert!(!store.apply(event(
+            1,
+            0,
+            MigrationChange::Engine(MigrationUpdate::Started {
+                flags: 0,
+                policy: "adaptive".into()
+            })
+        )));
+        assert!(store.is_empty(), "an unknown id is ignored");
+        store.apply(event(
+            1,
+            0,
+            MigrationChange::QueuedLive(Box::new(busy_plan(false))),
+        ));
+        let migration = store.get(MigrationId(1)).unwrap();
+        assert!(migration.is_queued());
+        assert_eq!(migration.phase(), None);
+        assert_eq!(
+            migration
+                .downtime_ladder
+                .iter()
+                .map(|s| s.max_downtime_ms)
+                .collect::<Vec<_>>(),
+            [300, 500, 1000, 2000]
+        );
+        store.apply(event(1, 1, MigrationChange::Starting));
+        store.apply(event(
+            1,
+            2,
+            MigrationChange::Engine(MigrationUpdate::Started {
+                flags: 0,
+                policy: "adaptive".into(),
+            }),
+        ));
+        let migration = store.get(MigrationId(1)).unwrap();
+        assert_eq!(migration.phase(), Some(MigrationPhase::Preparing));
+        assert_eq!(migration.started_at, Some(at(1)));
+        store.apply(event(
+            1,
+            9,
+            MigrationChange::Engine(MigrationUpdate::Finished(LiveOutcome::Cancelled {
+                detail: "aborted by the operator".into(),
+            })),
+        ));
+        let migration = store.get(MigrationId(1)).unwrap();
+        assert_eq!(migration.phase(), Some(MigrationPhase::Cancelled));
+        assert!(
+            !store.apply(event(1, 10, MigrationChange::Starting)),
+            "stays finished"
+        );
+    }
+
+    #[test]
+    fn replaying_a_real_trace_fills_series_ladder_and_timeline() {
+        let mut store = MigrationStore::default();
+        for event in test_support::adaptive_run_events(MigrationId(7), usize::MAX) {
+            store.apply(event);
+        }
+        let migration = store.get(MigrationId(7)).unwrap();
+        let progress = migration.progress.as_ref().unwrap();
+        assert!(matches!(
+            progress.verdict,
+            crate::progress::ConvergenceVerdict::NotConverging { .. }
+        ));
+        // Every poll of the 41-sample lab trace is a chart point; nothing was thinned yet.
+        assert_eq!(migration.series.points().len(), 41);
+        // Stalled passes climbed the ladder past its first rung.
+        assert!(
+            migration.downtime_step.unwrap() >= 2,
+            "{:?}",
+            migration.downtime_step
+        );
+        let phases: Vec<&str> = migration
+            .phase_marks
+            .iter()
+            .map(|m| m.phase.name())
+            .collect();
+        assert_eq!(phases, ["preparing", "copying-memory"]);
+        assert!(migration
+            .policy_events
+            .iter()
+            .any(|e| e.reason.contains("stalled")));
+    }
+
+    #[test]
+    fn cancelled_job_statistics_do_not_erase_what_the_job_did() {
+        let mut store = MigrationStore::default();
+        let events = test_support::abort_run_events(MigrationId(3));
+        let (before_the_end, end) = events.split_at(events.len() - 1);
+        for event in before_the_end {
+            store.apply(event.clone());
+        }
+        let migration = store.get(MigrationId(3)).unwrap();
+        assert_eq!(
+            migration.phase(),
+            Some(MigrationPhase::Cancelled),
+            "the job statistics said so before the engine's outcome"
+        );
+        assert!(migration.is_running_stage());
+        store.apply(end[0].clone());
+        let migration = store.get(MigrationId(3)).unwrap();
+        assert_eq!(migration.phase(), Some(MigrationPhase::Cancelled));
+        let points = migration.series.points();
+        assert!(points.iter().all(|p| p.memory_remaining_bytes > 0));
+        let progress = migration.progress.as_ref().unwrap();
+        assert_eq!(progress.iteration, Some(2));
+        assert!(progress.memory_processed_bytes.unwrap() > 400 << 20);
+        assert_eq!(
+            migration.phase_marks.last().unwrap().phase,
+            MigrationPhase::Cancelled
+        );
+    }
+
+    #[test]
+    fn list_order_is_running_then_queued_then_recent_finished() {
+        let mut store = MigrationStore::default();
+        for id in 1..=4 {
+            store.apply(event(
+                id,
+                id as u64,
+                MigrationChange::QueuedLive(Box::new(busy_plan(false))),
+            ));
+        }
+        store.apply(event(3, 10, MigrationChange::Starting));
+        store.apply(event(
+            1,
+            11,
+            MigrationChange::Engine(MigrationUpdate::Finished(LiveOutcome::Failed {
+                detail: "hv2 unreachable".into(),
+            })),
+        ));
+        store.apply(event(
+            2,
+            12,
+            MigrationChange::Engine(MigrationUpdate::Finished(LiveOutcome::Cancelled {
+                detail: "removed from the queue".into(),
+            })),
+        ));
+        let order: Vec<i64> = store.listed().iter().map(|m| m.id.0).collect();
+        assert_eq!(order, [3, 4, 2, 1]);
+        assert_eq!(
+            (
+                store.running_count(),
+                store.queued_count(),
+                store.finished_count()
+            ),
+            (1, 1, 2)
+        );
+    }
+
+    #[test]
+    fn only_the_most_recent_finished_migrations_are_kept() {
+        let mut store = MigrationStore::default();
+        let total = RECENT_FINISHED_KEPT as i64 + 5;
+        for id in 0..total {
+            store.apply(event(
+                id,
+                0,
+                MigrationChange::QueuedLive(Box::new(busy_plan(false))),
+            ));
+            store.apply(event(
+                id,
+                id as u64,
+                MigrationChange::Engine(MigrationUpdate::Finished(LiveOutcome::Cancelled {
+                    detail: "x".into(),
+                })),
+            ));
+        }
+        assert_eq!(store.len(), RECENT_FINISHED_KEPT);
+        assert!(store.get(MigrationId(4)).is_none());
+        assert!(store.get(MigrationId(5)).is_some());
+    }
+
+    #[test]
+    fn queued_migrations_say_what_they_wait_for() {
+        let mut store = MigrationStore::default();
+        store.apply(event(
+            1,
+            0,
+            MigrationChange::QueuedLive(Box::new(busy_plan(false))),
+        ));
+        store.apply(event(
+            2,
+            0,
+            MigrationChange::QueuedLive(Box::new(busy_plan(false))),
+        ));
+        store.apply(event(1, 1, MigrationChange::Starting));
+        store.apply(event(
+            2,
+            1,
+            MigrationChange::QueuePosition(QueuePosition::Queued {
+                place_for_source_host: 1,
+                behind: Some(MigrationId(1)),
+                waiting_for: WaitingFor::SourceHostLimit,
+            }),
+        ));
+        let waiting = store.waiting_for(store.get(MigrationId(2)).unwrap());
+        assert_eq!(waiting, "after #1 busy (hv1 limit)");
+    }
+}

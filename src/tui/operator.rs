@@ -1,0 +1,311 @@
+//! The operator's commands on a migration (`a` abort, `f` force-complete, `b` bandwidth, `d`
+//! max downtime): whether the key may act at all, the confirmation or number it asks for,
+//! and the [`OperatorCommand`] it yields. Refusals the TUI can already tell (abort in
+//! post-copy) come at once with the reason; the engine still has the last word.
+
+use crossterm::event::KeyCode;
+
+use crate::engine::history::MigrationId;
+use crate::engine::live::{LiveOutcome, OperatorCommand};
+
+use super::launch::MAX_DIGITS;
+use super::migrations::{Stage, TrackedMigration};
+
+/// The four commands, as keys name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorKey {
+    Abort,
+    ForceComplete,
+    Bandwidth,
+    MaxDowntime,
+}
+
+impl OperatorKey {
+    pub fn from_char(c: char) -> Option<OperatorKey> {
+        Some(match c {
+            'a' => OperatorKey::Abort,
+            'f' => OperatorKey::ForceComplete,
+            'b' => OperatorKey::Bandwidth,
+            'd' => OperatorKey::MaxDowntime,
+            _ => return None,
+        })
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            OperatorKey::Abort => "abort",
+            OperatorKey::ForceComplete => "force-complete",
+            OperatorKey::Bandwidth => "set the bandwidth of",
+            OperatorKey::MaxDowntime => "set the max downtime of",
+        }
+    }
+}
+
+/// What the operator is being asked, about which migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperatorPrompt {
+    ConfirmAbort {
+        id: MigrationId,
+    },
+    ConfirmForceComplete {
+        id: MigrationId,
+        /// The plan permitted post-copy: force-complete switches to it. Otherwise the
+        /// guest is paused.
+        switches_to_post_copy: bool,
+    },
+    Bandwidth {
+        id: MigrationId,
+        typed: String,
+    },
+    MaxDowntime {
+        id: MigrationId,
+        typed: String,
+    },
+}
+
+/// What a key did to an open prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptOutcome {
+    Unchanged,
+    Changed,
+    /// Show this and keep the prompt open.
+    Flash(String),
+    Cancelled,
+    Send(OperatorCommand),
+}
+
+/// The prompt for `key` on `migration`, or why the key cannot act on it.
+pub fn prompt_for(
+    key: OperatorKey,
+    migration: &TrackedMigration,
+) -> Result<OperatorPrompt, String> {
+    let id = migration.id;
+    let name = format!("#{id} {}", migration.instance_name());
+    match &migration.stage {
+        Stage::Finished(outcome) => {
+            let how = match outcome {
+                LiveOutcome::Completed { .. } => "has already completed",
+                LiveOutcome::Cancelled { .. } => "was already cancelled",
+                LiveOutcome::Failed { .. } => "has already failed",
+            };
+            return Err(format!(
+                "{name} {how}: nothing to {}",
+                key.verb().trim_end_matches(" of")
+            ));
+        }
+        Stage::Queued { .. } if key != OperatorKey::Abort => {
+            return Err(format!(
+                "{name} has not started yet; it can only be removed from the queue (a)"
+            ));
+        }
+        _ => {}
+    }
+    match key {
+        OperatorKey::Abort if migration.in_post_copy() => Err(format!(
+            "abort refused: {name} is in post-copy; the guest already runs on {} and its \
+             memory is split between both hosts, so it can only finish",
+            migration.destination()
+        )),
+        OperatorKey::Abort => Ok(OperatorPrompt::ConfirmAbort { id }),
+        OperatorKey::ForceComplete if migration.in_post_copy() => Err(format!(
+            "force-complete: {name} is already in post-copy and finishing"
+        )),
+        OperatorKey::ForceComplete => Ok(OperatorPrompt::ConfirmForceComplete {
+            id,
+            switches_to_post_copy: migration.plan.post_copy_permitted,
+        }),
+        OperatorKey::Bandwidth => Ok(OperatorPrompt::Bandwidth {
+            id,
+            typed: String::new(),
+        }),
+        OperatorKey::MaxDowntime => Ok(OperatorPrompt::MaxDowntime {
+            id,
+            typed: String::new(),
+        }),
+    }
+}
+
+impl OperatorPrompt {
+    pub fn id(&self) -> MigrationId {
+        match self {
+            OperatorPrompt::ConfirmAbort { id }
+            | OperatorPrompt::ConfirmForceComplete { id, .. }
+            | OperatorPrompt::Bandwidth { id, .. }
+            | OperatorPrompt::MaxDowntime { id, .. } => *id,
+        }
+    }
+
+    pub fn is_confirmation(&self) -> bool {
+        matches!(
+            self,
+            OperatorPrompt::ConfirmAbort { .. } | OperatorPrompt::ConfirmForceComplete { .. }
+        )
+    }
+
+    pub fn title(&self, migration: &TrackedMigration) -> String {
+        let name = format!("#{} {}", migration.id, migration.instance_name());
+        match self {
+            OperatorPrompt::ConfirmAbort { .. } if migration.is_queued() => {
+                format!(" Remove {name} from the queue? ")
+            }
+            OperatorPrompt::ConfirmAbort { .. } => format!(" Abort {name}? "),
+            OperatorPrompt::ConfirmForceComplete { .. } => format!(" Force-complete {name}? "),
+            OperatorPrompt::Bandwidth { .. } => format!(" Bandwidth of {name} "),
+            OperatorPrompt::MaxDowntime { .. } => format!(" Max downtime of {name} "),
+        }
+    }
+
+    /// The body, one paragraph per entry (the view wraps them).
+    pub fn text(&self, migration: &TrackedMigration) -> Vec<String> {
+        let (source, destination) = (migration.source(), migration.destination());
+        let route = format!("{} {source} → {destination}", migration.instance_name());
+        match self {
+            OperatorPrompt::ConfirmAbort { .. } if migration.is_queued() => vec![
+                format!("Remove the live migration of {route} from the queue."),
+                format!("It has not started: nothing was copied, and the guest stays on {source}."),
+            ],
+            OperatorPrompt::ConfirmAbort { .. } => vec![
+                format!("Abort the live migration of {route}."),
+                format!(
+                    "The guest keeps running on {source}; what was copied to {destination} is discarded."
+                ),
+            ],
+            OperatorPrompt::ConfirmForceComplete {
+                switches_to_post_copy: true,
+                ..
+            } => vec![
+                format!("Switch {route} to post-copy now."),
+                format!(
+                    "The guest starts running on {destination} at once and pulls its remaining \
+                     memory from {source}."
+                ),
+                format!(
+                    "Post-copy cannot be aborted, and if the network between {source} and \
+                     {destination} fails before it ends, the VM is lost."
+                ),
+            ],
+            OperatorPrompt::ConfirmForceComplete {
+                switches_to_post_copy: false,
+                ..
+            } => vec![
+                format!("Pause the VM on {source} so its memory stops changing and the copy of {route} can finish."),
+                "The VM stays paused until the migration ends (that pause is downtime), then \
+                 resumes wherever it ends."
+                    .to_string(),
+                "No post-copy: this migration was not started with post-copy permitted.".to_string(),
+            ],
+            OperatorPrompt::Bandwidth { typed, .. } => vec![
+                format!(
+                    "New limit in MiB/s (launched with {}):",
+                    migration
+                        .plan
+                        .bandwidth_mib_per_second
+                        .map_or("no limit".to_string(), |mib| format!("{mib} MiB/s"))
+                ),
+                format!("{typed}▏"),
+            ],
+            OperatorPrompt::MaxDowntime { typed, .. } => vec![
+                format!(
+                    "New max downtime in ms (policy rung in force: {}). The {} policy sets its \
+                     next rung over it if it climbs again:",
+                    migration
+                        .downtime_rung()
+                        .map_or("none yet".to_string(), |r| format!("{} ms", r.max_downtime_ms)),
+                    migration.policy_name
+                ),
+                format!("{typed}▏"),
+            ],
+        }
+    }
+
+    /// The keys line under the text.
+    pub fn keys(&self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            OperatorPrompt::ConfirmAbort { .. } => &[("y", "yes, abort"), ("n/esc", "no")],
+            OperatorPrompt::ConfirmForceComplete { .. } => {
+                &[("y", "yes, force-complete"), ("n/esc", "no")]
+            }
+            _ => &[("0-9", "digits"), ("enter", "send"), ("esc", "cancel")],
+        }
+    }
+
+    pub fn handle_key(&mut self, code: KeyCode) -> PromptOutcome {
+        match self {
+            OperatorPrompt::ConfirmAbort { .. } | OperatorPrompt::ConfirmForceComplete { .. } => {
+                match code {
+                    KeyCode::Char('y') | KeyCode::Char('Y') => PromptOutcome::Send(
+                        if matches!(self, OperatorPrompt::ConfirmAbort { .. }) {
+                            OperatorCommand::Abort
+                        } else {
+                            OperatorCommand::ForceComplete
+                        },
+                    ),
+                    KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
+                        PromptOutcome::Cancelled
+                    }
+                    _ => PromptOutcome::Unchanged,
+                }
+            }
+            OperatorPrompt::Bandwidth { typed, .. } => {
+                edit_number(typed, code, NumberKind::Bandwidth)
+            }
+            OperatorPrompt::MaxDowntime { typed, .. } => {
+                edit_number(typed, code, NumberKind::MaxDowntime)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NumberKind {
+    Bandwidth,
+    MaxDowntime,
+}
+
+/// Digits only, checked as they are typed; Enter sends a number above 0. Anything libvirt
+/// still refuses (a value out of QEMU's range) comes back as the engine's refusal.
+fn edit_number(typed: &mut String, code: KeyCode, kind: NumberKind) -> PromptOutcome {
+    let (unit, example) = match kind {
+        NumberKind::Bandwidth => ("MiB/s", "100"),
+        NumberKind::MaxDowntime => ("ms", "1000"),
+    };
+    match code {
+        KeyCode::Esc => PromptOutcome::Cancelled,
+        KeyCode::Backspace => {
+            if typed.pop().is_some() {
+                PromptOutcome::Changed
+            } else {
+                PromptOutcome::Unchanged
+            }
+        }
+        KeyCode::Char(c) if c.is_ascii_digit() => {
+            if typed.len() >= MAX_DIGITS {
+                return PromptOutcome::Flash(format!("at most {MAX_DIGITS} digits of {unit}"));
+            }
+            typed.push(c);
+            PromptOutcome::Changed
+        }
+        KeyCode::Char(c) => PromptOutcome::Flash(format!(
+            "{c:?} is not a digit: type a whole number of {unit}"
+        )),
+        KeyCode::Enter => {
+            let Ok(value) = typed.parse::<u64>() else {
+                return PromptOutcome::Flash(format!(
+                    "type a whole number of {unit} first, e.g. {example}"
+                ));
+            };
+            if value == 0 {
+                return PromptOutcome::Flash(format!(
+                    "0 {unit} would keep the migration from ever finishing; type at least 1"
+                ));
+            }
+            PromptOutcome::Send(match kind {
+                NumberKind::Bandwidth => OperatorCommand::SetBandwidth {
+                    mib_per_second: value,
+                },
+                NumberKind::MaxDowntime => OperatorCommand::SetMaxDowntime { downtime_ms: value },
+            })
+        }
+        _ => PromptOutcome::Unchanged,
+    }
+}

@@ -1,0 +1,354 @@
+//! Snapshot tests of the migration screens: the launch dialog fed with precheck reports, the
+//! list, and the detail in every phase, driven by the lab's real job-statistics traces
+//! replayed through the progress model and the policy (see `tui::test_support`).
+
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+use crate::engine::history::MigrationId;
+use crate::engine::live::LiveOutcome;
+use crate::engine::queue::{QueuePosition, WaitingFor};
+use crate::model::HostName;
+use crate::tui::action::Action;
+use crate::tui::app::App;
+use crate::tui::migrations::{MigrationChange, MigrationEvent};
+use crate::tui::test_support::{
+    abort_run_events, adaptive_run_events, app_with_events, busy_plan, hands_off_plan,
+    pause_completed_events, post_copy_run_events, precheck_report, press, Replay,
+};
+use crate::tui::theme::Theme;
+
+fn render(app: &App, width: u16, height: u16) -> TestBackend {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal
+        .draw(|frame| super::draw(frame, app, &Theme::default()))
+        .unwrap();
+    terminal.backend().clone()
+}
+
+fn hv(name: &str) -> HostName {
+    HostName::parse(name).unwrap()
+}
+
+/// The launch dialog of vm-00001 (hv1, 1 GiB): the runtime's precheck request taken, its id
+/// returned.
+fn launch_dialog() -> (App, u64) {
+    let mut app = app_with_events(Vec::new());
+    // Free memory as the reports below will find it.
+    for (host, free) in [(2, 380_u64 << 20), (3, 12 << 30)] {
+        app.inventory.hosts[host]
+            .facts
+            .as_mut()
+            .unwrap()
+            .memory_free_bytes = free;
+    }
+    press(&mut app, "\tj");
+    assert_eq!(app.selected_instance().unwrap().name, "vm-00001");
+    press(&mut app, "m");
+    let Some(Action::RequestPrechecks(request)) = app.take_actions().pop() else {
+        panic!("m asks for prechecks");
+    };
+    assert_eq!(request.destinations, [hv("hv2"), hv("hv3"), hv("hv4")]);
+    (app, request.request_id)
+}
+
+fn reports(
+    app: &App,
+    hosts: &[(&str, u64)],
+) -> Vec<(HostName, Result<crate::precheck::PrecheckReport, String>)> {
+    let instance = app.selected_instance().unwrap();
+    hosts
+        .iter()
+        .map(|(host, free)| (hv(host), Ok(precheck_report(instance, host, *free))))
+        .collect()
+}
+
+#[test]
+fn launch_dialog_with_a_refused_destination_and_one_still_checking() {
+    let (mut app, request_id) = launch_dialog();
+    let arrived = reports(&app, &[("hv2", 20 << 30), ("hv3", 380 << 20)]);
+    assert!(app.on_precheck_reports(request_id, arrived));
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+#[test]
+fn launch_dialog_enter_on_a_refused_destination_flashes_its_reason() {
+    let (mut app, request_id) = launch_dialog();
+    let arrived = reports(&app, &[("hv2", 20 << 30), ("hv3", 380 << 20)]);
+    app.on_precheck_reports(request_id, arrived);
+    press(&mut app, "jj\n");
+    assert!(app.take_actions().is_empty());
+    assert!(app.launch.is_some(), "the dialog stays open");
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+#[test]
+fn launch_dialog_options_edited_with_every_verdict_in() {
+    let (mut app, request_id) = launch_dialog();
+    let arrived = reports(
+        &app,
+        &[("hv2", 20 << 30), ("hv3", 380 << 20), ("hv4", 12 << 30)],
+    );
+    app.on_precheck_reports(request_id, arrived);
+    // Bandwidth 100, post-copy permitted; the cursor stays on the post-copy option.
+    press(&mut app, "\tj100jj ");
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+#[test]
+fn cold_dialog_is_shown_disabled_with_its_reason() {
+    let mut app = app_with_events(Vec::new());
+    press(&mut app, "\tjc");
+    assert!(
+        app.take_actions().is_empty(),
+        "no prechecks for what cannot launch"
+    );
+    press(&mut app, "\n");
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+/// Two running (one not converging, one in post-copy), two queued behind them, one
+/// completed, one cancelled: every row from a real trace but the queued ones.
+fn busy_list_app() -> App {
+    let mut events = Vec::new();
+    events.extend(pause_completed_events(MigrationId(1)));
+    let mut cancelled = Replay {
+        id: MigrationId(2),
+        queued_at_seconds: 30,
+        plan: hands_off_plan(false),
+        trace: "lab-busy-512mib-abort.jsonl",
+        samples: usize::MAX,
+        command: Some(crate::engine::live::OperatorCommand::Abort),
+        outcome: Some(LiveOutcome::Cancelled {
+            detail: "aborted by the operator".into(),
+        }),
+    };
+    cancelled.plan.source.name = "hv3".into();
+    cancelled.plan.destination.name = "hv4".into();
+    events.extend(cancelled.events());
+    let mut running = Replay {
+        id: MigrationId(3),
+        queued_at_seconds: 60,
+        plan: busy_plan(true),
+        trace: "lab-busy-512mib-adaptive.jsonl",
+        samples: 40,
+        command: None,
+        outcome: None,
+    };
+    running.plan.instance_name = "busy".into();
+    events.extend(running.events());
+    let mut post_copy = Replay {
+        id: MigrationId(4),
+        queued_at_seconds: 70,
+        plan: hands_off_plan(true),
+        trace: "lab-busy-512mib-postcopy.jsonl",
+        samples: usize::MAX,
+        command: Some(crate::engine::live::OperatorCommand::ForceComplete),
+        outcome: None,
+    };
+    post_copy.plan.instance_name = "busy-2".into();
+    post_copy.plan.source.name = "hv2".into();
+    post_copy.plan.destination.name = "hv3".into();
+    events.extend(post_copy.events());
+    let last = events.last().unwrap().at;
+    for (id, name, source, destination, position) in [
+        (
+            5,
+            "web-1",
+            "hv1",
+            "hv4",
+            QueuePosition::Queued {
+                place_for_source_host: 1,
+                behind: Some(MigrationId(3)),
+                waiting_for: WaitingFor::SourceHostLimit,
+            },
+        ),
+        (
+            6,
+            "db-1",
+            "hv1",
+            "hv3",
+            QueuePosition::Queued {
+                place_for_source_host: 2,
+                behind: Some(MigrationId(5)),
+                waiting_for: WaitingFor::EarlierRequestsFromSourceHost,
+            },
+        ),
+    ] {
+        let mut plan = busy_plan(false);
+        plan.instance_name = name.into();
+        plan.source.name = source.into();
+        plan.destination.name = destination.into();
+        events.push(MigrationEvent {
+            id: MigrationId(id),
+            at: last,
+            change: MigrationChange::QueuedLive(Box::new(plan)),
+        });
+        events.push(MigrationEvent {
+            id: MigrationId(id),
+            at: last,
+            change: MigrationChange::QueuePosition(position),
+        });
+    }
+    let mut app = app_with_events(events);
+    press(&mut app, "2");
+    app
+}
+
+#[test]
+fn migrations_list_queued_running_completed_cancelled_120x24() {
+    insta::assert_snapshot!(render(&busy_list_app(), 120, 24));
+}
+
+#[test]
+fn migrations_list_80x24() {
+    insta::assert_snapshot!(render(&busy_list_app(), 80, 24));
+}
+
+#[test]
+fn migrations_list_empty() {
+    let mut app = app_with_events(Vec::new());
+    press(&mut app, "2");
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+/// The detail of the only migration.
+fn detail_of(events: Vec<MigrationEvent>) -> App {
+    let mut app = app_with_events(events);
+    press(&mut app, "2\n");
+    assert!(app.migration_detail);
+    app
+}
+
+#[test]
+fn detail_preparing() {
+    insta::assert_snapshot!(render(
+        &detail_of(adaptive_run_events(MigrationId(3), 0)),
+        80,
+        24
+    ));
+}
+
+#[test]
+fn detail_copying_iteration_2() {
+    let app = detail_of(adaptive_run_events(MigrationId(3), 12));
+    let progress = app.selected_migration().unwrap().progress.clone().unwrap();
+    assert_eq!(
+        progress.phase,
+        crate::progress::MigrationPhase::CopyingMemory { iteration: 2 }
+    );
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+#[test]
+fn detail_not_converging_80x24() {
+    let app = detail_of(adaptive_run_events(MigrationId(3), 40));
+    let progress = app.selected_migration().unwrap().progress.clone().unwrap();
+    assert_eq!(progress.verdict.name(), "not-converging");
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+#[test]
+fn detail_not_converging_120x40() {
+    insta::assert_snapshot!(render(
+        &detail_of(adaptive_run_events(MigrationId(3), 40)),
+        120,
+        40
+    ));
+}
+
+#[test]
+fn detail_post_copy() {
+    let app = detail_of(post_copy_run_events(MigrationId(4)));
+    assert!(app.selected_migration().unwrap().in_post_copy());
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+#[test]
+fn detail_completed() {
+    insta::assert_snapshot!(render(
+        &detail_of(pause_completed_events(MigrationId(1))),
+        80,
+        24
+    ));
+}
+
+#[test]
+fn detail_cancelled() {
+    insta::assert_snapshot!(render(&detail_of(abort_run_events(MigrationId(2))), 80, 24));
+}
+
+#[test]
+fn confirm_abort() {
+    let mut app = detail_of(adaptive_run_events(MigrationId(3), 20));
+    press(&mut app, "a");
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+#[test]
+fn confirm_force_complete_switches_to_post_copy() {
+    let mut app = detail_of(adaptive_run_events(MigrationId(3), 20));
+    press(&mut app, "f");
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+#[test]
+fn confirm_force_complete_pauses_the_vm() {
+    let mut events = pause_completed_events(MigrationId(1));
+    // Still running: everything before the operator's force-complete and the end.
+    events.truncate(
+        events
+            .iter()
+            .position(|e| {
+                matches!(
+                    e.change,
+                    MigrationChange::Engine(
+                        crate::engine::live::MigrationUpdate::OperatorAction { .. }
+                    )
+                )
+            })
+            .unwrap(),
+    );
+    let mut app = detail_of(events);
+    press(&mut app, "f");
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+#[test]
+fn abort_refused_in_post_copy() {
+    let mut app = detail_of(post_copy_run_events(MigrationId(4)));
+    press(&mut app, "a");
+    assert!(app.prompt.is_none());
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+#[test]
+fn bandwidth_prompt_refuses_a_letter() {
+    let mut app = detail_of(adaptive_run_events(MigrationId(3), 20));
+    press(&mut app, "b12x");
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+#[test]
+fn help_on_the_migrations_screen_80x24() {
+    let mut app = busy_list_app();
+    press(&mut app, "?");
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+#[test]
+fn tiny_terminals_do_not_panic_on_migration_screens() {
+    let mut app = busy_list_app();
+    for (width, height) in [(1, 1), (20, 5), (40, 10), (60, 15)] {
+        render(&app, width, height);
+        press(&mut app, "\n");
+        render(&app, width, height);
+        press(&mut app, "f");
+        render(&app, width, height);
+        press(&mut app, "\u{1b}\u{1b}1\tjm");
+        render(&app, width, height);
+        press(&mut app, "\tjjjj");
+        render(&app, width, height);
+        press(&mut app, "\u{1b}2");
+    }
+}
