@@ -273,6 +273,7 @@ impl LaunchRequest {
             instance_memory_bytes: self.instance_memory_bytes,
             bandwidth_mib_per_second: self.options.bandwidth_mib_per_second,
             post_copy_permitted: self.options.post_copy_permitted,
+            guest_was_paused: false,
             block_migration_disks: if block {
                 self.copy_plan.disks_to_copy.clone()
             } else {

@@ -232,7 +232,7 @@ impl TrackedMigration {
             Stage::Finished(outcome) => Some(match outcome {
                 LiveOutcome::Completed { .. } => MigrationPhase::Completed,
                 LiveOutcome::Cancelled { .. } => MigrationPhase::Cancelled,
-                LiveOutcome::Failed { .. } => MigrationPhase::Failed,
+                LiveOutcome::Failed { .. } | LiveOutcome::Unknown { .. } => MigrationPhase::Failed,
             }),
             Stage::Starting | Stage::Running => Some(
                 self.ended_phase.unwrap_or(
@@ -375,6 +375,18 @@ impl TrackedMigration {
                 }
                 MigrationUpdate::Warning { message } => {
                     self.on_operator_message(at, OperatorMessageKind::Warning, message)
+                }
+                MigrationUpdate::Attached { job_elapsed_ms, .. } => {
+                    self.stage = Stage::Running;
+                    self.started_at.get_or_insert(at);
+                    self.on_operator_message(
+                        at,
+                        OperatorMessageKind::Done,
+                        format!(
+                            "ferry took over this migration after a restart; it had run {} s",
+                            job_elapsed_ms / 1000
+                        ),
+                    )
                 }
                 MigrationUpdate::Finished(outcome) => self.on_finished(at, outcome),
             },

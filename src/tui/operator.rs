@@ -87,6 +87,7 @@ pub fn prompt_for(
                 LiveOutcome::Completed { .. } => "has already completed",
                 LiveOutcome::Cancelled { .. } => "was already cancelled",
                 LiveOutcome::Failed { .. } => "has already failed",
+                LiveOutcome::Unknown { .. } => "has ended in a way ferry could not learn",
             };
             return Err(format!(
                 "{name} {how}: nothing to {}",

@@ -38,6 +38,7 @@ pub fn plan_with(policy: PolicyChoice, post_copy_permitted: bool) -> LiveMigrati
         instance_memory_bytes: 512 << 20,
         bandwidth_mib_per_second: Some(100),
         post_copy_permitted,
+        guest_was_paused: false,
         block_migration_disks: Vec::new(),
         block_migration_disk_sizes_bytes: Vec::new(),
         poll_interval: Duration::from_millis(500),

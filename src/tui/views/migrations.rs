@@ -43,6 +43,7 @@ pub fn outcome_text(outcome: &LiveOutcome) -> String {
         ),
         LiveOutcome::Cancelled { detail } => format!("cancelled: {detail}"),
         LiveOutcome::Failed { detail } => format!("failed: {detail}"),
+        LiveOutcome::Unknown { detail } => format!("outcome unknown: {detail}"),
     }
 }
 
@@ -59,7 +60,7 @@ pub fn status_text(
             let style = match outcome {
                 LiveOutcome::Completed { .. } => theme.success,
                 LiveOutcome::Cancelled { .. } => theme.warning,
-                LiveOutcome::Failed { .. } => theme.error,
+                LiveOutcome::Failed { .. } | LiveOutcome::Unknown { .. } => theme.error,
             };
             (outcome_text(outcome), style)
         }
