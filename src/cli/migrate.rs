@@ -107,7 +107,7 @@ pub fn migrate(
         return Ok(ExitCode::FAILURE);
     }
     let history = History::open(&history::default_path())?;
-    let mut supervisor = Supervisor::start(SupervisorSettings {
+    let supervisor = Supervisor::start(SupervisorSettings {
         history,
         limits: config.migration.queue_limits(),
     });
@@ -120,7 +120,7 @@ pub fn migrate(
     for plan in &plans {
         supervisor.submit(plan.clone());
     }
-    let completed = watch(&supervisor, &plans, output)?;
+    let completed = watch(&supervisor, plans.len(), output)?;
     Ok(if completed == plans.len() && refused == 0 {
         ExitCode::SUCCESS
     } else {
@@ -155,14 +155,14 @@ pub fn resume(output: Output) -> Result<ExitCode> {
         println!("nothing to resume: no unfinished live migration in {}", path.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let mut supervisor = Supervisor::start(SupervisorSettings {
+    let supervisor = Supervisor::start(SupervisorSettings {
         history,
         limits: Default::default(),
     });
     for (id, plan) in ids.iter().zip(&plans) {
         supervisor.resume(*id, plan.clone());
     }
-    let completed = watch(&supervisor, &plans, output)?;
+    let completed = watch(&supervisor, plans.len(), output)?;
     Ok(if completed == plans.len() {
         ExitCode::SUCCESS
     } else {
@@ -170,11 +170,12 @@ pub fn resume(output: Output) -> Result<ExitCode> {
     })
 }
 
-/// Prints every event until each plan has its outcome; returns how many completed.
-fn watch(supervisor: &Supervisor, plans: &[LiveMigrationPlan], output: Output) -> Result<usize> {
-    let mut remaining = plans.len();
+/// Prints every event until each submitted migration has its outcome; returns how many
+/// completed.
+fn watch(supervisor: &Supervisor, submitted: usize, output: Output) -> Result<usize> {
+    let mut remaining = submitted;
     let mut completed = 0;
-    let mut instance_of = std::collections::HashMap::new();
+    let mut plans = std::collections::HashMap::new();
     let mut iterations = std::collections::HashMap::new();
     while remaining > 0 {
         let event = supervisor
@@ -182,28 +183,50 @@ fn watch(supervisor: &Supervisor, plans: &[LiveMigrationPlan], output: Output) -
             .recv()
             .context("the supervisor stopped before every migration ended")?;
         match &event {
-            SupervisorEvent::Queued {
-                instance, position, ..
-            } => output.line("queued", &format!("{instance}: {position}"), &event),
-            SupervisorEvent::Started {
-                request,
-                instance,
-                migration_id,
-                attached,
-            } => {
-                instance_of.insert(*request, instance.clone());
-                let verb = if *attached { "resumed watching" } else { "started" };
+            SupervisorEvent::Queued { request, plan } => {
                 output.line(
-                    "started",
-                    &format!("{instance}: {verb} (history id {migration_id})"),
-                    &event,
+                    "queued",
+                    &format!(
+                        "{}: {} → {}, history id {request}",
+                        plan.instance_name, plan.source.name, plan.destination.name
+                    ),
+                    &serde_json::json!({
+                        "request": request,
+                        "instance": plan.instance_name,
+                        "source": plan.source.name,
+                        "destination": plan.destination.name,
+                    }),
                 );
+                plans.insert(*request, plan.clone());
+            }
+            SupervisorEvent::Waiting {
+                request,
+                description,
+                ..
+            } => {
+                let instance = plans.get(request).map_or("", |p| p.instance_name.as_str());
+                output.line("waiting", &format!("{instance}: {description}"), &event)
+            }
+            SupervisorEvent::Started { request, attached } => {
+                let instance = plans.get(request).map_or("", |p| p.instance_name.as_str());
+                let verb = if *attached {
+                    "resumed watching"
+                } else {
+                    "started"
+                };
+                output.line("started", &format!("{instance}: {verb}"), &event);
+            }
+            SupervisorEvent::Rejected { instance, reason } => {
+                remaining -= 1;
+                output.line("rejected", &format!("{instance}: not started: {reason}"), &event);
             }
             SupervisorEvent::Notice { message, .. } => {
                 output.line("notice", &format!("note: {message}"), &event)
             }
             SupervisorEvent::Update { request, update } => {
-                let instance = instance_of.get(request).cloned().unwrap_or_default();
+                let instance = plans
+                    .get(request)
+                    .map_or(String::new(), |p| p.instance_name.clone());
                 match update {
                     MigrationUpdate::Progress(progress) => {
                         if let Some(n) = progress.iteration {
@@ -250,24 +273,14 @@ fn watch(supervisor: &Supervisor, plans: &[LiveMigrationPlan], output: Output) -
             }
             SupervisorEvent::Done { request, outcome } => {
                 remaining -= 1;
-                let plan = instance_of
-                    .get(request)
-                    .and_then(|name| plans.iter().find(|p| &p.instance_name == name));
-                let (instance, source, destination) = plan.map_or_else(
-                    || (String::new(), String::new(), String::new()),
-                    |p| {
-                        (
-                            p.instance_name.clone(),
-                            p.source.name.clone(),
-                            p.destination.name.clone(),
-                        )
-                    },
-                );
+                let Some(plan) = plans.get(request) else {
+                    continue;
+                };
                 let summary = Summary {
-                    runs_on: report::runs_on(outcome, &source, &destination),
-                    instance,
-                    source,
-                    destination,
+                    runs_on: report::runs_on(outcome, &plan.source.name, &plan.destination.name),
+                    instance: plan.instance_name.clone(),
+                    source: plan.source.name.clone(),
+                    destination: plan.destination.name.clone(),
                     outcome: outcome.clone(),
                     iterations: iterations.get(request).copied(),
                 };

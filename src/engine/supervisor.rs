@@ -21,32 +21,34 @@ use super::live::{
     self, CommandReply, CommandSender, LiveMigrationPlan, LiveOutcome, MigrationUpdate,
     OperatorCommand,
 };
-use super::queue::{MigrationQueue, QueueLimits};
+use super::queue::{MigrationQueue, QueueLimits, QueuePosition};
 use crate::model::HostName;
 use crate::progress::MigrationPhase;
 
-/// A migration as this ferry process knows it, from submission on.
-pub type RequestId = u64;
+/// Every migration is known by its history id from the moment it is submitted: the history
+/// row is written first, so a queued or running migration is never unrecorded.
+pub type RequestId = MigrationId;
 
 /// What the supervisor reports, in order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum SupervisorEvent {
-    /// Waiting for a free slot; `position` says behind what ("queued, 2nd behind web-1").
+    /// Accepted and recorded: the first event of every migration.
     Queued {
         request: RequestId,
-        instance: String,
-        source: String,
-        destination: String,
-        position: String,
+        plan: Box<LiveMigrationPlan>,
+    },
+    /// Where a waiting migration stands, sent whenever that changes.
+    Waiting {
+        request: RequestId,
+        position: QueuePosition<RequestId>,
+        /// "queued, 2nd behind 14".
+        description: String,
     },
     /// The engine runs it now; `attached` when ferry took over a migration already running.
-    Started {
-        request: RequestId,
-        instance: String,
-        migration_id: MigrationId,
-        attached: bool,
-    },
+    Started { request: RequestId, attached: bool },
+    /// Not accepted, nothing started, nothing recorded (the history could not be written).
+    Rejected { instance: String, reason: String },
     Update {
         request: RequestId,
         update: MigrationUpdate,
@@ -65,7 +67,6 @@ pub enum SupervisorEvent {
 
 enum Inbox {
     Submit {
-        request: RequestId,
         plan: Box<LiveMigrationPlan>,
         resume: Option<MigrationId>,
     },
@@ -82,7 +83,6 @@ enum Inbox {
 
 pub struct Supervisor {
     inbox: Sender<Inbox>,
-    next_request: RequestId,
     pub events: Receiver<SupervisorEvent>,
     thread: Option<JoinHandle<()>>,
 }
@@ -114,32 +114,26 @@ impl Supervisor {
             .expect("spawn supervisor thread");
         Supervisor {
             inbox: inbox_tx,
-            next_request: 1,
             events: events_rx,
             thread: Some(thread),
         }
     }
 
-    /// Queues a new migration.
-    pub fn submit(&mut self, plan: LiveMigrationPlan) -> RequestId {
-        self.submit_inner(plan, None)
+    /// Queues a new migration; its `Queued` event carries its history id.
+    pub fn submit(&self, plan: LiveMigrationPlan) {
+        let _ = self.inbox.send(Inbox::Submit {
+            plan: Box::new(plan),
+            resume: None,
+        });
     }
 
     /// Takes over a migration the history shows unfinished (its ferry died): monitors it from
     /// where it stands. It counts against the limits at once, since it is already running.
-    pub fn resume(&mut self, migration_id: MigrationId, plan: LiveMigrationPlan) -> RequestId {
-        self.submit_inner(plan, Some(migration_id))
-    }
-
-    fn submit_inner(&mut self, plan: LiveMigrationPlan, resume: Option<MigrationId>) -> RequestId {
-        let request = self.next_request;
-        self.next_request += 1;
+    pub fn resume(&self, migration_id: MigrationId, plan: LiveMigrationPlan) {
         let _ = self.inbox.send(Inbox::Submit {
-            request,
             plan: Box::new(plan),
-            resume,
+            resume: Some(migration_id),
         });
-        request
     }
 
     /// An operator command; the answer also comes as an `Update` (OperatorAction or Refused).
@@ -162,12 +156,12 @@ impl Drop for Supervisor {
 
 struct Request {
     plan: LiveMigrationPlan,
-    resume: Option<MigrationId>,
-    migration_id: Option<MigrationId>,
+    attach: bool,
     commands: Option<CommandSender>,
     /// Kept for its Drop, which removes the socket.
     _control: Option<ControlServer>,
-    started_at: Option<Instant>,
+    /// Submission time: history events count from here.
+    started_at: Instant,
     phase: Option<MigrationPhase>,
 }
 
@@ -192,11 +186,7 @@ impl State {
     fn run(mut self, inbox: Receiver<Inbox>) {
         while let Ok(message) = inbox.recv() {
             match message {
-                Inbox::Submit {
-                    request,
-                    plan,
-                    resume,
-                } => self.submit(request, *plan, resume),
+                Inbox::Submit { plan, resume } => self.submit(*plan, resume),
                 Inbox::Command {
                     request,
                     command,
@@ -212,24 +202,57 @@ impl State {
         }
     }
 
-    fn submit(&mut self, request: RequestId, plan: LiveMigrationPlan, resume: Option<MigrationId>) {
+    fn submit(&mut self, plan: LiveMigrationPlan, resume: Option<MigrationId>) {
+        let instance = plan.instance_name.clone();
+        let reject = |state: &State, reason: String| {
+            state.emit(SupervisorEvent::Rejected {
+                instance: instance.clone(),
+                reason,
+            })
+        };
         let (source, destination) = match (
             HostName::parse(&plan.source.name),
             HostName::parse(&plan.destination.name),
         ) {
             (Ok(source), Ok(destination)) => (source, destination),
-            (Err(error), _) | (_, Err(error)) => {
-                let outcome = LiveOutcome::Failed {
-                    detail: format!("not started: {error}"),
-                };
-                self.emit(SupervisorEvent::Done { request, outcome });
-                return;
+            (Err(error), _) | (_, Err(error)) => return reject(self, error.to_string()),
+        };
+        // Refused before anything is recorded: another ferry already steers this instance.
+        let socket = control::socket_path(&instance);
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            return reject(
+                self,
+                control::ControlError::AlreadyWatched {
+                    instance: instance.clone(),
+                    path: socket,
+                }
+                .to_string(),
+            );
+        }
+        let request = match resume {
+            Some(id) => id,
+            None => {
+                let recorded = self.history.start_migration(&NewMigration {
+                    kind: MigrationKind::Live,
+                    instance_name: instance.clone(),
+                    instance_uuid: String::new(),
+                    source_host: source.clone(),
+                    destination_host: destination.clone(),
+                    policy: policy_name(&plan),
+                    plan: serde_json::to_value(&plan).unwrap_or_default(),
+                    started_at_unix_ms: history::unix_ms_now(),
+                });
+                match recorded {
+                    Ok(id) => id,
+                    // No record, no migration: a crash would leave nobody able to resume it.
+                    Err(error) => return reject(self, format!("not started: {error}")),
+                }
             }
         };
         // The socket exists from submission on, so `ferry abort` also takes a queued one out.
         let inbox = self.inbox.clone();
         let control = control::serve(
-            &plan.instance_name,
+            &instance,
             Box::new(move |command| {
                 let (reply_tx, reply_rx) = mpsc::channel();
                 inbox
@@ -246,13 +269,6 @@ impl State {
         );
         let control = match control {
             Ok(server) => Some(server),
-            Err(error @ control::ControlError::AlreadyWatched { .. }) => {
-                let outcome = LiveOutcome::Failed {
-                    detail: format!("not started: {error}"),
-                };
-                self.emit(SupervisorEvent::Done { request, outcome });
-                return;
-            }
             Err(error) => {
                 self.notice(
                     Some(request),
@@ -261,30 +277,24 @@ impl State {
                 None
             }
         };
-        let queued = if resume.is_some() {
+        if resume.is_some() {
             self.queue.adopt_running(request, source, destination);
-            Ok(())
-        } else {
-            self.queue.enqueue(request, source, destination)
-        };
-        if let Err(error) = queued {
-            self.emit(SupervisorEvent::Done {
-                request,
-                outcome: LiveOutcome::Failed {
-                    detail: format!("not started: {error}"),
-                },
-            });
+        } else if let Err(error) = self.queue.enqueue(request, source, destination) {
+            self.notice(Some(request), format!("not queued: {error}"));
             return;
         }
+        self.emit(SupervisorEvent::Queued {
+            request,
+            plan: Box::new(plan.clone()),
+        });
         self.requests.insert(
             request,
             Request {
                 plan,
-                resume,
-                migration_id: None,
+                attach: resume.is_some(),
                 commands: None,
                 _control: control,
-                started_at: None,
+                started_at: Instant::now(),
                 phase: None,
             },
         );
@@ -297,21 +307,13 @@ impl State {
 
     fn report_queue(&self) {
         for waiting in self.queue.queued() {
-            let Some(entry) = self.requests.get(&waiting.request_id) else {
-                continue;
-            };
-            let position = self
-                .queue
-                .position(&waiting.request_id)
-                .map(|p| p.describe())
-                .unwrap_or_default();
-            self.emit(SupervisorEvent::Queued {
-                request: waiting.request_id,
-                instance: entry.plan.instance_name.clone(),
-                source: entry.plan.source.name.clone(),
-                destination: entry.plan.destination.name.clone(),
-                position,
-            });
+            if let Some(position) = self.queue.position(&waiting.request_id) {
+                self.emit(SupervisorEvent::Waiting {
+                    request: waiting.request_id,
+                    description: position.describe(),
+                    position,
+                });
+            }
         }
     }
 
@@ -326,36 +328,7 @@ impl State {
             return;
         };
         let plan = entry.plan.clone();
-        let migration_id = match entry.resume {
-            Some(id) => Ok(id),
-            None => self.history.start_migration(&NewMigration {
-                kind: MigrationKind::Live,
-                instance_name: plan.instance_name.clone(),
-                instance_uuid: String::new(),
-                source_host: HostName::parse(&plan.source.name).expect("checked at submit"),
-                destination_host: HostName::parse(&plan.destination.name)
-                    .expect("checked at submit"),
-                policy: policy_name(&plan),
-                plan: serde_json::to_value(&plan).unwrap_or_default(),
-                started_at_unix_ms: history::unix_ms_now(),
-            }),
-        };
-        let migration_id = match migration_id {
-            Ok(id) => id,
-            Err(error) => {
-                // No record, no migration: a crash would leave nobody able to resume it.
-                let _ = self.queue.finished(&request);
-                self.requests.remove(&request);
-                self.emit(SupervisorEvent::Done {
-                    request,
-                    outcome: LiveOutcome::Failed {
-                        detail: format!("not started: {error}"),
-                    },
-                });
-                return;
-            }
-        };
-        let attached = entry.resume.is_some();
+        let attached = entry.attach;
         let handle = if attached {
             live::attach(plan.clone())
         } else {
@@ -374,16 +347,9 @@ impl State {
             })
             .expect("spawn forwarder thread");
         if let Some(entry) = self.requests.get_mut(&request) {
-            entry.migration_id = Some(migration_id);
             entry.commands = Some(handle.commands);
-            entry.started_at = Some(Instant::now());
         }
-        self.emit(SupervisorEvent::Started {
-            request,
-            instance: plan.instance_name.clone(),
-            migration_id,
-            attached,
-        });
+        self.emit(SupervisorEvent::Started { request, attached });
     }
 
     fn command(&mut self, request: RequestId, command: OperatorCommand) -> CommandReply {
@@ -401,6 +367,7 @@ impl State {
                 let outcome = LiveOutcome::Cancelled {
                     detail: "taken out of the queue before it started".into(),
                 };
+                self.finish(request, &outcome);
                 self.requests.remove(&request);
                 self.emit(SupervisorEvent::Update {
                     request,
@@ -420,11 +387,8 @@ impl State {
         let Some(entry) = self.requests.get(&request) else {
             return;
         };
-        let (Some(id), Some(started_at)) = (entry.migration_id, entry.started_at) else {
-            return;
-        };
-        let at_ms = started_at.elapsed().as_millis() as u64;
-        if let Err(error) = self.history.record_event(id, at_ms, kind, message) {
+        let at_ms = entry.started_at.elapsed().as_millis() as u64;
+        if let Err(error) = self.history.record_event(request, at_ms, kind, message) {
             self.notice(Some(request), format!("history: {error}"));
         }
     }
@@ -490,9 +454,7 @@ impl State {
     }
 
     fn finish(&mut self, request: RequestId, outcome: &LiveOutcome) {
-        let Some(id) = self.requests.get(&request).and_then(|e| e.migration_id) else {
-            return;
-        };
+        let id = request;
         let (kind, detail, downtime_ms, total_time_ms, bytes) = match outcome {
             LiveOutcome::Completed {
                 downtime_ms,
