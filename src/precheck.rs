@@ -79,6 +79,16 @@ pub enum SharedStorageProbe {
     Unknown { reason: String },
 }
 
+/// Why the destination was not reached, so the check can say what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "problem")]
+pub enum HostProblem {
+    /// No `[[hosts]]` entry has this name; `configured` lists the names that do exist.
+    NotConfigured { configured: Vec<String> },
+    /// The connection did not open within the call timeout, or was refused.
+    Unreachable { error: String },
+}
+
 /// The operator's `--block-migration` choice (Nova API ≥ 2.25 `block_migration: auto`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -101,6 +111,9 @@ pub struct PrecheckFacts {
     /// As typed by the operator; validated by the checks.
     pub destination_host: String,
     pub destination_host_up: bool,
+    /// Why `destination_host_up` is false, when the adapter knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_host_problem: Option<HostProblem>,
     pub destination_free_memory_bytes: Option<u64>,
     pub source_hypervisor: Option<HypervisorInfo>,
     pub destination_hypervisor: Option<HypervisorInfo>,
@@ -270,10 +283,12 @@ pub fn run_all(facts: &PrecheckFacts) -> PrecheckReport {
     let mut checks = Vec::new();
     let mut push = |id, title, outcome| checks.push(CheckResult { id, title, outcome });
 
+    let destination_name = HostName::parse(dest);
+    let destination_name_valid = destination_name.is_ok();
     push(
         CheckId::DestinationName,
         "destination name is valid",
-        match HostName::parse(dest) {
+        match destination_name {
             Ok(_) => CheckOutcome::Pass,
             Err(e) => fail(format!("destination: {e}")),
         },
@@ -321,10 +336,23 @@ pub fn run_all(facts: &PrecheckFacts) -> PrecheckReport {
     push(
         CheckId::DestinationHostUp,
         "destination host is up",
-        if facts.destination_host_up {
-            CheckOutcome::Pass
-        } else {
-            fail(format!("{dest}: destination host is unreachable"))
+        match (&facts.destination_host_problem, destination_name_valid) {
+            _ if facts.destination_host_up => CheckOutcome::Pass,
+            (_, false) => fail(format!(
+                "{dest}: not contacted, because it is not a valid host name"
+            )),
+            (Some(HostProblem::NotConfigured { configured }), true) => fail(format!(
+                "{dest}: unknown host; add it to the config as a [[hosts]] entry with name = \"{dest}\" and its libvirt uri, or pick a configured host ({})",
+                if configured.is_empty() {
+                    "none configured".to_string()
+                } else {
+                    configured.join(", ")
+                }
+            )),
+            (Some(HostProblem::Unreachable { error }), true) => {
+                fail(format!("{dest}: destination host is unreachable: {error}"))
+            }
+            (None, true) => fail(format!("{dest}: destination host is unreachable")),
         },
     );
 
@@ -457,6 +485,52 @@ pub fn run_all(facts: &PrecheckFacts) -> PrecheckReport {
     }
 }
 
+/// The checklist as text, one line per check (`✓` pass, `!` warning, `✗` failure, then the
+/// title and the reason), and a last line with the verdict and the plan. For the CLI and logs;
+/// the TUI draws the same `PrecheckReport` itself.
+pub fn render_report(report: &PrecheckReport) -> String {
+    let mut text = String::new();
+    let mut warnings = 0;
+    for check in &report.checks {
+        let line = match &check.outcome {
+            CheckOutcome::Pass => format!("✓ {}", check.title),
+            CheckOutcome::Warn { reason } => {
+                warnings += 1;
+                format!("! {} — {reason}", check.title)
+            }
+            CheckOutcome::Fail { reason } => format!("✗ {} — {reason}", check.title),
+        };
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let failures = report.failures().count();
+    let verdict = if failures > 0 {
+        format!(
+            "refused: {failures} check{} failed",
+            if failures == 1 { "" } else { "s" }
+        )
+    } else {
+        let plan = &report.plan;
+        let storage = if plan.block_migration {
+            format!(
+                "block migration copying {} ({})",
+                plan.disks_to_copy.join(", "),
+                format_bytes(plan.bytes_to_copy)
+            )
+        } else {
+            "no disk is copied".to_string()
+        };
+        match warnings {
+            0 => format!("passed: {storage}"),
+            1 => format!("passed with 1 warning: {storage}"),
+            n => format!("passed with {n} warnings: {storage}"),
+        }
+    };
+    text.push_str(&verdict);
+    text.push('\n');
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,6 +575,7 @@ mod tests {
             source_host_up: true,
             destination_host: "hv2".into(),
             destination_host_up: true,
+            destination_host_problem: None,
             destination_free_memory_bytes: Some(4 * GIB),
             source_hypervisor: qemu(10_000_000),
             destination_hypervisor: qemu(10_000_000),
@@ -644,6 +719,59 @@ mod tests {
         // Not copying: free disk does not matter.
         facts.shared_storage_probe = SharedStorageProbe::Shared;
         assert!(run_all(&facts).passed());
+    }
+
+    #[test]
+    fn unreachable_destination_says_why_and_how_to_fix() {
+        let mut facts = good_facts();
+        facts.destination_host = "hv9".into();
+        facts.destination_host_up = false;
+        facts.destination_host_problem = Some(HostProblem::NotConfigured {
+            configured: vec!["hv1".into(), "hv2".into()],
+        });
+        let unknown = reason(&run_all(&facts), CheckId::DestinationHostUp);
+        assert!(
+            unknown.contains("hv9: unknown host")
+                && unknown.contains("add it to the config")
+                && unknown.contains("hv1, hv2"),
+            "{unknown}"
+        );
+
+        facts.destination_host_problem = Some(HostProblem::Unreachable {
+            error: "no answer within 15s".into(),
+        });
+        assert!(reason(&run_all(&facts), CheckId::DestinationHostUp).ends_with("15s"));
+
+        facts.destination_host = "hv2;rm -rf /".into();
+        facts.destination_host_problem = None;
+        let report = run_all(&facts);
+        assert!(reason(&report, CheckId::DestinationName).contains("';'"));
+        assert!(reason(&report, CheckId::DestinationHostUp).contains("not contacted"));
+    }
+
+    #[test]
+    fn report_renders_one_line_per_check_and_a_verdict() {
+        let report = run_all(&good_facts());
+        let text = render_report(&report);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), report.checks.len() + 1);
+        assert_eq!(lines[0], "✓ destination name is valid");
+        assert_eq!(
+            lines.last().unwrap(),
+            &"passed: block migration copying vda (2048 MiB)"
+        );
+
+        let mut facts = good_facts();
+        facts.instance_state = InstanceState::ShutOff;
+        facts.cpu_compare = CpuCompareResult::Unknown {
+            reason: "guest is emulated (TCG)".into(),
+        };
+        let text = render_report(&run_all(&facts));
+        assert!(text.contains(
+            "✗ instance is running or paused — web1: is shut off; live migration needs a running guest (use cold migration)\n"
+        ));
+        assert!(text.contains("! destination CPU runs the guest's CPU model — hv2: CPU comparison not made: guest is emulated (TCG)\n"));
+        assert!(text.ends_with("refused: 1 check failed\n"));
     }
 
     #[test]

@@ -367,6 +367,7 @@ pub mod sample {
                         format!("/var/lib/libvirt/images/{name}.qcow2")
                     },
                 },
+                read_only: false,
             }],
             job_running: index % 11 == 10,
         }

@@ -128,10 +128,8 @@ pub fn data_disk_content(disk: &DataDisk) -> Vec<u8> {
     content
 }
 
-/// The storage pool XML for a directory pool.
-pub fn dir_pool_xml(name: &str, path: &str) -> String {
-    format!("<pool type='dir'>\n  <name>{name}</name>\n  <target>\n    <path>{path}</path>\n  </target>\n</pool>\n")
-}
+/// The storage pool XML for a directory pool (one definition for the lab and the prechecks).
+pub use crate::libvirt::storage::dir_pool_xml;
 
 #[cfg(test)]
 mod tests {

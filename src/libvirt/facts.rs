@@ -87,6 +87,9 @@ pub struct DiskFacts {
     /// `disk`, `cdrom`, `floppy` or `lun`.
     pub device: String,
     pub source: DiskSource,
+    /// The guest cannot write it (`<readonly/>`; libvirt makes every CD-ROM read-only), so a
+    /// migration never needs to copy it.
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -225,6 +228,7 @@ pub fn disks_from_domain_xml(xml: &str) -> Vec<DiskFacts> {
                 },
                 _ => DiskSource::None,
             };
+            let device = disk.attribute("device").unwrap_or("disk").to_string();
             DiskFacts {
                 target: disk
                     .children()
@@ -232,7 +236,9 @@ pub fn disks_from_domain_xml(xml: &str) -> Vec<DiskFacts> {
                     .and_then(|n| n.attribute("dev"))
                     .unwrap_or_default()
                     .to_string(),
-                device: disk.attribute("device").unwrap_or("disk").to_string(),
+                read_only: device == "cdrom"
+                    || disk.children().any(|n| n.has_tag_name("readonly")),
+                device,
                 source,
             }
         })
@@ -307,7 +313,7 @@ mod tests {
         let xml = r#"<domain type='qemu'><name>g1</name><devices>
             <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
               <source file='/var/lib/ferry-lab/shared/g1.qcow2'/><target dev='vda' bus='virtio'/></disk>
-            <disk type='block' device='disk'><source dev='/dev/vg0/g1-data'/><target dev='vdb'/></disk>
+            <disk type='block' device='disk'><source dev='/dev/vg0/g1-data'/><target dev='vdb'/><readonly/></disk>
             <disk type='network' device='disk'><source protocol='rbd' name='pool/g1'/><target dev='vdc'/></disk>
             <disk type='volume' device='disk'><source pool='default' volume='g1.img'/><target dev='vdd'/></disk>
             <disk type='file' device='cdrom'><target dev='sda' bus='sata'/></disk>
@@ -351,6 +357,8 @@ mod tests {
             ]
         );
         assert_eq!(disks[4].device, "cdrom");
+        let read_only: Vec<bool> = disks.iter().map(|d| d.read_only).collect();
+        assert_eq!(read_only, [false, true, false, false, true]);
         assert!(disks_from_domain_xml("<domain").is_empty());
     }
 }

@@ -1,17 +1,23 @@
-//! Job statistics and job control: the only `unsafe` libvirt FFI ferry needs for migrations.
+//! The one module of ferry that holds `unsafe` libvirt FFI: every call the `virt` crate lacks
+//! or gets wrong is wrapped here, and nowhere else.
 //!
-//! The `virt` crate's `Domain::job_stats` builds a `Vec` from the null pointer libvirt returns
-//! when a domain has no job (a process abort in debug builds, undefined behaviour in release)
-//! and frees libvirt's memory with Rust's allocator; see LAB-NOTES "The virt crate". So
-//! `virDomainGetJobStats` is wrapped here by hand: typed-parameter getters, then
-//! `virTypedParamsFree`. The crate also lacks `virDomainAbortJob`,
+//! Job statistics and job control: the `virt` crate's `Domain::job_stats` builds a `Vec` from
+//! the null pointer libvirt returns when a domain has no job (a process abort in debug builds,
+//! undefined behaviour in release) and frees libvirt's memory with Rust's allocator; see
+//! LAB-NOTES "The virt crate". So `virDomainGetJobStats` is wrapped here by hand: typed-parameter
+//! getters, then `virTypedParamsFree`. The crate also lacks `virDomainAbortJob`,
 //! `virDomainMigrateStartPostCopy` and `virDomainMigrateGetMaxDowntime`, wrapped here too.
+//!
+//! Prechecks: the crate has neither `virConnectCompareHypervisorCPU` (only the older
+//! `virConnectCompareCPU`, which compares with the host's physical CPU rather than with what
+//! the hypervisor can give a guest) nor `virNodeGetMemoryStats`; both are wrapped at the end.
 //!
 //! These calls block; run them through `HostConnection::call` (a worker thread with a timeout).
 
-use std::ffi::{c_char, c_int, c_uint, c_ulonglong, CStr};
+use std::ffi::{c_char, c_int, c_uint, c_ulonglong, CStr, CString};
 use std::ptr;
 
+use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::sys;
 
@@ -268,6 +274,137 @@ pub fn set_max_speed_mib_per_second(
         })
 }
 
+/// What `virConnectCompareHypervisorCPU` is asked: a CPU definition and the hypervisor that
+/// would have to provide it. `None` lets the destination's libvirt pick its default (its
+/// default emulator, the host's architecture, the default machine type, the best virt type).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HypervisorCpuQuery {
+    pub emulator: Option<String>,
+    pub arch: Option<String>,
+    pub machine: Option<String>,
+    /// `kvm` or `qemu` (TCG), the domain's `type`.
+    pub virt_type: Option<String>,
+    /// A guest `<cpu>` definition, or a host CPU from the capabilities XML.
+    pub cpu_xml: String,
+}
+
+/// `virConnectCompareHypervisorCPU` (libvirt ≥ 4.4): can this host's hypervisor, for this
+/// emulator, architecture, machine and virt type, provide the CPU described? Asked with
+/// `VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE`, so an incompatible CPU comes back as an error
+/// whose message names the missing features instead of a bare 0. Returns libvirt's result
+/// (`VIR_CPU_COMPARE_IDENTICAL` or `VIR_CPU_COMPARE_SUPERSET`) or libvirt's error, code included.
+pub fn compare_hypervisor_cpu(
+    connect: &Connect,
+    query: &HypervisorCpuQuery,
+) -> Result<sys::virCPUCompareResult, virt::error::Error> {
+    let optional = |value: &Option<String>| value.as_deref().map(CString::new).transpose();
+    let emulator = optional(&query.emulator)?;
+    let arch = optional(&query.arch)?;
+    let machine = optional(&query.machine)?;
+    let virt_type = optional(&query.virt_type)?;
+    let cpu_xml = CString::new(query.cpu_xml.as_str())?;
+    let as_ptr = |value: &Option<CString>| value.as_ref().map_or(ptr::null(), |c| c.as_ptr());
+    // SAFETY: `connect` holds a live virConnectPtr for the duration of the call; every string is
+    // NUL-terminated and outlives the call, or null where libvirt accepts null (all but the XML).
+    let result = unsafe {
+        sys::virConnectCompareHypervisorCPU(
+            connect.as_ptr(),
+            as_ptr(&emulator),
+            as_ptr(&arch),
+            as_ptr(&machine),
+            as_ptr(&virt_type),
+            cpu_xml.as_ptr(),
+            sys::VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE,
+        )
+    };
+    if result == sys::VIR_CPU_COMPARE_ERROR {
+        return Err(virt::error::Error::last_error());
+    }
+    Ok(result)
+}
+
+/// Host-wide memory figures from `virNodeGetMemoryStats` for all NUMA cells: the kernel's
+/// `/proc/meminfo` MemTotal, MemFree, Buffers and Cached. A field the host does not report
+/// stays `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NodeMemoryStats {
+    pub total_bytes: Option<u64>,
+    pub free_bytes: Option<u64>,
+    pub buffers_bytes: Option<u64>,
+    pub cached_bytes: Option<u64>,
+}
+
+/// Reads one `virNodeMemoryStats` array (libvirt reports KiB) into [`NodeMemoryStats`].
+fn node_memory_stats_from(entries: &[sys::virNodeMemoryStats]) -> NodeMemoryStats {
+    let mut stats = NodeMemoryStats::default();
+    for entry in entries {
+        // The field is a fixed 80-byte buffer; read up to its NUL without trusting one to exist.
+        let bytes: Vec<u8> = entry.field.iter().map(|c| *c as u8).collect();
+        let Ok(field) = CStr::from_bytes_until_nul(&bytes) else {
+            continue;
+        };
+        let bytes_value = Some(entry.value.saturating_mul(1024));
+        if field == sys::VIR_NODE_MEMORY_STATS_TOTAL {
+            stats.total_bytes = bytes_value;
+        } else if field == sys::VIR_NODE_MEMORY_STATS_FREE {
+            stats.free_bytes = bytes_value;
+        } else if field == sys::VIR_NODE_MEMORY_STATS_BUFFERS {
+            stats.buffers_bytes = bytes_value;
+        } else if field == sys::VIR_NODE_MEMORY_STATS_CACHED {
+            stats.cached_bytes = bytes_value;
+        }
+    }
+    stats
+}
+
+fn connect_error(what: &str) -> LibvirtError {
+    LibvirtError::call(what, virt::error::Error::last_error())
+}
+
+/// `virNodeGetMemoryStats` with `VIR_NODE_MEMORY_STATS_ALL_CELLS`: the whole host's memory,
+/// whatever its NUMA layout.
+pub fn node_memory_stats(connect: &Connect) -> Result<NodeMemoryStats, LibvirtError> {
+    let mut count: c_int = 0;
+    // SAFETY: `connect` holds a live virConnectPtr; with a null array and a zero count libvirt
+    // only writes the number of parameters it has into `count`.
+    let rc = unsafe {
+        sys::virNodeGetMemoryStats(
+            connect.as_ptr(),
+            sys::VIR_NODE_MEMORY_STATS_ALL_CELLS,
+            ptr::null_mut(),
+            &mut count,
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(connect_error("reading node memory statistics"));
+    }
+    let empty = sys::virNodeMemoryStats {
+        field: [0; 80],
+        value: 0,
+    };
+    let mut entries = vec![empty; count.max(0) as usize];
+    if entries.is_empty() {
+        return Ok(NodeMemoryStats::default());
+    }
+    // SAFETY: `entries` has room for `count` entries, which libvirt fills and never frees; it
+    // writes back how many it filled.
+    let rc = unsafe {
+        sys::virNodeGetMemoryStats(
+            connect.as_ptr(),
+            sys::VIR_NODE_MEMORY_STATS_ALL_CELLS,
+            entries.as_mut_ptr(),
+            &mut count,
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(connect_error("reading node memory statistics"));
+    }
+    entries.truncate(count.max(0) as usize);
+    Ok(node_memory_stats_from(&entries))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,6 +558,37 @@ mod tests {
         // Wrong type asked for: absent, not garbage.
         assert_eq!(owned.int(sys::VIR_DOMAIN_JOB_MEMORY_REMAINING), None);
         assert_eq!(owned.ullong(sys::VIR_DOMAIN_JOB_DISK_BPS), None);
+    }
+
+    #[test]
+    fn node_memory_stats_read_kib_fields_by_name() {
+        let entry = |name: &str, kib: u64| {
+            let mut field = [0 as c_char; 80];
+            for (slot, byte) in field.iter_mut().zip(name.bytes()) {
+                *slot = byte as c_char;
+            }
+            sys::virNodeMemoryStats { field, value: kib }
+        };
+        let stats = node_memory_stats_from(&[
+            entry("total", 24_684_096),
+            entry("free", 13_034_240),
+            entry("buffers", 26_488),
+            entry("cached", 10_571_644),
+            entry("unheard-of", 7),
+        ]);
+        assert_eq!(stats.total_bytes, Some(24_684_096 * 1024));
+        assert_eq!(stats.free_bytes, Some(13_034_240 * 1024));
+        assert_eq!(stats.buffers_bytes, Some(26_488 * 1024));
+        assert_eq!(stats.cached_bytes, Some(10_571_644 * 1024));
+        // A field with no NUL in its 80 bytes is skipped, not read past its end.
+        let unterminated = sys::virNodeMemoryStats {
+            field: [b'x' as c_char; 80],
+            value: 1,
+        };
+        assert_eq!(
+            node_memory_stats_from(&[unterminated]),
+            NodeMemoryStats::default()
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@
 pub mod facts;
 pub mod job_stats;
 pub mod migrate;
+pub mod precheck_facts;
+pub mod storage;
 
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
