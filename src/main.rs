@@ -7,9 +7,9 @@ mod cli {
 use ferry::engine::live::OperatorCommand;
 use ferry::engine::options::LiveOptions;
 use ferry::inventory::{self, Inventory};
+use ferry::model::HostName;
 use ferry::policy::TimeoutAction;
 use ferry::precheck::BlockMigrationChoice;
-use ferry::model::HostName;
 use ferry::{config, lab, libvirt, logging};
 
 use std::path::PathBuf;
@@ -233,8 +233,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 policy,
                 bandwidth_mib_per_second: bandwidth,
                 max_downtime_ms: max_downtime,
-                post_copy: postcopy,
-                auto_converge,
+                post_copy: postcopy.then_some(true),
+                auto_converge: auto_converge.then_some(true),
                 block: match block {
                     BlockChoiceArg::Auto => BlockMigrationChoice::Auto,
                     BlockChoiceArg::Yes => BlockMigrationChoice::Yes,

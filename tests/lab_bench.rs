@@ -136,7 +136,14 @@ fn virsh_run(lab: &Lab) -> Run {
     let destination_uri = lab.plan.uri(&destination);
     let started = Instant::now();
     let mut child = Command::new("virsh")
-        .args(["-c", &source_uri, "migrate", "--live", "--p2p", "--persistent"])
+        .args([
+            "-c",
+            &source_uri,
+            "migrate",
+            "--live",
+            "--p2p",
+            "--persistent",
+        ])
         .args(["--undefinesource", "--bandwidth"])
         .arg(BANDWIDTH_MIB_PER_SECOND.to_string())
         .args(["busy", &destination_uri])
@@ -267,7 +274,8 @@ fn bench_policies_on_a_guest_that_never_converges_on_its_own() {
             if run.completed { "yes" } else { "NO" },
             run.total.as_secs_f64(),
             run.downtime_ms.map_or("-".into(), |d| d.to_string()),
-            run.bytes_moved.map_or("-".into(), |b| (b >> 20).to_string()),
+            run.bytes_moved
+                .map_or("-".into(), |b| (b >> 20).to_string()),
             run.total.as_secs_f64() / bound_seconds,
             run.note
         );

@@ -133,7 +133,11 @@ fn collect_rest(lines: &mpsc::Receiver<Value>, seen: &mut Vec<Value>) {
 fn assert_runs_only_on(lab: &Lab, guest: &str, expected: &LabHost, why: &str) {
     let placements = lab.placements(guest);
     let hosts: Vec<&str> = placements.iter().map(|(h, _)| h.name.as_str()).collect();
-    assert_eq!(hosts, vec![expected.name.as_str()], "{why}: {guest} is defined on {hosts:?}");
+    assert_eq!(
+        hosts,
+        vec![expected.name.as_str()],
+        "{why}: {guest} is defined on {hosts:?}"
+    );
     assert_eq!(
         placements[0].1.state,
         DomainRunState::Running,
@@ -207,7 +211,10 @@ fn refused_prechecks_start_nothing_and_name_the_problem() {
     let (source, _) = lab.host_of("idle");
     let (ok, stdout, stderr) = operator.run(&["migrate", "idle", "--to", &source.name]);
     assert!(!ok, "migrating to its own host must be refused");
-    assert!(stdout.contains("✗"), "the report marks the failed check: {stdout}");
+    assert!(
+        stdout.contains("✗"),
+        "the report marks the failed check: {stdout}"
+    );
     assert!(
         stdout.to_lowercase().contains("same") || stdout.contains(source.name.as_str()),
         "{stdout}"
@@ -219,7 +226,10 @@ fn refused_prechecks_start_nothing_and_name_the_problem() {
     let (source_after, facts) = lab.host_of("idle");
     assert_eq!(source_after.name, source.name, "nothing moved");
     assert_eq!(facts.state, DomainRunState::Running);
-    assert!(operator.history().is_empty(), "nothing started, nothing recorded");
+    assert!(
+        operator.history().is_empty(),
+        "nothing started, nothing recorded"
+    );
 }
 
 #[test]
@@ -287,9 +297,10 @@ fn nova_with_a_short_completion_timeout_aborts_the_busy_guest_on_its_source() {
     assert!(!ok, "the timeout aborts: {stdout}\n{stderr}");
     let lines = json_lines(&stdout);
     assert!(
-        of_type(&lines, "policy")
-            .iter()
-            .any(|p| p["reason"].as_str().unwrap_or("").contains("completion timeout")),
+        of_type(&lines, "policy").iter().any(|p| p["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("completion timeout")),
         "{stdout}"
     );
     assert_eq!(of_type(&lines, "summary")[0]["outcome"], "cancelled");
@@ -325,7 +336,10 @@ fn a_killed_ferry_leaves_the_migration_running_and_resume_finishes_it_under_the_
         .find(|(h, _)| h.name == source.name)
         .expect("busy still on its source");
     assert!(facts.job_running, "the job runs on without ferry");
-    assert!(operator.history()[0]["outcome"].is_null(), "left unfinished");
+    assert!(
+        operator.history()[0]["outcome"].is_null(),
+        "left unfinished"
+    );
 
     let (ok, stdout, stderr) = operator.run(&["resume", "--json"]);
     assert!(ok, "ferry resume: {stdout}\n{stderr}");
@@ -369,10 +383,7 @@ fn block_migration_copies_the_local_disk_with_its_content_intact() {
         let report = &of_type(&lines, "precheck")[0]["report"]["plan"];
         assert_eq!(report["block_migration"], true, "{stdout}");
         assert_runs_only_on(&lab, "disk", to, "after block migration");
-        let image = lab
-            .plan
-            .host_local_pool_dir(to)
-            .join("disk-data.qcow2");
+        let image = lab.plan.host_local_pool_dir(to).join("disk-data.qcow2");
         assert_eq!(
             disk_content_sha256(&image),
             expected,

@@ -12,9 +12,9 @@ use ferry::engine::live::{LiveMigrationPlan, MigrationUpdate, OperatorCommand};
 use ferry::engine::options::{self, LiveOptions};
 use ferry::engine::report::{self, ProgressLine, Summary};
 use ferry::engine::supervisor::{Supervisor, SupervisorEvent, SupervisorSettings};
-use ferry::libvirt::{job_stats, HostConnection, LibvirtError};
 use ferry::libvirt::precheck_facts;
-use ferry::precheck::PrecheckReport;
+use ferry::libvirt::{job_stats, HostConnection, LibvirtError};
+use ferry::precheck::{render_report, PrecheckFacts, PrecheckReport};
 use serde::Serialize;
 
 /// Where the output goes: text for people, JSON lines for scripts.
@@ -57,7 +57,7 @@ pub fn migrate(
     let mut refused = 0;
     for instance in instances {
         let checked = if destination == "auto" {
-            precheck_facts::pick_auto_destination(config, instance, options.block)
+            auto_destination(config, instance, options, output)
         } else {
             precheck_facts::precheck_live_migration(
                 config,
@@ -66,6 +66,7 @@ pub fn migrate(
                 destination,
                 options.block,
             )
+            .map_err(anyhow::Error::from)
         };
         let (facts, report) = match checked {
             Ok(checked) => checked,
@@ -81,7 +82,7 @@ pub fn migrate(
                 "prechecks for {instance} {} → {}:\n{}",
                 facts.source_host,
                 facts.destination_host,
-                precheck_facts::render_report(&report)
+                render_report(&report)
             ),
             &PrecheckLine {
                 instance,
@@ -128,6 +129,48 @@ pub fn migrate(
     })
 }
 
+/// `--to auto`: every other host is checked; the passing one with the most free memory wins.
+/// The refused candidates are listed with their reasons, so the choice can be understood.
+fn auto_destination(
+    config: &Config,
+    instance: &str,
+    options: &LiveOptions,
+    output: Output,
+) -> Result<(PrecheckFacts, PrecheckReport)> {
+    let auto = precheck_facts::pick_auto_destination(config, instance, None, options.block)?;
+    for candidate in &auto.candidates {
+        if Some(&candidate.host) != auto.chosen.as_ref() && !output.json {
+            let verdict = if candidate.report.passed() {
+                "passes, less free memory".to_string()
+            } else {
+                candidate
+                    .report
+                    .failures()
+                    .map(|f| match &f.outcome {
+                        ferry::precheck::CheckOutcome::Fail { reason } => reason.clone(),
+                        _ => String::new(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            println!("auto: {} not chosen: {verdict}", candidate.host);
+        }
+    }
+    let chosen = auto.chosen.clone().ok_or_else(|| {
+        anyhow::anyhow!(
+            "--to auto: no host passes the prechecks from {}; run with --to HOST to see one \
+             host's full report",
+            auto.source_host
+        )
+    })?;
+    let candidate = auto
+        .candidates
+        .into_iter()
+        .find(|c| c.host == chosen)
+        .expect("the chosen host is a candidate");
+    Ok((candidate.facts, candidate.report))
+}
+
 /// Takes over every live migration the history shows unfinished: a ferry that died left them
 /// to libvirt, which carried on.
 pub fn resume(output: Output) -> Result<ExitCode> {
@@ -152,7 +195,10 @@ pub fn resume(output: Output) -> Result<ExitCode> {
         }
     }
     if plans.is_empty() {
-        println!("nothing to resume: no unfinished live migration in {}", path.display());
+        println!(
+            "nothing to resume: no unfinished live migration in {}",
+            path.display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let supervisor = Supervisor::start(SupervisorSettings {
@@ -218,7 +264,11 @@ fn watch(supervisor: &Supervisor, submitted: usize, output: Output) -> Result<us
             }
             SupervisorEvent::Rejected { instance, reason } => {
                 remaining -= 1;
-                output.line("rejected", &format!("{instance}: not started: {reason}"), &event);
+                output.line(
+                    "rejected",
+                    &format!("{instance}: not started: {reason}"),
+                    &event,
+                );
             }
             SupervisorEvent::Notice { message, .. } => {
                 output.line("notice", &format!("note: {message}"), &event)
@@ -243,17 +293,17 @@ fn watch(supervisor: &Supervisor, submitted: usize, output: Output) -> Result<us
                         &format!("{instance}: policy: {}", decision.reason),
                         &decision,
                     ),
-                    MigrationUpdate::OperatorAction { description } => output.line(
-                        "operator",
-                        &format!("{instance}: {description}"),
-                        update,
-                    ),
+                    MigrationUpdate::OperatorAction { description } => {
+                        output.line("operator", &format!("{instance}: {description}"), update)
+                    }
                     MigrationUpdate::Refused { reason } => {
                         output.line("refused", &format!("{instance}: refused: {reason}"), update)
                     }
-                    MigrationUpdate::Warning { message } => {
-                        output.line("warning", &format!("{instance}: warning: {message}"), update)
-                    }
+                    MigrationUpdate::Warning { message } => output.line(
+                        "warning",
+                        &format!("{instance}: warning: {message}"),
+                        update,
+                    ),
                     MigrationUpdate::Attached {
                         job_elapsed_ms,
                         max_downtime_ms,

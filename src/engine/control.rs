@@ -260,7 +260,12 @@ mod tests {
             Err("abort refused: in post-copy".to_string())
         );
         assert_eq!(
-            send_in(&dir, "web-1", OperatorCommand::SetMaxDowntime { downtime_ms: 700 }).unwrap(),
+            send_in(
+                &dir,
+                "web-1",
+                OperatorCommand::SetMaxDowntime { downtime_ms: 700 }
+            )
+            .unwrap(),
             Ok("done: SetMaxDowntime { downtime_ms: 700 }".to_string())
         );
         assert!(matches!(

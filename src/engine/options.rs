@@ -20,9 +20,9 @@ pub struct LiveOptions {
     /// `live_migration_downtime`.
     pub max_downtime_ms: Option<u64>,
     /// Permit post-copy (force-complete and the policy may switch to it).
-    pub post_copy: bool,
-    /// Turn auto-converge on even where the policy's config leaves it off.
-    pub auto_converge: bool,
+    pub post_copy: Option<bool>,
+    /// Auto-converge (vCPU throttling when the guest dirties faster than the link).
+    pub auto_converge: Option<bool>,
     pub block: BlockMigrationChoice,
     pub timeout_action: Option<TimeoutAction>,
     /// Nova's completion timeout rule, seconds per GiB of data; 0 disables it.
@@ -35,12 +35,10 @@ pub fn policy_choice(defaults: &MigrationDefaults, options: &LiveOptions) -> Pol
         PolicyName::Adaptive => {
             let mut config = defaults.adaptive.clone();
             if let Some(ceiling_ms) = options.max_downtime_ms {
-                // Keep the rungs below the ceiling and end the ladder on it.
-                config.downtime_ladder_ms.retain(|rung| *rung < ceiling_ms);
-                config.downtime_ladder_ms.push(ceiling_ms);
+                config.downtime_ladder_ms = ladder_up_to(&config.downtime_ladder_ms, ceiling_ms);
             }
-            config.permit_post_copy |= options.post_copy;
-            config.auto_converge |= options.auto_converge;
+            config.permit_post_copy = options.post_copy.unwrap_or(config.permit_post_copy);
+            config.auto_converge = options.auto_converge.unwrap_or(config.auto_converge);
             if let Some(action) = options.timeout_action {
                 config.timeout_action = action;
             }
@@ -54,8 +52,9 @@ pub fn policy_choice(defaults: &MigrationDefaults, options: &LiveOptions) -> Pol
             if let Some(downtime_ms) = options.max_downtime_ms {
                 config.downtime_ms = downtime_ms;
             }
-            config.permit_post_copy |= options.post_copy;
-            config.permit_auto_converge |= options.auto_converge;
+            config.permit_post_copy = options.post_copy.unwrap_or(config.permit_post_copy);
+            config.permit_auto_converge =
+                options.auto_converge.unwrap_or(config.permit_auto_converge);
             if let Some(action) = options.timeout_action {
                 config.timeout_action = action;
             }
@@ -65,6 +64,18 @@ pub fn policy_choice(defaults: &MigrationDefaults, options: &LiveOptions) -> Pol
             PolicyChoice::Nova(config)
         }
     }
+}
+
+/// The rungs of `ladder_ms` below `ceiling_ms`, then the ceiling itself: with the default
+/// ladder, 2000 keeps 300 → 500 → 1000 → 2000, 800 gives 300 → 500 → 800, 5000 adds a rung.
+pub fn ladder_up_to(ladder_ms: &[u64], ceiling_ms: u64) -> Vec<u64> {
+    let mut ladder: Vec<u64> = ladder_ms
+        .iter()
+        .copied()
+        .filter(|rung| *rung < ceiling_ms)
+        .collect();
+    ladder.push(ceiling_ms);
+    ladder
 }
 
 /// Whether the chosen policy may switch to post-copy (so the migration starts with the
@@ -129,7 +140,7 @@ mod tests {
         let defaults = MigrationDefaults::default();
         let options = LiveOptions {
             max_downtime_ms: Some(800),
-            post_copy: true,
+            post_copy: Some(true),
             timeout_action: Some(TimeoutAction::ForceComplete),
             completion_timeout_seconds_per_gib: Some(15),
             ..LiveOptions::default()

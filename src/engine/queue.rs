@@ -164,7 +164,12 @@ impl<R: Clone + PartialEq + fmt::Debug> MigrationQueue<R> {
 
     /// Counts a migration that is already running (one a restarted ferry took over) against
     /// the limits without queueing it: it cannot wait, libvirt is already carrying it out.
-    pub fn adopt_running(&mut self, request_id: R, source_host: HostName, destination_host: HostName) {
+    pub fn adopt_running(
+        &mut self,
+        request_id: R,
+        source_host: HostName,
+        destination_host: HostName,
+    ) {
         if !self.is_known(&request_id) {
             self.running.push(QueuedMigration {
                 request_id,

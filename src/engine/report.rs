@@ -172,7 +172,10 @@ mod tests {
         let line = ProgressLine::new("busy", last);
         let json = serde_json::to_string(&line).unwrap();
         assert!(json.contains("\"phase\":\"copying-memory\""), "{json}");
-        assert!(!json.contains("history"), "the chart history stays out: {json}");
+        assert!(
+            !json.contains("history"),
+            "the chart history stays out: {json}"
+        );
     }
 
     #[test]

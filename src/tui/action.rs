@@ -160,13 +160,10 @@ impl LaunchOptions {
 /// The default adaptive rungs below `ceiling_ms`, then the ceiling itself: 2000 gives the
 /// default 300 → 500 → 1000 → 2000, 800 gives 300 → 500 → 800, 5000 adds a rung above 2000.
 pub fn adaptive_ladder_up_to(ceiling_ms: u64) -> Vec<u64> {
-    let mut ladder: Vec<u64> = AdaptivePolicyConfig::default()
-        .downtime_ladder_ms
-        .into_iter()
-        .filter(|rung| *rung < ceiling_ms)
-        .collect();
-    ladder.push(ceiling_ms);
-    ladder
+    crate::engine::options::ladder_up_to(
+        &AdaptivePolicyConfig::default().downtime_ladder_ms,
+        ceiling_ms,
+    )
 }
 
 /// A confirmed live migration, before the runtime queues it.
@@ -190,6 +187,24 @@ impl LaunchRequest {
 
     pub fn policy_choice(&self) -> PolicyChoice {
         self.options.policy_choice()
+    }
+
+    /// The options as the engine takes them; the config's thresholds fill in the rest.
+    pub fn live_options(&self) -> crate::engine::options::LiveOptions {
+        let options = &self.options;
+        crate::engine::options::LiveOptions {
+            policy: Some(match options.policy {
+                PolicyKind::Adaptive => crate::config::PolicyName::Adaptive,
+                PolicyKind::Nova => crate::config::PolicyName::Nova,
+            }),
+            bandwidth_mib_per_second: Some(options.bandwidth_mib_per_second.unwrap_or(0)),
+            max_downtime_ms: Some(options.max_downtime_ceiling_ms),
+            post_copy: Some(options.post_copy_permitted),
+            auto_converge: Some(options.auto_converge),
+            block: options.block_migration,
+            timeout_action: Some(options.timeout_action),
+            completion_timeout_seconds_per_gib: None,
+        }
     }
 
     /// One line that says exactly what confirming does, e.g. "live-migrate busy hv1 → hv2,

@@ -1,9 +1,12 @@
 //! The terminal side: raw mode, alternate screen, the event loop, and restoring the terminal
 //! on every way out (quit, error, panic).
 //!
-//! Three kinds of events arrive on one channel: keys and resizes (from a reader thread),
-//! inventory events (from the host workers) and a tick each second (so "3s ago" ages). The
-//! loop folds each into the app and redraws only when something visible changed.
+//! Events arrive on one channel: keys and resizes (from a reader thread), inventory events
+//! (from the host workers), migration events (from the supervisor), precheck reports (from
+//! worker threads) and a tick each second (so "3s ago" ages). The loop folds each into the
+//! app, carries out the actions the keys produced, and redraws only when something visible
+//! changed. Nothing here waits on libvirt: prechecks run on their own threads, migrations in
+//! the supervisor's.
 
 use std::io::{self, Stdout};
 use std::sync::mpsc;
@@ -19,9 +22,18 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 
 use crate::config::Config;
+use crate::engine::history::{self, History, MigrationKind};
+use crate::engine::live::LiveMigrationPlan;
+use crate::engine::options;
+use crate::engine::supervisor::{Supervisor, SupervisorEvent, SupervisorSettings};
 use crate::inventory::{spawn_workers, Inventory, InventoryEvent};
+use crate::libvirt::precheck_facts;
+use crate::model::HostName;
+use crate::precheck::PrecheckReport;
 
+use super::action::{Action, LaunchRequest, PrecheckRequest};
 use super::app::App;
+use super::migrations::{MigrationChange, MigrationEvent};
 use super::theme::{ColorSupport, Theme};
 use super::views;
 
@@ -32,6 +44,185 @@ enum AppEvent {
     Terminal(Event),
     Inventory(Box<InventoryEvent>),
     Tick,
+    Migration(Box<SupervisorEvent>),
+    Prechecks {
+        request_id: u64,
+        reports: Vec<(HostName, Result<PrecheckReport, String>)>,
+    },
+    /// Prechecks passed again at launch: hand the plan to the supervisor.
+    Launch(Box<LiveMigrationPlan>),
+    Notice(String),
+}
+
+/// What carries out the app's actions: the supervisor for migrations, worker threads for
+/// prechecks. Without a history there is no supervisor, and launching says why.
+struct Bridge {
+    config: Config,
+    supervisor: Result<Supervisor, String>,
+    events: mpsc::Sender<AppEvent>,
+}
+
+impl Bridge {
+    fn start(config: &Config, events: mpsc::Sender<AppEvent>) -> Bridge {
+        let supervisor = History::open(&history::default_path())
+            .map_err(|e| format!("migrations are unavailable: {e}"))
+            .map(|history| {
+                let unfinished = history.unfinished().unwrap_or_default();
+                let supervisor = Supervisor::start(SupervisorSettings {
+                    history,
+                    limits: config.migration.queue_limits(),
+                });
+                // A ferry that died left these to libvirt: watch them again.
+                for record in unfinished {
+                    if record.kind != MigrationKind::Live || record.outcome.is_some() {
+                        continue;
+                    }
+                    if let Ok(plan) = serde_json::from_value::<LiveMigrationPlan>(record.plan) {
+                        supervisor.resume(record.id, plan);
+                    }
+                }
+                supervisor
+            });
+        Bridge {
+            config: config.clone(),
+            supervisor,
+            events,
+        }
+    }
+
+    /// Moves the supervisor's events onto the app's channel.
+    fn forward_supervisor_events(&mut self) -> anyhow::Result<()> {
+        let Ok(supervisor) = &mut self.supervisor else {
+            return Ok(());
+        };
+        let (_, placeholder) = mpsc::channel();
+        let events = std::mem::replace(&mut supervisor.events, placeholder);
+        let app_events = self.events.clone();
+        thread::Builder::new()
+            .name("supervisor-events".into())
+            .spawn(move || {
+                while let Ok(event) = events.recv() {
+                    if app_events
+                        .send(AppEvent::Migration(Box::new(event)))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            })?;
+        Ok(())
+    }
+
+    fn carry_out(&self, action: Action) {
+        match action {
+            Action::RequestPrechecks(request) => self.prechecks(request),
+            Action::LaunchLiveMigration(request) => self.launch(request),
+            Action::LaunchColdMigration(_) => {
+                let _ = self.events.send(AppEvent::Notice(
+                    "cold migration is not available in this build".into(),
+                ));
+            }
+            Action::Operator { id, command } => match &self.supervisor {
+                Ok(supervisor) => supervisor.command(id, command),
+                Err(reason) => {
+                    let _ = self.events.send(AppEvent::Notice(reason.clone()));
+                }
+            },
+        }
+    }
+
+    /// Every candidate's checklist, gathered on a worker: one libvirt session to the source,
+    /// candidates probed one after another.
+    fn prechecks(&self, request: PrecheckRequest) {
+        let config = self.config.clone();
+        let events = self.events.clone();
+        let spawned = thread::Builder::new()
+            .name("prechecks".into())
+            .spawn(move || {
+                let found = precheck_facts::pick_auto_destination(
+                    &config,
+                    &request.instance_name,
+                    Some(request.instance.host.as_str()),
+                    request.block_migration,
+                );
+                let reports = match found {
+                    Ok(auto) => request
+                        .destinations
+                        .iter()
+                        .map(|host| {
+                            let report = auto
+                                .candidates
+                                .iter()
+                                .find(|c| c.host == host.as_str())
+                                .map(|c| c.report.clone())
+                                .ok_or_else(|| "not checked".to_string());
+                            (host.clone(), report)
+                        })
+                        .collect(),
+                    Err(error) => request
+                        .destinations
+                        .iter()
+                        .map(|host| (host.clone(), Err(error.to_string())))
+                        .collect(),
+                };
+                let _ = events.send(AppEvent::Prechecks {
+                    request_id: request.request_id,
+                    reports,
+                });
+            });
+        if let Err(error) = spawned {
+            let _ = self
+                .events
+                .send(AppEvent::Notice(format!("prechecks not started: {error}")));
+        }
+    }
+
+    /// The checks run again right before the start: the dialog's verdicts may be minutes old.
+    fn launch(&self, request: LaunchRequest) {
+        if let Err(reason) = &self.supervisor {
+            let _ = self.events.send(AppEvent::Notice(reason.clone()));
+            return;
+        }
+        let config = self.config.clone();
+        let events = self.events.clone();
+        let _ = thread::Builder::new().name("launch".into()).spawn(move || {
+            let options = request.live_options();
+            let checked = precheck_facts::precheck_live_migration(
+                &config,
+                &request.instance_name,
+                Some(request.source().as_str()),
+                request.destination.as_str(),
+                options.block,
+            );
+            let event = match checked {
+                Err(error) => {
+                    AppEvent::Notice(format!("{} not started: {error}", request.instance_name))
+                }
+                Ok((_, report)) if !report.passed() => AppEvent::Notice(format!(
+                    "{} not started: {}",
+                    request.instance_name,
+                    report
+                        .failures()
+                        .map(|f| match &f.outcome {
+                            crate::precheck::CheckOutcome::Fail { reason } => reason.clone(),
+                            _ => String::new(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )),
+                Ok((facts, report)) => {
+                    match options::live_plan(&config, &facts, &report, &options) {
+                        Some(plan) => AppEvent::Launch(Box::new(plan)),
+                        None => AppEvent::Notice(format!(
+                            "{} not started: a host is missing from the config",
+                            request.instance_name
+                        )),
+                    }
+                }
+            };
+            let _ = events.send(event);
+        });
+    }
 }
 
 /// Puts the terminal back as the shell left it. Safe to call twice.
@@ -76,6 +267,8 @@ pub fn run(config: &Config, theme: Theme, notice: Option<String>) -> anyhow::Res
                 return;
             }
         })?;
+    let mut bridge = Bridge::start(config, events_tx.clone());
+    bridge.forward_supervisor_events()?;
     let key_tx = events_tx;
     thread::Builder::new()
         .name("terminal-input".into())
@@ -98,12 +291,13 @@ pub fn run(config: &Config, theme: Theme, notice: Option<String>) -> anyhow::Res
         return Err(error.into());
     }
     let mut app = App::new(Inventory::new(config, SystemTime::now()), SystemTime::now());
-    app.notice = notice;
+    app.notice = notice.or_else(|| bridge.supervisor.as_ref().err().cloned());
     let result = event_loop(
         Terminal::new(CrosstermBackend::new(stdout))?,
         app,
         &theme,
         events_rx,
+        &bridge,
     );
     restore_terminal();
     result
@@ -114,14 +308,18 @@ fn event_loop(
     mut app: App,
     theme: &Theme,
     events: mpsc::Receiver<AppEvent>,
+    bridge: &Bridge,
 ) -> anyhow::Result<()> {
     terminal.clear()?;
     terminal.draw(|frame| views::draw(frame, &app, theme))?;
     while let Ok(event) = events.recv() {
-        let mut dirty = apply(&mut app, event);
+        let mut dirty = apply(&mut app, event, bridge);
         // Drain whatever else is queued (a burst of refreshes, key repeat) before drawing once.
         while let Ok(event) = events.try_recv() {
-            dirty |= apply(&mut app, event);
+            dirty |= apply(&mut app, event, bridge);
+        }
+        for action in app.take_actions() {
+            bridge.carry_out(action);
         }
         if app.quit {
             break;
@@ -133,8 +331,47 @@ fn event_loop(
     Ok(())
 }
 
-fn apply(app: &mut App, event: AppEvent) -> bool {
+fn apply(app: &mut App, event: AppEvent, bridge: &Bridge) -> bool {
     match event {
+        AppEvent::Migration(event) => {
+            let at = SystemTime::now();
+            let (id, change) = match *event {
+                SupervisorEvent::Queued { request, plan } => {
+                    (request, MigrationChange::QueuedLive(plan))
+                }
+                SupervisorEvent::Waiting {
+                    request, position, ..
+                } => (request, MigrationChange::QueuePosition(position)),
+                SupervisorEvent::Started { request, .. } => (request, MigrationChange::Starting),
+                SupervisorEvent::Update { request, update } => {
+                    (request, MigrationChange::Engine(update))
+                }
+                SupervisorEvent::Rejected { instance, reason } => {
+                    app.notice = Some(format!("{instance} not started: {reason}"));
+                    return true;
+                }
+                SupervisorEvent::Notice { message, .. } => {
+                    app.notice = Some(message);
+                    return true;
+                }
+                SupervisorEvent::Done { .. } => return false,
+            };
+            app.on_migration_event(MigrationEvent { id, at, change })
+        }
+        AppEvent::Prechecks {
+            request_id,
+            reports,
+        } => app.on_precheck_reports(request_id, reports),
+        AppEvent::Launch(plan) => {
+            if let Ok(supervisor) = &bridge.supervisor {
+                supervisor.submit(*plan);
+            }
+            false
+        }
+        AppEvent::Notice(message) => {
+            app.notice = Some(message);
+            true
+        }
         AppEvent::Terminal(Event::Key(key)) if key.kind != KeyEventKind::Release => {
             app.handle_key(key)
         }

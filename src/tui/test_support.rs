@@ -287,6 +287,7 @@ pub fn precheck_report(
         source_host_up: true,
         destination_host: destination.into(),
         destination_host_up: true,
+        destination_host_problem: None,
         destination_free_memory_bytes: Some(free_memory_bytes),
         source_hypervisor: qemu.clone(),
         destination_hypervisor: qemu,
