@@ -15,7 +15,7 @@ use super::{
     DowntimeStep, MigrationFeatures, MigrationPolicy, PolicyAction, PolicyEvent, StepTrigger,
     TimeoutAction,
 };
-use crate::model::units::format_bytes;
+use crate::model::units::{format_bytes, format_rate};
 use crate::progress::{ClosedIteration, MigrationProgress};
 
 /// Every threshold of the adaptive policy (embedded in the config file as `[policy.adaptive]`).
@@ -33,6 +33,13 @@ pub struct AdaptivePolicyConfig {
     pub permit_post_copy: bool,
     /// Stalled passes (counted since start) after which to switch to post-copy, when permitted.
     pub post_copy_after_stalled_iterations: u32,
+    /// Switch to post-copy sooner, when permitted: at the start of a pass (the second on),
+    /// project how many more pre-copy passes it would take to bring the remaining memory
+    /// down to what the ladder's top downtime can send (each pass leaves dirty ÷ transfer of
+    /// the previous one); more than this many and post-copy goes now, since post-copy sends
+    /// each remaining page once while every pre-copy pass resends. 0 turns the rule off
+    /// (stalled passes alone decide).
+    pub post_copy_when_projected_passes_exceed: u32,
     /// Nova's `live_migration_completion_timeout` rule: seconds per GiB of data (RAM and copied
     /// disks, each at least 2 GiB); 0 disables the timeout.
     pub completion_timeout_seconds_per_gib: u64,
@@ -46,6 +53,7 @@ impl Default for AdaptivePolicyConfig {
             auto_converge: true,
             permit_post_copy: false,
             post_copy_after_stalled_iterations: 4,
+            post_copy_when_projected_passes_exceed: 2,
             completion_timeout_seconds_per_gib: 800,
             timeout_action: TimeoutAction::Abort,
         }
@@ -92,6 +100,8 @@ pub struct AdaptivePolicy {
     started: bool,
     last_iteration_seen: u64,
     stalled_iterations: u32,
+    /// The pass whose start was last projected.
+    last_projected_pass: u64,
     post_copy_requested: bool,
     timeout_fired: bool,
 }
@@ -114,6 +124,7 @@ impl AdaptivePolicy {
             started: false,
             last_iteration_seen: 0,
             stalled_iterations: 0,
+            last_projected_pass: 0,
             post_copy_requested: false,
             timeout_fired: false,
         }
@@ -165,6 +176,77 @@ impl AdaptivePolicy {
             });
         }
     }
+}
+
+impl AdaptivePolicy {
+    /// At the first sample of each pass from the second on: how many more pre-copy passes
+    /// would reach the downtime target, and post-copy if that is too many.
+    fn project_passes(&mut self, progress: &MigrationProgress, events: &mut Vec<PolicyEvent>) {
+        let limit = self.config.post_copy_when_projected_passes_exceed;
+        let pass = progress.iteration.unwrap_or(0);
+        if !self.config.permit_post_copy
+            || self.post_copy_requested
+            || limit == 0
+            || pass < 2
+            || pass == self.last_projected_pass
+        {
+            return;
+        }
+        let (Some(dirty), Some(transfer), Some(remaining)) = (
+            progress.dirty_rate_bytes_per_second,
+            progress.transfer_rate_bytes_per_second,
+            progress.memory_remaining_bytes,
+        ) else {
+            return;
+        };
+        self.last_projected_pass = pass;
+        let ceiling_ms = *self.ladder().last().unwrap_or(&0);
+        let target_bytes = transfer.saturating_mul(ceiling_ms) / 1000;
+        let Some(passes) = projected_passes(remaining, target_bytes, dirty, transfer) else {
+            return;
+        };
+        if passes > f64::from(limit) {
+            self.post_copy_requested = true;
+            let passes_words = if passes.is_finite() {
+                format!("{passes:.1} more passes")
+            } else {
+                "never".to_string()
+            };
+            events.push(PolicyEvent {
+                at_ms: progress.elapsed_ms,
+                action: PolicyAction::StartPostCopy,
+                reason: format!(
+                    "pass {pass} starts with {} to send, dirty {} vs transfer {}: pre-copy \
+                     would reach the {ceiling_ms} ms target ({}) in {passes_words} (limit \
+                     {limit}) → post-copy",
+                    format_bytes(remaining),
+                    format_rate(dirty),
+                    format_rate(transfer),
+                    format_bytes(target_bytes),
+                ),
+            });
+        }
+    }
+}
+
+/// Passes until `remaining` falls to `target`, if each pass leaves `dirty ÷ transfer` of the
+/// one before: infinite when the guest dirties as fast as the link carries, None when there is
+/// nothing to judge (no transfer measured yet).
+pub fn projected_passes(remaining: u64, target: u64, dirty: u64, transfer: u64) -> Option<f64> {
+    if transfer == 0 {
+        return None;
+    }
+    if remaining <= target {
+        return Some(0.0);
+    }
+    let ratio = dirty as f64 / transfer as f64;
+    if ratio >= 1.0 {
+        return Some(f64::INFINITY);
+    }
+    if ratio <= 0.0 || target == 0 {
+        return Some(if target == 0 { f64::INFINITY } else { 1.0 });
+    }
+    Some((target as f64 / remaining as f64).ln() / ratio.ln())
 }
 
 impl MigrationPolicy for AdaptivePolicy {
@@ -243,6 +325,9 @@ impl MigrationPolicy for AdaptivePolicy {
                     self.on_stalled(&closed, progress.elapsed_ms, &mut events);
                 }
             }
+        }
+        if !progress.in_post_copy() {
+            self.project_passes(progress, &mut events);
         }
         // Once post-copy was asked for, the migration can only finish: no timeout action.
         if !self.timeout_fired && !self.post_copy_requested {
@@ -419,6 +504,8 @@ mod tests {
         let config = AdaptivePolicyConfig {
             permit_post_copy: true,
             post_copy_after_stalled_iterations: 4,
+            // The stalled-pass rule alone; the projection has its own tests.
+            post_copy_when_projected_passes_exceed: 0,
             ..AdaptivePolicyConfig::default()
         };
         let mut policy = AdaptivePolicy::new(config, 2.0);
@@ -553,5 +640,72 @@ mod tests {
                 assert!(events.iter().all(|e| !e.reason.is_empty()));
             }
         }
+    }
+
+    fn post_copy_decisions(trace: &str, config: AdaptivePolicyConfig) -> Vec<PolicyEvent> {
+        let samples = load_trace(fixtures_dir().join(trace)).unwrap();
+        let snapshots = replay(&samples, ProgressConfig::default());
+        let mut policy = AdaptivePolicy::new(config, 2.0);
+        replay_policy(&mut policy, &snapshots)
+            .into_iter()
+            .filter(|e| e.action == PolicyAction::StartPostCopy)
+            .collect()
+    }
+
+    #[test]
+    fn projection_sends_the_real_busy_guest_to_post_copy_at_the_start_of_its_second_pass() {
+        let permitted = AdaptivePolicyConfig {
+            permit_post_copy: true,
+            ..AdaptivePolicyConfig::default()
+        };
+        // Recorded on the lab: pass 2 starts at 6.1 s with 337 MiB to send, dirty 85 MiB/s
+        // against 100 MiB/s; reaching 200 MiB (2000 ms at 100 MiB/s) would take 3.2 passes.
+        for trace in [
+            "lab-busy-512mib-bench-adaptive-postcopy-1.jsonl",
+            "lab-busy-512mib-bench-adaptive-1.jsonl",
+        ] {
+            let decisions = post_copy_decisions(trace, permitted.clone());
+            assert_eq!(decisions.len(), 1, "{trace}: one switch, {decisions:?}");
+            assert!(decisions[0].at_ms < 7_000, "{trace}: {decisions:?}");
+            assert!(
+                decisions[0].reason.starts_with("pass 2 starts with"),
+                "{}",
+                decisions[0].reason
+            );
+            assert!(decisions[0].reason.contains("more passes (limit 2)"));
+        }
+        let off = AdaptivePolicyConfig {
+            post_copy_when_projected_passes_exceed: 0,
+            ..permitted
+        };
+        let decisions = post_copy_decisions("lab-busy-512mib-bench-adaptive-postcopy-1.jsonl", off);
+        assert!(
+            decisions.iter().all(|d| d.at_ms > 9_000),
+            "with the projection off, stalled passes decide later: {decisions:?}"
+        );
+        assert!(post_copy_decisions(
+            "lab-busy-512mib-bench-adaptive-1.jsonl",
+            AdaptivePolicyConfig::default()
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn a_converging_guest_is_never_sent_to_post_copy() {
+        let permitted = AdaptivePolicyConfig {
+            permit_post_copy: true,
+            ..AdaptivePolicyConfig::default()
+        };
+        assert!(post_copy_decisions("synthetic-idle-1gib-converging.jsonl", permitted).is_empty());
+    }
+
+    #[test]
+    fn projected_passes_follow_the_dirty_to_transfer_ratio() {
+        assert_eq!(projected_passes(100, 200, 50, 100), Some(0.0));
+        assert_eq!(projected_passes(400, 100, 100, 100), Some(f64::INFINITY));
+        let half = projected_passes(400, 100, 50, 100).unwrap();
+        assert!((half - 2.0).abs() < 1e-9, "{half}");
+        assert_eq!(projected_passes(400, 100, 0, 100), Some(1.0));
+        assert_eq!(projected_passes(400, 100, 50, 0), None);
     }
 }

@@ -57,6 +57,20 @@ pub fn busy_plan(post_copy_permitted: bool) -> LiveMigrationPlan {
     )
 }
 
+/// The policy lab-busy-512mib-adaptive was recorded under: post-copy permitted, stalled passes
+/// alone lead to it (the pass projection came later and would switch at pass 2), so a replay
+/// follows what really happened.
+pub fn recorded_adaptive_plan() -> LiveMigrationPlan {
+    plan_with(
+        PolicyChoice::Adaptive(AdaptivePolicyConfig {
+            permit_post_copy: true,
+            post_copy_when_projected_passes_exceed: 0,
+            ..AdaptivePolicyConfig::default()
+        }),
+        true,
+    )
+}
+
 /// The lab tests' policy for operator-driven runs: one rung, no auto-converge, no timeout.
 pub fn hands_off_plan(post_copy_permitted: bool) -> LiveMigrationPlan {
     plan_with(
@@ -199,7 +213,7 @@ pub fn adaptive_run_events(id: MigrationId, samples: usize) -> Vec<MigrationEven
     Replay {
         id,
         queued_at_seconds: 0,
-        plan: busy_plan(true),
+        plan: recorded_adaptive_plan(),
         trace: "lab-busy-512mib-adaptive.jsonl",
         samples,
         command: None,

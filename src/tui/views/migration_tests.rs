@@ -14,7 +14,8 @@ use crate::tui::app::App;
 use crate::tui::migrations::{MigrationChange, MigrationEvent};
 use crate::tui::test_support::{
     abort_run_events, adaptive_run_events, app_with_events, busy_plan, hands_off_plan,
-    pause_completed_events, post_copy_run_events, precheck_report, press, Replay,
+    pause_completed_events, post_copy_run_events, precheck_report, press, recorded_adaptive_plan,
+    Replay,
 };
 use crate::tui::theme::Theme;
 
@@ -129,7 +130,7 @@ fn busy_list_app() -> App {
     let mut running = Replay {
         id: MigrationId(3),
         queued_at_seconds: 60,
-        plan: busy_plan(true),
+        plan: recorded_adaptive_plan(),
         trace: "lab-busy-512mib-adaptive.jsonl",
         samples: 40,
         command: None,
