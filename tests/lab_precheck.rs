@@ -24,8 +24,8 @@ use ferry::libvirt::precheck_facts::{
 use ferry::libvirt::{job_stats, LibvirtError};
 use ferry::model::units::MIB;
 use ferry::precheck::{
-    render_report, BlockMigrationChoice, CheckId, CheckOutcome, CpuCompareResult,
-    PrecheckFacts, PrecheckReport, SharedStorageProbe,
+    render_report, BlockMigrationChoice, CheckId, CheckOutcome, CpuCompareResult, PrecheckFacts,
+    PrecheckReport, SharedStorageProbe,
 };
 
 /// The lab guests other tests may move between hosts while these run.
@@ -139,7 +139,10 @@ fn assert_nothing_started_anywhere(
 /// Probe volumes or transient probe pools left anywhere: in the directories the probes use
 /// (as the operator's namespace sees them) and among every host's pools.
 fn probe_leftovers(lab: &Lab) -> Vec<String> {
-    let mut directories = vec![lab.plan.guest_dir(), lab.plan.shared_dir().join("instances")];
+    let mut directories = vec![
+        lab.plan.guest_dir(),
+        lab.plan.shared_dir().join("instances"),
+    ];
     directories.extend(
         lab.plan
             .hosts
@@ -257,7 +260,10 @@ fn idle_guest_passes_to_the_next_host_on_shared_storage() {
         facts.cpu_compare,
         CpuCompareResult::Superset | CpuCompareResult::Identical
     ));
-    let hypervisor = facts.destination_hypervisor.as_ref().expect("destination hypervisor");
+    let hypervisor = facts
+        .destination_hypervisor
+        .as_ref()
+        .expect("destination hypervisor");
     assert_eq!(hypervisor.hypervisor_type, "QEMU");
     assert_eq!(facts.source_hypervisor.as_ref(), Some(hypervisor));
     assert!(facts.destination_free_memory_bytes.unwrap_or(0) > facts.instance_memory_bytes);
@@ -394,7 +400,10 @@ fn bad_destination_names_are_refused_without_contacting_anyone() {
         BlockMigrationChoice::Auto,
     )
     .unwrap_err();
-    assert!(matches!(error, PrecheckError::InvalidSourceName(_)), "{error}");
+    assert!(
+        matches!(error, PrecheckError::InvalidSourceName(_)),
+        "{error}"
+    );
     assert_nothing_started_anywhere(&lab, "idle", &source, &before);
     assert_no_probe_leftovers(&lab);
 }
@@ -407,14 +416,9 @@ fn unknown_destination_is_refused_with_how_to_add_it() {
     let config = lab_config(&lab);
     let source = running_host_of(&lab, "idle").expect("lab up keeps idle running");
     let before = all_domains(&lab);
-    let (facts, report) = precheck_live_migration(
-        &config,
-        "idle",
-        None,
-        "hv99",
-        BlockMigrationChoice::Auto,
-    )
-    .expect("facts gathered");
+    let (facts, report) =
+        precheck_live_migration(&config, "idle", None, "hv99", BlockMigrationChoice::Auto)
+            .expect("facts gathered");
     print("unknown host", &facts, &report);
     assert_eq!(failed(&report), [CheckId::DestinationHostUp]);
     let why = reason(&report, CheckId::DestinationHostUp);
@@ -437,8 +441,8 @@ struct ThrowawayDomain {
 impl Drop for ThrowawayDomain {
     fn drop(&mut self) {
         let name = self.name.clone();
-        let removed = ferry::libvirt::HostConnection::open(&self.uri, CALL_TIMEOUT).and_then(
-            |connection| {
+        let removed =
+            ferry::libvirt::HostConnection::open(&self.uri, CALL_TIMEOUT).and_then(|connection| {
                 connection.call("removing a test domain", CALL_TIMEOUT, move |connect| {
                     if let Ok(domain) = connect.lookup_domain_by_name(&name) {
                         if domain.is_active().unwrap_or(false) {
@@ -450,8 +454,7 @@ impl Drop for ThrowawayDomain {
                     }
                     Ok(())
                 })
-            },
-        );
+            });
         if let Err(error) = removed {
             eprintln!("could not remove test domain {}: {error}", self.name);
         }
@@ -518,7 +521,9 @@ fn shut_off_guest_is_refused() {
     assert_eq!(failed(&report), [CheckId::InstanceState]);
     assert_eq!(
         reason(&report, CheckId::InstanceState),
-        format!("{instance}: is shut off; live migration needs a running guest (use cold migration)")
+        format!(
+            "{instance}: is shut off; live migration needs a running guest (use cold migration)"
+        )
     );
     assert_every_check_listed(&report);
     assert_nothing_started(&lab, &destination, instance, &before);
@@ -527,8 +532,7 @@ fn shut_off_guest_is_refused() {
 
 #[test]
 fn guest_larger_than_the_destination_free_memory_is_refused() {
-    let Some(lab) = lab_or_skip("guest_larger_than_the_destination_free_memory_is_refused")
-    else {
+    let Some(lab) = lab_or_skip("guest_larger_than_the_destination_free_memory_is_refused") else {
         return;
     };
     let config = lab_config(&lab);
@@ -565,12 +569,16 @@ fn guest_larger_than_the_destination_free_memory_is_refused() {
         name: spec.name.to_string(),
     };
     lab.connect(&source)
-        .call("starting a transient test guest", CALL_TIMEOUT, move |connect| {
-            connect
-                .create_domain_xml(&xml, 0)
-                .map(|_| ())
-                .map_err(|e| LibvirtError::call("creating", e))
-        })
+        .call(
+            "starting a transient test guest",
+            CALL_TIMEOUT,
+            move |connect| {
+                connect
+                    .create_domain_xml(&xml, 0)
+                    .map(|_| ())
+                    .map_err(|e| LibvirtError::call("creating", e))
+            },
+        )
         .expect("start the transient big guest");
     let before = domains_on(&lab, &destination);
 
@@ -659,7 +667,10 @@ fn instance_not_on_the_named_source_is_an_error_naming_the_fix() {
     .unwrap_err();
     // A concurrent migration could move idle in between; the message is what matters.
     if let PrecheckError::InstanceNotOnSource { .. } = error {
-        assert!(error.to_string().contains("leave the source out"), "{error}");
+        assert!(
+            error.to_string().contains("leave the source out"),
+            "{error}"
+        );
     }
     let error = precheck_live_migration(
         &config,

@@ -236,8 +236,7 @@ pub fn disks_from_domain_xml(xml: &str) -> Vec<DiskFacts> {
                     .and_then(|n| n.attribute("dev"))
                     .unwrap_or_default()
                     .to_string(),
-                read_only: device == "cdrom"
-                    || disk.children().any(|n| n.has_tag_name("readonly")),
+                read_only: device == "cdrom" || disk.children().any(|n| n.has_tag_name("readonly")),
                 device,
                 source,
             }

@@ -228,7 +228,9 @@ impl<'a> Session<'a> {
             return Err(PrecheckError::NoHosts);
         }
         let timeout = config.call_timeout();
-        let named_source = source.map(|name| configured_source(config, name)).transpose()?;
+        let named_source = source
+            .map(|name| configured_source(config, name))
+            .transpose()?;
         // Source and destination are opened together, so a dead destination costs one
         // timeout in parallel rather than after the source.
         let to_open: Vec<HostConfig> = match (&named_source, destination) {
@@ -771,7 +773,9 @@ pub fn guest_platform(domain_xml: &str) -> GuestPlatform {
     platform.virt_type = domain.attribute("type").map(str::to_string);
     if let Some(os) = child(domain, "os") {
         let os_type = child(os, "type");
-        platform.arch = os_type.and_then(|n| n.attribute("arch")).map(str::to_string);
+        platform.arch = os_type
+            .and_then(|n| n.attribute("arch"))
+            .map(str::to_string);
         platform.machine = os_type
             .and_then(|n| n.attribute("machine"))
             .map(str::to_string);
@@ -793,7 +797,10 @@ pub fn guest_platform(domain_xml: &str) -> GuestPlatform {
     platform
 }
 
-fn child<'a, 'input>(parent: roxmltree::Node<'a, 'input>, tag: &str) -> Option<roxmltree::Node<'a, 'input>> {
+fn child<'a, 'input>(
+    parent: roxmltree::Node<'a, 'input>,
+    tag: &str,
+) -> Option<roxmltree::Node<'a, 'input>> {
     parent
         .children()
         .find(|n| n.is_element() && n.has_tag_name(tag))
@@ -967,9 +974,7 @@ pub fn probe_plan(disks: &[DiskFact], kernel: Option<&str>) -> ProbePlan {
                 plan.directories.push(directory)
             }
             Some(_) => {}
-            None => plan
-                .unprobeable
-                .push(format!("{} ({source})", disk.target)),
+            None => plan.unprobeable.push(format!("{} ({source})", disk.target)),
         }
     }
     plan
@@ -1365,10 +1370,7 @@ mod tests {
         );
         let missing = "the CPU is incompatible with host CPU: Host CPU does not provide required features: avx512f";
         assert_eq!(
-            cpu_compare_result(
-                "hv2",
-                Err((sys::VIR_ERR_CPU_INCOMPATIBLE, missing.into()))
-            ),
+            cpu_compare_result("hv2", Err((sys::VIR_ERR_CPU_INCOMPATIBLE, missing.into()))),
             CpuCompareResult::Incompatible {
                 detail: missing.into()
             }
@@ -1406,8 +1408,18 @@ mod tests {
         let disks = [
             disk("sda", Some("/srv/iso/config.iso"), DiskStorage::Local, true),
             disk("vda", Some("/srv/nfs/g1.qcow2"), DiskStorage::Shared, false),
-            disk("vdb", Some("/var/lib/libvirt/images/a.qcow2"), DiskStorage::Local, false),
-            disk("vdc", Some("/var/lib/libvirt/images/b.qcow2"), DiskStorage::Local, false),
+            disk(
+                "vdb",
+                Some("/var/lib/libvirt/images/a.qcow2"),
+                DiskStorage::Local,
+                false,
+            ),
+            disk(
+                "vdc",
+                Some("/var/lib/libvirt/images/b.qcow2"),
+                DiskStorage::Local,
+                false,
+            ),
             disk("vdd", Some("/srv/local/c.raw"), DiskStorage::Local, false),
             disk("vde", Some("/dev/vg0/g1"), DiskStorage::Local, false),
             disk("vdf", Some("default/g1.img"), DiskStorage::Local, false),
@@ -1463,7 +1475,10 @@ mod tests {
             ("hv1".to_string(), DomainRunState::Paused),
             ("hv2".to_string(), DomainRunState::Running),
         ];
-        assert_eq!(choose_source("web1", &migrating, &searched, &[]).unwrap(), 1);
+        assert_eq!(
+            choose_source("web1", &migrating, &searched, &[]).unwrap(),
+            1
+        );
         let stale = [
             ("hv1".to_string(), DomainRunState::ShutOff),
             ("hv2".to_string(), DomainRunState::ShutOff),
@@ -1565,7 +1580,10 @@ mod tests {
         assert_eq!(choose_auto_destination(&candidates[1..2]), None);
         assert_eq!(choose_auto_destination(&[]), None);
         // Free memory unknown (a warning) still passes, ranked last.
-        let unknown = [candidate("hv2", None, true), candidate("hv3", Some(1), true)];
+        let unknown = [
+            candidate("hv2", None, true),
+            candidate("hv3", Some(1), true),
+        ];
         assert_eq!(choose_auto_destination(&unknown), Some(1));
     }
 
@@ -1585,7 +1603,10 @@ mod tests {
         let error = configured_source(&config, "hv1/system?x")
             .unwrap_err()
             .to_string();
-        assert!(error.starts_with("source: host name \"hv1/system?x\" contains '/'"), "{error}");
+        assert!(
+            error.starts_with("source: host name \"hv1/system?x\" contains '/'"),
+            "{error}"
+        );
         assert_eq!(
             configured_source(&config, "HV2").unwrap().name.as_str(),
             "hv2"

@@ -44,10 +44,7 @@ pub fn pool_for_directory<'a>(pools: &'a [PoolSummary], directory: &str) -> Pool
         .iter()
         .filter(|pool| pool.target_path.as_deref().map(normalized) == Some(directory));
     let first = matching.next();
-    let active = first
-        .into_iter()
-        .chain(matching)
-        .find(|pool| pool.active);
+    let active = first.into_iter().chain(matching).find(|pool| pool.active);
     match (active, first) {
         (Some(pool), _) => PoolForDirectory::Active(pool),
         (None, Some(pool)) => PoolForDirectory::Inactive(pool),
