@@ -209,14 +209,33 @@ fn running_host_of(lab: &Lab, guest: &str) -> Option<LabHost> {
     }
 }
 
-fn print(title: &str, facts: &PrecheckFacts, report: &PrecheckReport) {
+fn print(facts: &PrecheckFacts, report: &PrecheckReport) {
     eprintln!(
-        "--- {title}: {} {} -> {}\n{}",
+        "--- {} {} -> {}\n{}",
         facts.instance_name,
         facts.source_host,
         facts.destination_host,
         render_report(report)
     );
+}
+
+/// The precheck with block migration left to ferry (auto), its checklist printed.
+fn checked(
+    config: &Config,
+    instance: &str,
+    source: Option<&str>,
+    destination: &str,
+) -> (PrecheckFacts, PrecheckReport) {
+    let (facts, report) = precheck_live_migration(
+        config,
+        instance,
+        source,
+        destination,
+        BlockMigrationChoice::Auto,
+    )
+    .unwrap_or_else(|error| panic!("{instance} to {destination}: {error}"));
+    print(&facts, &report);
+    (facts, report)
 }
 
 #[test]
@@ -229,15 +248,7 @@ fn idle_guest_passes_to_the_next_host_on_shared_storage() {
     let destination = lab.next_host(&source);
     let before = domains_on(&lab, &destination);
 
-    let (facts, report) = precheck_live_migration(
-        &config,
-        "idle",
-        None,
-        &destination.name,
-        BlockMigrationChoice::Auto,
-    )
-    .expect("facts gathered");
-    print("idle", &facts, &report);
+    let (facts, report) = checked(&config, "idle", None, &destination.name);
 
     assert!(report.passed(), "{}", render_report(&report));
     assert_every_check_listed(&report);
@@ -282,15 +293,7 @@ fn disk_guest_needs_block_migration_of_its_local_disk() {
     let destination = lab.next_host(&source);
     let before = domains_on(&lab, &destination);
 
-    let (facts, report) = precheck_live_migration(
-        &config,
-        "disk",
-        Some(&source.name),
-        &destination.name,
-        BlockMigrationChoice::Auto,
-    )
-    .expect("facts gathered");
-    print("disk", &facts, &report);
+    let (facts, report) = checked(&config, "disk", Some(&source.name), &destination.name);
 
     assert!(report.passed(), "{}", render_report(&report));
     assert_every_check_listed(&report);
@@ -343,26 +346,13 @@ fn same_host_is_refused() {
     let source = running_host_of(&lab, "idle").expect("lab up keeps idle running");
     let before = domains_on(&lab, &source);
 
-    let (facts, report) = precheck_live_migration(
-        &config,
-        "idle",
-        None,
-        &source.name,
-        BlockMigrationChoice::Auto,
-    )
-    .expect("facts gathered");
-    print("same host", &facts, &report);
+    let (_, report) = checked(&config, "idle", None, &source.name);
 
     assert_eq!(failed(&report), [CheckId::DestinationDiffers]);
     assert!(reason(&report, CheckId::DestinationDiffers)
         .contains(&format!("idle already runs on {}", source.name)));
     assert_every_check_listed(&report);
-    let after = domains_on(&lab, &source);
-    let changed: Vec<_> = after
-        .symmetric_difference(&before)
-        .filter(|(name, _)| name != "busy" && name != "disk")
-        .collect();
-    assert!(changed.is_empty(), "{changed:?}");
+    assert_no_new_domains(&source, &before, &domains_on(&lab, &source));
     assert_no_probe_leftovers(&lab);
 }
 
@@ -376,10 +366,7 @@ fn bad_destination_names_are_refused_without_contacting_anyone() {
     let source = running_host_of(&lab, "idle").expect("lab up keeps idle running");
     let before = all_domains(&lab);
     for (name, character) in [("hv2;rm -rf /", "';'"), ("hv2/system?x", "'/'")] {
-        let (facts, report) =
-            precheck_live_migration(&config, "idle", None, name, BlockMigrationChoice::Auto)
-                .expect("facts gathered");
-        print("bad name", &facts, &report);
+        let (facts, report) = checked(&config, "idle", None, name);
         assert!(!facts.destination_host_up);
         assert_eq!(
             failed(&report),
@@ -416,10 +403,7 @@ fn unknown_destination_is_refused_with_how_to_add_it() {
     let config = lab_config(&lab);
     let source = running_host_of(&lab, "idle").expect("lab up keeps idle running");
     let before = all_domains(&lab);
-    let (facts, report) =
-        precheck_live_migration(&config, "idle", None, "hv99", BlockMigrationChoice::Auto)
-            .expect("facts gathered");
-    print("unknown host", &facts, &report);
+    let (_, report) = checked(&config, "idle", None, "hv99");
     assert_eq!(failed(&report), [CheckId::DestinationHostUp]);
     let why = reason(&report, CheckId::DestinationHostUp);
     assert!(
@@ -509,15 +493,7 @@ fn shut_off_guest_is_refused() {
     let destination = lab.next_host(&source);
     let before = domains_on(&lab, &destination);
 
-    let (facts, report) = precheck_live_migration(
-        &config,
-        instance,
-        None,
-        &destination.name,
-        BlockMigrationChoice::Auto,
-    )
-    .expect("facts gathered");
-    print("shut off", &facts, &report);
+    let (_, report) = checked(&config, instance, None, &destination.name);
     assert_eq!(failed(&report), [CheckId::InstanceState]);
     assert_eq!(
         reason(&report, CheckId::InstanceState),
@@ -582,15 +558,7 @@ fn guest_larger_than_the_destination_free_memory_is_refused() {
         .expect("start the transient big guest");
     let before = domains_on(&lab, &destination);
 
-    let (facts, report) = precheck_live_migration(
-        &config,
-        spec.name,
-        Some(&source.name),
-        &destination.name,
-        BlockMigrationChoice::Auto,
-    )
-    .expect("facts gathered");
-    print("big memory", &facts, &report);
+    let (facts, report) = checked(&config, spec.name, Some(&source.name), &destination.name);
     assert_eq!(facts.instance_memory_bytes, memory_mib * MIB);
     assert_eq!(failed(&report), [CheckId::DestinationMemory]);
     let why = reason(&report, CheckId::DestinationMemory);
@@ -617,7 +585,7 @@ fn automatic_destination_is_the_passing_host_with_most_free_memory() {
     let auto = pick_auto_destination(&config, "idle", None, BlockMigrationChoice::Auto)
         .expect("candidates checked");
     for candidate in &auto.candidates {
-        print("auto candidate", &candidate.facts, &candidate.report);
+        print(&candidate.facts, &candidate.report);
         assert_every_check_listed(&candidate.report);
     }
     assert_eq!(auto.source_host, source.name);
