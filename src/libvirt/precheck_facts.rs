@@ -1065,7 +1065,9 @@ struct PlacedProbe {
 /// destination (in the pool on that directory, or a transient one), the source refreshes its
 /// pool on the same directory and looks for it by name, then the volume is deleted and any
 /// transient pool destroyed on both sides, whatever happened in between. Found means the two
-/// hosts see the same directory.
+/// hosts see the same directory. libvirt allows one pool per directory, so two probes of a
+/// directory no pool serves, run at once on one host, collide: the second reports Unknown with
+/// libvirt's "storage source conflict" and copies disks to be safe.
 fn probe_directory(
     (source, source_name): (&HostConnection, &str),
     (destination, destination_name): (&HostConnection, &str),
