@@ -11,6 +11,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use common::{lab_or_skip, Lab, CALL_TIMEOUT};
 use ferry::config::Config;
@@ -190,13 +191,19 @@ fn assert_no_probe_leftovers(lab: &Lab) {
     assert!(leftovers.is_empty(), "probe leftovers: {leftovers:?}");
 }
 
-/// The one host running the guest, or None (with a note): the lab's guests are shared with
-/// other tests, which may be migrating one (then it is on two hosts) or have stopped it.
+/// The one host running the guest. The lab's guests are shared with other tests, which may be
+/// migrating one (then it is on two hosts for a while): wait up to 90 s for it to settle, then
+/// give None with a note.
 fn running_host_of(lab: &Lab, guest: &str) -> Option<LabHost> {
-    let placements = lab.placements(guest);
-    match placements.as_slice() {
-        [(host, facts)] if facts.state == DomainRunState::Running => Some(host.clone()),
-        _ => {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let placements = lab.placements(guest);
+        if let [(host, facts)] = placements.as_slice() {
+            if facts.state == DomainRunState::Running {
+                return Some(host.clone());
+            }
+        }
+        if Instant::now() > deadline {
             eprintln!(
                 "note: {guest} is not running on exactly one host: {:?}",
                 placements
@@ -204,8 +211,9 @@ fn running_host_of(lab: &Lab, guest: &str) -> Option<LabHost> {
                     .map(|(h, f)| format!("{} {}", h.name, f.state.as_virsh_str()))
                     .collect::<Vec<_>>()
             );
-            None
+            return None;
         }
+        std::thread::sleep(Duration::from_secs(2));
     }
 }
 
@@ -456,6 +464,24 @@ fn throwaway_spec(name: &'static str, memory_mib: u64) -> GuestSpec {
     }
 }
 
+/// Defines (never starts) a 256 MiB lab-style guest on `host`; undefined when the guard drops.
+fn define_throwaway(lab: &Lab, host: &LabHost, name: &'static str) -> ThrowawayDomain {
+    let xml = domain_xml(&throwaway_spec(name, 256), &lab.plan);
+    let guard = ThrowawayDomain {
+        uri: lab.plan.uri(host),
+        name: name.to_string(),
+    };
+    lab.connect(host)
+        .call("defining a test guest", CALL_TIMEOUT, move |connect| {
+            connect
+                .define_domain_xml(&xml)
+                .map(|_| ())
+                .map_err(|e| LibvirtError::call("defining", e))
+        })
+        .unwrap_or_else(|e| panic!("define {name} on {}: {e}", host.name));
+    guard
+}
+
 #[test]
 fn shut_off_guest_is_refused() {
     let Some(lab) = lab_or_skip("shut_off_guest_is_refused") else {
@@ -474,21 +500,8 @@ fn shut_off_guest_is_refused() {
     } else {
         eprintln!("note: busy is not shut off on one host (another test uses it); checking a defined, never started guest instead");
         let host = lab.plan.hosts[0].clone();
-        let spec = throwaway_spec("ferry-precheck-off", 256);
-        let xml = domain_xml(&spec, &lab.plan);
-        let guard = ThrowawayDomain {
-            uri: lab.plan.uri(&host),
-            name: spec.name.to_string(),
-        };
-        lab.connect(&host)
-            .call("defining a test guest", CALL_TIMEOUT, move |connect| {
-                connect
-                    .define_domain_xml(&xml)
-                    .map(|_| ())
-                    .map_err(|e| LibvirtError::call("defining", e))
-            })
-            .expect("define test guest");
-        (spec.name, host, Some(guard))
+        let guard = define_throwaway(&lab, &host, "ferry-precheck-off");
+        ("ferry-precheck-off", host, Some(guard))
     };
     let destination = lab.next_host(&source);
     let before = domains_on(&lab, &destination);
@@ -623,23 +636,30 @@ fn instance_not_on_the_named_source_is_an_error_naming_the_fix() {
         return;
     };
     let config = lab_config(&lab);
-    let (source, _) = lab.host_of("idle");
-    let elsewhere = lab.next_host(&source);
+    // A guest of this test's own, defined and never started: the lab's guests may move.
+    let host = lab.plan.hosts[0].clone();
+    let elsewhere = lab.next_host(&host);
+    let _guard = define_throwaway(&lab, &host, "ferry-precheck-elsewhere");
     let error = precheck_live_migration(
         &config,
-        "idle",
+        "ferry-precheck-elsewhere",
         Some(&elsewhere.name),
-        &source.name,
+        &host.name,
         BlockMigrationChoice::Auto,
     )
     .unwrap_err();
-    // A concurrent migration could move idle in between; the message is what matters.
-    if let PrecheckError::InstanceNotOnSource { .. } = error {
-        assert!(
-            error.to_string().contains("leave the source out"),
-            "{error}"
-        );
-    }
+    assert!(
+        matches!(error, PrecheckError::InstanceNotOnSource { .. }),
+        "{error}"
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "ferry-precheck-elsewhere: not defined on {}; check the name with `ferry instances`, \
+             or leave the source out and ferry finds the host that runs it",
+            elsewhere.name
+        )
+    );
     let error = precheck_live_migration(
         &config,
         "no-such-guest",
