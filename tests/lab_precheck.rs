@@ -11,6 +11,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use common::{lab_or_skip, Lab, CALL_TIMEOUT};
 use ferry::config::Config;
@@ -190,13 +191,19 @@ fn assert_no_probe_leftovers(lab: &Lab) {
     assert!(leftovers.is_empty(), "probe leftovers: {leftovers:?}");
 }
 
-/// The one host running the guest, or None (with a note): the lab's guests are shared with
-/// other tests, which may be migrating one (then it is on two hosts) or have stopped it.
+/// The one host running the guest. The lab's guests are shared with other tests, which may be
+/// migrating one (then it is on two hosts for a while): wait up to 90 s for it to settle, then
+/// give None with a note.
 fn running_host_of(lab: &Lab, guest: &str) -> Option<LabHost> {
-    let placements = lab.placements(guest);
-    match placements.as_slice() {
-        [(host, facts)] if facts.state == DomainRunState::Running => Some(host.clone()),
-        _ => {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let placements = lab.placements(guest);
+        if let [(host, facts)] = placements.as_slice() {
+            if facts.state == DomainRunState::Running {
+                return Some(host.clone());
+            }
+        }
+        if Instant::now() > deadline {
             eprintln!(
                 "note: {guest} is not running on exactly one host: {:?}",
                 placements
@@ -204,19 +211,39 @@ fn running_host_of(lab: &Lab, guest: &str) -> Option<LabHost> {
                     .map(|(h, f)| format!("{} {}", h.name, f.state.as_virsh_str()))
                     .collect::<Vec<_>>()
             );
-            None
+            return None;
         }
+        std::thread::sleep(Duration::from_secs(2));
     }
 }
 
-fn print(title: &str, facts: &PrecheckFacts, report: &PrecheckReport) {
+fn print(facts: &PrecheckFacts, report: &PrecheckReport) {
     eprintln!(
-        "--- {title}: {} {} -> {}\n{}",
+        "--- {} {} -> {}\n{}",
         facts.instance_name,
         facts.source_host,
         facts.destination_host,
         render_report(report)
     );
+}
+
+/// The precheck with block migration left to ferry (auto), its checklist printed.
+fn checked(
+    config: &Config,
+    instance: &str,
+    source: Option<&str>,
+    destination: &str,
+) -> (PrecheckFacts, PrecheckReport) {
+    let (facts, report) = precheck_live_migration(
+        config,
+        instance,
+        source,
+        destination,
+        BlockMigrationChoice::Auto,
+    )
+    .unwrap_or_else(|error| panic!("{instance} to {destination}: {error}"));
+    print(&facts, &report);
+    (facts, report)
 }
 
 #[test]
@@ -229,15 +256,7 @@ fn idle_guest_passes_to_the_next_host_on_shared_storage() {
     let destination = lab.next_host(&source);
     let before = domains_on(&lab, &destination);
 
-    let (facts, report) = precheck_live_migration(
-        &config,
-        "idle",
-        None,
-        &destination.name,
-        BlockMigrationChoice::Auto,
-    )
-    .expect("facts gathered");
-    print("idle", &facts, &report);
+    let (facts, report) = checked(&config, "idle", None, &destination.name);
 
     assert!(report.passed(), "{}", render_report(&report));
     assert_every_check_listed(&report);
@@ -282,15 +301,7 @@ fn disk_guest_needs_block_migration_of_its_local_disk() {
     let destination = lab.next_host(&source);
     let before = domains_on(&lab, &destination);
 
-    let (facts, report) = precheck_live_migration(
-        &config,
-        "disk",
-        Some(&source.name),
-        &destination.name,
-        BlockMigrationChoice::Auto,
-    )
-    .expect("facts gathered");
-    print("disk", &facts, &report);
+    let (facts, report) = checked(&config, "disk", Some(&source.name), &destination.name);
 
     assert!(report.passed(), "{}", render_report(&report));
     assert_every_check_listed(&report);
@@ -343,26 +354,13 @@ fn same_host_is_refused() {
     let source = running_host_of(&lab, "idle").expect("lab up keeps idle running");
     let before = domains_on(&lab, &source);
 
-    let (facts, report) = precheck_live_migration(
-        &config,
-        "idle",
-        None,
-        &source.name,
-        BlockMigrationChoice::Auto,
-    )
-    .expect("facts gathered");
-    print("same host", &facts, &report);
+    let (_, report) = checked(&config, "idle", None, &source.name);
 
     assert_eq!(failed(&report), [CheckId::DestinationDiffers]);
     assert!(reason(&report, CheckId::DestinationDiffers)
         .contains(&format!("idle already runs on {}", source.name)));
     assert_every_check_listed(&report);
-    let after = domains_on(&lab, &source);
-    let changed: Vec<_> = after
-        .symmetric_difference(&before)
-        .filter(|(name, _)| name != "busy" && name != "disk")
-        .collect();
-    assert!(changed.is_empty(), "{changed:?}");
+    assert_no_new_domains(&source, &before, &domains_on(&lab, &source));
     assert_no_probe_leftovers(&lab);
 }
 
@@ -376,10 +374,7 @@ fn bad_destination_names_are_refused_without_contacting_anyone() {
     let source = running_host_of(&lab, "idle").expect("lab up keeps idle running");
     let before = all_domains(&lab);
     for (name, character) in [("hv2;rm -rf /", "';'"), ("hv2/system?x", "'/'")] {
-        let (facts, report) =
-            precheck_live_migration(&config, "idle", None, name, BlockMigrationChoice::Auto)
-                .expect("facts gathered");
-        print("bad name", &facts, &report);
+        let (facts, report) = checked(&config, "idle", None, name);
         assert!(!facts.destination_host_up);
         assert_eq!(
             failed(&report),
@@ -416,10 +411,7 @@ fn unknown_destination_is_refused_with_how_to_add_it() {
     let config = lab_config(&lab);
     let source = running_host_of(&lab, "idle").expect("lab up keeps idle running");
     let before = all_domains(&lab);
-    let (facts, report) =
-        precheck_live_migration(&config, "idle", None, "hv99", BlockMigrationChoice::Auto)
-            .expect("facts gathered");
-    print("unknown host", &facts, &report);
+    let (_, report) = checked(&config, "idle", None, "hv99");
     assert_eq!(failed(&report), [CheckId::DestinationHostUp]);
     let why = reason(&report, CheckId::DestinationHostUp);
     assert!(
@@ -472,6 +464,24 @@ fn throwaway_spec(name: &'static str, memory_mib: u64) -> GuestSpec {
     }
 }
 
+/// Defines (never starts) a 256 MiB lab-style guest on `host`; undefined when the guard drops.
+fn define_throwaway(lab: &Lab, host: &LabHost, name: &'static str) -> ThrowawayDomain {
+    let xml = domain_xml(&throwaway_spec(name, 256), &lab.plan);
+    let guard = ThrowawayDomain {
+        uri: lab.plan.uri(host),
+        name: name.to_string(),
+    };
+    lab.connect(host)
+        .call("defining a test guest", CALL_TIMEOUT, move |connect| {
+            connect
+                .define_domain_xml(&xml)
+                .map(|_| ())
+                .map_err(|e| LibvirtError::call("defining", e))
+        })
+        .unwrap_or_else(|e| panic!("define {name} on {}: {e}", host.name));
+    guard
+}
+
 #[test]
 fn shut_off_guest_is_refused() {
     let Some(lab) = lab_or_skip("shut_off_guest_is_refused") else {
@@ -490,34 +500,13 @@ fn shut_off_guest_is_refused() {
     } else {
         eprintln!("note: busy is not shut off on one host (another test uses it); checking a defined, never started guest instead");
         let host = lab.plan.hosts[0].clone();
-        let spec = throwaway_spec("ferry-precheck-off", 256);
-        let xml = domain_xml(&spec, &lab.plan);
-        let guard = ThrowawayDomain {
-            uri: lab.plan.uri(&host),
-            name: spec.name.to_string(),
-        };
-        lab.connect(&host)
-            .call("defining a test guest", CALL_TIMEOUT, move |connect| {
-                connect
-                    .define_domain_xml(&xml)
-                    .map(|_| ())
-                    .map_err(|e| LibvirtError::call("defining", e))
-            })
-            .expect("define test guest");
-        (spec.name, host, Some(guard))
+        let guard = define_throwaway(&lab, &host, "ferry-precheck-off");
+        ("ferry-precheck-off", host, Some(guard))
     };
     let destination = lab.next_host(&source);
     let before = domains_on(&lab, &destination);
 
-    let (facts, report) = precheck_live_migration(
-        &config,
-        instance,
-        None,
-        &destination.name,
-        BlockMigrationChoice::Auto,
-    )
-    .expect("facts gathered");
-    print("shut off", &facts, &report);
+    let (_, report) = checked(&config, instance, None, &destination.name);
     assert_eq!(failed(&report), [CheckId::InstanceState]);
     assert_eq!(
         reason(&report, CheckId::InstanceState),
@@ -582,15 +571,7 @@ fn guest_larger_than_the_destination_free_memory_is_refused() {
         .expect("start the transient big guest");
     let before = domains_on(&lab, &destination);
 
-    let (facts, report) = precheck_live_migration(
-        &config,
-        spec.name,
-        Some(&source.name),
-        &destination.name,
-        BlockMigrationChoice::Auto,
-    )
-    .expect("facts gathered");
-    print("big memory", &facts, &report);
+    let (facts, report) = checked(&config, spec.name, Some(&source.name), &destination.name);
     assert_eq!(facts.instance_memory_bytes, memory_mib * MIB);
     assert_eq!(failed(&report), [CheckId::DestinationMemory]);
     let why = reason(&report, CheckId::DestinationMemory);
@@ -617,7 +598,7 @@ fn automatic_destination_is_the_passing_host_with_most_free_memory() {
     let auto = pick_auto_destination(&config, "idle", None, BlockMigrationChoice::Auto)
         .expect("candidates checked");
     for candidate in &auto.candidates {
-        print("auto candidate", &candidate.facts, &candidate.report);
+        print(&candidate.facts, &candidate.report);
         assert_every_check_listed(&candidate.report);
     }
     assert_eq!(auto.source_host, source.name);
@@ -655,23 +636,30 @@ fn instance_not_on_the_named_source_is_an_error_naming_the_fix() {
         return;
     };
     let config = lab_config(&lab);
-    let (source, _) = lab.host_of("idle");
-    let elsewhere = lab.next_host(&source);
+    // A guest of this test's own, defined and never started: the lab's guests may move.
+    let host = lab.plan.hosts[0].clone();
+    let elsewhere = lab.next_host(&host);
+    let _guard = define_throwaway(&lab, &host, "ferry-precheck-elsewhere");
     let error = precheck_live_migration(
         &config,
-        "idle",
+        "ferry-precheck-elsewhere",
         Some(&elsewhere.name),
-        &source.name,
+        &host.name,
         BlockMigrationChoice::Auto,
     )
     .unwrap_err();
-    // A concurrent migration could move idle in between; the message is what matters.
-    if let PrecheckError::InstanceNotOnSource { .. } = error {
-        assert!(
-            error.to_string().contains("leave the source out"),
-            "{error}"
-        );
-    }
+    assert!(
+        matches!(error, PrecheckError::InstanceNotOnSource { .. }),
+        "{error}"
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "ferry-precheck-elsewhere: not defined on {}; check the name with `ferry instances`, \
+             or leave the source out and ferry finds the host that runs it",
+            elsewhere.name
+        )
+    );
     let error = precheck_live_migration(
         &config,
         "no-such-guest",

@@ -29,7 +29,7 @@ use virt::storage_vol::StorageVol;
 use virt::sys;
 
 use super::facts::{disks_from_domain_xml, DiskFacts, DiskSource, DomainRunState};
-use super::job_stats::{self, HypervisorCpuQuery};
+use super::job_stats::{self, HypervisorCpuQuery, NodeMemoryStats};
 use super::storage::{self, xml_escape};
 use super::{HostConnection, LibvirtError};
 use crate::config::{Config, HostConfig};
@@ -41,8 +41,8 @@ use crate::precheck::{
     HypervisorInfo, InstanceState, PrecheckFacts, PrecheckReport, SharedStorageProbe,
 };
 
-/// Names of everything the shared-storage probe creates (volumes and transient pools) start
-/// with this, so a leftover says what it is and tests can look for leftovers.
+/// Everything the shared-storage probe creates (volumes, transient pools) is named with this
+/// prefix, so a leftover says what it is and tests can look for leftovers.
 pub const PROBE_NAME_PREFIX: &str = "ferry-probe-";
 
 /// Why no facts could be gathered at all: without the instance there is nothing to check.
@@ -656,12 +656,16 @@ fn hypervisor_info(connect: &Connect) -> Result<HypervisorInfo, LibvirtError> {
 /// destination pays with OOM-killed guests, so a refusal the operator can argue with beats a
 /// guess.
 pub fn free_memory_bytes(connect: &Connect) -> Result<u64, LibvirtError> {
-    match job_stats::node_memory_stats(connect) {
-        Ok(stats) if stats.free_bytes.is_some() => Ok(stats.free_bytes.unwrap_or_default()),
-        _ => connect
-            .free_memory()
-            .map_err(|e| LibvirtError::call("reading free memory", e)),
+    if let Ok(NodeMemoryStats {
+        free_bytes: Some(free_bytes),
+        ..
+    }) = job_stats::node_memory_stats(connect)
+    {
+        return Ok(free_bytes);
     }
+    connect
+        .free_memory()
+        .map_err(|e| LibvirtError::call("reading free memory", e))
 }
 
 /// What the destination tells.
@@ -1061,7 +1065,9 @@ struct PlacedProbe {
 /// destination (in the pool on that directory, or a transient one), the source refreshes its
 /// pool on the same directory and looks for it by name, then the volume is deleted and any
 /// transient pool destroyed on both sides, whatever happened in between. Found means the two
-/// hosts see the same directory.
+/// hosts see the same directory. libvirt allows one pool per directory, so two probes of a
+/// directory no pool serves, run at once on one host, collide: the second reports Unknown with
+/// libvirt's "storage source conflict" and copies disks to be safe.
 fn probe_directory(
     (source, source_name): (&HostConnection, &str),
     (destination, destination_name): (&HostConnection, &str),
@@ -1111,7 +1117,13 @@ fn probe_directory(
         Err(error) => {
             if matches!(error, LibvirtError::Timeout { .. }) {
                 // The call may still complete after we stopped waiting; try to undo it.
-                remove_probe_after_timeout(destination, directory, &volume, &destination_pool);
+                remove_probe_after_timeout(
+                    destination,
+                    directory,
+                    &volume,
+                    &destination_pool,
+                    timeout,
+                );
             }
             return (
                 SharedStorageProbe::Unknown {
@@ -1218,12 +1230,13 @@ fn remove_probe_after_timeout(
     directory: &str,
     volume: &str,
     transient_pool: &str,
+    timeout: Duration,
 ) {
     let path = format!("{}/{volume}", directory.trim_end_matches('/'));
     let transient_pool = transient_pool.to_string();
     let outcome = destination.call(
         format!("deleting probe volume {path}"),
-        Duration::from_secs(5),
+        timeout,
         move |connect| {
             if let Ok(probe) = connect.lookup_storage_vol_by_path(&path) {
                 let _ = probe.delete(0);
