@@ -310,7 +310,10 @@ fn event_loop(
     events: mpsc::Receiver<AppEvent>,
     bridge: &Bridge,
 ) -> anyhow::Result<()> {
-    terminal.clear()?;
+    // Not `Terminal::clear`: ratatui reads the cursor position there, and the answer never
+    // comes while the terminal-input thread waits in `event::read` holding crossterm's reader,
+    // so ferry quit after 2 s with "The cursor position could not be read" (seen under tmux).
+    ratatui::backend::Backend::clear(terminal.backend_mut())?;
     terminal.draw(|frame| views::draw(frame, &app, theme))?;
     while let Ok(event) = events.recv() {
         let mut dirty = apply(&mut app, event, bridge);
