@@ -90,7 +90,8 @@ fn ferry_run(lab: &Lab, label: &str, policy: PolicyChoice, trace: Option<String>
     for update in handle.updates.iter() {
         match &update {
             MigrationUpdate::Sample(sample) => {
-                last_processed = sample.data_processed_bytes.or(last_processed);
+                // The last sample after an abort may read 0: keep the most seen.
+                last_processed = last_processed.max(sample.data_processed_bytes);
                 if let Some(file) = recorder.as_mut() {
                     use std::io::Write;
                     let _ = writeln!(file, "{}", serde_json::to_string(sample).unwrap());

@@ -220,9 +220,12 @@ fn refused_prechecks_start_nothing_and_name_the_problem() {
         "{stdout}"
     );
     assert!(stderr.contains("not started"), "{stderr}");
-    let (ok, _, stderr) = operator.run(&["migrate", "idle", "--to", "hv2;reboot"]);
-    assert!(!ok);
-    assert!(!stderr.is_empty() || !ok);
+    let (ok, stdout, stderr) = operator.run(&["migrate", "idle", "--to", "hv2;reboot"]);
+    assert!(!ok, "an injected host name is refused");
+    assert!(
+        stdout.contains("hv2;reboot") && stdout.contains("✗"),
+        "the report names the bad destination: {stdout}\n{stderr}"
+    );
     let (source_after, facts) = lab.host_of("idle");
     assert_eq!(source_after.name, source.name, "nothing moved");
     assert_eq!(facts.state, DomainRunState::Running);
@@ -389,6 +392,14 @@ fn block_migration_copies_the_local_disk_with_its_content_intact() {
             expected,
             "disk content on {} after the move from {}",
             to.name,
+            from.name
+        );
+        assert!(
+            !lab.plan
+                .host_local_pool_dir(from)
+                .join("disk-data.qcow2")
+                .exists(),
+            "the stale copy on {} is removed once the move is verified",
             from.name
         );
     }

@@ -291,6 +291,10 @@ struct Monitor<'a> {
     in_post_copy: bool,
     paused_by_ferry: bool,
     abort_requested: Option<String>,
+    /// Source paths of the disks a block migration copies.
+    copied_disk_paths: Vec<String>,
+    /// Volumes ferry created on the destination for them: removed again on a rollback.
+    precreated_on_destination: Vec<String>,
 }
 
 impl Monitor<'_> {
@@ -497,6 +501,8 @@ fn run(
         in_post_copy: false,
         paused_by_ferry: false,
         abort_requested: None,
+        copied_disk_paths: Vec::new(),
+        precreated_on_destination: Vec::new(),
     };
     let mut start_decisions = None;
     match mode {
@@ -507,6 +513,11 @@ fn run(
                 Ok(c) => c,
                 Err(e) => return fail(format!("source {}: {e}", plan.source.name)),
             };
+            if !plan.block_migration_disks.is_empty() {
+                if let Err(error) = prepare_block_migration(&mut monitor) {
+                    return fail(format!("preparing the block migration: {error}"));
+                }
+            }
             let flags = plan.flags(monitor.policy.as_ref());
             monitor.send(MigrationUpdate::Started {
                 flags,
@@ -621,6 +632,50 @@ fn run(
     finish(&mut monitor, migrate_result)
 }
 
+/// An incremental block migration needs its target volumes on the destination (libvirt does
+/// not pre-create them for NON_SHARED_INC): ferry creates them, shaped like the source's, and
+/// remembers which, so a rollback removes exactly those.
+fn prepare_block_migration(monitor: &mut Monitor) -> Result<(), LibvirtError> {
+    let plan = monitor.plan;
+    let wanted = plan.block_migration_disks.clone();
+    let paths = monitor.on_domain("reading the disks to copy", move |d| {
+        let xml = d
+            .xml_desc(0)
+            .map_err(|e| LibvirtError::call("reading the domain XML", e))?;
+        let disks = crate::libvirt::facts::disks_from_domain_xml(&xml);
+        wanted
+            .iter()
+            .map(|target| {
+                disks
+                    .iter()
+                    .find(|disk| &disk.target == target)
+                    .and_then(|disk| match &disk.source {
+                        crate::libvirt::facts::DiskSource::Path { path } => Some(path.clone()),
+                        _ => None,
+                    })
+                    .ok_or_else(|| LibvirtError::Call {
+                        context: format!("disk {target}"),
+                        message: "not a file or block disk of the guest; only those are copied"
+                            .into(),
+                    })
+            })
+            .collect::<Result<Vec<String>, LibvirtError>>()
+    })?;
+    let destination = HostConnection::open(&plan.destination.uri, plan.call_timeout)?;
+    let to_create = paths.clone();
+    let created = monitor.source.call_with(
+        &destination,
+        "creating the copied disks' volumes on the destination",
+        plan.call_timeout,
+        move |source, destination| {
+            crate::libvirt::storage::precreate_volumes(source, destination, &to_create)
+        },
+    )?;
+    monitor.copied_disk_paths = paths;
+    monitor.precreated_on_destination = created;
+    Ok(())
+}
+
 /// Runs the blocking migrate call on its own thread; its result comes back through the inbox.
 fn launch(plan: &LiveMigrationPlan, launcher: HostConnection, flags: u32, inbox: Sender<Inbox>) {
     let parameters = MigrateParameters {
@@ -720,6 +775,29 @@ fn finish(monitor: &mut Monitor, migrate_result: Result<(), LibvirtError>) -> Li
         )
         .ok()
         .flatten();
+        // The move is verified (runs on the destination, gone from the source): the source's
+        // copies of the block-migrated disks are stale now, as Nova removes them after a
+        // block migration. Only the disks this migration copied, never shared ones.
+        if !monitor.copied_disk_paths.is_empty() {
+            let paths = monitor.copied_disk_paths.clone();
+            let left = monitor.source.call(
+                "removing the source's copies of the migrated disks",
+                plan.call_timeout,
+                move |source| Ok(crate::libvirt::storage::delete_volumes(source, &paths)),
+            );
+            match left {
+                Ok(left) if left.is_empty() => {}
+                Ok(left) => monitor.send(MigrationUpdate::Warning {
+                    message: format!(
+                        "the stale source copies could not all be removed: {}",
+                        left.join("; ")
+                    ),
+                }),
+                Err(error) => monitor.send(MigrationUpdate::Warning {
+                    message: format!("the stale source copies were not removed: {error}"),
+                }),
+            }
+        }
         monitor.progress.on_event(EngineEvent::Completed);
         if let Some(mut sample) = final_job.clone() {
             sample.sampled_at_ms = total_time_ms;
@@ -765,6 +843,25 @@ fn finish(monitor: &mut Monitor, migrate_result: Result<(), LibvirtError>) -> Li
                 monitor.send(MigrationUpdate::Warning {
                     message: format!("rollback: {what} on {}", plan.destination.name),
                 });
+            }
+            if !monitor.precreated_on_destination.is_empty() {
+                let paths = monitor.precreated_on_destination.clone();
+                let left = destination.call(
+                    "removing the volumes made for the copy",
+                    plan.call_timeout,
+                    move |destination| {
+                        Ok(crate::libvirt::storage::delete_volumes(destination, &paths))
+                    },
+                );
+                if let Some(left) = left.ok().filter(|left| !left.is_empty()) {
+                    monitor.send(MigrationUpdate::Warning {
+                        message: format!(
+                            "rollback: volumes left on {}: {}",
+                            plan.destination.name,
+                            left.join("; ")
+                        ),
+                    });
+                }
             }
         }
     }

@@ -123,6 +123,24 @@ impl HostConnection {
         )
     }
 
+    /// Runs `call` with this connection and `other` (this one first) on one worker thread,
+    /// at most `timeout`: for work that reads one host and writes the other.
+    pub fn call_with<T: Send + 'static>(
+        &self,
+        other: &HostConnection,
+        context: impl Into<String>,
+        timeout: Duration,
+        call: impl FnOnce(&Connect, &Connect) -> Result<T, LibvirtError> + Send + 'static,
+    ) -> Result<T, LibvirtError> {
+        let first = Arc::clone(&self.connect);
+        let second = Arc::clone(&other.connect);
+        call_with_timeout(
+            format!("{} and {}: {}", self.uri, other.uri, context.into()),
+            timeout,
+            move || call(&first, &second),
+        )
+    }
+
     pub fn host_facts(&self, timeout: Duration) -> Result<HostFacts, LibvirtError> {
         self.call("reading host facts", timeout, facts::read_host_facts)
     }

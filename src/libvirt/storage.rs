@@ -168,6 +168,128 @@ pub fn open_pool_for_directory(
     }
 }
 
+fn child<'a, 'input>(
+    parent: roxmltree::Node<'a, 'input>,
+    name: &str,
+) -> Option<roxmltree::Node<'a, 'input>> {
+    parent.children().find(|n| n.has_tag_name(name))
+}
+
+/// What a volume is, as a copy of it must be created: `<volume>` XML with the same name,
+/// capacity, format and backing store as the source's.
+pub fn volume_copy_xml(source_volume_xml: &str) -> Option<String> {
+    let document = roxmltree::Document::parse(source_volume_xml).ok()?;
+    let root = document.root_element();
+    let name = child(root, "name")?.text()?.trim().to_string();
+    let capacity_node = child(root, "capacity")?;
+    let capacity = capacity_node.text()?.trim().to_string();
+    let unit = capacity_node.attribute("unit").unwrap_or("bytes");
+    let format = child(root, "target")
+        .and_then(|target| child(target, "format"))
+        .and_then(|format| format.attribute("type"))
+        .unwrap_or("raw");
+    let backing = child(root, "backingStore").and_then(|backing| {
+        let path = child(backing, "path")?.text()?.trim().to_string();
+        let format = child(backing, "format")
+            .and_then(|f| f.attribute("type"))
+            .unwrap_or("raw");
+        Some(format!(
+            "<backingStore><path>{}</path><format type='{}'/></backingStore>",
+            xml_escape(&path),
+            xml_escape(format)
+        ))
+    });
+    Some(format!(
+        "<volume><name>{}</name><capacity unit='{}'>{}</capacity>\
+         <target><format type='{}'/></target>{}</volume>",
+        xml_escape(&name),
+        xml_escape(unit),
+        xml_escape(&capacity),
+        xml_escape(format),
+        backing.unwrap_or_default()
+    ))
+}
+
+/// Creates on `destination`, in the pool serving the same directory, an empty volume shaped
+/// like each source volume, so that an incremental block migration (which libvirt cannot
+/// pre-create storage for) has its targets, as Nova's pre_live_migration makes them. A path
+/// that already exists on the destination is refused: mirroring only the source's allocated
+/// clusters onto an old file would leave its stale clusters in the guest's disk. Returns the
+/// paths created; on an error, those already created are deleted again.
+pub fn precreate_volumes(
+    source: &Connect,
+    destination: &Connect,
+    paths: &[String],
+) -> Result<Vec<String>, LibvirtError> {
+    let mut created = Vec::new();
+    let result = (|| {
+        for path in paths {
+            if destination.lookup_storage_vol_by_path(path).is_ok() {
+                return Err(LibvirtError::Call {
+                    context: format!("preparing {path} on the destination"),
+                    message: "a file already exists there (a stale copy?); remove it with \
+                              virsh vol-delete, or pick another destination"
+                        .into(),
+                });
+            }
+            let source_volume = source
+                .lookup_storage_vol_by_path(path)
+                .map_err(|e| LibvirtError::call(format!("{path} is not in a storage pool"), e))?;
+            let xml = source_volume
+                .xml_desc(0)
+                .map_err(|e| LibvirtError::call(format!("describing {path}"), e))?;
+            let copy_xml = volume_copy_xml(&xml).ok_or_else(|| LibvirtError::Call {
+                context: format!("describing {path}"),
+                message: "the volume XML has no name or capacity".into(),
+            })?;
+            let directory = std::path::Path::new(path)
+                .parent()
+                .map(|d| d.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let pools = list_pools(destination)?;
+            let pool = match pool_for_directory(&pools, &directory) {
+                PoolForDirectory::Active(summary) => destination
+                    .lookup_storage_pool_by_name(&summary.name)
+                    .map_err(|e| LibvirtError::call(format!("opening pool {}", summary.name), e))?,
+                _ => {
+                    return Err(LibvirtError::Call {
+                        context: format!("preparing {path} on the destination"),
+                        message: format!(
+                            "no running storage pool serves {directory} there; define and \
+                             start one (virsh pool-define-as NAME dir --target {directory})"
+                        ),
+                    })
+                }
+            };
+            virt::storage_vol::StorageVol::create_xml(&pool, &copy_xml, 0).map_err(|e| {
+                LibvirtError::call(format!("creating {path} on the destination"), e)
+            })?;
+            created.push(path.clone());
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(created),
+        Err(error) => {
+            delete_volumes(destination, &created);
+            Err(error)
+        }
+    }
+}
+
+/// Deletes the volumes at `paths`; returns what could not be deleted, with the reason.
+pub fn delete_volumes(connect: &Connect, paths: &[String]) -> Vec<String> {
+    paths
+        .iter()
+        .filter_map(|path| {
+            let deleted = connect
+                .lookup_storage_vol_by_path(path)
+                .and_then(|volume| volume.delete(0));
+            deleted.err().map(|e| format!("{path}: {e}"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,5 +366,20 @@ mod tests {
         );
         let volume = probe_volume_xml("ferry-probe-1.probe");
         assert!(roxmltree::Document::parse(&volume).is_ok());
+    }
+
+    #[test]
+    fn a_volume_copy_keeps_name_capacity_format_and_backing_store() {
+        let source = "<volume type='file'><name>disk-data.qcow2</name><key>/x</key>\
+            <capacity unit='bytes'>67108864</capacity><allocation unit='bytes'>8654848</allocation>\
+            <target><path>/var/lib/libvirt/images/disk-data.qcow2</path><format type='qcow2'/></target>\
+            <backingStore><path>/shared/base.img</path><format type='raw'/></backingStore></volume>";
+        assert_eq!(
+            volume_copy_xml(source).unwrap(),
+            "<volume><name>disk-data.qcow2</name><capacity unit='bytes'>67108864</capacity>\
+             <target><format type='qcow2'/></target><backingStore><path>/shared/base.img</path>\
+             <format type='raw'/></backingStore></volume>"
+        );
+        assert!(volume_copy_xml("<volume><name>x</name></volume>").is_none());
     }
 }
