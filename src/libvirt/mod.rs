@@ -7,7 +7,9 @@
 
 pub mod facts;
 pub mod job_stats;
+pub mod lifecycle;
 pub mod migrate;
+pub mod volume_copy;
 
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
