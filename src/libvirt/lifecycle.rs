@@ -129,7 +129,11 @@ impl HostConnection {
     }
 
     /// Defines a domain from `xml` and returns its presence.
-    pub fn define_domain(&self, xml: &str, timeout: Duration) -> Result<DomainPresence, LibvirtError> {
+    pub fn define_domain(
+        &self,
+        xml: &str,
+        timeout: Duration,
+    ) -> Result<DomainPresence, LibvirtError> {
         let xml = xml.to_string();
         self.call("defining a domain", timeout, move |connect| {
             let domain = connect

@@ -265,27 +265,31 @@ impl HostConnection {
         timeout: Duration,
     ) -> Result<Option<VolumeFacts>, LibvirtError> {
         let path = path.to_string();
-        self.call(format!("looking up volume {path}"), timeout, move |connect| {
-            let found = match connect.lookup_storage_vol_by_path(&path) {
-                Ok(volume) => Some(volume),
-                Err(_) => {
-                    for pool in connect.list_all_storage_pools(0).unwrap_or_default() {
-                        if pool.is_active().unwrap_or(false) {
-                            let _ = pool.refresh(0);
+        self.call(
+            format!("looking up volume {path}"),
+            timeout,
+            move |connect| {
+                let found = match connect.lookup_storage_vol_by_path(&path) {
+                    Ok(volume) => Some(volume),
+                    Err(_) => {
+                        for pool in connect.list_all_storage_pools(0).unwrap_or_default() {
+                            if pool.is_active().unwrap_or(false) {
+                                let _ = pool.refresh(0);
+                            }
                         }
+                        connect.lookup_storage_vol_by_path(&path).ok()
                     }
-                    connect.lookup_storage_vol_by_path(&path).ok()
-                }
-            };
-            let Some(volume) = found else {
-                return Ok(None);
-            };
-            let pool = volume
-                .lookup_storage_pool()
-                .and_then(|p| p.name())
-                .map_err(|e| LibvirtError::call(format!("finding the pool of {path}"), e))?;
-            read_volume_facts(&pool, &volume).map(Some)
-        })
+                };
+                let Some(volume) = found else {
+                    return Ok(None);
+                };
+                let pool = volume
+                    .lookup_storage_pool()
+                    .and_then(|p| p.name())
+                    .map_err(|e| LibvirtError::call(format!("finding the pool of {path}"), e))?;
+                read_volume_facts(&pool, &volume).map(Some)
+            },
+        )
     }
 
     /// The named volume, or None when the pool holds no volume of that name.
@@ -461,12 +465,14 @@ impl VolumeStream {
     /// side ends when libvirt's keep-alive closes the connection.
     fn abort(self) {
         let stream = Arc::clone(&self.stream);
-        let _ = self
-            .connection
-            .call(format!("aborting the {}", self.label), self.timeout, move |_| {
+        let _ = self.connection.call(
+            format!("aborting the {}", self.label),
+            self.timeout,
+            move |_| {
                 let _ = stream.as_ref().clone().abort();
                 Ok(())
-            });
+            },
+        );
     }
 }
 
@@ -689,7 +695,11 @@ mod tests {
             <target><path>/p/r.img</path></target></volume>";
         let facts = volume_facts_from_xml("p", raw).unwrap();
         assert_eq!(
-            (facts.format.as_str(), facts.capacity_bytes, facts.physical_bytes),
+            (
+                facts.format.as_str(),
+                facts.capacity_bytes,
+                facts.physical_bytes
+            ),
             ("raw", 1 << 20, 1 << 20)
         );
         assert_eq!(facts.backing_path, None);
