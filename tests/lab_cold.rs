@@ -60,7 +60,8 @@ fn data_volume_name(guest: &str) -> String {
 /// The data disk's guest-visible content: a xorshift stream, then zeros.
 fn data_content(seed: u64) -> Vec<u8> {
     let mut content = vec![0u8; DATA_DISK_MIB << 20];
-    let mut state = seed | 1;
+    assert_ne!(seed, 0, "xorshift needs a non-zero seed");
+    let mut state = seed;
     for chunk in content[..DATA_PATTERN_MIB << 20].chunks_mut(8) {
         state ^= state << 13;
         state ^= state >> 7;
