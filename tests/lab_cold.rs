@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::{disk_content_sha256, lab_or_skip, Lab, CALL_TIMEOUT};
 use ferry::config::Config;
 use ferry::engine::cold::{
-    self, ColdMigrationPlan, ColdOptions, ColdOutcome, ColdPhase, ColdUpdate,
+    self, ColdCommand, ColdMigrationPlan, ColdOptions, ColdOutcome, ColdPhase, ColdUpdate,
 };
 use ferry::lab::cpio::{newc_archive, CpioEntry};
 use ferry::lab::plan::{LabHost, CACHE_DIR};
@@ -939,4 +939,57 @@ fn copy_throughput_ferry_stream_vs_virsh_pipe() {
         ferry_best >= 0.9 * faster,
         "ferry's copy ran at {ferry_best:.0} MiB/s, below 0.9 × {faster:.0} MiB/s"
     );
+}
+
+#[test]
+fn operator_abort_mid_copy_leaves_the_shut_off_guest_as_it_was() {
+    let Some(lab) = lab_or_skip("operator_abort_mid_copy_leaves_the_shut_off_guest_as_it_was")
+    else {
+        return;
+    };
+    let guests = set_up(
+        &lab,
+        &[GuestSpec {
+            name: "cold-b",
+            running: false,
+            acpi: Acpi::PowerOff,
+            seed: 0xc01d_b001,
+        }],
+    );
+    let source = lab.plan.hosts[0].clone();
+    let destination = lab.next_host(&source);
+    let plan = plan_for(
+        &lab,
+        "cold-b",
+        &destination,
+        ColdOptions {
+            copy_bandwidth_mib_per_second: Some(4),
+            ..ColdOptions::default()
+        },
+    );
+    let handle = cold::start(plan.clone());
+    let mut updates = collect(
+        &handle.updates,
+        |u| matches!(u, ColdUpdate::Progress(p) if p.bytes_done >= 4 << 20),
+    );
+    handle.commands.send(ColdCommand::Abort).unwrap();
+    updates.extend(collect(&handle.updates, |_| false));
+    let outcome = handle.thread.join().unwrap();
+    let ColdOutcome::RolledBack { detail, leftovers } = &outcome else {
+        panic!("expected rolled back, got {outcome:?}");
+    };
+    assert_eq!(detail, "aborted by the operator");
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    assert!(!has_phase(&updates, |p| *p == ColdPhase::Defining));
+    let on_source = presence(&lab, &source, "cold-b").unwrap();
+    assert!(
+        !on_source.active,
+        "a shut-off guest is not started by a rollback"
+    );
+    assert_eq!(
+        disk_sha256_on(&lab, &source, "cold-b"),
+        guests.sha256_of("cold-b")
+    );
+    assert_eq!(presence(&lab, &destination, "cold-b"), None);
+    assert!(!volume_exists(&lab, &destination, "cold-b"));
 }

@@ -64,8 +64,10 @@ const CLEANUP_RETRY_PAUSE: Duration = Duration::from_secs(3);
 /// Copy progress reaches the watchers at most this often (and once at the end of each disk).
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
 
-/// What the operator chooses for a cold migration; the rest comes from the facts.
+/// What the operator chooses for a cold migration; the rest comes from the facts. Fields a
+/// stored plan lacks (written by an older ferry) take their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ColdOptions {
     #[serde(rename = "shutdown_timeout_ms", with = "duration_ms")]
     pub shutdown_timeout: Duration,

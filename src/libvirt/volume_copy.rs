@@ -34,6 +34,9 @@ const STREAM_PACKET_BYTES: usize = 256 * 1024;
 /// few enough that memory stays at a few chunks.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
+/// Finishing a stream may wait for a whole page cache of the volume to reach the disk.
+const FINISH_TIMEOUT_FACTOR: u32 = 4;
+
 /// A directory (or other) storage pool on one host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PoolFacts {
@@ -447,18 +450,22 @@ impl VolumeStream {
             })
     }
 
-    /// Ends the transfer cleanly; for an upload, libvirt answers once the data is written.
+    /// Ends the transfer cleanly; for an upload, libvirt answers once the destination has
+    /// written out what it still buffers, hence a longer bound than one chunk's.
     fn finish(self) -> Result<(), LibvirtError> {
         let stream = Arc::clone(&self.stream);
         let context = format!("finishing the {}", self.label);
-        self.connection
-            .call(context.clone(), self.timeout, move |_| {
+        self.connection.call(
+            context.clone(),
+            self.timeout * FINISH_TIMEOUT_FACTOR,
+            move |_| {
                 stream
                     .as_ref()
                     .clone()
                     .finish()
                     .map_err(|e| LibvirtError::call(&context, e))
-            })
+            },
+        )
     }
 
     /// Best effort: tells the host to drop the transfer. A dead host cannot be told, and its
