@@ -776,7 +776,7 @@ fn destination_lost_mid_copy_rolls_back_to_the_running_source() {
 fn write_bench_volume(path: &Path) {
     use std::io::Write;
     let mut file = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(path).unwrap());
-    let mut state: u64 = 0x5eed_0f_f3_44;
+    let mut state: u64 = 0x5eed_0ff3_4400;
     let mut block = vec![0u8; 1 << 20];
     for _ in 0..1024 {
         for chunk in block.chunks_mut(8) {
