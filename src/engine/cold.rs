@@ -421,7 +421,7 @@ fn gather(
     let mut disk_facts = Vec::new();
     let mut needed_bytes_by_pool: BTreeMap<String, u64> = BTreeMap::new();
     for disk in disks_from_domain_xml(&definition_xml) {
-        let storage = classify_disk(&disk.source, shared_prefixes);
+        let mut storage = classify_disk(&disk.source, shared_prefixes);
         let (described, attribute, volume) = match &disk.source {
             DiskSource::None => continue,
             DiskSource::Path { path } => {
@@ -442,11 +442,15 @@ fn gather(
                     pool: pool.clone(),
                     name: volume.clone(),
                 };
-                (
-                    reference.to_string(),
-                    "pool",
-                    source.volume(&reference, timeout)?,
-                )
+                let found = source.volume(&reference, timeout)?;
+                // A pool volume is shared when its path is (a pool on an NFS mount, say).
+                if let Some(found) = &found {
+                    let path = DiskSource::Path {
+                        path: found.path.clone(),
+                    };
+                    storage = classify_disk(&path, shared_prefixes);
+                }
+                (reference.to_string(), "pool", found)
             }
             DiskSource::Network { protocol, name } => (format!("{protocol}:{name}"), "", None),
         };
@@ -519,8 +523,9 @@ fn gather(
         {
             problems.push(format!(
                 "{destination_host}: pool {} already holds {}; ferry creates the copy and will \
-                 not overwrite a volume",
-                destination_pool.name, taken.name
+                 not overwrite a volume (if both hosts see that pool's storage, list {} in \
+                 shared_storage_prefixes)",
+                destination_pool.name, taken.name, destination_pool.target_path
             ));
             continue;
         }
@@ -918,6 +923,12 @@ fn run(
             ),
         };
     }
+    // Same disks and volumes as planned (checked above), with today's sizes: a guest that
+    // wrote since planning streams more, and the progress should say so.
+    let plan = &ColdMigrationPlan {
+        disks: fresh.disks,
+        ..plan.clone()
+    };
     let mut run = Run {
         plan,
         commands,
@@ -1033,6 +1044,30 @@ impl Run<'_> {
                     attribute: copy.source_attribute.clone(),
                     value: new_value,
                 });
+            }
+        }
+
+        // Someone may have started the source copy while its disks were being copied: two
+        // running copies with diverging disks must never happen.
+        match self.source.domain_presence(&key, timeout) {
+            Ok(Some(presence)) if !presence.active => {}
+            Ok(Some(_)) => {
+                return Err(Stop::RollBack(format!(
+                    "{}: {} was started there during the copy; the copy is discarded",
+                    plan.source.name, plan.instance_name
+                )))
+            }
+            Ok(None) => {
+                return Err(Stop::RollBack(format!(
+                    "{}: {} was undefined there during the copy",
+                    plan.source.name, plan.instance_name
+                )))
+            }
+            Err(e) => {
+                return Err(Stop::RollBack(format!(
+                    "{}: cannot make sure {} is still shut off: {e}",
+                    plan.source.name, plan.instance_name
+                )))
             }
         }
 
