@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::history::OutcomeKind;
-use super::live::{duration_ms, HostTarget};
+pub use super::live::HostTarget;
+
+use super::live::duration_ms;
 use crate::config::Config;
 use crate::inventory::storage::{classify_disk, Storage};
 use crate::libvirt::facts::{disks_from_domain_xml, DiskSource, DomainRunState, HostFacts};
