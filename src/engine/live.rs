@@ -409,12 +409,12 @@ impl Monitor<'_> {
     /// Carries out one operator command and reports it; the answer also goes back to the caller.
     fn operator(&mut self, command: OperatorCommand) -> CommandReply {
         let result = match command {
-            OperatorCommand::Abort if self.in_post_copy => Err(
-                "abort refused: the migration is in post-copy, the guest already runs \
+            OperatorCommand::Abort if self.in_post_copy => {
+                Err("abort refused: the migration is in post-copy, the guest already runs \
                      on the destination and its memory is split between both hosts; \
                      it can only finish"
-                    .to_string(),
-            ),
+                    .to_string())
+            }
             OperatorCommand::Abort => self
                 .on_domain("aborting", job_stats::abort_job)
                 .map(|_| {
@@ -432,14 +432,12 @@ impl Monitor<'_> {
             OperatorCommand::ForceComplete if self.paused_by_ferry => {
                 Err("force-complete: the guest is already paused to converge".to_string())
             }
-            OperatorCommand::ForceComplete => self
-                .pause()
-                .map(|_| {
-                    "force-complete: guest paused so the remaining memory stops changing; \
+            OperatorCommand::ForceComplete => self.pause().map(|_| {
+                "force-complete: guest paused so the remaining memory stops changing; \
                  it resumes wherever the migration ends"
-                        .to_string()
-                })
-                .map_err(|e| e.to_string()),
+                    .to_string()
+            })
+            .map_err(|e| e.to_string()),
             OperatorCommand::SetBandwidth { mib_per_second } => {
                 let post_copy = self.in_post_copy;
                 self.on_domain("setting bandwidth", move |d| {
@@ -669,8 +667,7 @@ fn ended_job_result(monitor: &mut Monitor) -> Result<(), LibvirtError> {
             context: "migration".into(),
             message: format!(
                 "the migration job ended ({}) while the guest is still on the source",
-                other.map_or("no record of how".to_string(), |t| format!("{t:?}")
-                    .to_lowercase())
+                other.map_or("no record of how".to_string(), |t| format!("{t:?}").to_lowercase())
             ),
         }),
     }
