@@ -531,10 +531,115 @@ pub fn render_report(report: &PrecheckReport) -> String {
     text
 }
 
+/// The checks of a cold migration (Nova's resize/migrate path: the conductor's host checks and
+/// `prep_resize`'s claim of memory and disk on the destination), from the same facts as the
+/// live checks. A cold migration moves a running or shut-off guest, copies every disk not on
+/// shared storage (read-only media too), and needs neither a CPU comparison nor a newer
+/// hypervisor. `storage_problems` are what the adapter found in the way of moving the disks and
+/// the definition (no storage pool for a disk, a name taken on the destination…), one reason
+/// each; `destination_free_disk_bytes` is that of the destination pool with the least room.
+pub fn run_cold(facts: &PrecheckFacts, storage_problems: &[String]) -> PrecheckReport {
+    let mut as_block_migration = facts.clone();
+    as_block_migration.block_migration = BlockMigrationChoice::Yes;
+    as_block_migration.shared_storage_probe = SharedStorageProbe::NotShared;
+    for disk in &mut as_block_migration.disks {
+        disk.read_only = false;
+    }
+    let live = run_all(&as_block_migration);
+    let checks = live
+        .checks
+        .into_iter()
+        .filter(|check| {
+            !matches!(
+                check.id,
+                CheckId::HypervisorVersion | CheckId::CpuCompatible
+            )
+        })
+        .map(|check| match check.id {
+            CheckId::InstanceState => CheckResult {
+                id: check.id,
+                title: "instance is running or shut off",
+                outcome: match &facts.instance_state {
+                    InstanceState::Running | InstanceState::ShutOff => CheckOutcome::Pass,
+                    InstanceState::Paused => fail(format!(
+                        "{}: is paused; resume it or shut it down before a cold migration",
+                        facts.instance_name
+                    )),
+                    InstanceState::Other(state) => fail(format!(
+                        "{}: is {state}; a cold migration needs it running or shut off",
+                        facts.instance_name
+                    )),
+                },
+            },
+            CheckId::Storage => CheckResult {
+                id: check.id,
+                title: "disks and definition can move",
+                outcome: if storage_problems.is_empty() {
+                    CheckOutcome::Pass
+                } else {
+                    fail(storage_problems.join("; "))
+                },
+            },
+            _ => check,
+        })
+        .collect();
+    PrecheckReport {
+        checks,
+        plan: live.plan,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::units::{GIB, MIB};
+
+    #[test]
+    fn cold_checks_accept_a_shut_off_guest_and_skip_cpu_and_version() {
+        let mut facts = good_facts();
+        facts.instance_state = InstanceState::ShutOff;
+        facts.cpu_compare = CpuCompareResult::Incompatible {
+            detail: "host lacks avx512f".into(),
+        };
+        facts.destination_hypervisor = qemu(9_000_000);
+        facts.block_migration = BlockMigrationChoice::No;
+        let report = run_cold(&facts, &[]);
+        assert!(
+            report.passed(),
+            "{:?}",
+            report.failures().collect::<Vec<_>>()
+        );
+        assert!(report.outcome(CheckId::CpuCompatible).is_none());
+        assert!(report.outcome(CheckId::HypervisorVersion).is_none());
+        // The config drive is copied too: a cold migration moves every local disk.
+        assert_eq!(report.plan.disks_to_copy, vec!["vda", "hdc"]);
+        assert_eq!(report.plan.bytes_to_copy, 2 * GIB + MIB);
+    }
+
+    #[test]
+    fn cold_checks_name_what_is_in_the_way() {
+        let mut facts = good_facts();
+        facts.instance_state = InstanceState::Paused;
+        facts.destination_host = "hv1".into();
+        facts.destination_free_disk_bytes = Some(GIB);
+        let problems = vec!["hv1: pool local already holds web1.qcow2".to_string()];
+        let report = run_cold(&facts, &problems);
+        let failed: Vec<CheckId> = report.failures().map(|c| c.id).collect();
+        assert_eq!(
+            failed,
+            vec![
+                CheckId::DestinationDiffers,
+                CheckId::InstanceState,
+                CheckId::Storage,
+                CheckId::DestinationDisk
+            ]
+        );
+        assert!(reason(&report, CheckId::InstanceState).contains("is paused"));
+        assert_eq!(
+            reason(&report, CheckId::Storage),
+            "hv1: pool local already holds web1.qcow2"
+        );
+    }
 
     fn qemu(version: u64) -> Option<HypervisorInfo> {
         Some(HypervisorInfo {

@@ -58,7 +58,7 @@ pub struct LiveMigrationPlan {
 }
 
 /// Durations in the stored plan are whole milliseconds, readable in `ferry history --json`.
-mod duration_ms {
+pub(crate) mod duration_ms {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};

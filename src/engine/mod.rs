@@ -3,6 +3,7 @@
 //! `queue` decides which requested migrations may start (pure, no I/O); `history` is the one
 //! door to the on-disk SQLite history under the XDG state directory.
 
+pub mod cold;
 pub mod control;
 pub mod history;
 pub mod live;

@@ -7,9 +7,11 @@
 
 pub mod facts;
 pub mod job_stats;
+pub mod lifecycle;
 pub mod migrate;
 pub mod precheck_facts;
 pub mod storage;
+pub mod volume_copy;
 
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};

@@ -1,0 +1,288 @@
+//! A domain's life on one host, for cold migration: power it off (ACPI request, or a hard
+//! power off), start it, define it from XML, undefine it, and its XML rewritten for another
+//! host. Each operation is one bounded call (see `HostConnection::call`).
+
+use std::time::Duration;
+
+use serde::Serialize;
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::error::ErrorNumber;
+
+use super::{HostConnection, LibvirtError};
+
+/// Whether a domain is defined on a host, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainPresence {
+    pub name: String,
+    pub uuid: String,
+    pub active: bool,
+    pub persistent: bool,
+}
+
+/// How a domain is looked up: by name on the host it came from, by UUID where ferry must be
+/// sure it is the same guest (a domain of the same name could be another one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainKey {
+    Name(String),
+    Uuid(String),
+}
+
+impl std::fmt::Display for DomainKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DomainKey::Name(name) => f.write_str(name),
+            DomainKey::Uuid(uuid) => write!(f, "UUID {uuid}"),
+        }
+    }
+}
+
+fn lookup(connect: &Connect, key: &DomainKey) -> Result<Domain, virt::error::Error> {
+    match key {
+        DomainKey::Name(name) => connect.lookup_domain_by_name(name),
+        DomainKey::Uuid(uuid) => connect.lookup_domain_by_uuid_string(uuid),
+    }
+}
+
+fn presence(domain: &Domain) -> Result<DomainPresence, virt::error::Error> {
+    Ok(DomainPresence {
+        name: domain.name()?,
+        uuid: domain.uuid_string()?,
+        active: domain.is_active()?,
+        persistent: domain.is_persistent()?,
+    })
+}
+
+/// Undefine also drops what libvirt keeps beside the definition (managed save image, snapshot
+/// and checkpoint metadata, NVRAM file): they belong to the copy being removed.
+const UNDEFINE_EVERYTHING: u32 = virt::sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+    | virt::sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    | virt::sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+    | virt::sys::VIR_DOMAIN_UNDEFINE_NVRAM;
+
+impl HostConnection {
+    /// The domain, or None when the host has no domain with that name or UUID.
+    pub fn domain_presence(
+        &self,
+        key: &DomainKey,
+        timeout: Duration,
+    ) -> Result<Option<DomainPresence>, LibvirtError> {
+        let key = key.clone();
+        self.call(
+            format!("looking up {key}"),
+            timeout,
+            move |connect| match lookup(connect, &key) {
+                Ok(domain) => presence(&domain)
+                    .map(Some)
+                    .map_err(|e| LibvirtError::call(format!("reading {key}"), e)),
+                Err(error) if error.code().is(ErrorNumber::NoDomain) => Ok(None),
+                Err(error) => Err(LibvirtError::call(format!("looking up {key}"), error)),
+            },
+        )
+    }
+
+    /// Runs `action` on the domain named by `key` (which must exist), within `timeout`.
+    fn on_domain<T: Send + 'static>(
+        &self,
+        key: &DomainKey,
+        what: &str,
+        timeout: Duration,
+        action: impl FnOnce(&Domain) -> Result<T, virt::error::Error> + Send + 'static,
+    ) -> Result<T, LibvirtError> {
+        let key = key.clone();
+        let context = format!("{what} {key}");
+        self.call(context.clone(), timeout, move |connect| {
+            let domain = lookup(connect, &key).map_err(|e| LibvirtError::call(&context, e))?;
+            action(&domain).map_err(|e| LibvirtError::call(&context, e))
+        })
+    }
+
+    /// Asks the guest to power off (ACPI power button, or the guest agent where libvirt
+    /// prefers it). Returns at once: the guest decides when, or whether, it powers off.
+    pub fn request_shutdown(&self, key: &DomainKey, timeout: Duration) -> Result<(), LibvirtError> {
+        self.on_domain(key, "asking to shut down", timeout, |d| d.shutdown())
+    }
+
+    /// Hard power off, like pulling the plug: unwritten guest data is lost.
+    pub fn power_off(&self, key: &DomainKey, timeout: Duration) -> Result<(), LibvirtError> {
+        self.on_domain(key, "powering off", timeout, |d| d.destroy())
+    }
+
+    pub fn start_domain(&self, key: &DomainKey, timeout: Duration) -> Result<(), LibvirtError> {
+        self.on_domain(key, "starting", timeout, |d| d.create())
+    }
+
+    /// The persistent definition, with secrets (VNC passwords and the like) so that a copy
+    /// defined elsewhere is complete, in the migratable form libvirt uses between hosts.
+    pub fn domain_definition_xml(
+        &self,
+        key: &DomainKey,
+        timeout: Duration,
+    ) -> Result<String, LibvirtError> {
+        self.on_domain(key, "reading the definition of", timeout, |d| {
+            d.xml_desc(
+                virt::sys::VIR_DOMAIN_XML_INACTIVE
+                    | virt::sys::VIR_DOMAIN_XML_SECURE
+                    | virt::sys::VIR_DOMAIN_XML_MIGRATABLE,
+            )
+        })
+    }
+
+    /// Defines a domain from `xml` and returns its presence.
+    pub fn define_domain(
+        &self,
+        xml: &str,
+        timeout: Duration,
+    ) -> Result<DomainPresence, LibvirtError> {
+        let xml = xml.to_string();
+        self.call("defining a domain", timeout, move |connect| {
+            let domain = connect
+                .define_domain_xml(&xml)
+                .map_err(|e| LibvirtError::call("defining the domain", e))?;
+            presence(&domain).map_err(|e| LibvirtError::call("reading the defined domain", e))
+        })
+    }
+
+    /// Removes the definition (the domain must be inactive to vanish at once). Libvirt versions
+    /// that do not know one of the extra flags get a plain undefine.
+    pub fn undefine_domain(&self, key: &DomainKey, timeout: Duration) -> Result<(), LibvirtError> {
+        self.on_domain(key, "undefining", timeout, |d| {
+            d.undefine_flags(UNDEFINE_EVERYTHING).or_else(|error| {
+                if error.code().is(ErrorNumber::InvalidArg)
+                    || error.code().is(ErrorNumber::NoSupport)
+                {
+                    d.undefine()
+                } else {
+                    Err(error)
+                }
+            })
+        })
+    }
+}
+
+/// One change to a domain XML's `<disk>`: set `attribute` of its `<source>` to `value`, for
+/// the disk whose `<target dev>` is `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSourceEdit {
+    pub target: String,
+    pub attribute: String,
+    pub value: String,
+}
+
+/// The domain XML with the disk sources edited in place; everything else stays byte for byte.
+/// Fails, naming the disk, when an edit finds no such disk or attribute.
+pub fn edit_disk_sources(xml: &str, edits: &[DiskSourceEdit]) -> Result<String, String> {
+    let document =
+        roxmltree::Document::parse(xml).map_err(|e| format!("domain XML does not parse: {e}"))?;
+    let mut replacements = Vec::new();
+    for edit in edits {
+        let disk = document
+            .descendants()
+            .filter(|n| n.has_tag_name("disk"))
+            .find(|disk| {
+                disk.children()
+                    .find(|n| n.has_tag_name("target"))
+                    .and_then(|t| t.attribute("dev"))
+                    == Some(edit.target.as_str())
+            })
+            .ok_or_else(|| format!("domain XML has no disk {}", edit.target))?;
+        let attribute = disk
+            .children()
+            .find(|n| n.has_tag_name("source"))
+            .and_then(|source| {
+                source
+                    .attributes()
+                    .find(|a| a.name() == edit.attribute && a.namespace().is_none())
+            })
+            .ok_or_else(|| {
+                format!(
+                    "disk {} has no source {} to rewrite",
+                    edit.target, edit.attribute
+                )
+            })?;
+        replacements.push((attribute.range_value(), escape_attribute(&edit.value)));
+    }
+    replacements.sort_by_key(|(range, _)| std::cmp::Reverse(range.start));
+    let mut edited = xml.to_string();
+    for (range, value) in replacements {
+        edited.replace_range(range, &value);
+    }
+    Ok(edited)
+}
+
+/// Safe inside either quote style.
+fn escape_attribute(value: &str) -> String {
+    value
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('\'', "&apos;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const XML: &str = "<domain type='qemu'>\n  <name>cold-a</name>\n  <devices>\n    \
+        <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2'/>\n      \
+        <source file='/var/lib/libvirt/images/cold-a.qcow2'/>\n      <target dev='vdb' bus='virtio'/>\n    </disk>\n    \
+        <disk type='volume' device='disk'>\n      <source pool=\"fast\" volume='x.img'/>\n      <target dev='vdc'/>\n    </disk>\n  \
+        </devices>\n</domain>\n";
+
+    #[test]
+    fn disk_sources_are_rewritten_and_nothing_else_moves() {
+        let edited = edit_disk_sources(
+            XML,
+            &[
+                DiskSourceEdit {
+                    target: "vdb".into(),
+                    attribute: "file".into(),
+                    value: "/srv/images/cold-a's.qcow2".into(),
+                },
+                DiskSourceEdit {
+                    target: "vdc".into(),
+                    attribute: "pool".into(),
+                    value: "fast2".into(),
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            edited,
+            XML.replace(
+                "/var/lib/libvirt/images/cold-a.qcow2",
+                "/srv/images/cold-a&apos;s.qcow2"
+            )
+            .replace("\"fast\"", "\"fast2\"")
+        );
+        let document = roxmltree::Document::parse(&edited).unwrap();
+        let source = document
+            .descendants()
+            .find(|n| n.has_tag_name("source"))
+            .unwrap();
+        assert_eq!(source.attribute("file"), Some("/srv/images/cold-a's.qcow2"));
+        assert_eq!(edit_disk_sources(XML, &[]).unwrap(), XML);
+    }
+
+    #[test]
+    fn an_edit_that_finds_nothing_names_the_disk() {
+        let missing_disk = edit_disk_sources(
+            XML,
+            &[DiskSourceEdit {
+                target: "vdz".into(),
+                attribute: "file".into(),
+                value: "/x".into(),
+            }],
+        );
+        assert_eq!(missing_disk.unwrap_err(), "domain XML has no disk vdz");
+        let missing_attribute = edit_disk_sources(
+            XML,
+            &[DiskSourceEdit {
+                target: "vdc".into(),
+                attribute: "file".into(),
+                value: "/x".into(),
+            }],
+        );
+        assert!(missing_attribute.unwrap_err().contains("no source file"));
+    }
+}
