@@ -1,6 +1,7 @@
 //! ferry: a terminal console for live and cold migration of VMs between libvirt hypervisors.
 
 mod cli {
+    pub mod cold;
     pub mod migrate;
 }
 
@@ -106,10 +107,28 @@ enum Commands {
         /// Completion timeout in seconds per GiB of RAM + copied disk (Nova's rule; 0 = none).
         #[arg(long, value_name = "S")]
         completion_timeout_per_gib: Option<u64>,
+        /// Cold migration instead (Nova's migrate/resize flow): shut the guest down, copy its
+        /// local disks, verify them, define and start it on the destination; the source copy
+        /// stays until `ferry confirm` (or `ferry revert` goes back). The live options do not
+        /// apply.
+        #[arg(long)]
+        cold: bool,
+        /// Cold: power the guest off hard if it has not shut down within the timeout.
+        #[arg(long, requires = "cold")]
+        hard_power_off: bool,
+        /// Cold: seconds to wait for the guest's own shutdown (ACPI).
+        #[arg(long, requires = "cold", default_value_t = 60, value_name = "S")]
+        shutdown_timeout: u64,
         /// JSON lines instead of text.
         #[arg(long)]
         json: bool,
     },
+    /// Keep a cold migration awaiting confirm: removes the source copy (definition and copied
+    /// disks).
+    Confirm { instance: String },
+    /// Undo a cold migration awaiting confirm: removes the destination copy and starts the
+    /// instance on its source again as it was.
+    Revert { instance: String },
     /// Watch again the live migrations a ferry that died left running (from the history).
     Resume {
         #[arg(long)]
@@ -226,9 +245,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             block,
             timeout_action,
             completion_timeout_per_gib,
+            cold,
+            hard_power_off,
+            shutdown_timeout,
             json,
         }) => {
             let config = load_config(cli.config.as_deref())?;
+            if cold {
+                let options = ferry::engine::cold::ColdOptions {
+                    hard_power_off_allowed: hard_power_off,
+                    shutdown_timeout: std::time::Duration::from_secs(shutdown_timeout),
+                    ..Default::default()
+                };
+                return cli::cold::migrate(
+                    &config,
+                    &instances,
+                    &to,
+                    &options,
+                    cli::migrate::Output { json },
+                );
+            }
             let options = LiveOptions {
                 policy,
                 bandwidth_mib_per_second: bandwidth,
@@ -253,6 +289,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &options,
                 cli::migrate::Output { json },
             )
+        }
+        Some(Commands::Confirm { instance }) => {
+            let config = load_config(cli.config.as_deref())?;
+            cli::cold::settle(&config, &instance, true)
+        }
+        Some(Commands::Revert { instance }) => {
+            let config = load_config(cli.config.as_deref())?;
+            cli::cold::settle(&config, &instance, false)
         }
         Some(Commands::Resume { json }) => cli::migrate::resume(cli::migrate::Output { json }),
         Some(Commands::Abort { instance }) => {

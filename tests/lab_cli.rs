@@ -404,3 +404,55 @@ fn block_migration_copies_the_local_disk_with_its_content_intact() {
         );
     }
 }
+
+#[test]
+fn two_migrations_from_one_host_queue_behind_each_other_and_both_complete() {
+    let Some(lab) = lab_or_skip("two_migrations_queue") else {
+        return;
+    };
+    let operator = Operator::new(&lab, "queue");
+    let (idle_host, _) = lab.host_of("idle");
+    let (disk_host, _) = lab.host_of("disk");
+    assert_eq!(
+        idle_host.name, disk_host.name,
+        "the lab keeps idle and disk on one host"
+    );
+    let destination = lab.next_host(&idle_host);
+    let (ok, stdout, stderr) = operator.run(&[
+        "migrate",
+        "idle",
+        "disk",
+        "--to",
+        &destination.name,
+        "--json",
+    ]);
+    assert!(ok, "both complete: {stdout}\n{stderr}");
+    let lines = json_lines(&stdout);
+    let waiting = of_type(&lines, "waiting");
+    assert!(
+        !waiting.is_empty(),
+        "with one migration per source host, the second waits: {stdout}"
+    );
+    assert!(waiting[0]["description"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("queued"));
+    // The second starts only after the first's summary.
+    let position = |kind: &str, nth: usize| {
+        lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l["type"] == kind)
+            .nth(nth)
+            .map(|(i, _)| i)
+            .unwrap()
+    };
+    assert!(position("started", 1) > position("summary", 0), "{stdout}");
+    assert_eq!(of_type(&lines, "summary").len(), 2);
+    assert_runs_only_on(&lab, "idle", &destination, "first of the queue");
+    assert_runs_only_on(&lab, "disk", &destination, "second of the queue");
+    // Put them back where the lab keeps them, in one go again.
+    let (ok, stdout, stderr) = operator.run(&["migrate", "idle", "disk", "--to", &idle_host.name]);
+    assert!(ok, "back to {}: {stdout}\n{stderr}", idle_host.name);
+    assert_eq!(operator.history().len(), 4);
+}

@@ -993,3 +993,93 @@ fn operator_abort_mid_copy_leaves_the_shut_off_guest_as_it_was() {
     assert_eq!(presence(&lab, &destination, "cold-b"), None);
     assert!(!volume_exists(&lab, &destination, "cold-b"));
 }
+
+/// `ferry migrate --cold`, `ferry revert`, `ferry confirm` and the history, as an operator
+/// runs them from a shell (a private state directory holds the history between commands).
+#[test]
+fn the_cli_cold_migrates_reverts_and_confirms_with_the_history_kept() {
+    let Some(lab) = lab_or_skip("cli_cold_migrate_revert_confirm") else {
+        return;
+    };
+    let guests = set_up(
+        &lab,
+        &[GuestSpec {
+            name: "cold-d",
+            running: false,
+            acpi: Acpi::PowerOff,
+            seed: 0xc01d_d000,
+        }],
+    );
+    let state_dir = std::env::temp_dir().join(format!("ferry-cold-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state_dir);
+    let ferry_cli = |args: &[&str]| {
+        let output = std::process::Command::new(common::ferry_binary())
+            .args(args)
+            .env("FERRY_CONFIG", lab.plan.ferry_config_path())
+            .env("XDG_STATE_HOME", &state_dir)
+            .output()
+            .expect("run ferry");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let source = lab.plan.hosts[0].clone();
+    let destination = lab.next_host(&source);
+
+    let (ok, stdout, stderr) =
+        ferry_cli(&["migrate", "cold-d", "--to", &destination.name, "--cold"]);
+    assert!(ok, "cold migrate: {stdout}\n{stderr}");
+    assert!(stdout.contains("awaiting confirm"), "{stdout}");
+    assert!(presence(&lab, &destination, "cold-d").is_some());
+    assert!(
+        presence(&lab, &source, "cold-d").is_some(),
+        "source copy kept"
+    );
+
+    let (ok, stdout, stderr) = ferry_cli(&["revert", "cold-d"]);
+    assert!(ok, "revert: {stdout}\n{stderr}");
+    assert_eq!(presence(&lab, &destination, "cold-d"), None);
+    assert!(!volume_exists(&lab, &destination, "cold-d"));
+    assert_eq!(
+        disk_sha256_on(&lab, &source, "cold-d"),
+        guests.sha256_of("cold-d")
+    );
+    let (ok, _, stderr) = ferry_cli(&["confirm", "cold-d"]);
+    assert!(!ok, "nothing awaits confirm after a revert");
+    assert!(stderr.contains("no cold migration awaits"), "{stderr}");
+
+    let (ok, stdout, stderr) = ferry_cli(&[
+        "migrate",
+        "cold-d",
+        "--to",
+        &destination.name,
+        "--cold",
+        "--json",
+    ]);
+    assert!(ok, "cold migrate again: {stdout}\n{stderr}");
+    let (ok, stdout, stderr) = ferry_cli(&["confirm", "cold-d"]);
+    assert!(ok, "confirm: {stdout}\n{stderr}");
+    assert_eq!(
+        presence(&lab, &source, "cold-d"),
+        None,
+        "source copy removed"
+    );
+    assert!(!volume_exists(&lab, &source, "cold-d"));
+    assert_eq!(
+        disk_sha256_on(&lab, &destination, "cold-d"),
+        guests.sha256_of("cold-d")
+    );
+
+    let (ok, stdout, _) = ferry_cli(&["history", "--json"]);
+    assert!(ok);
+    let history: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    let outcomes: Vec<&str> = history
+        .iter()
+        .map(|m| m["outcome"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(outcomes, ["confirmed", "reverted"], "newest first");
+    assert!(history.iter().all(|m| m["kind"] == "cold"));
+    let _ = std::fs::remove_dir_all(&state_dir);
+}

@@ -24,7 +24,7 @@ pub struct Output {
 }
 
 impl Output {
-    fn line<T: Serialize>(&self, kind: &str, text: &str, value: &T) {
+    pub fn line<T: Serialize>(&self, kind: &str, text: &str, value: &T) {
         if self.json {
             let mut object = serde_json::to_value(value).unwrap_or_default();
             if let Some(map) = object.as_object_mut() {
