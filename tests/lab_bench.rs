@@ -237,27 +237,38 @@ fn bench_policies_on_a_guest_that_never_converges_on_its_own() {
         completion_timeout_seconds_per_gib: 40,
         ..NovaPolicyConfig::default()
     };
+    // FERRY_BENCH_ONLY=adaptive,postcopy,nova,virsh picks the contenders (default: all).
+    let only = std::env::var("FERRY_BENCH_ONLY").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.split(',').any(|w| w.trim() == name);
     let mut runs = Vec::new();
     for round in 1..=runs_each {
-        runs.push(ferry_run(
-            &lab,
-            "ferry adaptive",
-            PolicyChoice::Adaptive(adaptive.clone()),
-            Some(format!("lab-busy-512mib-bench-adaptive-{round}")),
-        ));
-        runs.push(ferry_run(
-            &lab,
-            "ferry adaptive, post-copy permitted",
-            PolicyChoice::Adaptive(adaptive_post_copy.clone()),
-            Some(format!("lab-busy-512mib-bench-adaptive-postcopy-{round}")),
-        ));
-        runs.push(ferry_run(
-            &lab,
-            "ferry nova (time ×1/25)",
-            PolicyChoice::Nova(nova.clone()),
-            None,
-        ));
-        runs.push(virsh_run(&lab));
+        if wanted("adaptive") {
+            runs.push(ferry_run(
+                &lab,
+                "ferry adaptive",
+                PolicyChoice::Adaptive(adaptive.clone()),
+                Some(format!("lab-busy-512mib-bench-adaptive-{round}")),
+            ));
+        }
+        if wanted("postcopy") {
+            runs.push(ferry_run(
+                &lab,
+                "ferry adaptive, post-copy permitted",
+                PolicyChoice::Adaptive(adaptive_post_copy.clone()),
+                Some(format!("lab-busy-512mib-bench-adaptive-postcopy-{round}")),
+            ));
+        }
+        if wanted("nova") {
+            runs.push(ferry_run(
+                &lab,
+                "ferry nova (time ×1/25)",
+                PolicyChoice::Nova(nova.clone()),
+                None,
+            ));
+        }
+        if wanted("virsh") {
+            runs.push(virsh_run(&lab));
+        }
     }
     let bound_seconds = (MEMORY_BYTES >> 20) as f64 / BANDWIDTH_MIB_PER_SECOND as f64;
     println!(

@@ -680,6 +680,12 @@ fn prepare_block_migration(monitor: &mut Monitor) -> Result<(), LibvirtError> {
 fn launch(plan: &LiveMigrationPlan, launcher: HostConnection, flags: u32, inbox: Sender<Inbox>) {
     let parameters = MigrateParameters {
         bandwidth: plan.bandwidth_mib_per_second,
+        // The cap holds in post-copy too (libvirt leaves that phase unlimited otherwise, and
+        // takes it in bytes per second): the operator capped the link, not a phase.
+        bandwidth_postcopy: plan
+            .bandwidth_mib_per_second
+            .filter(|_| plan.post_copy_permitted)
+            .map(|mib| mib << 20),
         migrate_disks: plan.block_migration_disks.clone(),
         ..Default::default()
     };
