@@ -17,7 +17,7 @@ use super::action::{
 use super::app::InstanceKey;
 
 /// Shown wherever cold migration is offered until the engine can do it.
-pub const COLD_NOT_AVAILABLE: &str = "cold migration is not available yet";
+pub const COLD_NOT_AVAILABLE: &str = "not in the TUI yet: use `ferry migrate --cold`";
 
 /// Numbers typed into the dialog or a prompt stop at this many digits: enough for any real
 /// bandwidth or downtime, and never an overflow.
