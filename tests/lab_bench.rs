@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use common::{lab_or_skip, Lab};
 use ferry::engine::live::{self, HostTarget, LiveMigrationPlan, LiveOutcome, MigrationUpdate};
 use ferry::lab::plan::LabHost;
-use ferry::libvirt::facts::DomainRunState;
 use ferry::policy::{AdaptivePolicyConfig, NovaPolicyConfig, PolicyChoice};
 
 const BANDWIDTH_MIB_PER_SECOND: u64 = 100;
@@ -34,23 +33,6 @@ struct Run {
     note: String,
 }
 
-fn busy_running(lab: &Lab) -> LabHost {
-    let (source, facts) = lab.host_of("busy");
-    if facts.state != DomainRunState::Running {
-        let offset = lab.console_length(&source, "busy");
-        lab.set_running(&source, "busy", true);
-        lab.wait_for_console(
-            &source,
-            "busy",
-            offset,
-            "workload running",
-            Duration::from_secs(90),
-        )
-        .unwrap();
-    }
-    source
-}
-
 fn target(lab: &Lab, host: &LabHost) -> HostTarget {
     HostTarget {
         name: host.name.clone(),
@@ -59,7 +41,7 @@ fn target(lab: &Lab, host: &LabHost) -> HostTarget {
 }
 
 fn ferry_run(lab: &Lab, label: &str, policy: PolicyChoice, trace: Option<String>) -> Run {
-    let source = busy_running(lab);
+    let source = lab.busy_running().0;
     let destination = lab.next_host(&source);
     let post_copy_permitted = match &policy {
         PolicyChoice::Adaptive(c) => c.permit_post_copy,
@@ -131,7 +113,7 @@ fn ferry_run(lab: &Lab, label: &str, policy: PolicyChoice, trace: Option<String>
 /// `virsh migrate --live` with libvirt's defaults (P2P so that it runs host to host like
 /// ferry's), the same bandwidth cap, stopped with `domjobabort` after `VIRSH_LIMIT`.
 fn virsh_run(lab: &Lab) -> Run {
-    let source = busy_running(lab);
+    let source = lab.busy_running().0;
     let destination = lab.next_host(&source);
     let source_uri = lab.plan.uri(&source);
     let destination_uri = lab.plan.uri(&destination);

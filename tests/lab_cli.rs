@@ -11,7 +11,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{disk_content_sha256, lab_or_skip, Lab};
-use ferry::lab::plan::LabHost;
 use ferry::libvirt::facts::DomainRunState;
 use serde_json::Value;
 
@@ -129,41 +128,6 @@ fn collect_rest(lines: &mpsc::Receiver<Value>, seen: &mut Vec<Value>) {
     }
 }
 
-/// The guest runs on `expected` and is defined nowhere else.
-fn assert_runs_only_on(lab: &Lab, guest: &str, expected: &LabHost, why: &str) {
-    let placements = lab.placements(guest);
-    let hosts: Vec<&str> = placements.iter().map(|(h, _)| h.name.as_str()).collect();
-    assert_eq!(
-        hosts,
-        vec![expected.name.as_str()],
-        "{why}: {guest} is defined on {hosts:?}"
-    );
-    assert_eq!(
-        placements[0].1.state,
-        DomainRunState::Running,
-        "{why}: {guest} runs (not paused) on {}",
-        expected.name
-    );
-}
-
-/// The busy guest running with its workload going, on whatever host it is.
-fn busy_running(lab: &Lab) -> LabHost {
-    let (source, facts) = lab.host_of("busy");
-    if facts.state != DomainRunState::Running {
-        let offset = lab.console_length(&source, "busy");
-        lab.set_running(&source, "busy", true);
-        lab.wait_for_console(
-            &source,
-            "busy",
-            offset,
-            "workload running",
-            Duration::from_secs(90),
-        )
-        .unwrap();
-    }
-    source
-}
-
 #[test]
 fn migrate_prints_progress_and_a_summary_and_records_the_history() {
     let Some(lab) = lab_or_skip("migrate_prints_progress") else {
@@ -184,7 +148,7 @@ fn migrate_prints_progress_and_a_summary_and_records_the_history() {
     assert_eq!(summary.len(), 1);
     assert_eq!(summary[0]["outcome"], "completed", "{stdout}");
     assert_eq!(summary[0]["runs_on"], destination.name.as_str());
-    assert_runs_only_on(&lab, "idle", &destination, "after ferry migrate");
+    lab.assert_runs_only_on("idle", &destination, "after ferry migrate");
 
     let history = operator.history();
     assert_eq!(history.len(), 1);
@@ -241,7 +205,7 @@ fn abort_from_another_terminal_keeps_the_guest_on_its_source() {
         return;
     };
     let operator = Operator::new(&lab, "abort");
-    let source = busy_running(&lab);
+    let (source, _) = lab.busy_running();
     let destination = lab.next_host(&source);
     let (mut child, lines) = operator.spawn(&[
         "migrate",
@@ -268,7 +232,7 @@ fn abort_from_another_terminal_keeps_the_guest_on_its_source() {
     let summary = of_type(&seen, "summary");
     assert_eq!(summary[0]["outcome"], "cancelled", "{seen:?}");
     assert_eq!(summary[0]["runs_on"], source.name.as_str());
-    assert_runs_only_on(&lab, "busy", &source, "after abort");
+    lab.assert_runs_only_on("busy", &source, "after abort");
     assert_eq!(operator.history()[0]["outcome"], "cancelled");
     let (ok, _, stderr) = operator.run(&["abort", "busy"]);
     assert!(!ok, "nothing left to abort");
@@ -281,7 +245,7 @@ fn nova_with_a_short_completion_timeout_aborts_the_busy_guest_on_its_source() {
         return;
     };
     let operator = Operator::new(&lab, "nova");
-    let source = busy_running(&lab);
+    let (source, _) = lab.busy_running();
     let destination = lab.next_host(&source);
     // 2 GiB counted (Nova's minimum per device) × 10 s = a 20 s completion timeout.
     let (ok, stdout, stderr) = operator.run(&[
@@ -307,7 +271,7 @@ fn nova_with_a_short_completion_timeout_aborts_the_busy_guest_on_its_source() {
         "{stdout}"
     );
     assert_eq!(of_type(&lines, "summary")[0]["outcome"], "cancelled");
-    assert_runs_only_on(&lab, "busy", &source, "after nova's timeout");
+    lab.assert_runs_only_on("busy", &source, "after nova's timeout");
 }
 
 #[test]
@@ -316,7 +280,7 @@ fn a_killed_ferry_leaves_the_migration_running_and_resume_finishes_it_under_the_
         return;
     };
     let operator = Operator::new(&lab, "resume");
-    let source = busy_running(&lab);
+    let (source, _) = lab.busy_running();
     let destination = lab.next_host(&source);
     let (mut child, lines) = operator.spawn(&[
         "migrate",
@@ -353,7 +317,7 @@ fn a_killed_ferry_leaves_the_migration_running_and_resume_finishes_it_under_the_
         "the policy acts after the restart: {stdout}"
     );
     assert_eq!(of_type(&lines, "summary")[0]["outcome"], "completed");
-    assert_runs_only_on(&lab, "busy", &destination, "after resume");
+    lab.assert_runs_only_on("busy", &destination, "after resume");
     let history = operator.history();
     assert_eq!(history.len(), 1, "the same migration, not a new one");
     assert_eq!(history[0]["outcome"], "completed");
@@ -385,7 +349,7 @@ fn block_migration_copies_the_local_disk_with_its_content_intact() {
         let lines = json_lines(&stdout);
         let report = &of_type(&lines, "precheck")[0]["report"]["plan"];
         assert_eq!(report["block_migration"], true, "{stdout}");
-        assert_runs_only_on(&lab, "disk", to, "after block migration");
+        lab.assert_runs_only_on("disk", to, "after block migration");
         let image = lab.plan.host_local_pool_dir(to).join("disk-data.qcow2");
         assert_eq!(
             disk_content_sha256(&image),
@@ -449,8 +413,8 @@ fn two_migrations_from_one_host_queue_behind_each_other_and_both_complete() {
     };
     assert!(position("started", 1) > position("summary", 0), "{stdout}");
     assert_eq!(of_type(&lines, "summary").len(), 2);
-    assert_runs_only_on(&lab, "idle", &destination, "first of the queue");
-    assert_runs_only_on(&lab, "disk", &destination, "second of the queue");
+    lab.assert_runs_only_on("idle", &destination, "first of the queue");
+    lab.assert_runs_only_on("disk", &destination, "second of the queue");
     // Put them back where the lab keeps them, in one go again.
     let (ok, stdout, stderr) = operator.run(&["migrate", "idle", "disk", "--to", &idle_host.name]);
     assert!(ok, "back to {}: {stdout}\n{stderr}", idle_host.name);

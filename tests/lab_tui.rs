@@ -180,47 +180,6 @@ impl Drop for AbortLeftovers<'_> {
     }
 }
 
-/// The busy guest running with its workload going, on whatever host it is. Returns its host
-/// and whether it was already running (a test that started it stops it again).
-fn busy_running(lab: &Lab) -> (LabHost, bool) {
-    let (source, facts) = lab.host_of("busy");
-    let was_running = facts.state == DomainRunState::Running;
-    if !was_running {
-        let offset = lab.console_length(&source, "busy");
-        lab.set_running(&source, "busy", true);
-        lab.wait_for_console(
-            &source,
-            "busy",
-            offset,
-            "workload running",
-            Duration::from_secs(90),
-        )
-        .unwrap();
-    }
-    (source, was_running)
-}
-
-/// The guest runs on `expected` and is defined nowhere else.
-fn assert_runs_only_on(lab: &Lab, guest: &str, expected: &LabHost, why: &str) {
-    let placements = lab.placements(guest);
-    let hosts: Vec<&str> = placements.iter().map(|(h, _)| h.name.as_str()).collect();
-    assert_eq!(
-        hosts,
-        vec![expected.name.as_str()],
-        "{why}: {guest} is defined on {hosts:?}"
-    );
-    assert_eq!(
-        placements[0].1.state,
-        DomainRunState::Running,
-        "{why}: {guest} runs (not paused) on {}",
-        expected.name
-    );
-    assert!(
-        !placements[0].1.job_running,
-        "{why}: no job left on {guest}"
-    );
-}
-
 /// Rows of the instances list showing `guest`: "│busy  hv2  running …".
 fn instance_rows<'a>(screen: &'a str, guest: &str) -> Vec<&'a str> {
     let name = Regex::new(&format!(r"│\s*{}\s", regex::escape(guest))).unwrap();
@@ -347,7 +306,7 @@ fn tui_launches_aborts_and_force_completes_a_migration_of_busy() {
     let Some(lab) = lab_or_skip("tui_launch_abort_force_complete") else {
         return;
     };
-    let (source, was_running) = busy_running(&lab);
+    let (source, was_running) = lab.busy_running();
     let destination = lab.next_host(&source);
     let _leftovers = AbortLeftovers {
         lab: &lab,
@@ -393,7 +352,7 @@ fn tui_launches_aborts_and_force_completes_a_migration_of_busy() {
             outcome.is_match(s) && s.contains(" 0 running ")
         });
     println!("after abort:\n{cancelled}");
-    assert_runs_only_on(&lab, "busy", &source, "after abort from the TUI");
+    lab.assert_runs_only_on("busy", &source, "after abort from the TUI");
 
     // 3. Launch again and force-complete: no post-copy permitted, so busy is paused until
     // the copy catches up, then resumed on the destination.
@@ -428,12 +387,7 @@ fn tui_launches_aborts_and_force_completes_a_migration_of_busy() {
                 && s.contains(&format!("nothing: busy runs on {}", destination.name))
         });
     println!("after force-complete:\n{completed}");
-    assert_runs_only_on(
-        &lab,
-        "busy",
-        &destination,
-        "after force-complete from the TUI",
-    );
+    lab.assert_runs_only_on("busy", &destination, "after force-complete from the TUI");
 
     // The migrations list keeps both, with how each ended.
     console.keys(&["Escape"]);

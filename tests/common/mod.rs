@@ -131,6 +131,48 @@ impl Lab {
             .unwrap_or_else(|e| panic!("{guest} on {}: {e}", host.name));
     }
 
+    /// Starts the busy guest where it is if it is off, and waits for this boot's "workload
+    /// running" banner (a guest still booting has touched little memory and would converge on
+    /// its own). Returns its host and whether it was already running.
+    pub fn busy_running(&self) -> (LabHost, bool) {
+        let (source, facts) = self.host_of("busy");
+        let was_running = facts.state == ferry::libvirt::facts::DomainRunState::Running;
+        if !was_running {
+            let offset = self.console_length(&source, "busy");
+            self.set_running(&source, "busy", true);
+            self.wait_for_console(
+                &source,
+                "busy",
+                offset,
+                "workload running",
+                Duration::from_secs(90),
+            )
+            .unwrap();
+        }
+        (source, was_running)
+    }
+
+    /// The guest runs (not paused) on `expected`, with no job left, and is defined nowhere else.
+    pub fn assert_runs_only_on(&self, guest: &str, expected: &LabHost, why: &str) {
+        let placements = self.placements(guest);
+        let hosts: Vec<&str> = placements.iter().map(|(h, _)| h.name.as_str()).collect();
+        assert_eq!(
+            hosts,
+            vec![expected.name.as_str()],
+            "{why}: {guest} is defined on {hosts:?}"
+        );
+        assert_eq!(
+            placements[0].1.state,
+            ferry::libvirt::facts::DomainRunState::Running,
+            "{why}: {guest} runs (not paused) on {}",
+            expected.name
+        );
+        assert!(
+            !placements[0].1.job_running,
+            "{why}: no job left on {guest}"
+        );
+    }
+
     pub fn console_log(&self, host: &LabHost, guest: &str) -> PathBuf {
         self.plan.console_log(host, guest)
     }
