@@ -289,7 +289,8 @@ fn a_killed_ferry_leaves_the_migration_running_and_resume_finishes_it_under_the_
         &destination.name,
         "--bandwidth",
         "100",
-        "--postcopy",
+        // No post-copy: the ladder alone must finish it, so the policy still has work to do
+        // after the restart (with post-copy permitted, adaptive switches at pass 2).
         "--json",
     ]);
     let mut seen = Vec::new();
@@ -377,10 +378,13 @@ fn two_migrations_from_one_host_queue_behind_each_other_and_both_complete() {
     let operator = Operator::new(&lab, "queue");
     let (idle_host, _) = lab.host_of("idle");
     let (disk_host, _) = lab.host_of("disk");
-    assert_eq!(
-        idle_host.name, disk_host.name,
-        "the lab keeps idle and disk on one host"
-    );
+    let setup_migrations = usize::from(idle_host.name != disk_host.name);
+    if idle_host.name != disk_host.name {
+        // An earlier test left idle elsewhere: bring it next to disk first.
+        let (ok, stdout, stderr) = operator.run(&["migrate", "idle", "--to", &disk_host.name]);
+        assert!(ok, "setup: idle to {}: {stdout}\n{stderr}", disk_host.name);
+    }
+    let idle_host = disk_host;
     let destination = lab.next_host(&idle_host);
     let (ok, stdout, stderr) = operator.run(&[
         "migrate",
@@ -418,5 +422,5 @@ fn two_migrations_from_one_host_queue_behind_each_other_and_both_complete() {
     // Put them back where the lab keeps them, in one go again.
     let (ok, stdout, stderr) = operator.run(&["migrate", "idle", "disk", "--to", &idle_host.name]);
     assert!(ok, "back to {}: {stdout}\n{stderr}", idle_host.name);
-    assert_eq!(operator.history().len(), 4);
+    assert_eq!(operator.history().len(), 4 + setup_migrations);
 }

@@ -326,6 +326,8 @@ impl Monitor<'_> {
             format!("reading job statistics ({instance})"),
             self.plan.call_timeout,
             move |connect| match connect.lookup_domain_by_name(&instance) {
+                // A shut-off domain has no job (and libvirt refuses to be asked).
+                Ok(domain) if !domain.is_active().unwrap_or(true) => Ok(Some(None)),
                 Ok(domain) => job_stats::job_stats(&domain, false).map(Some),
                 Err(error) if error.code().is(ErrorNumber::NoDomain) => Ok(None),
                 Err(error) => Err(LibvirtError::call(format!("looking up {instance}"), error)),
@@ -534,6 +536,9 @@ fn run(
                 format!("reading the running job ({instance})"),
                 plan.call_timeout,
                 move |connect| match connect.lookup_domain_by_name(&instance) {
+                    // Shut off on the source: the job is over (a completed migration whose
+                    // caller died leaves the definition behind); the outcome check decides.
+                    Ok(d) if !d.is_active().unwrap_or(true) => Ok(Some((None, None))),
                     Ok(d) => Ok(Some((
                         job_stats::job_stats(&d, false)?,
                         job_stats::max_downtime_ms(&d).ok(),
@@ -743,24 +748,45 @@ fn finish(monitor: &mut Monitor, migrate_result: Result<(), LibvirtError>) -> Li
     let total_time_ms = monitor.elapsed_ms();
     let destination = HostConnection::open(&plan.destination.uri, plan.call_timeout);
     let instance = plan.instance_name.clone();
-    let state_on = |connection: &HostConnection| {
-        on_domain(
-            connection,
-            &instance,
-            plan.call_timeout,
-            "reading state",
-            |d| {
-                d.is_active()
-                    .map_err(|e| LibvirtError::call("reading state", e))
-            },
-        )
-    };
-    let on_source = state_on(&monitor.source);
-    let on_destination = destination.as_ref().map(state_on);
-    let destination_running = matches!(on_destination, Ok(Ok(true)));
-    let source_defined = on_source.is_ok();
+    let presence_on = |connection: &HostConnection| presence(connection, &instance, plan);
+    let on_source = presence_on(&monitor.source);
+    let on_destination = destination
+        .as_ref()
+        .map(presence_on)
+        .unwrap_or_else(|error| Presence::Unknown(error.to_string()));
 
-    if migrate_result.is_ok() && destination_running && !source_defined {
+    // The guest runs on the destination and the source holds no running copy: it moved,
+    // whatever the migrate call said (it may have lost its caller, a ferry that died).
+    let moved = on_destination == Presence::Active
+        && matches!(on_source, Presence::Absent | Presence::Inactive);
+    if moved {
+        if on_source == Presence::Inactive {
+            // UNDEFINE_SOURCE is carried out by the migrate call's own confirm step; when its
+            // caller died mid-way, libvirt leaves the inactive source definition behind.
+            let undefined = on_domain(
+                &monitor.source,
+                &instance,
+                plan.call_timeout,
+                "removing the source's inactive definition",
+                |d| {
+                    if d.is_active().unwrap_or(true) {
+                        return Ok(false);
+                    }
+                    d.undefine()
+                        .map(|_| true)
+                        .map_err(|e| LibvirtError::call("undefining", e))
+                },
+            );
+            monitor.send(MigrationUpdate::Warning {
+                message: match undefined {
+                    Ok(true) => "the source kept an inactive definition (its migrate call had \
+                                 lost its caller); removed, as UNDEFINE_SOURCE asks"
+                        .to_string(),
+                    Ok(false) => "the source's copy became active again; left alone".to_string(),
+                    Err(error) => format!("the source's inactive definition stays: {error}"),
+                },
+            });
+        }
         let destination = destination.expect("destination answered");
         // Nova's force-complete without post-copy pauses the guest: it resumes where it ends.
         if !plan.guest_was_paused {
@@ -820,14 +846,33 @@ fn finish(monitor: &mut Monitor, migrate_result: Result<(), LibvirtError>) -> Li
     // Not on the destination alone: if the source still holds the guest, it stays there,
     // running, and any copy on the destination is a leftover. If the source lost it but the
     // destination runs it (post-copy), the guest is there and nothing is removed.
-    let detail = match (&migrate_result, &monitor.abort_requested) {
+    let mut detail = match (&migrate_result, &monitor.abort_requested) {
         (_, Some(reason)) => reason.clone(),
         (Err(error), None) => error.to_string(),
         (Ok(()), None) => "libvirt reported success but the guest is not running on the \
                            destination alone"
             .to_string(),
     };
-    if source_defined {
+    // A failure in post-copy splits the guest's memory between the hosts: neither copy may be
+    // destroyed, and only the operator can recover it (libvirt's post-copy recovery).
+    if monitor.in_post_copy {
+        detail = format!(
+            "{detail}; post-copy had started, so nothing was rolled back: the guest's memory is \
+             split between {} and {}; recover it with `virsh migrate --postcopy-resume` or \
+             decide which copy to keep",
+            plan.source.name, plan.destination.name
+        );
+    } else if on_source != Presence::Active {
+        // No running copy on the source to roll back to: touching the destination could
+        // destroy the only copy. Left as found, for the operator.
+        detail = format!(
+            "{detail}; the source holds no running copy ({}), the destination {}: nothing was \
+             removed; check both hosts",
+            on_source.describe(),
+            on_destination.describe()
+        );
+    }
+    if on_source == Presence::Active && !monitor.in_post_copy {
         if !plan.guest_was_paused {
             let _ = on_domain(
                 &monitor.source,
@@ -880,6 +925,52 @@ fn finish(monitor: &mut Monitor, migrate_result: Result<(), LibvirtError>) -> Li
         });
         LiveOutcome::Failed { detail }
     }
+}
+
+/// Where the guest stands on one host, as the outcome check needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Presence {
+    /// Running or paused.
+    Active,
+    /// Defined, not running.
+    Inactive,
+    Absent,
+    /// The host did not answer: no conclusion may be drawn.
+    Unknown(String),
+}
+
+impl Presence {
+    fn describe(&self) -> String {
+        match self {
+            Presence::Active => "has it active".into(),
+            Presence::Inactive => "has it defined but shut off".into(),
+            Presence::Absent => "does not have it".into(),
+            Presence::Unknown(error) => format!("could not be asked: {error}"),
+        }
+    }
+}
+
+fn presence(connection: &HostConnection, instance: &str, plan: &LiveMigrationPlan) -> Presence {
+    let name = instance.to_string();
+    let answer = connection.call(
+        format!("reading the state of {instance}"),
+        plan.call_timeout,
+        move |connect| match connect.lookup_domain_by_name(&name) {
+            Ok(domain) => domain
+                .is_active()
+                .map(|active| {
+                    if active {
+                        Presence::Active
+                    } else {
+                        Presence::Inactive
+                    }
+                })
+                .map_err(|e| LibvirtError::call("reading state", e)),
+            Err(error) if error.code().is(ErrorNumber::NoDomain) => Ok(Presence::Absent),
+            Err(error) => Err(LibvirtError::call(format!("looking up {name}"), error)),
+        },
+    );
+    answer.unwrap_or_else(|error| Presence::Unknown(error.to_string()))
 }
 
 fn resume_if_paused(domain: &Domain) -> Result<(), LibvirtError> {
