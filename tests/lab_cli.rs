@@ -424,3 +424,68 @@ fn two_migrations_from_one_host_queue_behind_each_other_and_both_complete() {
     assert!(ok, "back to {}: {stdout}\n{stderr}", idle_host.name);
     assert_eq!(operator.history().len(), 4 + setup_migrations);
 }
+
+#[test]
+fn a_migration_that_ends_while_ferry_is_dead_is_settled_by_resume() {
+    let Some(lab) = lab_or_skip("ended_while_ferry_dead") else {
+        return;
+    };
+    let operator = Operator::new(&lab, "ended-while-dead");
+    let (source, _) = lab.busy_running();
+    let destination = lab.next_host(&source);
+    // With post-copy permitted, adaptive switches at the start of pass 2; killed there, ferry
+    // is gone while libvirt finishes the move without the caller that would undefine the
+    // source.
+    let (mut child, lines) = operator.spawn(&[
+        "migrate",
+        "busy",
+        "--to",
+        &destination.name,
+        "--bandwidth",
+        "100",
+        "--postcopy",
+        "--json",
+    ]);
+    // Killed once the switch to post-copy was carried out (the policy line follows the call).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut seen = Vec::new();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no switch to post-copy: {seen:?}"
+        );
+        let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) else {
+            continue;
+        };
+        let switched = line["type"] == "policy"
+            && line["reason"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("→ post-copy");
+        seen.push(line);
+        if switched {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lab
+        .placements("busy")
+        .iter()
+        .any(|(_, facts)| facts.job_running)
+    {
+        assert!(Instant::now() < deadline, "the job ends on its own");
+        thread::sleep(Duration::from_secs(1));
+    }
+    let (ok, stdout, stderr) = operator.run(&["resume", "--json"]);
+    assert!(ok, "ferry resume: {stdout}\n{stderr}");
+    let lines = json_lines(&stdout);
+    assert_eq!(
+        of_type(&lines, "summary")[0]["outcome"],
+        "completed",
+        "{stdout}"
+    );
+    lab.assert_runs_only_on("busy", &destination, "moved while ferry was dead");
+    assert_eq!(operator.history()[0]["outcome"], "completed");
+}
