@@ -391,8 +391,9 @@ fn tui_launches_aborts_and_force_completes_a_migration_of_busy() {
 
     // The migrations list keeps both, with how each ended.
     console.keys(&["Escape"]);
+    // Wait for the list itself: the detail's status bar shows the same counters.
     let list = console.wait_for_screen("both migrations listed", Duration::from_secs(10), |s| {
-        s.contains("0 running") && s.contains("2 recent")
+        s.contains("┌ Migrations") && s.contains("0 running") && s.contains("2 recent")
     });
     assert!(list.contains("cancelled"), "{list}");
     assert!(list.contains("completed in"), "{list}");
