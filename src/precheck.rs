@@ -186,6 +186,17 @@ impl PrecheckReport {
             .filter(|c| matches!(c.outcome, CheckOutcome::Fail { .. }))
     }
 
+    /// The failed checks' reasons, "; "-joined: what an operator must fix before retrying.
+    pub fn failure_reasons(&self) -> String {
+        self.failures()
+            .filter_map(|check| match &check.outcome {
+                CheckOutcome::Fail { reason } => Some(reason.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     pub fn outcome(&self, id: CheckId) -> Option<&CheckOutcome> {
         self.checks.iter().find(|c| c.id == id).map(|c| &c.outcome)
     }

@@ -7,11 +7,13 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use ferry::config::Config;
 use ferry::engine::control::{self, ControlError};
-use ferry::engine::history::{self, History, MigrationKind};
-use ferry::engine::live::{LiveMigrationPlan, MigrationUpdate, OperatorCommand};
+use ferry::engine::history::{self, History};
+use ferry::engine::live::{MigrationUpdate, OperatorCommand};
 use ferry::engine::options::{self, LiveOptions};
 use ferry::engine::report::{self, ProgressLine, Summary};
-use ferry::engine::supervisor::{Supervisor, SupervisorEvent, SupervisorSettings};
+use ferry::engine::supervisor::{
+    unfinished_live_migrations, Supervisor, SupervisorEvent, SupervisorSettings,
+};
 use ferry::libvirt::precheck_facts;
 use ferry::libvirt::{job_stats, HostConnection, LibvirtError};
 use ferry::precheck::{render_report, PrecheckFacts, PrecheckReport};
@@ -143,15 +145,7 @@ fn auto_destination(
             let verdict = if candidate.report.passed() {
                 "passes, less free memory".to_string()
             } else {
-                candidate
-                    .report
-                    .failures()
-                    .map(|f| match &f.outcome {
-                        ferry::precheck::CheckOutcome::Fail { reason } => reason.clone(),
-                        _ => String::new(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                candidate.report.failure_reasons()
             };
             println!("auto: {} not chosen: {verdict}", candidate.host);
         }
@@ -176,24 +170,11 @@ fn auto_destination(
 pub fn resume(output: Output) -> Result<ExitCode> {
     let path = history::default_path();
     let history = History::open(&path)?;
-    let mut plans = Vec::new();
-    let mut ids = Vec::new();
-    for record in history.unfinished()? {
-        if record.kind != MigrationKind::Live || record.outcome.is_some() {
-            continue;
-        }
-        match serde_json::from_value::<LiveMigrationPlan>(record.plan.clone()) {
-            Ok(plan) => {
-                ids.push(record.id);
-                plans.push(plan);
-            }
-            Err(error) => eprintln!(
-                "ferry: migration {} of {}: its stored plan cannot be read ({error}); \
-                 check the guest with `ferry instances`",
-                record.id, record.instance_name
-            ),
-        }
+    let unfinished = unfinished_live_migrations(&history)?;
+    for problem in &unfinished.unreadable {
+        eprintln!("ferry: {problem}");
     }
+    let plans = unfinished.resumable;
     if plans.is_empty() {
         println!(
             "nothing to resume: no unfinished live migration in {}",
@@ -205,7 +186,7 @@ pub fn resume(output: Output) -> Result<ExitCode> {
         history,
         limits: Default::default(),
     });
-    for (id, plan) in ids.iter().zip(&plans) {
+    for (id, plan) in &plans {
         supervisor.resume(*id, plan.clone());
     }
     let completed = watch(&supervisor, plans.len(), output)?;

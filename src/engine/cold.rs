@@ -225,16 +225,7 @@ pub fn plan(
     options: &ColdOptions,
 ) -> Result<ColdPlanning, ColdPlanError> {
     let timeout = config.call_timeout();
-    let target_of = |name: &str| {
-        config
-            .hosts
-            .iter()
-            .find(|h| h.name.as_str() == name)
-            .map(|h| HostTarget {
-                name: name.to_string(),
-                uri: h.uri.clone(),
-            })
-    };
+    let target_of = |name: &str| HostTarget::from_config(config, name);
     let destination_target =
         target_of(destination).ok_or_else(|| ColdPlanError::UnknownDestination {
             name: destination.to_string(),

@@ -29,6 +29,20 @@ pub struct HostTarget {
     pub uri: String,
 }
 
+impl HostTarget {
+    /// The host as the config names it, with its URI; None for a host the config lacks.
+    pub fn from_config(config: &crate::config::Config, name: &str) -> Option<HostTarget> {
+        config
+            .hosts
+            .iter()
+            .find(|h| h.name.as_str() == name)
+            .map(|h| HostTarget {
+                name: name.to_string(),
+                uri: h.uri.clone(),
+            })
+    }
+}
+
 /// What the operator asked for, after prechecks. Kept in the history as JSON, so that a
 /// restarted ferry can resume monitoring the migration under the same policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -95,16 +95,7 @@ pub fn live_plan(
     report: &PrecheckReport,
     options: &LiveOptions,
 ) -> Option<LiveMigrationPlan> {
-    let target = |name: &str| {
-        config
-            .hosts
-            .iter()
-            .find(|h| h.name.as_str() == name)
-            .map(|h| HostTarget {
-                name: name.to_string(),
-                uri: h.uri.clone(),
-            })
-    };
+    let target = |name: &str| HostTarget::from_config(config, name);
     let policy = policy_choice(&config.migration, options);
     let bandwidth = options
         .bandwidth_mib_per_second

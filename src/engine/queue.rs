@@ -14,6 +14,7 @@ use std::num::NonZeroUsize;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::units::ordinal;
 use crate::model::HostName;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,18 +91,6 @@ impl<R: fmt::Display> QueuePosition<R> {
             }
         }
     }
-}
-
-/// "1st", "2nd", "3rd", "11th", "22nd".
-fn ordinal(place: usize) -> String {
-    let suffix = match (place % 10, place % 100) {
-        (_, 11..=13) => "th",
-        (1, _) => "st",
-        (2, _) => "nd",
-        (3, _) => "rd",
-        _ => "th",
-    };
-    format!("{place}{suffix}")
 }
 
 /// Why a queued request has not started.

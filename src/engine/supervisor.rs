@@ -81,6 +81,34 @@ enum Inbox {
     },
 }
 
+/// What a restarted ferry must take over: the live migrations the history shows unfinished
+/// (a ferry that died left them to libvirt, which carried on).
+#[derive(Debug, Default)]
+pub struct Unfinished {
+    pub resumable: Vec<(MigrationId, LiveMigrationPlan)>,
+    /// Those whose stored plan cannot be read, each with why, for the operator to check.
+    pub unreadable: Vec<String>,
+}
+
+pub fn unfinished_live_migrations(history: &History) -> Result<Unfinished, history::HistoryError> {
+    let mut found = Unfinished::default();
+    for record in history.unfinished()? {
+        // An outcome here means a cold migration awaiting confirm, not a running job.
+        if record.kind != MigrationKind::Live || record.outcome.is_some() {
+            continue;
+        }
+        match serde_json::from_value::<LiveMigrationPlan>(record.plan) {
+            Ok(plan) => found.resumable.push((record.id, plan)),
+            Err(error) => found.unreadable.push(format!(
+                "migration {} of {}: its stored plan cannot be read ({error}); check the guest \
+                 with `ferry instances`",
+                record.id, record.instance_name
+            )),
+        }
+    }
+    Ok(found)
+}
+
 pub struct Supervisor {
     inbox: Sender<Inbox>,
     pub events: Receiver<SupervisorEvent>,

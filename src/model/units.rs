@@ -40,6 +40,18 @@ pub fn format_duration_ms(ms: u64) -> String {
     }
 }
 
+/// "1st", "2nd", "3rd", "11th", "22nd": a place in a queue, for people.
+pub fn ordinal(place: usize) -> String {
+    let suffix = match (place % 10, place % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{place}{suffix}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! by [`MigrationEvent`]s, which the runtime forwards from the queue and the engine's update
 //! channels. Views draw from it; keys never change it (they produce actions instead).
 
+use crate::model::units::ordinal;
 use std::time::SystemTime;
 
 use crate::engine::history::{MigrationId, MigrationKind};
@@ -520,18 +521,6 @@ impl MigrationStore {
             }
         }
     }
-}
-
-/// "1st", "2nd", "3rd", "11th".
-fn ordinal(place: usize) -> String {
-    let suffix = match (place % 10, place % 100) {
-        (_, 11..=13) => "th",
-        (1, _) => "st",
-        (2, _) => "nd",
-        (3, _) => "rd",
-        _ => "th",
-    };
-    format!("{place}{suffix}")
 }
 
 #[cfg(test)]

@@ -22,10 +22,12 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 
 use crate::config::Config;
-use crate::engine::history::{self, History, MigrationKind};
+use crate::engine::history::{self, History};
 use crate::engine::live::LiveMigrationPlan;
 use crate::engine::options;
-use crate::engine::supervisor::{Supervisor, SupervisorEvent, SupervisorSettings};
+use crate::engine::supervisor::{
+    unfinished_live_migrations, Supervisor, SupervisorEvent, SupervisorSettings,
+};
 use crate::inventory::{spawn_workers, Inventory, InventoryEvent};
 use crate::libvirt::precheck_facts;
 use crate::model::HostName;
@@ -64,25 +66,25 @@ struct Bridge {
 
 impl Bridge {
     fn start(config: &Config, events: mpsc::Sender<AppEvent>) -> Bridge {
+        let mut unreadable = Vec::new();
         let supervisor = History::open(&history::default_path())
             .map_err(|e| format!("migrations are unavailable: {e}"))
             .map(|history| {
-                let unfinished = history.unfinished().unwrap_or_default();
+                let unfinished = unfinished_live_migrations(&history).unwrap_or_default();
+                unreadable = unfinished.unreadable;
                 let supervisor = Supervisor::start(SupervisorSettings {
                     history,
                     limits: config.migration.queue_limits(),
                 });
                 // A ferry that died left these to libvirt: watch them again.
-                for record in unfinished {
-                    if record.kind != MigrationKind::Live || record.outcome.is_some() {
-                        continue;
-                    }
-                    if let Ok(plan) = serde_json::from_value::<LiveMigrationPlan>(record.plan) {
-                        supervisor.resume(record.id, plan);
-                    }
+                for (id, plan) in unfinished.resumable {
+                    supervisor.resume(id, plan);
                 }
                 supervisor
             });
+        for problem in unreadable {
+            let _ = events.send(AppEvent::Notice(problem));
+        }
         Bridge {
             config: config.clone(),
             supervisor,
@@ -201,14 +203,7 @@ impl Bridge {
                 Ok((_, report)) if !report.passed() => AppEvent::Notice(format!(
                     "{} not started: {}",
                     request.instance_name,
-                    report
-                        .failures()
-                        .map(|f| match &f.outcome {
-                            crate::precheck::CheckOutcome::Fail { reason } => reason.clone(),
-                            _ => String::new(),
-                        })
-                        .collect::<Vec<_>>()
-                        .join("; ")
+                    report.failure_reasons()
                 )),
                 Ok((facts, report)) => {
                     match options::live_plan(&config, &facts, &report, &options) {
