@@ -13,8 +13,11 @@
 
 mod common;
 
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use common::{disk_content_sha256, lab_or_skip, Lab, CALL_TIMEOUT};
@@ -992,6 +995,325 @@ fn operator_abort_mid_copy_leaves_the_shut_off_guest_as_it_was() {
     );
     assert_eq!(presence(&lab, &destination, "cold-b"), None);
     assert!(!volume_exists(&lab, &destination, "cold-b"));
+}
+
+/// Updates the migration has already sent, without waiting for more (printed as `collect` does).
+fn take_pending(updates: &Receiver<ColdUpdate>) -> Vec<ColdUpdate> {
+    let pending: Vec<ColdUpdate> = updates.try_iter().collect();
+    for update in &pending {
+        if !matches!(update, ColdUpdate::Progress(_)) {
+            eprintln!("  {}", serde_json::to_string(update).unwrap());
+        }
+    }
+    pending
+}
+
+/// A domain an operator defined by hand, not ferry's. Removed when dropped (pass or fail), by
+/// its UUID, so that no other domain of the same name is touched.
+struct OperatorDomain<'a> {
+    lab: &'a Lab,
+    host: LabHost,
+    uuid: String,
+}
+
+impl OperatorDomain<'_> {
+    /// Defines (does not start) a small domain called `name` on `host`; libvirt picks its UUID.
+    fn define<'a>(lab: &'a Lab, host: &LabHost, name: &str) -> OperatorDomain<'a> {
+        let xml = format!(
+            "<domain type='qemu'>
+  <name>{name}</name>
+  <description>an operator's own domain, not made by ferry</description>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+</domain>
+"
+        );
+        let defined = lab
+            .connect(host)
+            .define_domain(&xml, CALL_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{}: defining the operator's {name}: {e}", host.name));
+        OperatorDomain {
+            lab,
+            host: host.clone(),
+            uuid: defined.uuid,
+        }
+    }
+}
+
+impl Drop for OperatorDomain<'_> {
+    fn drop(&mut self) {
+        match HostConnection::open(&self.lab.plan.uri(&self.host), CALL_TIMEOUT) {
+            Ok(connection) => {
+                let _ =
+                    connection.undefine_domain(&DomainKey::Uuid(self.uuid.clone()), CALL_TIMEOUT);
+            }
+            Err(e) => eprintln!("cleanup: {} unreachable: {e}", self.host.name),
+        }
+    }
+}
+
+/// The destination refuses the definition: while the disks were being copied, an operator
+/// defined another domain of the same name there (another UUID), too late for the prechecks
+/// to see it. libvirt then refuses ferry's define, and the rollback must leave that domain be.
+#[test]
+fn a_definition_refused_by_the_destination_rolls_back_and_spares_the_operators_domain() {
+    let Some(lab) = lab_or_skip(
+        "a_definition_refused_by_the_destination_rolls_back_and_spares_the_operators_domain",
+    ) else {
+        return;
+    };
+    let guests = set_up(
+        &lab,
+        &[GuestSpec {
+            name: "cold-e",
+            running: true,
+            acpi: Acpi::PowerOff,
+            seed: 0xc01d_e000,
+        }],
+    );
+    let source = lab.plan.hosts[0].clone();
+    let destination = lab.next_host(&source);
+    let plan = plan_for(
+        &lab,
+        "cold-e",
+        &destination,
+        ColdOptions {
+            // About 8 s of copying: time to put the conflict in place before the define.
+            copy_bandwidth_mib_per_second: Some(4),
+            ..ColdOptions::default()
+        },
+    );
+    let source_console = lab.console_length(&source, "cold-e");
+    let handle = cold::start(plan.clone());
+    let mut updates = collect(
+        &handle.updates,
+        |u| matches!(u, ColdUpdate::Progress(p) if !p.verifying && p.bytes_done >= 4 << 20),
+    );
+    // Declared after the guests, so dropped (undefined) before them.
+    let operators = OperatorDomain::define(&lab, &destination, "cold-e");
+    eprintln!(
+        "{}: the operator's cold-e defined, UUID {}",
+        destination.name, operators.uuid
+    );
+    assert_ne!(operators.uuid, plan.instance_uuid);
+    // The engine announces Defining before it calls libvirt: not announced yet means ferry's
+    // define comes after the conflict is in place, however the timing falls.
+    updates.extend(take_pending(&handle.updates));
+    assert!(
+        !has_phase(&updates, |p| *p == ColdPhase::Defining),
+        "the migration reached its define before the conflict was in place; copy slower"
+    );
+    updates.extend(collect(&handle.updates, |_| false));
+    let outcome = handle.thread.join().unwrap();
+    let ColdOutcome::RolledBack { detail, leftovers } = &outcome else {
+        panic!("expected rolled back, got {outcome:?}");
+    };
+    eprintln!("rolled back: {detail}");
+    assert!(
+        detail.starts_with(&format!("{}: the definition was refused", destination.name)),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(&operators.uuid),
+        "libvirt's refusal names the domain in the way: {detail}"
+    );
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    assert!(
+        updates
+            .iter()
+            .any(|u| matches!(u, ColdUpdate::Verified { target, .. } if target == "vdb")),
+        "the copy was whole and verified before the define"
+    );
+    assert!(updates
+        .iter()
+        .any(|u| matches!(u, ColdUpdate::RollbackStep { description }
+        if description.contains("deleted the partial copy"))));
+
+    // Ferry removes only what it made: the operator's domain is still there, as it was.
+    let on_destination =
+        presence(&lab, &destination, "cold-e").expect("the operator's cold-e is still defined");
+    assert_eq!(on_destination.uuid, operators.uuid);
+    assert!(on_destination.persistent && !on_destination.active);
+    assert!(!updates
+        .iter()
+        .any(|u| matches!(u, ColdUpdate::RollbackStep { description }
+        if description.contains("definition") || description.contains("stopped"))));
+    assert!(!volume_exists(&lab, &destination, "cold-e"));
+
+    lab.wait_for_console(&source, "cold-e", source_console, "up: acpi=", BOOT_TIMEOUT)
+        .unwrap();
+    let on_source = presence(&lab, &source, "cold-e").unwrap();
+    assert!(on_source.active, "started again on its source");
+    assert_eq!(on_source.uuid, plan.instance_uuid);
+    assert_eq!(
+        disk_sha256_on(&lab, &source, "cold-e"),
+        guests.sha256_of("cold-e")
+    );
+}
+
+/// Where the destination copy is corrupted: inside the guest data, past the qcow2 metadata
+/// (header, refcount and L1/L2 tables fill the first few 64 KiB clusters of a 64 MiB image)
+/// and past the 192 KiB file libvirt creates for the empty volume before the upload.
+const CORRUPTION_OFFSET_BYTES: u64 = 2 << 20;
+const CORRUPTION_LENGTH_BYTES: usize = 4096;
+
+/// Waits until the file at `path` is at least `length_bytes` long; returns it opened for
+/// reading and writing (never created: a deleted copy stays deleted).
+fn wait_for_file_length(path: &Path, length_bytes: u64, timeout: Duration) -> File {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(file) = OpenOptions::new().read(true).write(true).open(path) {
+            if file.metadata().unwrap().len() >= length_bytes {
+                return file;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not reach {length_bytes} bytes within {timeout:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn file_sha256(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// The copy that landed on the destination is not what the source sent: a few bytes of the
+/// destination file are overwritten on disk while the upload is still running. The read-back
+/// must catch it, and the migration roll back with the source untouched.
+#[test]
+fn a_copy_corrupted_on_the_destination_fails_verification_and_rolls_back() {
+    let Some(lab) =
+        lab_or_skip("a_copy_corrupted_on_the_destination_fails_verification_and_rolls_back")
+    else {
+        return;
+    };
+    let guests = set_up(
+        &lab,
+        &[GuestSpec {
+            name: "cold-f",
+            running: true,
+            acpi: Acpi::PowerOff,
+            seed: 0xc01d_f000,
+        }],
+    );
+    let source = lab.plan.hosts[0].clone();
+    let destination = lab.next_host(&source);
+    let plan = plan_for(
+        &lab,
+        "cold-f",
+        &destination,
+        ColdOptions {
+            // About 8 s of copying, most of it after the corrupted range is written.
+            copy_bandwidth_mib_per_second: Some(4),
+            ..ColdOptions::default()
+        },
+    );
+    let source_image = lab
+        .plan
+        .host_local_pool_dir(&source)
+        .join(data_volume_name("cold-f"));
+    let copy_path = lab
+        .plan
+        .host_local_pool_dir(&destination)
+        .join(data_volume_name("cold-f"));
+    let source_console = lab.console_length(&source, "cold-f");
+    let handle = cold::start(plan.clone());
+    let mut updates = collect(
+        &handle.updates,
+        |u| matches!(u, ColdUpdate::Progress(p) if !p.verifying && p.bytes_done >= 4 << 20),
+    );
+    // The guest is off while its disk is copied and nothing else writes the image, so these
+    // are the bytes the source streams. Their complement differs from them in every byte.
+    let offset = CORRUPTION_OFFSET_BYTES as usize;
+    let source_bytes = std::fs::read(&source_image).unwrap();
+    let corruption: Vec<u8> = source_bytes[offset..offset + CORRUPTION_LENGTH_BYTES]
+        .iter()
+        .map(|b| !b)
+        .collect();
+    let mut expected_landed = source_bytes.clone();
+    expected_landed[offset..offset + CORRUPTION_LENGTH_BYTES].copy_from_slice(&corruption);
+    // The upload writes the file front to back through one stream into a file that starts at
+    // 192 KiB: once the file is longer than the range, the range holds the upload's bytes and
+    // nothing writes there again before the read-back. A MiB of margin all the same.
+    let copy = wait_for_file_length(
+        &copy_path,
+        CORRUPTION_OFFSET_BYTES + CORRUPTION_LENGTH_BYTES as u64 + (1 << 20),
+        Duration::from_secs(60),
+    );
+    copy.write_all_at(&corruption, CORRUPTION_OFFSET_BYTES)
+        .unwrap();
+    copy.sync_data().unwrap();
+    eprintln!(
+        "{}: {CORRUPTION_LENGTH_BYTES} bytes at {CORRUPTION_OFFSET_BYTES} of {} overwritten",
+        destination.name,
+        copy_path.display()
+    );
+    // The engine announces Verifying before it opens the read-back: not announced yet means
+    // the read-back starts after the corruption, however the timing falls.
+    updates.extend(take_pending(&handle.updates));
+    assert!(
+        !has_phase(&updates, |p| matches!(p, ColdPhase::Verifying { .. })),
+        "the copy finished before the corruption landed; copy slower"
+    );
+    updates.extend(collect(&handle.updates, |_| false));
+    let outcome = handle.thread.join().unwrap();
+    // Read through the still-open file, deleted by now: the corruption was there to the end.
+    let mut held = vec![0u8; CORRUPTION_LENGTH_BYTES];
+    copy.read_exact_at(&mut held, CORRUPTION_OFFSET_BYTES)
+        .unwrap();
+    assert_eq!(held, corruption, "the corrupted range was written again");
+    drop(copy);
+
+    let ColdOutcome::RolledBack { detail, leftovers } = &outcome else {
+        panic!("expected rolled back, got {outcome:?}");
+    };
+    eprintln!("rolled back: {detail}");
+    assert!(
+        detail.starts_with(&format!(
+            "vdb: the copy on {} differs from the source on {}",
+            destination.name, source.name
+        )),
+        "{detail}"
+    );
+    // Both sides of the comparison are the real bytes: what the source file holds, and that
+    // same file with exactly the corruption in it.
+    assert!(
+        detail.contains(&format!("{} sent", file_sha256(&source_bytes))),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(&format!("{} there", file_sha256(&expected_landed))),
+        "{detail}"
+    );
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    assert!(has_phase(&updates, |p| matches!(
+        p,
+        ColdPhase::Verifying { .. }
+    )));
+    assert!(!updates
+        .iter()
+        .any(|u| matches!(u, ColdUpdate::Verified { .. })));
+    assert!(!has_phase(&updates, |p| *p == ColdPhase::Defining));
+    assert!(updates
+        .iter()
+        .any(|u| matches!(u, ColdUpdate::RollbackStep { description }
+        if description.contains("deleted the partial copy"))));
+
+    assert_eq!(presence(&lab, &destination, "cold-f"), None);
+    assert!(!volume_exists(&lab, &destination, "cold-f"));
+    assert!(!copy_path.exists(), "{} still on disk", copy_path.display());
+    lab.wait_for_console(&source, "cold-f", source_console, "up: acpi=", BOOT_TIMEOUT)
+        .unwrap();
+    let on_source = presence(&lab, &source, "cold-f").unwrap();
+    assert!(on_source.active, "started again on its source");
+    assert_eq!(
+        disk_sha256_on(&lab, &source, "cold-f"),
+        guests.sha256_of("cold-f")
+    );
 }
 
 /// `ferry migrate --cold`, `ferry revert`, `ferry confirm` and the history, as an operator
