@@ -84,7 +84,8 @@ enum Commands {
         /// Downtime and timeout policy. Default: the config's (adaptive).
         #[arg(long, value_enum)]
         policy: Option<config::PolicyName>,
-        /// Cap on the migration stream, MiB/s (0 = unlimited). Default: the config's.
+        /// Cap on the migration stream, MiB/s (0 = unlimited). Default: the config's. With
+        /// --cold it caps the disk copy (default: unlimited).
         #[arg(long, value_name = "MiB/s")]
         bandwidth: Option<u64>,
         /// Highest max downtime the policy may set, ms.
@@ -109,8 +110,8 @@ enum Commands {
         completion_timeout_per_gib: Option<u64>,
         /// Cold migration instead (Nova's migrate/resize flow): shut the guest down, copy its
         /// local disks, verify them, define and start it on the destination; the source copy
-        /// stays until `ferry confirm` (or `ferry revert` goes back). The live options do not
-        /// apply.
+        /// stays until `ferry confirm` (or `ferry revert` goes back). Of the live options only
+        /// --bandwidth applies, to the disk copy.
         #[arg(long)]
         cold: bool,
         /// Cold: power the guest off hard if it has not shut down within the timeout.
@@ -255,6 +256,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let options = ferry::engine::cold::ColdOptions {
                     hard_power_off_allowed: hard_power_off,
                     shutdown_timeout: std::time::Duration::from_secs(shutdown_timeout),
+                    copy_bandwidth_mib_per_second: bandwidth.filter(|&mib| mib > 0),
                     ..Default::default()
                 };
                 return cli::cold::migrate(

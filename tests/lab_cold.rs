@@ -762,7 +762,7 @@ fn destination_lost_mid_copy_rolls_back_to_the_running_source() {
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
     assert!(updates
         .iter()
-        .any(|u| matches!(u, ColdUpdate::RollbackStep { description } if description.contains("deleted the partial copy"))));
+        .any(|u| matches!(u, ColdUpdate::RollbackStep { description } if description.contains("deleted the copy"))));
 
     lab.wait_for_console(&source, "cold-a", source_console, "up: acpi=", BOOT_TIMEOUT)
         .unwrap();
@@ -1128,7 +1128,7 @@ fn a_definition_refused_by_the_destination_rolls_back_and_spares_the_operators_d
     assert!(updates
         .iter()
         .any(|u| matches!(u, ColdUpdate::RollbackStep { description }
-        if description.contains("deleted the partial copy"))));
+        if description.contains("deleted the copy"))));
 
     // Ferry removes only what it made: the operator's domain is still there, as it was.
     let on_destination =
@@ -1301,7 +1301,7 @@ fn a_copy_corrupted_on_the_destination_fails_verification_and_rolls_back() {
     assert!(updates
         .iter()
         .any(|u| matches!(u, ColdUpdate::RollbackStep { description }
-        if description.contains("deleted the partial copy"))));
+        if description.contains("deleted the copy"))));
 
     assert_eq!(presence(&lab, &destination, "cold-f"), None);
     assert!(!volume_exists(&lab, &destination, "cold-f"));

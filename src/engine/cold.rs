@@ -634,7 +634,7 @@ pub enum ColdCommand {
 }
 
 /// Where the migration stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "phase")]
 pub enum ColdPhase {
     Prechecks,
@@ -667,7 +667,7 @@ pub enum ColdPhase {
 }
 
 /// Progress of one disk's copy or verification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopyProgress {
     pub disk_number: usize,
     pub disk_count: usize,
@@ -680,10 +680,14 @@ pub struct CopyProgress {
 }
 
 /// What the engine reports, in order, to whoever watches (TUI, CLI, tests, history).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+///
+/// Read back (recorded runs replayed in tests) except `Prechecks`, whose report is
+/// write-only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "update")]
 pub enum ColdUpdate {
     Phase(ColdPhase),
+    #[serde(skip_deserializing)]
     Prechecks {
         report: PrecheckReport,
     },
@@ -706,7 +710,7 @@ pub enum ColdUpdate {
 }
 
 /// One copied disk, as verified.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopiedDisk {
     pub target: String,
     pub destination_path: String,
@@ -715,7 +719,7 @@ pub struct CopiedDisk {
 }
 
 /// How the cold migration ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum ColdOutcome {
     /// Defined (and running, if it ran) on the destination; the source copy waits, inactive,
@@ -1072,13 +1076,16 @@ impl Run<'_> {
         let xml = edit_disk_sources(definition_xml, &edits).map_err(|e| {
             Stop::RollBack(format!("{}: rewriting disk paths: {e}", plan.instance_name))
         })?;
+        // Marked before the call: a define that timed out may still have happened. The
+        // rollback removes by UUID, so a refused define never touches another domain that
+        // holds the name there.
+        self.changes.defined_on_destination = true;
         let defined = self.destination.define_domain(&xml, timeout).map_err(|e| {
             Stop::RollBack(format!(
                 "{}: the definition was refused: {e}",
                 plan.destination.name
             ))
         })?;
-        self.changes.defined_on_destination = true;
         if defined.uuid != plan.instance_uuid {
             return Err(Stop::RollBack(format!(
                 "{}: defined with UUID {} instead of {}",
@@ -1471,9 +1478,9 @@ impl Run<'_> {
                 let mut still_left = Vec::new();
                 for volume in volumes_left {
                     match destination.delete_volume(&volume, timeout) {
-                        Ok(true) => self.step(format!(
-                            "{destination_name}: deleted the partial copy {volume}"
-                        )),
+                        Ok(true) => {
+                            self.step(format!("{destination_name}: deleted the copy {volume}"))
+                        }
                         Ok(false) => {}
                         Err(error) => {
                             if !warned {

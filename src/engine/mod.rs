@@ -4,6 +4,7 @@
 //! door to the on-disk SQLite history under the XDG state directory.
 
 pub mod cold;
+pub mod cold_record;
 pub mod control;
 pub mod history;
 pub mod live;

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::engine::cold::ColdOptions;
 use crate::engine::history::{MigrationId, MigrationKind};
 use crate::engine::live::{HostTarget, LiveMigrationPlan, OperatorCommand};
 use crate::model::units::format_bytes;
@@ -25,8 +26,14 @@ pub enum Action {
     RequestPrechecks(PrecheckRequest),
     /// Queue a live migration; the runtime answers with `MigrationChange::QueuedLive`.
     LaunchLiveMigration(LaunchRequest),
-    /// Only produced when `App::cold_migration_available` is set.
+    /// Only produced when `App::cold_migration_available` is set; the runtime answers with
+    /// `MigrationChange::QueuedCold` once the history holds it.
     LaunchColdMigration(ColdLaunchRequest),
+    /// Stop a running cold migration and put the instance back on its source.
+    AbortCold { id: MigrationId },
+    /// Answer a cold migration awaiting confirm: `keep` confirms (removes the source copy),
+    /// else revert (back to the source).
+    SettleCold { id: MigrationId, keep: bool },
     /// Send a command to a queued or running migration.
     Operator {
         id: MigrationId,
@@ -305,13 +312,64 @@ impl LaunchRequest {
     }
 }
 
-/// A confirmed cold migration: which instance, where to.
+/// A confirmed cold migration: which instance, where to, and how hard to try.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColdLaunchRequest {
     pub instance: InstanceKey,
     pub instance_name: String,
     pub destination: HostName,
-    pub block_migration: BlockMigrationChoice,
+    /// The operator picked `auto` (the passing destination with the most free memory).
+    pub destination_chosen_automatically: bool,
+    /// Power the guest off hard if it ignores the ACPI shutdown for `shutdown_timeout_seconds`.
+    pub hard_power_off_allowed: bool,
+    pub shutdown_timeout_seconds: u64,
+    /// Cap on the disk copy; None copies as fast as the hosts go.
+    pub copy_bandwidth_mib_per_second: Option<u64>,
+}
+
+impl ColdLaunchRequest {
+    pub fn source(&self) -> &HostName {
+        &self.instance.host
+    }
+
+    /// The options as the engine takes them; the rest are the engine's defaults.
+    pub fn cold_options(&self) -> ColdOptions {
+        ColdOptions {
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_seconds),
+            hard_power_off_allowed: self.hard_power_off_allowed,
+            copy_bandwidth_mib_per_second: self.copy_bandwidth_mib_per_second,
+            ..ColdOptions::default()
+        }
+    }
+
+    /// One line that says exactly what confirming does, e.g. "cold-migrate db hv1 → hv2: shut
+    /// down (ACPI, 60 s, no hard power off), copy the local disks at full speed, verify, start
+    /// on hv2; the source copy is kept until C confirm".
+    pub fn summary(&self) -> String {
+        format!(
+            "cold-migrate {} {} → {}{}: shut down (ACPI, {} s, {}), copy the local disks {}, \
+             verify, start on {}; the source copy is kept until C confirm",
+            self.instance_name,
+            self.source(),
+            self.destination,
+            if self.destination_chosen_automatically {
+                " (auto: most free memory)"
+            } else {
+                ""
+            },
+            self.shutdown_timeout_seconds,
+            if self.hard_power_off_allowed {
+                "then hard power off"
+            } else {
+                "no hard power off"
+            },
+            match self.copy_bandwidth_mib_per_second {
+                Some(mib) => format!("at ≤{mib} MiB/s"),
+                None => "at full speed".to_string(),
+            },
+            self.destination
+        )
+    }
 }
 
 #[cfg(test)]
@@ -403,6 +461,32 @@ mod tests {
         let policy = plan.policy.build(2.0);
         assert_eq!(policy.downtime_ladder().len(), 3);
         assert!(policy.migration_features().post_copy);
+    }
+
+    #[test]
+    fn the_cold_summary_says_what_enter_does() {
+        let request = ColdLaunchRequest {
+            instance: InstanceKey {
+                host: HostName::parse("hv1").unwrap(),
+                uuid: "u-1".into(),
+            },
+            instance_name: "db".into(),
+            destination: HostName::parse("hv2").unwrap(),
+            destination_chosen_automatically: false,
+            hard_power_off_allowed: false,
+            shutdown_timeout_seconds: 60,
+            copy_bandwidth_mib_per_second: Some(50),
+        };
+        assert_eq!(
+            request.summary(),
+            "cold-migrate db hv1 → hv2: shut down (ACPI, 60 s, no hard power off), copy the \
+             local disks at ≤50 MiB/s, verify, start on hv2; the source copy is kept until C \
+             confirm"
+        );
+        let options = request.cold_options();
+        assert_eq!(options.shutdown_timeout, Duration::from_secs(60));
+        assert_eq!(options.copy_bandwidth_mib_per_second, Some(50));
+        assert!(!options.hard_power_off_allowed);
     }
 
     #[test]

@@ -16,8 +16,10 @@ use crate::precheck::PrecheckReport;
 use super::action::Action;
 use super::filter::Matcher;
 use super::launch::{DialogOutcome, LaunchDialog};
-use super::migrations::{MigrationEvent, MigrationStore, TrackedMigration};
-use super::operator::{prompt_for, OperatorKey, OperatorPrompt, PromptOutcome};
+use super::migrations::{Listed, MigrationEvent, MigrationStore, TrackedMigration};
+use super::operator::{
+    prompt_for_listed, ColdQuestion, OperatorKey, OperatorPrompt, PromptOutcome,
+};
 
 /// The two screens, like tabs: `1` and `2` switch between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,7 +220,8 @@ pub struct App {
     pub prompt: Option<OperatorPrompt>,
     /// A one-off answer to the last key (a refusal, what was sent); the next key clears it.
     pub flash: Option<String>,
-    /// Off until the engine can cold-migrate: `c` then only says so.
+    /// Off while ferry cannot cold-migrate (no history to keep the plan confirm and revert
+    /// need): `c` then only says so.
     pub cold_migration_available: bool,
     /// First line of the help overlay on screen; the view clamps it.
     pub help_scroll: u16,
@@ -294,9 +297,16 @@ impl App {
         self.migration_cursor
     }
 
+    /// The selected migration if it is a live one.
     pub fn selected_migration(&self) -> Option<&TrackedMigration> {
         self.migration_selection
             .and_then(|id| self.migrations.get(id))
+    }
+
+    /// The selected migration, live or cold.
+    pub fn selected_listed(&self) -> Option<Listed<'_>> {
+        self.migration_selection
+            .and_then(|id| self.migrations.get_listed(id))
     }
 
     /// Keeps the cursor on the selected migration; if it was forgotten, the one now on its
@@ -305,13 +315,13 @@ impl App {
         let listed = self.migrations.listed();
         let found = self
             .migration_selection
-            .and_then(|id| listed.iter().position(|m| m.id == id));
+            .and_then(|id| listed.iter().position(|m| m.id() == id));
         if let Some(row) = found {
             self.migration_cursor = row;
             return;
         }
         let row = self.migration_cursor.min(listed.len().saturating_sub(1));
-        let selection = listed.get(row).map(|m| m.id);
+        let selection = listed.get(row).map(|m| m.id());
         if self.migration_selection.is_some() && selection != self.migration_selection {
             self.migration_detail = false;
         }
@@ -325,8 +335,8 @@ impl App {
         let Some(prompt) = &self.prompt else {
             return;
         };
-        let still_valid = match self.migrations.get(prompt.id()) {
-            Some(migration) => prompt_for(operator_key_of(prompt), migration).map(|_| ()),
+        let still_valid = match self.migrations.get_listed(prompt.id()) {
+            Some(migration) => prompt_for_listed(prompt.key(), migration).map(|_| ()),
             None => Err(format!("#{} is no longer listed", prompt.id())),
         };
         if let Err(reason) = still_valid {
@@ -740,28 +750,42 @@ impl App {
                 true
             }
             PromptOutcome::Send(command) => {
-                let id = prompt.id();
-                let operator_key = operator_key_of(prompt);
-                self.prompt = None;
-                // The migration may have moved on while the question was open (into
-                // post-copy, or to its end): ask again before sending anything.
-                let verdict = match self.migrations.get(id) {
-                    Some(migration) => prompt_for(operator_key, migration).map(|_| migration),
-                    None => Err(format!("#{id} is no longer listed")),
-                };
-                match verdict {
-                    Ok(migration) => {
-                        self.flash = Some(format!(
-                            "sent {} to #{id} {}; its answer shows in the detail",
-                            command_words(&command),
-                            migration.instance_name()
-                        ));
-                        self.actions.push(Action::Operator { id, command });
-                    }
-                    Err(reason) => self.flash = Some(reason),
-                }
+                let (id, words) = (prompt.id(), command_words(&command));
+                self.send_answer(id, words, Action::Operator { id, command });
                 true
             }
+            PromptOutcome::ColdYes(question) => {
+                let id = prompt.id();
+                let (words, action) = match question {
+                    ColdQuestion::Abort => ("abort", Action::AbortCold { id }),
+                    ColdQuestion::Confirm => ("confirm", Action::SettleCold { id, keep: true }),
+                    ColdQuestion::Revert => ("revert", Action::SettleCold { id, keep: false }),
+                };
+                self.send_answer(id, words.to_string(), action);
+                true
+            }
+        }
+    }
+
+    /// Sends what an answered prompt asked for, unless the migration has moved on while the
+    /// question was open (into post-copy, to its end): it is asked again before anything goes.
+    fn send_answer(&mut self, id: MigrationId, words: String, action: Action) {
+        let Some(prompt) = self.prompt.take() else {
+            return;
+        };
+        let verdict = match self.migrations.get_listed(id) {
+            Some(migration) => prompt_for_listed(prompt.key(), migration).map(|_| migration),
+            None => Err(format!("#{id} is no longer listed")),
+        };
+        match verdict {
+            Ok(migration) => {
+                self.flash = Some(format!(
+                    "sent {words} to #{id} {}; its answer shows in the detail",
+                    migration.instance_name()
+                ));
+                self.actions.push(action);
+            }
+            Err(reason) => self.flash = Some(reason),
         }
     }
 
@@ -771,8 +795,8 @@ impl App {
             _ => None,
         } {
             match self
-                .selected_migration()
-                .map(|m| prompt_for(operator_key, m))
+                .selected_listed()
+                .map(|m| prompt_for_listed(operator_key, m))
             {
                 Some(Ok(prompt)) => self.prompt = Some(prompt),
                 Some(Err(reason)) => self.flash = Some(reason),
@@ -794,7 +818,7 @@ impl App {
                 _ => return false,
             },
             KeyCode::Enter => {
-                if self.selected_migration().is_none() {
+                if self.selected_listed().is_none() {
                     return false;
                 }
                 self.migration_detail = true;
@@ -820,7 +844,7 @@ impl App {
         if moved == cursor || listed.is_empty() {
             return false;
         }
-        self.migration_selection = listed.get(moved).map(|m| m.id);
+        self.migration_selection = listed.get(moved).map(|m| m.id());
         self.migration_cursor = moved;
         true
     }
@@ -880,16 +904,6 @@ impl App {
         self.instance_selection = None;
         self.hidden_by_filter = None;
         self.reanchor(Change::Inventory);
-    }
-}
-
-/// Which key asked the question, to ask it again when the migration changes.
-fn operator_key_of(prompt: &OperatorPrompt) -> OperatorKey {
-    match prompt {
-        OperatorPrompt::ConfirmAbort { .. } => OperatorKey::Abort,
-        OperatorPrompt::ConfirmForceComplete { .. } => OperatorKey::ForceComplete,
-        OperatorPrompt::Bandwidth { .. } => OperatorKey::Bandwidth,
-        OperatorPrompt::MaxDowntime { .. } => OperatorKey::MaxDowntime,
     }
 }
 

@@ -16,8 +16,13 @@ use super::action::{
 };
 use super::app::InstanceKey;
 
-/// Shown wherever cold migration is offered until the engine can do it.
-pub const COLD_NOT_AVAILABLE: &str = "not in the TUI yet: use `ferry migrate --cold`";
+/// Shown wherever cold migration is offered while it cannot run: without the history there
+/// is nowhere to keep the plan that confirm and revert need.
+pub const COLD_NOT_AVAILABLE: &str =
+    "unavailable: the history could not be opened (see the status bar)";
+
+/// Nova's `shutdown_timeout` default: how long the guest gets to power off by itself.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 60;
 
 /// Numbers typed into the dialog or a prompt stop at this many digits: enough for any real
 /// bandwidth or downtime, and never an overflow.
@@ -103,10 +108,12 @@ pub enum LaunchField {
     AutoConverge,
     BlockMigration,
     TimeoutAction,
+    HardPowerOff,
+    ShutdownTimeout,
 }
 
 impl LaunchField {
-    pub const ALL: [LaunchField; 7] = [
+    pub const LIVE: [LaunchField; 7] = [
         LaunchField::Policy,
         LaunchField::Bandwidth,
         LaunchField::MaxDowntime,
@@ -115,6 +122,21 @@ impl LaunchField {
         LaunchField::BlockMigration,
         LaunchField::TimeoutAction,
     ];
+    /// A cold migration copies every local disk (there is no memory to move), so only the
+    /// shutdown and the copy's speed are the operator's to choose.
+    pub const COLD: [LaunchField; 3] = [
+        LaunchField::ShutdownTimeout,
+        LaunchField::HardPowerOff,
+        LaunchField::Bandwidth,
+    ];
+
+    /// The options rows of a dialog of this kind, in order.
+    pub fn of(kind: MigrationKind) -> &'static [LaunchField] {
+        match kind {
+            MigrationKind::Live => &LaunchField::LIVE,
+            MigrationKind::Cold => &LaunchField::COLD,
+        }
+    }
 
     pub fn label(self) -> &'static str {
         match self {
@@ -125,16 +147,16 @@ impl LaunchField {
             LaunchField::AutoConverge => "auto-converge",
             LaunchField::BlockMigration => "block migration",
             LaunchField::TimeoutAction => "at timeout",
+            LaunchField::HardPowerOff => "hard power-off",
+            LaunchField::ShutdownTimeout => "shutdown s",
         }
     }
 
     pub fn is_numeric(self) -> bool {
-        matches!(self, LaunchField::Bandwidth | LaunchField::MaxDowntime)
-    }
-
-    /// Only block migration means anything to a cold migration.
-    pub fn applies_to(self, kind: MigrationKind) -> bool {
-        kind == MigrationKind::Live || self == LaunchField::BlockMigration
+        matches!(
+            self,
+            LaunchField::Bandwidth | LaunchField::MaxDowntime | LaunchField::ShutdownTimeout
+        )
     }
 }
 
@@ -165,12 +187,16 @@ pub struct LaunchDialog {
     pub focus: DialogFocus,
     /// 0 is `auto`; 1.. index `candidates`.
     pub destination_cursor: usize,
-    /// Index into [`LaunchField::ALL`].
+    /// Index into [`LaunchDialog::fields`].
     pub option_cursor: usize,
     pub options: LaunchOptions,
     /// What the operator typed; empty means no limit.
     pub bandwidth_text: String,
     pub max_downtime_text: String,
+    /// Cold: seconds the guest gets to shut down by itself.
+    pub shutdown_timeout_text: String,
+    /// Cold: power the guest off hard when the shutdown timeout passes.
+    pub hard_power_off_allowed: bool,
     /// Set once typed: switching the policy then keeps the operator's ceiling.
     max_downtime_edited: bool,
     auto_converge_edited: bool,
@@ -215,6 +241,8 @@ impl LaunchDialog {
             option_cursor: 0,
             max_downtime_text: options.max_downtime_ceiling_ms.to_string(),
             bandwidth_text: String::new(),
+            shutdown_timeout_text: DEFAULT_SHUTDOWN_TIMEOUT_SECONDS.to_string(),
+            hard_power_off_allowed: false,
             options,
             max_downtime_edited: false,
             auto_converge_edited: false,
@@ -345,11 +373,27 @@ impl LaunchDialog {
         }
         let (candidate, automatic) = self.chosen_destination(inventory)?;
         if self.kind == MigrationKind::Cold {
+            let shutdown_timeout_seconds = match self.shutdown_timeout_text.parse::<u64>() {
+                Ok(seconds) if seconds > 0 => seconds,
+                _ => {
+                    return Err(
+                        "type the shutdown timeout in seconds (at least 1), e.g. 60".to_string()
+                    )
+                }
+            };
+            if self.options.bandwidth_mib_per_second == Some(0) {
+                return Err(
+                    "bandwidth 0 MiB/s would never copy a byte; leave it empty for no limit".into(),
+                );
+            }
             return Ok(Action::LaunchColdMigration(ColdLaunchRequest {
                 instance: self.instance.clone(),
                 instance_name: self.instance_name.clone(),
                 destination: candidate.host.clone(),
-                block_migration: self.options.block_migration,
+                destination_chosen_automatically: automatic,
+                hard_power_off_allowed: self.hard_power_off_allowed,
+                shutdown_timeout_seconds,
+                copy_bandwidth_mib_per_second: self.options.bandwidth_mib_per_second,
             }));
         }
         if self.max_downtime_text.is_empty() {
@@ -375,19 +419,19 @@ impl LaunchDialog {
     pub fn summary(&self, inventory: &Inventory) -> Result<String, String> {
         match self.request(inventory)? {
             Action::LaunchLiveMigration(request) => Ok(request.summary()),
-            Action::LaunchColdMigration(request) => Ok(format!(
-                "cold-migrate {} {} → {}, block migration {}",
-                request.instance_name,
-                request.instance.host,
-                request.destination,
-                block_choice_name(request.block_migration)
-            )),
+            Action::LaunchColdMigration(request) => Ok(request.summary()),
             other => Err(format!("unexpected launch action {other:?}")),
         }
     }
 
+    /// The options rows this dialog lists.
+    pub fn fields(&self) -> &'static [LaunchField] {
+        LaunchField::of(self.kind)
+    }
+
     pub fn field(&self) -> LaunchField {
-        LaunchField::ALL[self.option_cursor.min(LaunchField::ALL.len() - 1)]
+        let fields = self.fields();
+        fields[self.option_cursor.min(fields.len() - 1)]
     }
 
     /// The value of an option as the dialog prints it.
@@ -411,6 +455,13 @@ impl LaunchDialog {
                 TimeoutAction::Abort => "abort".to_string(),
                 TimeoutAction::ForceComplete => "force-complete".to_string(),
             },
+            LaunchField::HardPowerOff => if self.hard_power_off_allowed {
+                "allowed after the timeout"
+            } else {
+                "never (refuse instead)"
+            }
+            .to_string(),
+            LaunchField::ShutdownTimeout => self.shutdown_timeout_text.clone(),
         }
     }
 
@@ -446,7 +497,7 @@ impl LaunchDialog {
     fn move_cursor(&mut self, delta: isize) -> DialogOutcome {
         let (cursor, rows) = match self.focus {
             DialogFocus::Destinations => (&mut self.destination_cursor, self.candidates.len() + 1),
-            DialogFocus::Options => (&mut self.option_cursor, LaunchField::ALL.len()),
+            DialogFocus::Options => (&mut self.option_cursor, LaunchField::of(self.kind).len()),
         };
         let moved = (*cursor as isize + delta).clamp(0, rows as isize - 1) as usize;
         if moved == *cursor {
@@ -458,12 +509,6 @@ impl LaunchDialog {
 
     fn edit_option(&mut self, key: KeyEvent) -> DialogOutcome {
         let field = self.field();
-        if !field.applies_to(self.kind) {
-            return DialogOutcome::Flash(format!(
-                "{} does not apply to a cold migration",
-                field.label()
-            ));
-        }
         if field.is_numeric() {
             return self.edit_number(field, key.code);
         }
@@ -515,7 +560,8 @@ impl LaunchDialog {
                     TimeoutAction::ForceComplete => TimeoutAction::Abort,
                 }
             }
-            LaunchField::Bandwidth | LaunchField::MaxDowntime => {}
+            LaunchField::HardPowerOff => self.hard_power_off_allowed = !self.hard_power_off_allowed,
+            LaunchField::Bandwidth | LaunchField::MaxDowntime | LaunchField::ShutdownTimeout => {}
         }
         DialogOutcome::Changed
     }
@@ -523,6 +569,7 @@ impl LaunchDialog {
     fn edit_number(&mut self, field: LaunchField, code: KeyCode) -> DialogOutcome {
         let text = match field {
             LaunchField::Bandwidth => &mut self.bandwidth_text,
+            LaunchField::ShutdownTimeout => &mut self.shutdown_timeout_text,
             _ => &mut self.max_downtime_text,
         };
         match code {
@@ -551,6 +598,8 @@ impl LaunchDialog {
         let value = text.parse::<u64>().ok();
         match field {
             LaunchField::Bandwidth => self.options.bandwidth_mib_per_second = value,
+            // Read from the text at launch, where an empty or zero value is refused.
+            LaunchField::ShutdownTimeout => {}
             _ => {
                 self.options.max_downtime_ceiling_ms = value.unwrap_or(0);
                 self.max_downtime_edited = true;

@@ -12,6 +12,8 @@ use crate::policy::nova::data_gib;
 use crate::policy::{DowntimeStep, PolicyAction, PolicyEvent};
 use crate::progress::{MigrationPhase, MigrationProgress};
 
+use super::cold_migrations::{ColdChange, ColdStage, TrackedCold};
+
 /// Finished migrations kept for the list; older ones are in `ferry history`.
 pub const RECENT_FINISHED_KEPT: usize = 50;
 
@@ -43,6 +45,8 @@ pub enum MigrationChange {
     Starting,
     /// What the engine reported, in the order it did.
     Engine(MigrationUpdate),
+    /// Everything of a cold migration (they are not queued: each runs on its own worker).
+    Cold(ColdChange),
 }
 
 /// Where a migration is in its life.
@@ -339,7 +343,7 @@ impl TrackedMigration {
             return false;
         }
         match change {
-            MigrationChange::QueuedLive(_) => return false,
+            MigrationChange::QueuedLive(_) | MigrationChange::Cold(_) => return false,
             MigrationChange::QueuePosition(QueuePosition::Running) => return false,
             MigrationChange::QueuePosition(position) => {
                 if !self.is_queued() {
@@ -396,10 +400,55 @@ impl TrackedMigration {
     }
 }
 
+/// One row of the migrations list: a live or a cold migration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Listed<'a> {
+    Live(&'a TrackedMigration),
+    Cold(&'a TrackedCold),
+}
+
+impl<'a> Listed<'a> {
+    pub fn id(self) -> MigrationId {
+        match self {
+            Listed::Live(m) => m.id,
+            Listed::Cold(m) => m.id,
+        }
+    }
+
+    pub fn instance_name(self) -> &'a str {
+        match self {
+            Listed::Live(m) => m.instance_name(),
+            Listed::Cold(m) => m.instance_name(),
+        }
+    }
+
+    pub fn source(self) -> &'a str {
+        match self {
+            Listed::Live(m) => m.source(),
+            Listed::Cold(m) => m.source(),
+        }
+    }
+
+    pub fn destination(self) -> &'a str {
+        match self {
+            Listed::Live(m) => m.destination(),
+            Listed::Cold(m) => m.destination(),
+        }
+    }
+
+    pub fn kind(self) -> MigrationKind {
+        match self {
+            Listed::Live(_) => MigrationKind::Live,
+            Listed::Cold(_) => MigrationKind::Cold,
+        }
+    }
+}
+
 /// Every migration the TUI knows, in the order they were queued.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MigrationStore {
     migrations: Vec<TrackedMigration>,
+    cold: Vec<TrackedCold>,
 }
 
 impl MigrationStore {
@@ -407,6 +456,9 @@ impl MigrationStore {
     /// are ignored: without the plan there is nothing to show them against.
     pub fn apply(&mut self, event: MigrationEvent) -> bool {
         let MigrationEvent { id, at, change } = event;
+        if let MigrationChange::Cold(change) = change {
+            return self.apply_cold(id, at, change);
+        }
         if let MigrationChange::QueuedLive(plan) = change {
             if self.get(id).is_some() {
                 return false;
@@ -426,12 +478,57 @@ impl MigrationStore {
         changed
     }
 
+    fn apply_cold(&mut self, id: MigrationId, at: SystemTime, change: ColdChange) -> bool {
+        let known = self.get_listed(id).is_some();
+        match change {
+            ColdChange::Launched(plan) if !known => {
+                self.cold.push(TrackedCold::launched(id, at, *plan));
+                return true;
+            }
+            ColdChange::FoundAwaiting {
+                plan,
+                started_at,
+                total_time_ms,
+                downtime_ms,
+                bytes_copied,
+            } if !known => {
+                self.cold.push(TrackedCold::found_awaiting(
+                    id,
+                    *plan,
+                    started_at,
+                    super::cold_migrations::ColdFigures {
+                        total_time_ms,
+                        downtime_ms,
+                        bytes_copied,
+                    },
+                ));
+                return true;
+            }
+            _ => {}
+        }
+        let Some(migration) = self.cold.iter_mut().find(|m| m.id == id) else {
+            return false;
+        };
+        let finished_before = migration.is_finished();
+        let changed = migration.apply(at, change);
+        if changed && !finished_before && migration.is_finished() {
+            self.forget_old_finished();
+        }
+        changed
+    }
+
     fn forget_old_finished(&mut self) {
         let mut finished: Vec<(Option<SystemTime>, MigrationId)> = self
             .migrations
             .iter()
             .filter(|m| m.is_finished())
             .map(|m| (m.finished_at, m.id))
+            .chain(
+                self.cold
+                    .iter()
+                    .filter(|m| m.is_finished())
+                    .map(|m| (m.finished_at, m.id)),
+            )
             .collect();
         let excess = finished.len().saturating_sub(RECENT_FINISHED_KEPT);
         if excess == 0 {
@@ -440,49 +537,106 @@ impl MigrationStore {
         finished.sort();
         let forgotten: Vec<MigrationId> = finished[..excess].iter().map(|(_, id)| *id).collect();
         self.migrations.retain(|m| !forgotten.contains(&m.id));
+        self.cold.retain(|m| !forgotten.contains(&m.id));
     }
 
+    /// The live migration with this id.
     pub fn get(&self, id: MigrationId) -> Option<&TrackedMigration> {
         self.migrations.iter().find(|m| m.id == id)
     }
 
-    /// In the order the list shows them: running (and starting) in the order they started,
-    /// then queued in queue order, then finished, the most recent first.
-    pub fn listed(&self) -> Vec<&TrackedMigration> {
-        let mut active: Vec<&TrackedMigration> = self
+    /// The cold migration with this id.
+    pub fn get_cold(&self, id: MigrationId) -> Option<&TrackedCold> {
+        self.cold.iter().find(|m| m.id == id)
+    }
+
+    /// The migration with this id, live or cold (ids are history rows: never shared).
+    pub fn get_listed(&self, id: MigrationId) -> Option<Listed<'_>> {
+        self.get(id)
+            .map(Listed::Live)
+            .or_else(|| self.get_cold(id).map(Listed::Cold))
+    }
+
+    /// In the order the list shows them: running (and starting) and those awaiting the
+    /// operator's answer, in the order they started; then queued in queue order; then
+    /// finished, the most recent first.
+    pub fn listed(&self) -> Vec<Listed<'_>> {
+        let mut active: Vec<(Option<SystemTime>, Listed)> = self
             .migrations
             .iter()
             .filter(|m| matches!(m.stage, Stage::Starting | Stage::Running))
+            .map(|m| (m.started_at, Listed::Live(m)))
+            .chain(
+                self.cold
+                    .iter()
+                    .filter(|m| !m.is_finished())
+                    .map(|m| (Some(m.started_at), Listed::Cold(m))),
+            )
             .collect();
-        active.sort_by_key(|m| m.started_at);
-        let queued = self.migrations.iter().filter(|m| m.is_queued());
-        let mut finished: Vec<&TrackedMigration> =
-            self.migrations.iter().filter(|m| m.is_finished()).collect();
-        finished.sort_by_key(|m| std::cmp::Reverse(m.finished_at));
-        active.into_iter().chain(queued).chain(finished).collect()
+        active.sort_by_key(|(started_at, _)| *started_at);
+        let queued = self
+            .migrations
+            .iter()
+            .filter(|m| m.is_queued())
+            .map(Listed::Live);
+        let mut finished: Vec<(Option<SystemTime>, Listed)> = self
+            .migrations
+            .iter()
+            .filter(|m| m.is_finished())
+            .map(|m| (m.finished_at, Listed::Live(m)))
+            .chain(
+                self.cold
+                    .iter()
+                    .filter(|m| m.is_finished())
+                    .map(|m| (m.finished_at, Listed::Cold(m))),
+            )
+            .collect();
+        finished.sort_by_key(|(finished_at, _)| std::cmp::Reverse(*finished_at));
+        active
+            .into_iter()
+            .map(|(_, m)| m)
+            .chain(queued)
+            .chain(finished.into_iter().map(|(_, m)| m))
+            .collect()
     }
 
     pub fn len(&self) -> usize {
-        self.migrations.len()
+        self.migrations.len() + self.cold.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.migrations.is_empty()
+        self.len() == 0
     }
 
+    /// Live migrations starting or running, and cold ones the engine (or a confirm or
+    /// revert) works on.
     pub fn running_count(&self) -> usize {
         self.migrations
             .iter()
             .filter(|m| matches!(m.stage, Stage::Starting | Stage::Running))
             .count()
+            + self
+                .cold
+                .iter()
+                .filter(|m| matches!(m.stage, ColdStage::Running | ColdStage::Settling { .. }))
+                .count()
     }
 
     pub fn queued_count(&self) -> usize {
         self.migrations.iter().filter(|m| m.is_queued()).count()
     }
 
+    /// Cold migrations waiting for the operator's confirm or revert.
+    pub fn awaiting_confirm_count(&self) -> usize {
+        self.cold
+            .iter()
+            .filter(|m| m.stage == ColdStage::AwaitingConfirm)
+            .count()
+    }
+
     pub fn finished_count(&self) -> usize {
         self.migrations.iter().filter(|m| m.is_finished()).count()
+            + self.cold.iter().filter(|m| m.is_finished()).count()
     }
 
     /// "starts next", "after #12 web-1 (hv1 limit)": what a queued migration waits for, short
@@ -696,7 +850,7 @@ mod tests {
                 detail: "removed from the queue".into(),
             })),
         ));
-        let order: Vec<i64> = store.listed().iter().map(|m| m.id.0).collect();
+        let order: Vec<i64> = store.listed().iter().map(|m| m.id().0).collect();
         assert_eq!(order, [3, 4, 2, 1]);
         assert_eq!(
             (

@@ -8,6 +8,7 @@
 pub mod action;
 pub mod app;
 pub mod bench;
+pub mod cold_migrations;
 pub mod filter;
 pub mod keymap;
 pub mod launch;

@@ -1,23 +1,29 @@
 //! The operator's commands on a migration (`a` abort, `f` force-complete, `b` bandwidth, `d`
-//! max downtime): whether the key may act at all, the confirmation or number it asks for,
-//! and the [`OperatorCommand`] it yields. Refusals the TUI can already tell (abort in
-//! post-copy) come at once with the reason; the engine still has the last word.
+//! max downtime on a live one; `a` abort, `C` confirm, `R` revert on a cold one): whether the
+//! key may act at all, the confirmation or number it asks for, and what it yields. Refusals
+//! the TUI can already tell (abort in post-copy, confirm before the copy is verified) come at
+//! once with the reason; the engine still has the last word.
 
 use crossterm::event::KeyCode;
 
 use crate::engine::history::MigrationId;
 use crate::engine::live::{LiveOutcome, OperatorCommand};
 
+use super::cold_migrations::{ColdEnd, ColdStage, TrackedCold};
 use super::launch::MAX_DIGITS;
-use super::migrations::{Stage, TrackedMigration};
+use super::migrations::{Listed, Stage, TrackedMigration};
 
-/// The four commands, as keys name them.
+/// The commands, as keys name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OperatorKey {
     Abort,
     ForceComplete,
     Bandwidth,
     MaxDowntime,
+    /// Cold: keep the move, remove the source copy.
+    Confirm,
+    /// Cold: go back to the source, remove the destination copy.
+    Revert,
 }
 
 impl OperatorKey {
@@ -27,6 +33,8 @@ impl OperatorKey {
             'f' => OperatorKey::ForceComplete,
             'b' => OperatorKey::Bandwidth,
             'd' => OperatorKey::MaxDowntime,
+            'C' => OperatorKey::Confirm,
+            'R' => OperatorKey::Revert,
             _ => return None,
         })
     }
@@ -37,8 +45,18 @@ impl OperatorKey {
             OperatorKey::ForceComplete => "force-complete",
             OperatorKey::Bandwidth => "set the bandwidth of",
             OperatorKey::MaxDowntime => "set the max downtime of",
+            OperatorKey::Confirm => "confirm",
+            OperatorKey::Revert => "revert",
         }
     }
+}
+
+/// The question a cold migration's key asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColdQuestion {
+    Abort,
+    Confirm,
+    Revert,
 }
 
 /// What the operator is being asked, about which migration.
@@ -61,6 +79,11 @@ pub enum OperatorPrompt {
         id: MigrationId,
         typed: String,
     },
+    /// y/n on a cold migration.
+    Cold {
+        id: MigrationId,
+        question: ColdQuestion,
+    },
 }
 
 /// What a key did to an open prompt.
@@ -72,6 +95,66 @@ pub enum PromptOutcome {
     Flash(String),
     Cancelled,
     Send(OperatorCommand),
+    /// The operator answered yes to a cold migration's question.
+    ColdYes(ColdQuestion),
+}
+
+/// The prompt for `key` on the migration of a list row, live or cold, or why the key cannot
+/// act on it.
+pub fn prompt_for_listed(key: OperatorKey, migration: Listed) -> Result<OperatorPrompt, String> {
+    match migration {
+        Listed::Live(live) => prompt_for(key, live),
+        Listed::Cold(cold) => cold_prompt_for(key, cold),
+    }
+}
+
+/// `a`, `C` and `R` on a cold migration.
+pub fn cold_prompt_for(
+    key: OperatorKey,
+    migration: &TrackedCold,
+) -> Result<OperatorPrompt, String> {
+    let id = migration.id;
+    let name = format!("#{id} {}", migration.instance_name());
+    let question = match key {
+        OperatorKey::Abort => ColdQuestion::Abort,
+        OperatorKey::Confirm => ColdQuestion::Confirm,
+        OperatorKey::Revert => ColdQuestion::Revert,
+        OperatorKey::ForceComplete | OperatorKey::Bandwidth | OperatorKey::MaxDowntime => {
+            return Err(format!(
+                "{name} is a cold migration: {} applies to live migrations only",
+                key.verb().trim_end_matches(" of")
+            ))
+        }
+    };
+    let verb = key.verb();
+    match (&migration.stage, question) {
+        (ColdStage::Finished(end), _) => {
+            let how = match end {
+                ColdEnd::Confirmed => "was confirmed",
+                ColdEnd::Reverted => "was reverted",
+                ColdEnd::Engine(_) => "has ended",
+            };
+            Err(format!("{name} {how}: nothing to {verb}"))
+        }
+        (ColdStage::Settling { keep }, _) => Err(format!(
+            "{name} is being {} right now",
+            if *keep { "confirmed" } else { "reverted" }
+        )),
+        (ColdStage::Running, ColdQuestion::Abort) if migration.rolling_back() => Err(format!(
+            "{name} is already rolling back to {}",
+            migration.source()
+        )),
+        (ColdStage::Running, ColdQuestion::Abort) => Ok(OperatorPrompt::Cold { id, question }),
+        (ColdStage::Running, _) => Err(format!(
+            "{name} is still moving: {verb} once it awaits confirm (or a to abort)"
+        )),
+        (ColdStage::AwaitingConfirm, ColdQuestion::Abort) => Err(format!(
+            "{name} already runs on {}: R reverts it to {}",
+            migration.destination(),
+            migration.source()
+        )),
+        (ColdStage::AwaitingConfirm, question) => Ok(OperatorPrompt::Cold { id, question }),
+    }
 }
 
 /// The prompt for `key` on `migration`, or why the key cannot act on it.
@@ -81,6 +164,12 @@ pub fn prompt_for(
 ) -> Result<OperatorPrompt, String> {
     let id = migration.id;
     let name = format!("#{id} {}", migration.instance_name());
+    if matches!(key, OperatorKey::Confirm | OperatorKey::Revert) {
+        return Err(format!(
+            "{name} is a live migration: {} applies to a cold migration awaiting confirm",
+            key.verb()
+        ));
+    }
     match &migration.stage {
         Stage::Finished(outcome) => {
             let how = match outcome {
@@ -123,6 +212,7 @@ pub fn prompt_for(
             id,
             typed: String::new(),
         }),
+        OperatorKey::Confirm | OperatorKey::Revert => unreachable!("refused above"),
     }
 }
 
@@ -132,15 +222,78 @@ impl OperatorPrompt {
             OperatorPrompt::ConfirmAbort { id }
             | OperatorPrompt::ConfirmForceComplete { id, .. }
             | OperatorPrompt::Bandwidth { id, .. }
-            | OperatorPrompt::MaxDowntime { id, .. } => *id,
+            | OperatorPrompt::MaxDowntime { id, .. }
+            | OperatorPrompt::Cold { id, .. } => *id,
+        }
+    }
+
+    /// The key that asked this.
+    pub fn key(&self) -> OperatorKey {
+        match self {
+            OperatorPrompt::ConfirmAbort { .. } => OperatorKey::Abort,
+            OperatorPrompt::ConfirmForceComplete { .. } => OperatorKey::ForceComplete,
+            OperatorPrompt::Bandwidth { .. } => OperatorKey::Bandwidth,
+            OperatorPrompt::MaxDowntime { .. } => OperatorKey::MaxDowntime,
+            OperatorPrompt::Cold { question, .. } => match question {
+                ColdQuestion::Abort => OperatorKey::Abort,
+                ColdQuestion::Confirm => OperatorKey::Confirm,
+                ColdQuestion::Revert => OperatorKey::Revert,
+            },
         }
     }
 
     pub fn is_confirmation(&self) -> bool {
         matches!(
             self,
-            OperatorPrompt::ConfirmAbort { .. } | OperatorPrompt::ConfirmForceComplete { .. }
+            OperatorPrompt::ConfirmAbort { .. }
+                | OperatorPrompt::ConfirmForceComplete { .. }
+                | OperatorPrompt::Cold { .. }
         )
+    }
+
+    /// The last paragraph is a warning of what cannot be undone.
+    pub fn ends_with_warning(&self) -> bool {
+        matches!(
+            self,
+            OperatorPrompt::ConfirmForceComplete {
+                switches_to_post_copy: true,
+                ..
+            } | OperatorPrompt::Cold {
+                question: ColdQuestion::Confirm | ColdQuestion::Revert,
+                ..
+            }
+        )
+    }
+
+    /// The title over the prompt, for the migration it asks about.
+    pub fn title_for(&self, migration: Listed) -> String {
+        match migration {
+            Listed::Live(live) => self.title(live),
+            Listed::Cold(cold) => {
+                let name = format!("#{} {}", cold.id, cold.instance_name());
+                match self {
+                    OperatorPrompt::Cold { question, .. } => match question {
+                        ColdQuestion::Abort => format!(" Abort the cold migration of {name}? "),
+                        ColdQuestion::Confirm => {
+                            format!(" Confirm {name} on {}? ", cold.destination())
+                        }
+                        ColdQuestion::Revert => format!(" Revert {name} to {}? ", cold.source()),
+                    },
+                    _ => format!(" {name} "),
+                }
+            }
+        }
+    }
+
+    /// The body for the migration it asks about, one paragraph per entry.
+    pub fn text_for(&self, migration: Listed) -> Vec<String> {
+        match (self, migration) {
+            (_, Listed::Live(live)) => self.text(live),
+            (OperatorPrompt::Cold { question, .. }, Listed::Cold(cold)) => {
+                cold_text(*question, cold)
+            }
+            (_, Listed::Cold(_)) => Vec::new(),
+        }
     }
 
     pub fn title(&self, migration: &TrackedMigration) -> String {
@@ -153,6 +306,7 @@ impl OperatorPrompt {
             OperatorPrompt::ConfirmForceComplete { .. } => format!(" Force-complete {name}? "),
             OperatorPrompt::Bandwidth { .. } => format!(" Bandwidth of {name} "),
             OperatorPrompt::MaxDowntime { .. } => format!(" Max downtime of {name} "),
+            OperatorPrompt::Cold { .. } => format!(" {name} "),
         }
     }
 
@@ -216,6 +370,7 @@ impl OperatorPrompt {
                 ),
                 format!("{typed}▏"),
             ],
+            OperatorPrompt::Cold { .. } => Vec::new(),
         }
     }
 
@@ -226,12 +381,22 @@ impl OperatorPrompt {
             OperatorPrompt::ConfirmForceComplete { .. } => {
                 &[("y", "yes, force-complete"), ("n/esc", "no")]
             }
+            OperatorPrompt::Cold { question, .. } => match question {
+                ColdQuestion::Abort => &[("y", "yes, abort"), ("n/esc", "no")],
+                ColdQuestion::Confirm => &[("y", "yes, remove the source copy"), ("n/esc", "no")],
+                ColdQuestion::Revert => &[("y", "yes, revert"), ("n/esc", "no")],
+            },
             _ => &[("0-9", "digits"), ("enter", "send"), ("esc", "cancel")],
         }
     }
 
     pub fn handle_key(&mut self, code: KeyCode) -> PromptOutcome {
         match self {
+            OperatorPrompt::Cold { question, .. } => match code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => PromptOutcome::ColdYes(*question),
+                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => PromptOutcome::Cancelled,
+                _ => PromptOutcome::Unchanged,
+            },
             OperatorPrompt::ConfirmAbort { .. } | OperatorPrompt::ConfirmForceComplete { .. } => {
                 match code {
                     KeyCode::Char('y') | KeyCode::Char('Y') => PromptOutcome::Send(
@@ -254,6 +419,56 @@ impl OperatorPrompt {
                 edit_number(typed, code, NumberKind::MaxDowntime)
             }
         }
+    }
+}
+
+/// What answering yes does, in words: the copies each host keeps or loses.
+fn cold_text(question: ColdQuestion, migration: &TrackedCold) -> Vec<String> {
+    let (source, destination) = (migration.source(), migration.destination());
+    let name = migration.instance_name();
+    let copied: Vec<&str> = migration
+        .plan
+        .copied_disks()
+        .map(|(disk, _)| disk.target.as_str())
+        .collect();
+    let copied = if copied.is_empty() {
+        "no disk was copied (all on shared storage)".to_string()
+    } else {
+        format!("the copied disks ({})", copied.join(", "))
+    };
+    let running_again = if migration.plan.instance_was_running {
+        format!("{name} is started on {source} again")
+    } else {
+        format!("{name} stays shut off on {source}, as it was")
+    };
+    match question {
+        ColdQuestion::Abort => vec![
+            format!("Abort the cold migration of {name} {source} → {destination}."),
+            format!(
+                "What was copied to {destination} is deleted and {running_again}. Nothing on \
+                 {source} was changed but the guest's power."
+            ),
+        ],
+        ColdQuestion::Confirm => vec![
+            format!(
+                "Keep {name} on {destination}: remove its source copy on {source}, the inactive \
+                 definition and {copied}."
+            ),
+            format!(
+                "The copies on {destination} were verified by checksum. After this there is no \
+                 revert: {source} keeps nothing of {name}."
+            ),
+        ],
+        ColdQuestion::Revert => vec![
+            format!(
+                "Go back to {source}: {name} is stopped and removed on {destination} with the \
+                 disks the migration created there, and {running_again}."
+            ),
+            format!(
+                "Whatever {name} wrote to its disks since it started on {destination} is lost: \
+                 {source} has the disks as they were at the shutdown."
+            ),
+        ],
     }
 }
 

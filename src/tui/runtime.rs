@@ -5,13 +5,16 @@
 //! (from the host workers), migration events (from the supervisor), precheck reports (from
 //! worker threads) and a tick each second (so "3s ago" ages). The loop folds each into the
 //! app, carries out the actions the keys produced, and redraws only when something visible
-//! changed. Nothing here waits on libvirt: prechecks run on their own threads, migrations in
-//! the supervisor's.
+//! changed. Nothing here waits on libvirt: prechecks run on their own threads, live
+//! migrations in the supervisor's, each cold migration (and each confirm or revert) on a
+//! worker of its own that records it in the history as the CLI does.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Stdout};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossterm::event::{self, Event, KeyEventKind};
 use crossterm::execute;
@@ -22,7 +25,9 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 
 use crate::config::Config;
-use crate::engine::history::{self, History};
+use crate::engine::cold::{self, ColdCommand, ColdUpdate};
+use crate::engine::cold_record;
+use crate::engine::history::{self, History, MigrationId, OutcomeKind};
 use crate::engine::live::LiveMigrationPlan;
 use crate::engine::options;
 use crate::engine::supervisor::{
@@ -33,8 +38,9 @@ use crate::libvirt::precheck_facts;
 use crate::model::HostName;
 use crate::precheck::PrecheckReport;
 
-use super::action::{Action, LaunchRequest, PrecheckRequest};
+use super::action::{Action, ColdLaunchRequest, LaunchRequest, PrecheckRequest};
 use super::app::App;
+use super::cold_migrations::ColdChange;
 use super::migrations::{MigrationChange, MigrationEvent};
 use super::theme::{ColorSupport, Theme};
 use super::views;
@@ -53,7 +59,18 @@ enum AppEvent {
     },
     /// Prechecks passed again at launch: hand the plan to the supervisor.
     Launch(Box<LiveMigrationPlan>),
+    /// A cold migration's change, from its worker.
+    Cold(MigrationId, ColdChange),
     Notice(String),
+}
+
+/// What the runtime keeps of the cold migrations its workers run.
+#[derive(Default)]
+struct ColdWorkers {
+    /// The abort channel of each cold migration running now.
+    commands: Mutex<HashMap<MigrationId, Sender<ColdCommand>>>,
+    /// Confirm or revert under way: a second answer to the same migration is dropped.
+    settling: Mutex<HashSet<MigrationId>>,
 }
 
 /// What carries out the app's actions: the supervisor for migrations, worker threads for
@@ -62,6 +79,7 @@ struct Bridge {
     config: Config,
     supervisor: Result<Supervisor, String>,
     events: mpsc::Sender<AppEvent>,
+    cold: Arc<ColdWorkers>,
 }
 
 impl Bridge {
@@ -72,6 +90,34 @@ impl Bridge {
             .map(|history| {
                 let unfinished = unfinished_live_migrations(&history).unwrap_or_default();
                 unreadable = unfinished.unreadable;
+                // Cold migrations waiting for an answer are listed, so C or R can give it.
+                match cold_record::all_awaiting(&history) {
+                    Ok(awaiting) => {
+                        for found in awaiting {
+                            match found.plan {
+                                Ok(plan) => {
+                                    let record = found.record;
+                                    let _ = events.send(AppEvent::Cold(
+                                        record.id,
+                                        ColdChange::FoundAwaiting {
+                                            plan: Box::new(plan),
+                                            started_at: SystemTime::UNIX_EPOCH
+                                                + Duration::from_millis(
+                                                    record.started_at_unix_ms.max(0) as u64,
+                                                ),
+                                            total_time_ms: record.total_time_ms,
+                                            downtime_ms: record.downtime_ms,
+                                            bytes_copied: record.bytes_transferred,
+                                        },
+                                    ));
+                                }
+                                Err(problem) => unreadable.push(problem),
+                            }
+                        }
+                    }
+                    Err(error) => unreadable.push(format!("cold migrations: {error}")),
+                }
+                unreadable.extend(interrupted_cold_migrations(&history));
                 let supervisor = Supervisor::start(SupervisorSettings {
                     history,
                     limits: config.migration.queue_limits(),
@@ -89,7 +135,14 @@ impl Bridge {
             config: config.clone(),
             supervisor,
             events,
+            cold: Arc::default(),
         }
+    }
+
+    /// Cold migrations keep their plan in the history for confirm and revert: without it
+    /// they cannot start.
+    fn cold_available(&self) -> bool {
+        self.supervisor.is_ok()
     }
 
     /// Moves the supervisor's events onto the app's channel.
@@ -119,11 +172,22 @@ impl Bridge {
         match action {
             Action::RequestPrechecks(request) => self.prechecks(request),
             Action::LaunchLiveMigration(request) => self.launch(request),
-            Action::LaunchColdMigration(_) => {
-                let _ = self.events.send(AppEvent::Notice(
-                    "cold migration is not available in this build".into(),
-                ));
+            Action::LaunchColdMigration(request) => self.launch_cold(request),
+            Action::AbortCold { id } => {
+                let sent = self
+                    .cold
+                    .commands
+                    .lock()
+                    .expect("cold commands lock")
+                    .get(&id)
+                    .map(|commands| commands.send(ColdCommand::Abort).is_ok());
+                if sent != Some(true) {
+                    let _ = self.events.send(AppEvent::Notice(format!(
+                        "#{id}: not aborted: the cold migration is no longer running"
+                    )));
+                }
             }
+            Action::SettleCold { id, keep } => self.settle_cold(id, keep),
             Action::Operator { id, command } => match &self.supervisor {
                 Ok(supervisor) => supervisor.command(id, command),
                 Err(reason) => {
@@ -134,8 +198,12 @@ impl Bridge {
     }
 
     /// Every candidate's checklist, gathered on a worker: one libvirt session to the source,
-    /// candidates probed one after another.
+    /// candidates probed one after another. A cold migration's checks are its own (no CPU
+    /// or memory-copy checks, room for every local disk), one worker per candidate.
     fn prechecks(&self, request: PrecheckRequest) {
+        if request.kind == crate::engine::history::MigrationKind::Cold {
+            return self.cold_prechecks(request);
+        }
         let config = self.config.clone();
         let events = self.events.clone();
         let spawned = thread::Builder::new()
@@ -220,6 +288,194 @@ impl Bridge {
     }
 }
 
+impl Bridge {
+    fn notice(&self, message: String) {
+        let _ = self.events.send(AppEvent::Notice(message));
+    }
+
+    fn cold_prechecks(&self, request: PrecheckRequest) {
+        for destination in request.destinations.clone() {
+            let config = self.config.clone();
+            let events = self.events.clone();
+            let instance = request.instance_name.clone();
+            let request_id = request.request_id;
+            let spawned = thread::Builder::new()
+                .name("cold-prechecks".into())
+                .spawn(move || {
+                    let report = cold::plan(
+                        &config,
+                        &instance,
+                        destination.as_str(),
+                        &cold::ColdOptions::default(),
+                    )
+                    .map(|planning| planning.report)
+                    .map_err(|error| error.to_string());
+                    let _ = events.send(AppEvent::Prechecks {
+                        request_id,
+                        reports: vec![(destination, report)],
+                    });
+                });
+            if let Err(error) = spawned {
+                self.notice(format!("prechecks not started: {error}"));
+            }
+        }
+    }
+
+    /// Plans on fresh facts, records the plan in the history, then runs the migration and
+    /// records each phase, as `ferry migrate --cold` does. Its changes reach the app as
+    /// `AppEvent::Cold`.
+    fn launch_cold(&self, request: ColdLaunchRequest) {
+        if let Err(reason) = &self.supervisor {
+            return self.notice(reason.clone());
+        }
+        let config = self.config.clone();
+        let events = self.events.clone();
+        let workers = Arc::clone(&self.cold);
+        let spawned = thread::Builder::new()
+            .name(format!("cold-{}", request.instance_name))
+            .spawn(move || {
+                let name = &request.instance_name;
+                let notice = |message: String| {
+                    let _ = events.send(AppEvent::Notice(message));
+                };
+                let planning = match cold::plan(
+                    &config,
+                    name,
+                    request.destination.as_str(),
+                    &request.cold_options(),
+                ) {
+                    Ok(planning) => planning,
+                    Err(error) => return notice(format!("{name} not started: {error}")),
+                };
+                let Some(plan) = planning.plan else {
+                    return notice(format!(
+                        "{name} not started: {}",
+                        planning.report.failure_reasons()
+                    ));
+                };
+                if plan.source.name != request.source().as_str() {
+                    return notice(format!(
+                        "{name} not started: it is on {} now, not on {}",
+                        plan.source.name,
+                        request.source()
+                    ));
+                }
+                let mut history = match History::open(&history::default_path()) {
+                    Ok(history) => history,
+                    Err(error) => return notice(format!("{name} not started: {error}")),
+                };
+                let id = match cold_record::record_start(&mut history, &plan) {
+                    Ok(id) => id,
+                    Err(error) => return notice(format!("{name} not started: {error}")),
+                };
+                let send = |change: ColdChange| events.send(AppEvent::Cold(id, change)).is_ok();
+                send(ColdChange::Launched(Box::new(plan.clone())));
+                let started = Instant::now();
+                let handle = cold::start(plan);
+                workers
+                    .commands
+                    .lock()
+                    .expect("cold commands lock")
+                    .insert(id, handle.commands.clone());
+                for update in handle.updates.iter() {
+                    let at_ms = started.elapsed().as_millis() as u64;
+                    if let Err(error) = cold_record::record_update(&mut history, id, at_ms, &update)
+                    {
+                        notice(format!("#{id} {name}: {error}"));
+                    }
+                    if let ColdUpdate::Finished(outcome) = &update {
+                        if let Err(error) = cold_record::record_outcome(&mut history, id, outcome) {
+                            notice(format!("#{id} {name}: {error}"));
+                        }
+                    }
+                    // The TUI may be gone (quit): the migration still runs to its end and is
+                    // recorded, so nothing is left half-done.
+                    send(ColdChange::Engine(update));
+                }
+                workers
+                    .commands
+                    .lock()
+                    .expect("cold commands lock")
+                    .remove(&id);
+                let _ = handle.thread.join();
+            });
+        if let Err(error) = spawned {
+            self.notice(format!("cold migration not started: {error}"));
+        }
+    }
+
+    /// Confirm (`keep`) or revert on a worker, with the plan the history kept: the same path
+    /// as `ferry confirm` and `ferry revert`.
+    fn settle_cold(&self, id: MigrationId, keep: bool) {
+        if !self
+            .cold
+            .settling
+            .lock()
+            .expect("cold settling lock")
+            .insert(id)
+        {
+            return;
+        }
+        let events = self.events.clone();
+        let workers = Arc::clone(&self.cold);
+        let call_timeout = self.config.call_timeout();
+        let _ = events.send(AppEvent::Cold(id, ColdChange::Settling { keep }));
+        let spawned = thread::Builder::new()
+            .name("cold-settle".into())
+            .spawn(move || {
+                let result = (|| -> Result<Vec<String>, String> {
+                    let mut history =
+                        History::open(&history::default_path()).map_err(|e| e.to_string())?;
+                    let record = history.migration(id).map_err(|e| e.to_string())?;
+                    if record.outcome != Some(OutcomeKind::AwaitingConfirm) {
+                        return Err(format!(
+                            "the history says it is {}, not awaiting confirm",
+                            record.outcome.map_or("unfinished", |o| o.as_str())
+                        ));
+                    }
+                    let plan = serde_json::from_value(record.plan).map_err(|e| {
+                        format!("its stored plan cannot be read ({e}); settle it with virsh")
+                    })?;
+                    cold_record::settle(&mut history, id, &plan, keep, call_timeout)
+                        .map(|report| report.steps)
+                        .map_err(|e| e.to_string())
+                })();
+                let _ = events.send(AppEvent::Cold(id, ColdChange::Settled { keep, result }));
+                workers
+                    .settling
+                    .lock()
+                    .expect("cold settling lock")
+                    .remove(&id);
+            });
+        if let Err(error) = spawned {
+            self.notice(format!("#{id}: not settled: {error}"));
+            self.cold
+                .settling
+                .lock()
+                .expect("cold settling lock")
+                .remove(&id);
+        }
+    }
+}
+
+/// Cold migrations a ferry left mid-way when it stopped (no outcome recorded): ferry cannot
+/// take them over, so the operator is told where to look.
+fn interrupted_cold_migrations(history: &History) -> Vec<String> {
+    history
+        .unfinished()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.kind == crate::engine::history::MigrationKind::Cold && r.outcome.is_none())
+        .map(|r| {
+            format!(
+                "cold migration #{} of {} ({} → {}) was interrupted when ferry stopped; check \
+                 both hosts with `ferry instances` (its source copy was never deleted)",
+                r.id, r.instance_name, r.source_host, r.destination_host
+            )
+        })
+        .collect()
+}
+
 /// Puts the terminal back as the shell left it. Safe to call twice.
 fn restore_terminal() {
     let _ = disable_raw_mode();
@@ -287,6 +543,7 @@ pub fn run(config: &Config, theme: Theme, notice: Option<String>) -> anyhow::Res
     }
     let mut app = App::new(Inventory::new(config, SystemTime::now()), SystemTime::now());
     app.notice = notice.or_else(|| bridge.supervisor.as_ref().err().cloned());
+    app.cold_migration_available = bridge.cold_available();
     let result = event_loop(
         Terminal::new(CrosstermBackend::new(stdout))?,
         app,
@@ -366,6 +623,11 @@ fn apply(app: &mut App, event: AppEvent, bridge: &Bridge) -> bool {
             }
             false
         }
+        AppEvent::Cold(id, change) => app.on_migration_event(MigrationEvent {
+            id,
+            at: SystemTime::now(),
+            change: MigrationChange::Cold(change),
+        }),
         AppEvent::Notice(message) => {
             app.notice = Some(message);
             true

@@ -11,7 +11,7 @@ use ratatui::Frame;
 use crate::engine::history::MigrationKind;
 use crate::tui::app::App;
 use crate::tui::launch::{
-    Candidate, DestinationCheck, DialogFocus, LaunchDialog, LaunchField, COLD_NOT_AVAILABLE,
+    Candidate, DestinationCheck, DialogFocus, LaunchDialog, COLD_NOT_AVAILABLE,
 };
 use crate::tui::theme::Theme;
 
@@ -33,7 +33,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, dialog: &LaunchDialog, the
     summary_rows.truncate(SUMMARY_ROWS_MAX);
     // Header, blank, options, blank, summary, flash line, borders.
     let fixed_rows =
-        1 + 1 + LaunchField::ALL.len() as u16 + 1 + summary_rows.len() as u16 + 1 + 2 + banner_rows;
+        1 + 1 + dialog.fields().len() as u16 + 1 + summary_rows.len() as u16 + 1 + 2 + banner_rows;
     let destination_rows_wanted = dialog.candidates.len() as u16 + 1;
     let area = centred(area, DIALOG_WIDTH, fixed_rows + destination_rows_wanted);
     let destination_rows = area
@@ -65,7 +65,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, dialog: &LaunchDialog, the
             Constraint::Length(banner_rows),
             Constraint::Length(destination_rows + 1),
             Constraint::Length(1),
-            Constraint::Length(LaunchField::ALL.len() as u16),
+            Constraint::Length(dialog.fields().len() as u16),
             Constraint::Length(1),
             Constraint::Length(summary_rows.len() as u16),
             Constraint::Length(1),
@@ -212,11 +212,12 @@ fn candidate_row<'a>(
 
 fn draw_options(frame: &mut Frame, area: Rect, dialog: &LaunchDialog, theme: &Theme) {
     let focused = dialog.focus == DialogFocus::Options;
-    let lines: Vec<Line> = LaunchField::ALL
+    let lines: Vec<Line> = dialog
+        .fields()
         .iter()
         .enumerate()
         .map(|(index, field)| {
-            let applies = field.applies_to(dialog.kind) && !dialog.is_disabled();
+            let applies = !dialog.is_disabled();
             let on_cursor = focused && index == dialog.option_cursor;
             let value = dialog.value_text(*field);
             let hint = match (on_cursor, field.is_numeric()) {

@@ -6,11 +6,13 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
+use crate::engine::cold::{ColdOutcome, ColdPhase};
 use crate::engine::live::LiveOutcome;
-use crate::model::units::{format_duration_ms, format_rate};
+use crate::model::units::{format_bytes, format_duration_ms, format_rate};
 use crate::progress::{ConvergenceVerdict, MigrationPhase};
 use crate::tui::app::App;
-use crate::tui::migrations::{MigrationStore, Stage, TrackedMigration};
+use crate::tui::cold_migrations::{ColdEnd, ColdStage, TrackedCold};
+use crate::tui::migrations::{Listed, MigrationStore, Stage, TrackedMigration};
 use crate::tui::theme::Theme;
 
 use super::scroll_offset;
@@ -77,6 +79,103 @@ pub fn status_text(
     }
 }
 
+/// A cold migration's phase in a few words, for the list's phase column (12 wide).
+pub fn cold_phase_label(migration: &TrackedCold) -> String {
+    match &migration.stage {
+        ColdStage::AwaitingConfirm => return "awaiting".to_string(),
+        ColdStage::Settling { keep: true } => return "confirming".to_string(),
+        ColdStage::Settling { keep: false } => return "reverting".to_string(),
+        ColdStage::Finished(ColdEnd::Confirmed) => return "confirmed".to_string(),
+        ColdStage::Finished(ColdEnd::Reverted) => return "reverted".to_string(),
+        ColdStage::Finished(ColdEnd::Engine(outcome)) => {
+            return match outcome {
+                ColdOutcome::Refused { .. } => "refused",
+                ColdOutcome::RolledBack { .. } => "rolled back",
+                ColdOutcome::Failed { .. } | ColdOutcome::AwaitingConfirm { .. } => "failed",
+            }
+            .to_string()
+        }
+        ColdStage::Running => {}
+    }
+    match migration.phase() {
+        None | Some(ColdPhase::Prechecks) => "prechecks".to_string(),
+        Some(ColdPhase::ShuttingDown { .. }) => "shutdown".to_string(),
+        Some(ColdPhase::PoweringOffHard) => "hard off".to_string(),
+        Some(ColdPhase::Copying {
+            disk_number,
+            disk_count,
+            ..
+        }) => format!("copy {disk_number}/{disk_count}"),
+        Some(ColdPhase::Verifying {
+            disk_number,
+            disk_count,
+            ..
+        }) => format!("verify {disk_number}/{disk_count}"),
+        Some(ColdPhase::Defining) => "defining".to_string(),
+        Some(ColdPhase::Starting) => "starting".to_string(),
+        Some(ColdPhase::RollingBack { .. }) => "rolling back".to_string(),
+        Some(other) => crate::engine::cold_record::phase_words(other),
+    }
+}
+
+/// How a cold migration ended, or what it waits for, in one line.
+pub fn cold_status_text(migration: &TrackedCold, theme: &Theme) -> (String, Style) {
+    let (source, destination) = (migration.source(), migration.destination());
+    match &migration.stage {
+        ColdStage::Running if migration.rolling_back() => {
+            (format!("putting it back on {source}"), theme.warning)
+        }
+        ColdStage::Running => match (&migration.copy, migration.phase()) {
+            (Some(copy), Some(ColdPhase::Copying { .. } | ColdPhase::Verifying { .. })) => (
+                copy.eta_ms.map_or("ETA -".to_string(), |ms| {
+                    format!("ETA {}", format_duration_ms(ms))
+                }),
+                theme.base,
+            ),
+            (_, Some(ColdPhase::ShuttingDown { timeout_ms, .. })) => (
+                format!("waiting ≤{} for the guest", format_duration_ms(*timeout_ms)),
+                theme.base,
+            ),
+            _ => ("-".to_string(), theme.base),
+        },
+        ColdStage::AwaitingConfirm => (
+            format!("on {destination}, {source} keeps a copy: C confirm · R revert"),
+            theme.warning,
+        ),
+        ColdStage::Settling { keep: true } => {
+            (format!("removing the copy on {source}"), theme.base)
+        }
+        ColdStage::Settling { keep: false } => {
+            (format!("removing the copy on {destination}"), theme.base)
+        }
+        ColdStage::Finished(ColdEnd::Confirmed) => (
+            format!(
+                "confirmed: on {destination} only{}",
+                migration
+                    .figures
+                    .bytes_copied
+                    .map_or(String::new(), |b| format!(", {} copied", format_bytes(b)))
+            ),
+            theme.success,
+        ),
+        ColdStage::Finished(ColdEnd::Reverted) => {
+            (format!("reverted: on {source} only"), theme.success)
+        }
+        ColdStage::Finished(ColdEnd::Engine(outcome)) => match outcome {
+            ColdOutcome::RolledBack { detail, leftovers } if leftovers.is_empty() => {
+                (format!("rolled back: {detail}"), theme.warning)
+            }
+            ColdOutcome::RolledBack { detail, leftovers } => (
+                format!("rolled back: {detail}; left: {}", leftovers.join(", ")),
+                theme.error,
+            ),
+            ColdOutcome::Refused { detail } => (format!("refused: {detail}"), theme.warning),
+            ColdOutcome::Failed { detail } => (format!("failed: {detail}"), theme.error),
+            ColdOutcome::AwaitingConfirm { .. } => ("-".to_string(), theme.base),
+        },
+    }
+}
+
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let store = &app.migrations;
     let listed = store.listed();
@@ -84,9 +183,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Span::styled(" Migrations ", theme.title),
         Span::styled(
             format!(
-                "{} running {} queued {} recent ",
+                "{} running {} queued {}{} recent ",
                 store.running_count(),
                 store.queued_count(),
+                match store.awaiting_confirm_count() {
+                    0 => String::new(),
+                    awaiting => format!("{awaiting} awaiting confirm "),
+                },
                 store.finished_count()
             ),
             theme.footer_text,
@@ -102,8 +205,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 Line::raw(""),
                 Line::raw(" No migrations yet."),
                 Line::raw(
-                    " On the inventory (1), select an instance and press m to live-migrate it.",
+                    " On the inventory (1), select an instance and press m to live-migrate it",
                 ),
+                Line::raw(" or c to cold-migrate it."),
             ])
             .wrap(Wrap { trim: false })
             .style(theme.base)
@@ -132,7 +236,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .skip(offset)
         .take(inner_rows)
         .map(|(index, migration)| {
-            let row = migration_row(store, migration, theme);
+            let row = match migration {
+                Listed::Live(live) => migration_row(store, live, theme),
+                Listed::Cold(cold) => cold_row(cold, theme),
+            };
             if index == app.migration_cursor() {
                 row.style(theme.selected)
             } else {
@@ -158,6 +265,43 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     .header(header)
     .block(block);
     frame.render_widget(table, area);
+}
+
+fn cold_row<'a>(migration: &'a TrackedCold, theme: &Theme) -> Row<'a> {
+    let streaming = migration.stage == ColdStage::Running && migration.streaming();
+    let percent = match &migration.stage {
+        ColdStage::AwaitingConfirm
+        | ColdStage::Settling { .. }
+        | ColdStage::Finished(ColdEnd::Confirmed) => "100%".to_string(),
+        _ if streaming => migration
+            .percent()
+            .map_or("-".to_string(), |p| format!("{p}%")),
+        _ => "-".to_string(),
+    };
+    let rate = migration
+        .copy
+        .as_ref()
+        .filter(|_| streaming)
+        .and_then(|c| c.rate_bytes_per_second)
+        .map_or("-".to_string(), format_rate);
+    let (status, status_style) = cold_status_text(migration, theme);
+    let phase_style = match migration.stage {
+        ColdStage::AwaitingConfirm => theme.warning,
+        _ => theme.base,
+    };
+    Row::new(vec![
+        Cell::from(migration.id.to_string()),
+        Cell::from(migration.instance_name()),
+        Cell::from(format!(
+            "{} → {}",
+            migration.source(),
+            migration.destination()
+        )),
+        Cell::from(cold_phase_label(migration)).style(phase_style),
+        Cell::from(percent),
+        Cell::from(rate),
+        Cell::from(status).style(status_style),
+    ])
 }
 
 fn migration_row<'a>(

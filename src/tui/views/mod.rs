@@ -1,5 +1,6 @@
 //! Views: each panel is a function of the app state and the theme, drawn once per frame.
 
+pub mod cold_detail;
 pub mod details;
 pub mod help;
 pub mod hosts;
@@ -46,9 +47,12 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
             hosts::draw(frame, hosts_area, app, theme);
             instances::draw(frame, instances_area, app, theme);
         }
-        Screen::Migrations if app.migration_detail => {
-            migration_detail::draw(frame, main_area, app, theme)
-        }
+        Screen::Migrations if app.migration_detail => match app.selected_listed() {
+            Some(super::migrations::Listed::Cold(cold)) => {
+                cold_detail::draw(frame, main_area, app, cold, theme)
+            }
+            _ => migration_detail::draw(frame, main_area, app, theme),
+        },
         Screen::Migrations => migrations::draw(frame, main_area, app, theme),
     }
     status::draw_status(frame, status_area, app, theme);

@@ -1,5 +1,5 @@
 //! The operator's prompt over a migration: confirm abort or force-complete (y/n), or type a
-//! bandwidth or max downtime.
+//! bandwidth or max downtime; on a cold one, confirm abort, confirm or revert (y/n).
 
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -15,20 +15,15 @@ use super::{centred, wrap_words};
 const WIDTH: u16 = 72;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, prompt: &OperatorPrompt, theme: &Theme) {
-    let Some(migration) = app.migrations.get(prompt.id()) else {
+    let Some(migration) = app.migrations.get_listed(prompt.id()) else {
         return;
     };
     let text_width = WIDTH.min(area.width).saturating_sub(4) as usize;
-    let paragraphs = prompt.text(migration);
+    let paragraphs = prompt.text_for(migration);
     let last = paragraphs.len().saturating_sub(1);
-    // What cannot be undone stands out: post-copy's warning, and the number being typed.
-    let post_copy_warning = matches!(
-        prompt,
-        OperatorPrompt::ConfirmForceComplete {
-            switches_to_post_copy: true,
-            ..
-        }
-    );
+    // What cannot be undone stands out (post-copy's risk, a confirm or revert that deletes
+    // a copy), and so does the number being typed.
+    let post_copy_warning = prompt.ends_with_warning();
     let mut lines: Vec<Line> = Vec::new();
     for (index, paragraph) in paragraphs.iter().enumerate() {
         let style = match prompt {
@@ -68,7 +63,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, prompt: &OperatorPrompt, t
             Block::new()
                 .borders(Borders::ALL)
                 .border_style(border)
-                .title(Span::styled(prompt.title(migration), theme.title)),
+                .title(Span::styled(prompt.title_for(migration), theme.title)),
         ),
         area,
     );

@@ -9,7 +9,8 @@ use ratatui::Frame;
 use crate::inventory::HostState;
 use crate::tui::app::{App, Overlay, Pane, Screen};
 use crate::tui::launch::DialogFocus;
-use crate::tui::operator::{prompt_for, OperatorKey, OperatorPrompt};
+use crate::tui::migrations::Listed;
+use crate::tui::operator::{prompt_for_listed, OperatorKey, OperatorPrompt};
 use crate::tui::theme::Theme;
 
 use super::age;
@@ -95,7 +96,9 @@ pub fn footer_keys(app: &App) -> Vec<FooterKey> {
     }
     if let Some(prompt) = &app.prompt {
         return match prompt {
-            OperatorPrompt::ConfirmAbort { .. } | OperatorPrompt::ConfirmForceComplete { .. } => {
+            OperatorPrompt::ConfirmAbort { .. }
+            | OperatorPrompt::ConfirmForceComplete { .. }
+            | OperatorPrompt::Cold { .. } => {
                 vec![on("y", "yes"), on("n", "no"), on("esc", "no")]
             }
             _ => vec![
@@ -123,28 +126,27 @@ pub fn footer_keys(app: &App) -> Vec<FooterKey> {
     }
     let mut keys = match (app.screen, app.focus) {
         (Screen::Migrations, _) => {
-            let allowed = |key: OperatorKey| {
-                app.selected_migration()
-                    .is_some_and(|m| prompt_for(key, m).is_ok())
+            let selected = app.selected_listed();
+            let allowed =
+                |key: OperatorKey| selected.is_some_and(|m| prompt_for_listed(key, m).is_ok());
+            let key =
+                |operator_key: OperatorKey, key: &'static str, what: &'static str| FooterKey {
+                    enabled: allowed(operator_key),
+                    ..on(key, what)
+                };
+            let mut keys = match selected {
+                Some(Listed::Cold(_)) => vec![
+                    key(OperatorKey::Confirm, "C", "confirm"),
+                    key(OperatorKey::Revert, "R", "revert"),
+                    key(OperatorKey::Abort, "a", "abort"),
+                ],
+                _ => vec![
+                    key(OperatorKey::Abort, "a", "abort"),
+                    key(OperatorKey::ForceComplete, "f", "force"),
+                    key(OperatorKey::Bandwidth, "b", "bandwidth"),
+                    key(OperatorKey::MaxDowntime, "d", "downtime"),
+                ],
             };
-            let mut keys = vec![
-                FooterKey {
-                    enabled: allowed(OperatorKey::Abort),
-                    ..on("a", "abort")
-                },
-                FooterKey {
-                    enabled: allowed(OperatorKey::ForceComplete),
-                    ..on("f", "force")
-                },
-                FooterKey {
-                    enabled: allowed(OperatorKey::Bandwidth),
-                    ..on("b", "bandwidth")
-                },
-                FooterKey {
-                    enabled: allowed(OperatorKey::MaxDowntime),
-                    ..on("d", "downtime")
-                },
-            ];
             if !app.migration_detail {
                 keys.push(on("enter", "open"));
             }

@@ -1,0 +1,314 @@
+//! What the TUI knows of one cold migration: the engine's phases with when each began, the
+//! copy and verification progress, the verified disks, the rollback steps, and the operator's
+//! answer (confirm or revert) once it awaits one. Pure: folded from [`ColdChange`]s only.
+
+use std::time::SystemTime;
+
+use crate::engine::cold::{ColdMigrationPlan, ColdOutcome, ColdPhase, ColdUpdate, CopyProgress};
+use crate::engine::history::MigrationId;
+
+use super::migrations::{OperatorMessage, OperatorMessageKind, OPERATOR_MESSAGES_KEPT};
+
+/// Something that happened to one cold migration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColdChange {
+    /// Recorded in the history and handed to the engine: the first event of a cold migration
+    /// launched from this TUI.
+    Launched(Box<ColdMigrationPlan>),
+    /// Found in the history at start: it awaits confirm or revert (launched from the CLI, or
+    /// by an earlier ferry).
+    FoundAwaiting {
+        plan: Box<ColdMigrationPlan>,
+        started_at: SystemTime,
+        total_time_ms: Option<u64>,
+        downtime_ms: Option<u64>,
+        bytes_copied: Option<u64>,
+    },
+    /// What the engine reported, in order.
+    Engine(ColdUpdate),
+    /// Confirm (`keep`) or revert was sent to a worker.
+    Settling { keep: bool },
+    /// Its answer: the steps done, or why nothing (or not everything) was done. A failed
+    /// answer leaves the migration awaiting one.
+    Settled {
+        keep: bool,
+        result: Result<Vec<String>, String>,
+    },
+}
+
+/// Where a cold migration is in its life.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColdStage {
+    /// The engine works on it: prechecks through the start on the destination, or a rollback.
+    Running,
+    /// Runs (or rests, if it was shut off) on the destination; the source keeps its inactive
+    /// copy until the operator confirms or reverts.
+    AwaitingConfirm,
+    Settling {
+        keep: bool,
+    },
+    Finished(ColdEnd),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColdEnd {
+    /// Confirmed: the source copy is gone.
+    Confirmed,
+    /// Reverted: back on the source, the destination copy gone.
+    Reverted,
+    /// Refused, rolled back or failed, as the engine said.
+    Engine(ColdOutcome),
+}
+
+/// A phase of the timeline with when it began, ms since the migration started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColdPhaseMark {
+    pub phase: ColdPhase,
+    pub at_ms: u64,
+}
+
+/// A copy streamed back from the destination that matched the source's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedDisk {
+    pub target: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// The figures of the move, from the engine's outcome (or the history's record of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ColdFigures {
+    pub total_time_ms: Option<u64>,
+    pub downtime_ms: Option<u64>,
+    pub bytes_copied: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackedCold {
+    pub id: MigrationId,
+    pub plan: ColdMigrationPlan,
+    pub stage: ColdStage,
+    pub started_at: SystemTime,
+    pub finished_at: Option<SystemTime>,
+    /// Found in the history at start: what happened before is in `ferry history`, not here.
+    pub from_history: bool,
+    pub phase_marks: Vec<ColdPhaseMark>,
+    /// The latest copy or verification sample.
+    pub copy: Option<CopyProgress>,
+    pub verified: Vec<VerifiedDisk>,
+    pub figures: ColdFigures,
+    /// Warnings, rollback steps, and the steps of confirm or revert.
+    pub messages: Vec<OperatorMessage>,
+}
+
+impl TrackedCold {
+    pub fn launched(id: MigrationId, at: SystemTime, plan: ColdMigrationPlan) -> TrackedCold {
+        TrackedCold {
+            id,
+            plan,
+            stage: ColdStage::Running,
+            started_at: at,
+            finished_at: None,
+            from_history: false,
+            phase_marks: Vec::new(),
+            copy: None,
+            verified: Vec::new(),
+            figures: ColdFigures::default(),
+            messages: Vec::new(),
+        }
+    }
+
+    pub fn found_awaiting(
+        id: MigrationId,
+        plan: ColdMigrationPlan,
+        started_at: SystemTime,
+        figures: ColdFigures,
+    ) -> TrackedCold {
+        TrackedCold {
+            stage: ColdStage::AwaitingConfirm,
+            from_history: true,
+            phase_marks: vec![ColdPhaseMark {
+                phase: ColdPhase::AwaitingConfirm,
+                at_ms: figures.total_time_ms.unwrap_or(0),
+            }],
+            figures,
+            ..TrackedCold::launched(id, started_at, plan)
+        }
+    }
+
+    pub fn instance_name(&self) -> &str {
+        &self.plan.instance_name
+    }
+
+    pub fn source(&self) -> &str {
+        &self.plan.source.name
+    }
+
+    pub fn destination(&self) -> &str {
+        &self.plan.destination.name
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(self.stage, ColdStage::Finished(_))
+    }
+
+    /// The latest phase the engine reported; None before its first.
+    pub fn phase(&self) -> Option<&ColdPhase> {
+        self.phase_marks.last().map(|m| &m.phase)
+    }
+
+    /// A rollback is under way: an abort now would change nothing.
+    pub fn rolling_back(&self) -> bool {
+        matches!(self.phase(), Some(ColdPhase::RollingBack { .. }))
+    }
+
+    /// Bytes the copy moves in all (each copied disk's stream).
+    pub fn bytes_to_copy(&self) -> u64 {
+        self.plan.bytes_to_copy()
+    }
+
+    /// How far the current pass over the disks is, in bytes of all disks: the copy, or the
+    /// verification once it runs. None before the first sample.
+    pub fn pass_bytes_done(&self) -> Option<u64> {
+        let copy = self.copy.as_ref()?;
+        let earlier_disks: u64 = self
+            .plan
+            .copied_disks()
+            .take(copy.disk_number.saturating_sub(1))
+            .map(|(_, disk)| disk.stream_bytes)
+            .sum();
+        Some(earlier_disks + copy.bytes_done)
+    }
+
+    /// Percent of the current pass (copy or verification).
+    pub fn percent(&self) -> Option<u64> {
+        let total = self.bytes_to_copy();
+        let done = self.pass_bytes_done()?;
+        (total > 0).then(|| (done.min(total) * 100) / total)
+    }
+
+    /// True while the disks are streamed (copy or verification): the rate and ETA mean
+    /// something then.
+    pub fn streaming(&self) -> bool {
+        matches!(
+            self.phase(),
+            Some(ColdPhase::Copying { .. } | ColdPhase::Verifying { .. })
+        ) && self.copy.is_some()
+    }
+
+    fn ms_since_start(&self, at: SystemTime) -> u64 {
+        at.duration_since(self.started_at)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    fn message(&mut self, at: SystemTime, kind: OperatorMessageKind, text: String) {
+        if self.messages.len() >= OPERATOR_MESSAGES_KEPT {
+            self.messages.remove(0);
+        }
+        self.messages.push(OperatorMessage { at, kind, text });
+    }
+
+    /// Folds one change in; true if anything visible changed.
+    pub fn apply(&mut self, at: SystemTime, change: ColdChange) -> bool {
+        if self.is_finished() {
+            return false;
+        }
+        match change {
+            ColdChange::Launched(_) | ColdChange::FoundAwaiting { .. } => return false,
+            ColdChange::Engine(update) => {
+                if self.stage != ColdStage::Running {
+                    return false;
+                }
+                self.on_engine(at, update);
+            }
+            ColdChange::Settling { keep } => {
+                if self.stage != ColdStage::AwaitingConfirm {
+                    return false;
+                }
+                self.stage = ColdStage::Settling { keep };
+            }
+            ColdChange::Settled { keep, result } => match result {
+                Ok(steps) => {
+                    for step in steps {
+                        self.message(at, OperatorMessageKind::Done, step);
+                    }
+                    let (phase, end) = if keep {
+                        (ColdPhase::Confirmed, ColdEnd::Confirmed)
+                    } else {
+                        (ColdPhase::Reverted, ColdEnd::Reverted)
+                    };
+                    let at_ms = self.ms_since_start(at);
+                    self.phase_marks.push(ColdPhaseMark { phase, at_ms });
+                    self.stage = ColdStage::Finished(end);
+                    self.finished_at = Some(at);
+                }
+                Err(reason) => {
+                    let verb = if keep { "confirm" } else { "revert" };
+                    self.message(
+                        at,
+                        OperatorMessageKind::Refused,
+                        format!("{verb} failed: {reason}"),
+                    );
+                    self.stage = ColdStage::AwaitingConfirm;
+                }
+            },
+        }
+        true
+    }
+
+    fn on_engine(&mut self, at: SystemTime, update: ColdUpdate) {
+        match update {
+            ColdUpdate::Phase(phase) => {
+                if self.phase() != Some(&phase) {
+                    // A new pass over the disks starts from its first byte.
+                    if matches!(
+                        phase,
+                        ColdPhase::Copying { .. } | ColdPhase::Verifying { .. }
+                    ) {
+                        self.copy = None;
+                    }
+                    let at_ms = self.ms_since_start(at);
+                    self.phase_marks.push(ColdPhaseMark { phase, at_ms });
+                }
+            }
+            ColdUpdate::Prechecks { .. } => {}
+            ColdUpdate::Progress(progress) => self.copy = Some(progress),
+            ColdUpdate::Verified {
+                target,
+                bytes,
+                sha256,
+            } => self.verified.push(VerifiedDisk {
+                target,
+                bytes,
+                sha256,
+            }),
+            ColdUpdate::Warning { message } => {
+                self.message(at, OperatorMessageKind::Warning, message)
+            }
+            ColdUpdate::RollbackStep { description } => self.message(
+                at,
+                OperatorMessageKind::Warning,
+                format!("rollback: {description}"),
+            ),
+            ColdUpdate::Finished(outcome) => {
+                if let ColdOutcome::AwaitingConfirm {
+                    total_time_ms,
+                    downtime_ms,
+                    bytes_copied,
+                    ..
+                } = &outcome
+                {
+                    self.figures = ColdFigures {
+                        total_time_ms: Some(*total_time_ms),
+                        downtime_ms: *downtime_ms,
+                        bytes_copied: Some(*bytes_copied),
+                    };
+                    self.stage = ColdStage::AwaitingConfirm;
+                } else {
+                    self.stage = ColdStage::Finished(ColdEnd::Engine(outcome));
+                    self.finished_at = Some(at);
+                }
+            }
+        }
+    }
+}
