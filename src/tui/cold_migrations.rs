@@ -312,3 +312,207 @@ impl TrackedCold {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::cold::DiskAction;
+    use crate::tui::migrations::{Listed, MigrationChange, MigrationEvent, MigrationStore};
+    use crate::tui::test_support::{at, cold_run_events};
+
+    const AWAITING_RUN: &str = "lab-cold-disk-hv1-hv2.jsonl";
+    const ROLLED_BACK_RUN: &str = "lab-cold-disk-started-during-copy.jsonl";
+
+    fn store_with(events: Vec<MigrationEvent>) -> MigrationStore {
+        let mut store = MigrationStore::default();
+        for event in events {
+            store.apply(event);
+        }
+        store
+    }
+
+    fn settle(id: i64, seconds: u64, change: ColdChange) -> MigrationEvent {
+        MigrationEvent {
+            id: MigrationId(id),
+            at: at(seconds),
+            change: MigrationChange::Cold(change),
+        }
+    }
+
+    #[test]
+    fn a_recorded_run_reaches_awaiting_confirm_with_every_phase_and_the_checksum() {
+        let store = store_with(cold_run_events(
+            MigrationId(5),
+            100,
+            AWAITING_RUN,
+            usize::MAX,
+        ));
+        let migration = store.get_cold(MigrationId(5)).unwrap();
+        assert_eq!(migration.stage, ColdStage::AwaitingConfirm);
+        assert!(!migration.is_finished());
+        let phases: Vec<String> = migration
+            .phase_marks
+            .iter()
+            .map(|m| crate::engine::cold_record::phase_words(&m.phase))
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                "prechecks on fresh facts",
+                "shutting down (ACPI, up to 5 s, then a hard power off)",
+                "powering off hard: the guest ignored the shutdown",
+                "copying disk 1 of 1 (vdb)",
+                "verifying disk 1 of 1 (vdb)",
+                "defining on the destination",
+                "starting on the destination",
+                "awaiting confirm or revert",
+            ]
+        );
+        // Marks carry the recorded times: the hard power off came after the 5 s timeout.
+        assert!(migration.phase_marks[2].at_ms >= 5000);
+        assert_eq!(migration.verified.len(), 1);
+        assert_eq!(migration.verified[0].target, "vdb");
+        assert!(migration.verified[0].sha256.starts_with("cfd66a51"));
+        assert_eq!(migration.figures.bytes_copied, Some(8_716_288));
+        assert!(migration.figures.downtime_ms.unwrap() > 5000);
+        assert_eq!(store.awaiting_confirm_count(), 1);
+        assert_eq!(store.running_count(), 0);
+    }
+
+    #[test]
+    fn progress_counts_the_pass_that_runs_and_restarts_at_verification() {
+        // Up to the second copy sample (4 MiB, then 8 MiB of 8.3 MiB).
+        let store = store_with(cold_run_events(MigrationId(5), 100, AWAITING_RUN, 7));
+        let migration = store.get_cold(MigrationId(5)).unwrap();
+        assert!(matches!(migration.phase(), Some(ColdPhase::Copying { .. })));
+        assert!(migration.streaming());
+        assert_eq!(migration.pass_bytes_done(), Some(8 << 20));
+        assert_eq!(migration.percent(), Some(96));
+        assert!(migration
+            .copy
+            .as_ref()
+            .unwrap()
+            .rate_bytes_per_second
+            .is_some());
+        // The verification phase starts its own count from nothing.
+        let store = store_with(cold_run_events(MigrationId(5), 100, AWAITING_RUN, 9));
+        let migration = store.get_cold(MigrationId(5)).unwrap();
+        assert!(matches!(
+            migration.phase(),
+            Some(ColdPhase::Verifying { .. })
+        ));
+        assert_eq!(migration.copy, None);
+        assert_eq!(migration.percent(), None);
+    }
+
+    #[test]
+    fn a_run_rolled_back_ends_with_its_steps_and_ignores_late_answers() {
+        let mut store = store_with(cold_run_events(
+            MigrationId(3),
+            100,
+            ROLLED_BACK_RUN,
+            usize::MAX,
+        ));
+        let migration = store.get_cold(MigrationId(3)).unwrap();
+        let ColdStage::Finished(ColdEnd::Engine(ColdOutcome::RolledBack { detail, leftovers })) =
+            &migration.stage
+        else {
+            panic!("{:?}", migration.stage);
+        };
+        assert!(detail.contains("started there during the copy"), "{detail}");
+        assert!(leftovers.is_empty());
+        let steps: Vec<&str> = migration.messages.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(
+            steps,
+            [
+                "rollback: hv1: disk still running (it had not powered off yet)",
+                "rollback: hv2: deleted the partial copy local/disk-data.qcow2",
+            ]
+        );
+        assert!(migration.finished_at.is_some());
+        assert_eq!(store.finished_count(), 1);
+        assert!(
+            !store.apply(settle(3, 200, ColdChange::Settling { keep: true })),
+            "nothing to settle after a rollback"
+        );
+    }
+
+    #[test]
+    fn confirm_finishes_it_and_a_failed_revert_leaves_it_awaiting() {
+        let mut store = store_with(cold_run_events(
+            MigrationId(5),
+            100,
+            AWAITING_RUN,
+            usize::MAX,
+        ));
+        assert!(store.apply(settle(5, 200, ColdChange::Settling { keep: false })));
+        assert_eq!(
+            store.get_cold(MigrationId(5)).unwrap().stage,
+            ColdStage::Settling { keep: false }
+        );
+        assert!(store.apply(settle(
+            5,
+            201,
+            ColdChange::Settled {
+                keep: false,
+                result: Err("hv2: unreachable: timed out".into()),
+            },
+        )));
+        let migration = store.get_cold(MigrationId(5)).unwrap();
+        assert_eq!(migration.stage, ColdStage::AwaitingConfirm);
+        assert_eq!(
+            migration.messages.last().unwrap().text,
+            "revert failed: hv2: unreachable: timed out"
+        );
+
+        store.apply(settle(5, 300, ColdChange::Settling { keep: true }));
+        store.apply(settle(
+            5,
+            301,
+            ColdChange::Settled {
+                keep: true,
+                result: Ok(vec![
+                    "hv1: removed the definition of disk".into(),
+                    "hv1: deleted local/disk-data.qcow2".into(),
+                ]),
+            },
+        ));
+        let migration = store.get_cold(MigrationId(5)).unwrap();
+        assert_eq!(migration.stage, ColdStage::Finished(ColdEnd::Confirmed));
+        assert_eq!(migration.phase(), Some(&ColdPhase::Confirmed));
+        assert_eq!(migration.messages.len(), 3);
+        assert_eq!(store.awaiting_confirm_count(), 0);
+    }
+
+    #[test]
+    fn one_found_in_the_history_is_listed_with_the_active_ones() {
+        let plan = crate::tui::test_support::cold_disk_plan();
+        assert!(matches!(plan.disks[0].action, DiskAction::Copy(_)));
+        let mut events = cold_run_events(MigrationId(9), 500, ROLLED_BACK_RUN, usize::MAX);
+        events.push(settle(
+            4,
+            10,
+            ColdChange::FoundAwaiting {
+                plan: Box::new(plan),
+                started_at: at(10),
+                total_time_ms: Some(11_773),
+                downtime_ms: Some(11_300),
+                bytes_copied: Some(8_716_288),
+            },
+        ));
+        let store = store_with(events);
+        let listed: Vec<(i64, bool)> = store
+            .listed()
+            .iter()
+            .map(|m| (m.id().0, matches!(m, Listed::Cold(c) if c.from_history)))
+            .collect();
+        assert_eq!(
+            listed,
+            [(4, true), (9, false)],
+            "awaiting first, the ended one last"
+        );
+        let found = store.get_cold(MigrationId(4)).unwrap();
+        assert_eq!(found.stage, ColdStage::AwaitingConfirm);
+        assert_eq!(found.figures.downtime_ms, Some(11_300));
+    }
+}

@@ -10,12 +10,13 @@ use crate::progress::MigrationPhase;
 
 use super::action::{Action, PolicyKind, PrecheckRequest};
 use super::app::{App, InstanceKey, Screen};
+use super::cold_migrations::ColdChange;
 use super::keymap;
 use super::migrations::{MigrationChange, MigrationEvent};
-use super::operator::OperatorPrompt;
+use super::operator::{ColdQuestion, OperatorPrompt};
 use super::test_support::{
-    adaptive_run_events, app_with_events, at, busy_plan, hands_off_plan, post_copy_run_events,
-    precheck_report, press, Replay,
+    adaptive_run_events, app_with_events, at, busy_plan, cold_run_events, hands_off_plan,
+    post_copy_run_events, precheck_report, press, Replay,
 };
 use super::views::status::footer_keys;
 
@@ -221,12 +222,144 @@ fn cold_is_shown_disabled_until_the_flag_says_it_exists() {
     let request = precheck_request(&mut app);
     assert_eq!(request.kind, MigrationKind::Cold);
     answer_all(&mut app, &request);
-    press(&mut app, "j\n");
+    // Options: shutdown timeout erased and left empty, which Enter refuses.
+    press(&mut app, "j\t\u{8}\u{8}\n");
+    assert!(app.take_actions().is_empty());
+    assert!(app.flash.as_deref().unwrap().contains("shutdown timeout"));
+    // 90 s, hard power-off allowed, the copy capped at 50 MiB/s.
+    press(&mut app, "90j jx");
+    assert!(app.flash.as_deref().unwrap().contains("not a digit"));
+    press(&mut app, "50\n");
     let actions = app.take_actions();
     let [Action::LaunchColdMigration(cold)] = actions.as_slice() else {
         panic!("{actions:?}");
     };
     assert_eq!(cold.destination, hv("hv2"));
+    assert!(!cold.destination_chosen_automatically);
+    assert_eq!(cold.shutdown_timeout_seconds, 90);
+    assert!(cold.hard_power_off_allowed);
+    assert_eq!(cold.copy_bandwidth_mib_per_second, Some(50));
+    assert!(app
+        .flash
+        .as_deref()
+        .unwrap()
+        .contains("cold-migrate vm-00001 hv1 → hv2"));
+}
+
+/// The migrations screen with a cold migration of `disk` from the lab replayed up to `lines`
+/// lines of its recording (all of them: awaiting confirm).
+fn cold(lines: usize) -> App {
+    let mut app = app_with_events(cold_run_events(
+        MigrationId(5),
+        100,
+        "lab-cold-disk-hv1-hv2.jsonl",
+        lines,
+    ));
+    press(&mut app, "2");
+    assert!(app.selected_listed().is_some());
+    app
+}
+
+#[test]
+fn c_and_r_ask_first_then_settle_an_awaiting_cold_migration() {
+    let mut app = cold(usize::MAX);
+    press(&mut app, "f");
+    assert!(app
+        .flash
+        .as_deref()
+        .unwrap()
+        .contains("live migrations only"));
+    press(&mut app, "a");
+    assert!(
+        app.flash
+            .as_deref()
+            .unwrap()
+            .contains("R reverts it to hv1"),
+        "{:?}",
+        app.flash
+    );
+    press(&mut app, "C");
+    assert_eq!(
+        app.prompt,
+        Some(OperatorPrompt::Cold {
+            id: MigrationId(5),
+            question: ColdQuestion::Confirm
+        })
+    );
+    press(&mut app, "n");
+    assert!(app.prompt.is_none());
+    assert!(app.take_actions().is_empty(), "n sends nothing");
+    press(&mut app, "Ry");
+    assert_eq!(
+        app.take_actions(),
+        [Action::SettleCold {
+            id: MigrationId(5),
+            keep: false
+        }]
+    );
+    assert!(app
+        .flash
+        .as_deref()
+        .unwrap()
+        .contains("sent revert to #5 disk"));
+    // While it is being reverted, neither key asks again.
+    app.on_migration_event(MigrationEvent {
+        id: MigrationId(5),
+        at: at(300),
+        change: MigrationChange::Cold(ColdChange::Settling { keep: false }),
+    });
+    press(&mut app, "C");
+    assert!(app.prompt.is_none());
+    assert!(app.flash.as_deref().unwrap().contains("being reverted"));
+}
+
+#[test]
+fn a_aborts_a_cold_migration_still_copying_and_c_waits_for_awaiting() {
+    let mut app = cold(7);
+    press(&mut app, "C");
+    assert!(app.flash.as_deref().unwrap().contains("still moving"));
+    press(&mut app, "ay");
+    assert_eq!(
+        app.take_actions(),
+        [Action::AbortCold { id: MigrationId(5) }]
+    );
+}
+
+#[test]
+fn a_cold_question_is_withdrawn_when_the_migration_ends() {
+    let mut events = cold_run_events(
+        MigrationId(3),
+        100,
+        "lab-cold-disk-started-during-copy.jsonl",
+        usize::MAX,
+    );
+    let rest = events.split_off(6);
+    let mut app = app_with_events(events);
+    press(&mut app, "2a");
+    assert!(app.prompt.is_some());
+    for event in rest {
+        app.on_migration_event(event);
+    }
+    assert!(app.prompt.is_none());
+    assert!(app
+        .flash
+        .as_deref()
+        .unwrap()
+        .starts_with("question withdrawn"));
+    press(&mut app, "y");
+    assert!(app.take_actions().is_empty());
+}
+
+#[test]
+fn confirm_and_revert_keys_refuse_a_live_migration() {
+    let mut app = running(adaptive_run_events(MigrationId(3), 20));
+    press(&mut app, "C");
+    assert!(app.prompt.is_none());
+    assert!(app
+        .flash
+        .as_deref()
+        .unwrap()
+        .contains("is a live migration"));
 }
 
 /// The migrations screen with one running migration selected.
@@ -559,4 +692,15 @@ fn every_footer_key_is_in_the_help() {
     check(&app, "number prompt");
     press(&mut app, "\u{1b}?");
     check(&app, "help overlay");
+
+    let mut app = cold(usize::MAX);
+    check(&app, "cold migration awaiting confirm");
+    let enabled: Vec<&str> = footer_keys(&app)
+        .iter()
+        .filter(|k| k.enabled)
+        .map(|k| k.key)
+        .collect();
+    assert!(enabled.starts_with(&["C", "R"]), "{enabled:?}");
+    press(&mut app, "C");
+    check(&app, "cold confirmation");
 }

@@ -451,8 +451,8 @@ fn cold_text(question: ColdQuestion, migration: &TrackedCold) -> Vec<String> {
         ],
         ColdQuestion::Confirm => vec![
             format!(
-                "Keep {name} on {destination}: remove its source copy on {source}, the inactive \
-                 definition and {copied}."
+                "Keep {name} on {destination}: remove its source copy on {source}, that is the \
+                 inactive definition and {copied}."
             ),
             format!(
                 "The copies on {destination} were verified by checksum. After this there is no \

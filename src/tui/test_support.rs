@@ -338,3 +338,48 @@ pub fn press(app: &mut super::app::App, keys: &str) {
         app.handle_key(KeyEvent::new(code, KeyModifiers::NONE));
     }
 }
+
+/// The plan of the lab's cold runs of `disk` hv1 → hv2 (one local 8 MiB qcow2 data disk, a
+/// 2 MiB/s copy cap, hard power-off allowed after 5 s), as the history stored it.
+pub fn cold_disk_plan() -> crate::engine::cold::ColdMigrationPlan {
+    let path = fixtures_dir().join("cold/lab-cold-disk-hv1-hv2.plan.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// A recorded `ferry migrate --cold --json` run, replayed as the events the runtime forwards:
+/// launched at `launched_at_seconds`, each update at its `at_ms`, the summary as the engine's
+/// `Finished`. `lines` limits how many lines are fed (`usize::MAX` for all).
+pub fn cold_run_events(
+    id: MigrationId,
+    launched_at_seconds: u64,
+    fixture: &str,
+    lines: usize,
+) -> Vec<MigrationEvent> {
+    use super::cold_migrations::ColdChange;
+    use crate::engine::cold::{ColdOutcome, ColdUpdate};
+    let text = std::fs::read_to_string(fixtures_dir().join("cold").join(fixture)).unwrap();
+    let launched = at(launched_at_seconds);
+    let event = |at_ms: u64, change: ColdChange| MigrationEvent {
+        id,
+        at: launched + Duration::from_millis(at_ms),
+        change: MigrationChange::Cold(change),
+    };
+    let mut events = vec![event(0, ColdChange::Launched(Box::new(cold_disk_plan())))];
+    for line in text.lines().take(lines) {
+        let mut value: serde_json::Value = serde_json::from_str(line).unwrap();
+        let Some(at_ms) = value["at_ms"].as_u64() else {
+            continue; // the precheck report, printed before the start
+        };
+        let object = value.as_object_mut().unwrap();
+        let kind = object.remove("type").unwrap();
+        object.remove("instance");
+        object.remove("at_ms");
+        let update = if kind == "summary" {
+            ColdUpdate::Finished(serde_json::from_value::<ColdOutcome>(value).unwrap())
+        } else {
+            serde_json::from_value::<ColdUpdate>(value).unwrap()
+        };
+        events.push(event(at_ms, ColdChange::Engine(update)));
+    }
+    events
+}

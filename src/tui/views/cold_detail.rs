@@ -42,13 +42,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, migration: &TrackedCold, t
     frame.render_widget(block, area);
     let width = inner.width as usize;
 
-    let head = vec![
-        phase_line(app, migration, theme),
-        guest_line(migration, theme),
-    ];
+    let mut head = vec![phase_line(app, migration, theme)];
+    head.extend(guest_lines(migration, width, theme));
     let disks = disk_lines(migration, theme);
+    let timeline = timeline_lines(migration, width, theme);
     let next = next_lines(migration, width, theme);
-    let fixed_rows = head.len() + 2 + disks.len() + 1 + next.len() + 1;
+    let fixed_rows = head.len() + 2 + disks.len() + timeline.len() + next.len() + 1;
     let log_rows = (inner.height as usize).saturating_sub(fixed_rows);
     let [head_area, copy_area, verify_area, disks_area, timeline_area, next_area, _, log_area] =
         Layout::vertical([
@@ -56,7 +55,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, migration: &TrackedCold, t
             Constraint::Length(1),
             Constraint::Length(1),
             Constraint::Length(disks.len() as u16),
-            Constraint::Length(1),
+            Constraint::Length(timeline.len() as u16),
             Constraint::Length(next.len() as u16),
             Constraint::Length(1),
             Constraint::Length(log_rows as u16),
@@ -66,10 +65,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, migration: &TrackedCold, t
     frame.render_widget(gauge(migration, false, theme), copy_area);
     frame.render_widget(gauge(migration, true, theme), verify_area);
     frame.render_widget(Paragraph::new(disks), disks_area);
-    frame.render_widget(
-        Paragraph::new(timeline_line(migration, theme)),
-        timeline_area,
-    );
+    frame.render_widget(Paragraph::new(timeline), timeline_area);
     frame.render_widget(Paragraph::new(next), next_area);
     frame.render_widget(
         Paragraph::new(log_lines(app, migration, width, log_rows, theme)),
@@ -79,6 +75,35 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, migration: &TrackedCold, t
 
 fn label<'a>(text: &str, theme: &Theme) -> Span<'a> {
     Span::styled(format!(" {text:<10}"), theme.header)
+}
+
+/// Width of the label column, " timeline ".
+const LABEL_WIDTH: usize = 11;
+
+/// `text` under `heading`, wrapped to the width, at most `max_rows` rows.
+fn labelled_rows<'a>(
+    heading: &str,
+    text: &str,
+    style: Style,
+    width: usize,
+    max_rows: usize,
+    theme: &Theme,
+) -> Vec<Line<'a>> {
+    let mut rows = wrap_words(text, width.saturating_sub(LABEL_WIDTH));
+    rows.truncate(max_rows);
+    rows.into_iter()
+        .enumerate()
+        .map(|(index, row)| {
+            Line::from(vec![
+                if index == 0 {
+                    label(heading, theme)
+                } else {
+                    Span::raw(" ".repeat(LABEL_WIDTH))
+                },
+                Span::styled(row, style),
+            ])
+        })
+        .collect()
 }
 
 fn phase_line<'a>(app: &App, migration: &TrackedCold, theme: &Theme) -> Line<'a> {
@@ -109,7 +134,7 @@ fn phase_line<'a>(app: &App, migration: &TrackedCold, theme: &Theme) -> Line<'a>
 }
 
 /// How the guest's power is handled: what the plan allows and what happened.
-fn guest_line<'a>(migration: &TrackedCold, theme: &Theme) -> Line<'a> {
+fn guest_lines<'a>(migration: &TrackedCold, width: usize, theme: &Theme) -> Vec<Line<'a>> {
     let plan = &migration.plan;
     let text = if plan.instance_was_running {
         let hard = migration
@@ -117,7 +142,7 @@ fn guest_line<'a>(migration: &TrackedCold, theme: &Theme) -> Line<'a> {
             .iter()
             .any(|m| m.phase == ColdPhase::PoweringOffHard);
         format!(
-            "was running: ACPI shutdown, up to {}{}; started on {} once verified{}",
+            "was running: ACPI shutdown, up to {}{}; it starts on {} once verified{}",
             format_duration_ms(plan.options.shutdown_timeout.as_millis() as u64),
             if plan.options.hard_power_off_allowed {
                 ", then a hard power off"
@@ -134,7 +159,7 @@ fn guest_line<'a>(migration: &TrackedCold, theme: &Theme) -> Line<'a> {
     } else {
         "was shut off: stays shut off on the destination".to_string()
     };
-    Line::from(vec![label("guest", theme), Span::raw(text)])
+    labelled_rows("guest", &text, theme.base, width, 2, theme)
 }
 
 /// The copy (or, with `verifying`, the read-back) of every copied disk, as one gauge.
@@ -165,7 +190,12 @@ fn gauge<'a>(migration: &TrackedCold, verifying: bool, theme: &Theme) -> LineGau
     let text = match done_bytes {
         _ if total == 0 => "no local disk: nothing to copy".to_string(),
         Some(done) => {
-            let mut words = format!("{} of {}", format_bytes(done), format_bytes(total));
+            let mut words = format!(
+                "{} of {} ({}%)",
+                format_bytes(done),
+                format_bytes(total),
+                done.min(total) * 100 / total
+            );
             if let Some(sample) = sample {
                 if let Some(rate) = sample.rate_bytes_per_second {
                     words.push_str(&format!(" · {}", format_rate(rate)));
@@ -216,7 +246,14 @@ fn disk_lines<'a>(migration: &TrackedCold, theme: &Theme) -> Vec<Line<'a>> {
                     format_bytes(copy.stream_bytes),
                     copy.destination_path
                 )));
+                let copy_removed = matches!(
+                    migration.stage,
+                    ColdStage::Finished(ColdEnd::Reverted | ColdEnd::Engine(_))
+                );
                 match migration.verified.iter().find(|v| v.target == disk.target) {
+                    Some(_) if copy_removed => {
+                        spans.push(Span::styled("verified, since removed", theme.footer_text))
+                    }
                     Some(verified) => spans.push(Span::styled(
                         format!(
                             "✓ sha256 {}…",
@@ -224,6 +261,7 @@ fn disk_lines<'a>(migration: &TrackedCold, theme: &Theme) -> Vec<Line<'a>> {
                         ),
                         theme.success,
                     )),
+                    None if copy_removed => spans.push(Span::styled("removed", theme.footer_text)),
                     None => spans.push(Span::styled("not verified yet", theme.footer_text)),
                 }
             }
@@ -239,17 +277,20 @@ fn disk_lines<'a>(migration: &TrackedCold, theme: &Theme) -> Vec<Line<'a>> {
     lines
 }
 
-fn timeline_line<'a>(migration: &TrackedCold, theme: &Theme) -> Line<'a> {
-    let mut spans = vec![label("timeline", theme)];
+/// The phases with when each began, packed onto as many rows as the width needs (at most
+/// three; a run that rolled back has the most).
+fn timeline_lines<'a>(migration: &TrackedCold, width: usize, theme: &Theme) -> Vec<Line<'a>> {
     if migration.phase_marks.is_empty() {
-        spans.push(Span::styled("not started", theme.disabled));
-        return Line::from(spans);
+        return vec![Line::from(vec![
+            label("timeline", theme),
+            Span::styled("not started", theme.disabled),
+        ])];
     }
+    let room = width.saturating_sub(LABEL_WIDTH).max(1);
     let last = migration.phase_marks.len() - 1;
+    let mut rows: Vec<Vec<Span>> = vec![Vec::new()];
+    let mut used = 0;
     for (index, mark) in migration.phase_marks.iter().enumerate() {
-        if index > 0 {
-            spans.push(Span::styled(" → ", theme.footer_text));
-        }
         let name = match &mark.phase {
             ColdPhase::Prechecks => "prechecks".to_string(),
             ColdPhase::ShuttingDown { .. } => "shutdown".to_string(),
@@ -265,18 +306,39 @@ fn timeline_line<'a>(migration: &TrackedCold, theme: &Theme) -> Line<'a> {
             ColdPhase::RolledBack => "rolled back".to_string(),
             ColdPhase::Failed => "failed".to_string(),
         };
+        let time = format!(" {}", format_duration_ms(mark.at_ms));
+        let arrow = if index < last { " → " } else { "" };
+        let entry_width = name.chars().count() + time.chars().count() + arrow.chars().count();
+        if used > 0 && used + entry_width > room {
+            rows.push(Vec::new());
+            used = 0;
+        }
+        used += entry_width;
         let style = if index == last && !migration.is_finished() {
             theme.current
         } else {
             theme.base
         };
-        spans.push(Span::styled(name, style));
-        spans.push(Span::styled(
-            format!(" {}", format_duration_ms(mark.at_ms)),
-            theme.footer_text,
-        ));
+        let row = rows.last_mut().expect("one row at least");
+        row.push(Span::styled(name, style));
+        row.push(Span::styled(time, theme.footer_text));
+        row.push(Span::styled(arrow, theme.footer_text));
     }
-    Line::from(spans)
+    rows.truncate(3);
+    rows.into_iter()
+        .enumerate()
+        .map(|(index, mut spans)| {
+            spans.insert(
+                0,
+                if index == 0 {
+                    label("timeline", theme)
+                } else {
+                    Span::raw(" ".repeat(LABEL_WIDTH))
+                },
+            );
+            Line::from(spans)
+        })
+        .collect()
 }
 
 /// What the operator can do now, or how it ended, with the figures.
@@ -364,21 +426,7 @@ fn next_lines<'a>(migration: &TrackedCold, width: usize, theme: &Theme) -> Vec<L
             ColdOutcome::AwaitingConfirm { .. } => ("outcome", String::new(), theme.base),
         },
     };
-    let mut rows = wrap_words(text.trim_end(), width.saturating_sub(11));
-    rows.truncate(NEXT_ROWS_MAX);
-    rows.into_iter()
-        .enumerate()
-        .map(|(index, row)| {
-            Line::from(vec![
-                if index == 0 {
-                    label(heading, theme)
-                } else {
-                    Span::raw(" ".repeat(11))
-                },
-                Span::styled(row, style),
-            ])
-        })
-        .collect()
+    labelled_rows(heading, text.trim_end(), style, width, NEXT_ROWS_MAX, theme)
 }
 
 /// Warnings, rollback steps and confirm/revert steps, newest last; as many as fit.
@@ -399,7 +447,7 @@ fn log_lines<'a>(
         ])];
     }
     let mut lines = vec![Line::from(label("log", theme))];
-    let text_width = width.saturating_sub(11);
+    let text_width = width.saturating_sub(LABEL_WIDTH);
     let mut blocks: Vec<Vec<Line>> = Vec::new();
     let mut used = 1;
     for message in migration.messages.iter().rev() {
@@ -417,7 +465,12 @@ fn log_lines<'a>(
         blocks.push(
             wrapped
                 .into_iter()
-                .map(|row| Line::from(vec![Span::raw(" ".repeat(11)), Span::styled(row, style)]))
+                .map(|row| {
+                    Line::from(vec![
+                        Span::raw(" ".repeat(LABEL_WIDTH)),
+                        Span::styled(row, style),
+                    ])
+                })
                 .collect(),
         );
     }

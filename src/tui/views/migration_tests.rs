@@ -11,11 +11,12 @@ use crate::engine::queue::{QueuePosition, WaitingFor};
 use crate::model::HostName;
 use crate::tui::action::Action;
 use crate::tui::app::App;
+use crate::tui::cold_migrations::ColdChange;
 use crate::tui::migrations::{MigrationChange, MigrationEvent};
 use crate::tui::test_support::{
-    abort_run_events, adaptive_run_events, app_with_events, busy_plan, hands_off_plan,
-    pause_completed_events, post_copy_run_events, precheck_report, press, recorded_adaptive_plan,
-    Replay,
+    abort_run_events, adaptive_run_events, app_with_events, at, busy_plan, cold_run_events,
+    hands_off_plan, pause_completed_events, post_copy_run_events, precheck_report, press,
+    recorded_adaptive_plan, Replay,
 };
 use crate::tui::theme::Theme;
 
@@ -351,5 +352,148 @@ fn tiny_terminals_do_not_panic_on_migration_screens() {
         press(&mut app, "\tjjjj");
         render(&app, width, height);
         press(&mut app, "\u{1b}2");
+    }
+}
+
+const COLD_AWAITING_RUN: &str = "lab-cold-disk-hv1-hv2.jsonl";
+const COLD_ROLLED_BACK_RUN: &str = "lab-cold-disk-started-during-copy.jsonl";
+
+/// The cold dialog of vm-00001 with every verdict in.
+#[test]
+fn cold_dialog_with_verdicts_and_its_options() {
+    let mut app = app_with_events(Vec::new());
+    app.cold_migration_available = true;
+    press(&mut app, "\tjc");
+    let Some(Action::RequestPrechecks(request)) = app.take_actions().pop() else {
+        panic!("c asks for prechecks");
+    };
+    let arrived = reports(
+        &app,
+        &[("hv2", 20 << 30), ("hv3", 380 << 20), ("hv4", 12 << 30)],
+    );
+    app.on_precheck_reports(request.request_id, arrived);
+    press(&mut app, "j\tj ");
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+/// A live migration running; cold ones copying, awaiting confirm, and rolled back.
+fn cold_list_app() -> App {
+    let mut events = adaptive_run_events(MigrationId(1), 30);
+    events.extend(cold_run_events(
+        MigrationId(3),
+        10,
+        COLD_ROLLED_BACK_RUN,
+        usize::MAX,
+    ));
+    events.extend(cold_run_events(
+        MigrationId(5),
+        20,
+        COLD_AWAITING_RUN,
+        usize::MAX,
+    ));
+    events.extend(cold_run_events(MigrationId(7), 40, COLD_AWAITING_RUN, 7));
+    events.sort_by_key(|e| e.at);
+    app_with_events(events)
+}
+
+#[test]
+fn migrations_list_with_cold_migrations_120x24() {
+    let mut app = cold_list_app();
+    press(&mut app, "2");
+    insta::assert_snapshot!(render(&app, 120, 24));
+}
+
+fn cold_detail(id: i64, app: &mut App) {
+    press(app, "2");
+    while app.selected_listed().map(|m| m.id()) != Some(MigrationId(id)) {
+        assert!(app.handle_key(crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::Down,
+            crossterm::event::KeyModifiers::NONE
+        )));
+    }
+    press(app, "\n");
+}
+
+#[test]
+fn cold_detail_while_copying() {
+    let mut app = cold_list_app();
+    cold_detail(7, &mut app);
+    insta::assert_snapshot!(render(&app, 100, 24));
+}
+
+#[test]
+fn cold_detail_awaiting_confirm() {
+    let mut app = cold_list_app();
+    cold_detail(5, &mut app);
+    insta::assert_snapshot!(render(&app, 100, 24));
+}
+
+#[test]
+fn cold_detail_rolled_back_80x24() {
+    let mut app = cold_list_app();
+    cold_detail(3, &mut app);
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+#[test]
+fn cold_detail_confirmed_after_a_failed_revert() {
+    let mut app = cold_list_app();
+    for (seconds, change) in [
+        (200, ColdChange::Settling { keep: false }),
+        (
+            201,
+            ColdChange::Settled {
+                keep: false,
+                result: Err("hv2: unreachable: timed out after 15 s".into()),
+            },
+        ),
+        (300, ColdChange::Settling { keep: true }),
+        (
+            302,
+            ColdChange::Settled {
+                keep: true,
+                result: Ok(vec![
+                    "hv1: removed the definition of disk".into(),
+                    "hv1: deleted local/disk-data.qcow2".into(),
+                ]),
+            },
+        ),
+    ] {
+        app.on_migration_event(MigrationEvent {
+            id: MigrationId(5),
+            at: at(seconds),
+            change: MigrationChange::Cold(change),
+        });
+    }
+    app.now = at(310);
+    cold_detail(5, &mut app);
+    insta::assert_snapshot!(render(&app, 100, 24));
+}
+
+#[test]
+fn cold_confirm_and_revert_questions() {
+    let mut app = cold_list_app();
+    cold_detail(5, &mut app);
+    press(&mut app, "C");
+    insta::assert_snapshot!("cold_confirm_question", render(&app, 80, 24));
+    press(&mut app, "nR");
+    insta::assert_snapshot!("cold_revert_question", render(&app, 80, 24));
+}
+
+#[test]
+fn tiny_terminals_do_not_panic_on_cold_screens() {
+    let mut app = cold_list_app();
+    for (width, height) in [(1, 1), (20, 5), (40, 10), (60, 15)] {
+        press(&mut app, "2");
+        render(&app, width, height);
+        press(&mut app, "j\n");
+        render(&app, width, height);
+        press(&mut app, "C");
+        render(&app, width, height);
+        press(&mut app, "\u{1b}\u{1b}\u{1b}1");
+        app.cold_migration_available = true;
+        press(&mut app, "\tjc\tj");
+        render(&app, width, height);
+        press(&mut app, "\u{1b}");
     }
 }

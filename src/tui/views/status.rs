@@ -29,9 +29,13 @@ pub fn draw_status(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             inventory.migrations_in_flight()
         ),
         Screen::Migrations => format!(
-            " {} running │ {} queued │ {} recent │ refreshed {refreshed} ",
+            " {} running │ {} queued │ {}{} recent │ refreshed {refreshed} ",
             store.running_count(),
             store.queued_count(),
+            match store.awaiting_confirm_count() {
+                0 => String::new(),
+                awaiting => format!("{awaiting} awaiting confirm │ "),
+            },
             store.finished_count()
         ),
     })];
