@@ -173,6 +173,15 @@ pub fn adaptive_ladder_up_to(ceiling_ms: u64) -> Vec<u64> {
     )
 }
 
+/// What follows the route in a summary when `auto` chose the destination.
+fn route_note(destination_chosen_automatically: bool) -> &'static str {
+    if destination_chosen_automatically {
+        " (auto: most free memory)"
+    } else {
+        ""
+    }
+}
+
 /// A confirmed live migration, before the runtime queues it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LaunchRequest {
@@ -225,11 +234,7 @@ impl LaunchRequest {
             self.instance_name,
             self.source(),
             self.destination,
-            if self.destination_chosen_automatically {
-                " (auto: most free memory)"
-            } else {
-                ""
-            }
+            route_note(self.destination_chosen_automatically)
         )];
         parts.push(options.policy.name().to_string());
         parts.push(match options.bandwidth_mib_per_second {
@@ -352,11 +357,7 @@ impl ColdLaunchRequest {
             self.instance_name,
             self.source(),
             self.destination,
-            if self.destination_chosen_automatically {
-                " (auto: most free memory)"
-            } else {
-                ""
-            },
+            route_note(self.destination_chosen_automatically),
             self.shutdown_timeout_seconds,
             if self.hard_power_off_allowed {
                 "then hard power off"

@@ -17,7 +17,7 @@ use crate::tui::migrations::OperatorMessageKind;
 use crate::tui::theme::Theme;
 
 use super::migrations::cold_phase_label;
-use super::{age, wrap_words};
+use super::{age, byte_gauge, wrap_words};
 
 /// The sha256 shown per disk: enough to compare with `sha256sum` by eye.
 const SHA256_SHOWN_CHARS: usize = 16;
@@ -213,16 +213,7 @@ fn gauge<'a>(migration: &TrackedCold, verifying: bool, theme: &Theme) -> LineGau
         Some(done) if total > 0 => (done as f64 / total as f64).min(1.0),
         _ => 0.0,
     };
-    LineGauge::default()
-        .ratio(ratio)
-        .label(Line::from(vec![
-            Span::styled(format!(" {name:<10}"), theme.header),
-            Span::raw(format!("{text:<44}")),
-        ]))
-        .filled_symbol("━")
-        .unfilled_symbol("─")
-        .filled_style(theme.gauge)
-        .unfilled_style(theme.border)
+    byte_gauge(name, text, 44, ratio, theme)
 }
 
 /// One row per disk: copied (where to, and its checksum once verified) or left in place.

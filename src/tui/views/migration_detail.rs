@@ -10,7 +10,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, LineGauge, Paragraph};
+use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragraph};
 use ratatui::Frame;
 
 use crate::model::units::{format_bytes, format_duration_ms, MIB};
@@ -21,7 +21,7 @@ use crate::tui::migrations::{OperatorMessageKind, Stage, TrackedMigration};
 use crate::tui::theme::Theme;
 
 use super::migrations::{outcome_text, phase_label};
-use super::{age, wrap_words};
+use super::{age, byte_gauge, wrap_words};
 
 /// Rows the charts get at least, when the screen has them: a title, four rows of plot, the
 /// axis and its labels.
@@ -235,17 +235,7 @@ fn draw_gauges(
             }
             _ => (0.0, "nothing sent yet".to_string()),
         };
-        LineGauge::default()
-            .ratio(ratio)
-            .label(Line::from(vec![
-                Span::styled(format!(" {name:<10}"), theme.header),
-                Span::raw(format!("{text:<36}")),
-            ]))
-            // Thick for what was sent, thin for the rest: readable without colour too.
-            .filled_symbol("━")
-            .unfilled_symbol("─")
-            .filled_style(theme.gauge)
-            .unfilled_style(theme.border)
+        byte_gauge(name, text, 36, ratio, theme)
     };
     let [memory_area, disk_area] =
         Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);

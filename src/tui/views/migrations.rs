@@ -284,20 +284,36 @@ fn cold_row<'a>(migration: &'a TrackedCold, theme: &Theme) -> Row<'a> {
         .filter(|_| streaming)
         .and_then(|c| c.rate_bytes_per_second)
         .map_or("-".to_string(), format_rate);
-    let (status, status_style) = cold_status_text(migration, theme);
     let phase_style = match migration.stage {
         ColdStage::AwaitingConfirm => theme.warning,
         _ => theme.base,
     };
+    list_row(
+        Listed::Cold(migration),
+        (cold_phase_label(migration), phase_style),
+        percent,
+        rate,
+        cold_status_text(migration, theme),
+    )
+}
+
+/// One row of the list, live or cold: id, instance, route, then what the kind says.
+fn list_row<'a>(
+    migration: Listed<'a>,
+    (phase, phase_style): (String, Style),
+    percent: String,
+    rate: String,
+    (status, status_style): (String, Style),
+) -> Row<'a> {
     Row::new(vec![
-        Cell::from(migration.id.to_string()),
+        Cell::from(migration.id().to_string()),
         Cell::from(migration.instance_name()),
         Cell::from(format!(
             "{} → {}",
             migration.source(),
             migration.destination()
         )),
-        Cell::from(cold_phase_label(migration)).style(phase_style),
+        Cell::from(phase).style(phase_style),
         Cell::from(percent),
         Cell::from(rate),
         Cell::from(status).style(status_style),
@@ -322,22 +338,15 @@ fn migration_row<'a>(
         .filter(|_| running)
         .and_then(|p| p.transfer_rate_bytes_per_second)
         .map_or("-".to_string(), format_rate);
-    let (status, status_style) = status_text(store, migration, theme);
     let phase_style = match migration.phase() {
         Some(MigrationPhase::PostCopy) => theme.warning,
         _ => theme.base,
     };
-    Row::new(vec![
-        Cell::from(migration.id.to_string()),
-        Cell::from(migration.instance_name()),
-        Cell::from(format!(
-            "{} → {}",
-            migration.source(),
-            migration.destination()
-        )),
-        Cell::from(phase_label(migration)).style(phase_style),
-        Cell::from(percent),
-        Cell::from(rate),
-        Cell::from(status).style(status_style),
-    ])
+    list_row(
+        Listed::Live(migration),
+        (phase_label(migration), phase_style),
+        percent,
+        rate,
+        status_text(store, migration, theme),
+    )
 }

@@ -102,6 +102,27 @@ fn draw_flash(frame: &mut Frame, area: Rect, flash: &str, theme: &Theme) {
 }
 
 /// A centred rectangle of at most `width` x `height` inside `area`.
+/// A one-line gauge of bytes done, `name` and `text` on its left (`text` padded to
+/// `text_width`): thick for what is done, thin for the rest, readable without colour too.
+pub fn byte_gauge<'a>(
+    name: &str,
+    text: String,
+    text_width: usize,
+    ratio: f64,
+    theme: &Theme,
+) -> ratatui::widgets::LineGauge<'a> {
+    ratatui::widgets::LineGauge::default()
+        .ratio(ratio.clamp(0.0, 1.0))
+        .label(Line::from(vec![
+            Span::styled(format!(" {name:<10}"), theme.header),
+            Span::raw(format!("{text:<text_width$}")),
+        ]))
+        .filled_symbol("━")
+        .unfilled_symbol("─")
+        .filled_style(theme.gauge)
+        .unfilled_style(theme.border)
+}
+
 pub fn centred(area: Rect, width: u16, height: u16) -> Rect {
     let width = width.min(area.width);
     let height = height.min(area.height);
