@@ -1,7 +1,8 @@
 //! The TUI end to end, as an operator drives it over ssh: the real `ferry` binary in a tmux
 //! pane (its own tmux server, 120×40), keys sent with `tmux send-keys`, the screen read back
 //! with `tmux capture-pane`, and every claim the screen makes checked against libvirt on the
-//! lab's hosts.
+//! lab's hosts. The live test migrates the lab's `busy`; the cold one a guest of its own
+//! (`cold-tui`, set up and removed like the cold lab tests' guests: tests/common/cold_guests.rs).
 //!
 //! Run it under the lab lock, like every lab test that migrates `busy`:
 //! `flock /tmp/ferry-lab.lock cargo test --release --test lab_tui -- --test-threads=1 --nocapture`
@@ -12,11 +13,16 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::cold_guests::{
+    data_volume_name, disk_sha256_on, presence, set_up, volume_exists, Acpi, GuestSpec,
+    BOOT_TIMEOUT,
+};
 use common::{lab_or_skip, Lab, CALL_TIMEOUT};
 use ferry::lab::plan::LabHost;
 use ferry::libvirt::facts::DomainRunState;
 use ferry::libvirt::LibvirtError;
 use regex::Regex;
+use sha2::{Digest, Sha256};
 
 const WIDTH: u16 = 120;
 const HEIGHT: u16 = 40;
@@ -402,4 +408,354 @@ fn tui_launches_aborts_and_force_completes_a_migration_of_busy() {
     if !was_running {
         lab.set_running(&destination, "busy", false);
     }
+}
+
+/// The cold-migration test guest of this file: its own, never the lab's.
+const COLD_GUEST: &str = "cold-tui";
+
+/// From the inventory with `guest` alone in the list and selected: opens the cold launch
+/// dialog, waits for every verdict, caps the copy at `bandwidth_mib` if given, picks
+/// `destination` and launches.
+fn launch_cold(
+    console: &Console,
+    lab: &Lab,
+    guest: &str,
+    source: &LabHost,
+    destination: &LabHost,
+    bandwidth_mib: Option<u64>,
+) {
+    console.keys(&["c"]);
+    let title = format!("Cold-migrate {guest} from {}", source.name);
+    let dialog = console.wait_for_screen(
+        "the cold launch dialog with every precheck verdict",
+        Duration::from_secs(90),
+        |s| s.contains(&title) && !s.contains("checking…"),
+    );
+    let verdict_row = Regex::new(&format!(r"│\s*{}\s+\S+\s+\S+\s+pass", destination.name)).unwrap();
+    assert!(
+        verdict_row.is_match(&dialog),
+        "{} passes its cold prechecks in the dialog:\n{dialog}",
+        destination.name
+    );
+
+    // Options: shutdown s, hard power-off, bandwidth MiB/s (empty: no limit).
+    if let Some(mib) = bandwidth_mib {
+        console.keys(&["Tab", "j", "j"]);
+        console.type_text(&mib.to_string());
+        console.keys(&["Tab"]);
+    }
+    // Destinations in config order without the source, `auto` first.
+    let row = lab
+        .plan
+        .hosts
+        .iter()
+        .filter(|h| h.name != source.name)
+        .position(|h| h.name == destination.name)
+        .unwrap()
+        + 1;
+    for _ in 0..row {
+        console.keys(&["j"]);
+    }
+    let route = format!(
+        "cold-migrate {guest} {} → {}",
+        source.name, destination.name
+    );
+    let bandwidth = match bandwidth_mib {
+        Some(mib) => format!(r"bandwidth MiB/s\s+{mib}\s"),
+        None => r"bandwidth MiB/s\s+no limit\s".to_string(),
+    };
+    let options = [
+        r"shutdown s\s+60\s",
+        r"hard power-off\s+never \(refuse instead\)",
+        &bandwidth,
+    ]
+    .map(|pattern| Regex::new(pattern).unwrap());
+    console.wait_for_screen(
+        "the options set and the summary naming the destination",
+        Duration::from_secs(10),
+        |s| s.contains(&route) && options.iter().all(|o| o.is_match(s)),
+    );
+    console.keys(&["Enter"]);
+    console.wait_for_screen("the launch requested", Duration::from_secs(10), |s| {
+        !s.contains(&title) && s.contains(&format!("requested: cold-migrate {guest}"))
+    });
+}
+
+/// The running cold migration `id` in the list (`2`): waits for it to await confirm and
+/// returns the list; with `copy_seen`, first for its copy under way (phase, percent, rate).
+fn watch_cold_to_awaiting(
+    console: &Console,
+    source: &LabHost,
+    destination: &LabHost,
+    id: u32,
+    copy_seen: bool,
+) -> String {
+    console.keys(&["2"]);
+    let row_of = |s: &str| {
+        migration_row(s, COLD_GUEST, &source.name, &destination.name)
+            .filter(|row| {
+                row.trim_start_matches('│')
+                    .trim_start()
+                    .starts_with(&format!("{id} "))
+            })
+            .map(str::to_string)
+    };
+    if copy_seen {
+        let copying = Regex::new(r"copy 1/1\s+(\d+)%\s+(\d+) MiB/s\s+ETA").unwrap();
+        let list = console.wait_for_screen(
+            "the copy under way: copy 1/1 with a percent, a rate and an ETA",
+            Duration::from_secs(120),
+            |s| row_of(s).is_some_and(|row| copying.is_match(&row)),
+        );
+        let row = row_of(&list).unwrap();
+        println!("migrations list while copying: {}", row.trim());
+        let rate_mib: u64 = copying.captures(&row).unwrap()[2].parse().unwrap();
+        assert!(
+            rate_mib <= 8,
+            "the copy rate shown ({rate_mib} MiB/s) keeps to the 4 MiB/s cap (with slack for the measure): {row}"
+        );
+    }
+    let awaiting = format!(
+        "on {}, {} keeps a copy: C confirm · R revert",
+        destination.name, source.name
+    );
+    console.wait_for_screen(
+        "the cold migration awaiting confirm",
+        Duration::from_secs(180),
+        |s| {
+            s.contains("┌ Migrations")
+                && s.contains("1 awaiting confirm")
+                && row_of(s).is_some_and(|row| {
+                    row.contains(" awaiting ") && row.contains("100%") && row.contains(&awaiting)
+                })
+        },
+    )
+}
+
+/// sha256 of a file's bytes: what ferry streams and verifies for a disk.
+fn file_sha256(path: &std::path::Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// With cold migration `id` awaiting confirm and listed first: checks with libvirt that the
+/// guest runs on the destination while the source keeps its copy, inactive; then opens its
+/// detail and waits for the disk shown verified with the sha256 of the volume's bytes, the
+/// same on both hosts. Returns the detail screen.
+fn open_awaiting_detail(
+    console: &Console,
+    lab: &Lab,
+    source: &LabHost,
+    destination: &LabHost,
+    id: u32,
+) -> String {
+    let on_destination =
+        presence(lab, destination, COLD_GUEST).expect("defined on the destination");
+    assert!(
+        on_destination.active,
+        "#{id}: runs on {} while awaiting confirm",
+        destination.name
+    );
+    let on_source = presence(lab, source, COLD_GUEST).expect("the source keeps its copy");
+    assert!(
+        !on_source.active && on_source.persistent,
+        "#{id}: the copy on {} is kept, inactive",
+        source.name
+    );
+    // The guest is off on the source from its shutdown on: its volume is what was streamed.
+    let volume = data_volume_name(COLD_GUEST);
+    let stream_sha256 = file_sha256(&lab.plan.host_local_pool_dir(source).join(&volume));
+    assert_eq!(
+        file_sha256(&lab.plan.host_local_pool_dir(destination).join(&volume)),
+        stream_sha256,
+        "#{id}: the copy on {} is the source's volume byte for byte",
+        destination.name
+    );
+
+    // Running and awaiting migrations are listed before the finished ones.
+    console.keys(&["g", "Enter"]);
+    let title = format!(
+        "#{id} {COLD_GUEST} {} → {} · cold",
+        source.name, destination.name
+    );
+    let phase = Regex::new(r"phase\s+awaiting").unwrap();
+    let verified = format!("✓ sha256 {}…", &stream_sha256[..16]);
+    console.wait_for_screen(
+        "the detail awaiting confirm, the disk verified with the volume's sha256",
+        Duration::from_secs(10),
+        |s| {
+            s.contains(&title)
+                && phase.is_match(s)
+                && s.contains(&verified)
+                && s.contains("C confirm removes it")
+        },
+    )
+}
+
+/// A cold migration driven from the TUI twice: reverted, then confirmed. Its own guest,
+/// running, with a data disk of known content; every outcome the screen shows is checked
+/// against libvirt, the disk's content, and the history the TUI wrote.
+#[test]
+fn tui_cold_migrates_a_guest_reverts_then_confirms() {
+    let Some(lab) = lab_or_skip("tui_cold_migrates_a_guest_reverts_then_confirms") else {
+        return;
+    };
+    // Declared before the console, so dropped after it: ferry is gone before the cleanup.
+    let guests = set_up(
+        &lab,
+        &[GuestSpec {
+            name: COLD_GUEST,
+            running: true,
+            acpi: Acpi::PowerOff,
+            seed: 0xc01d_7001,
+        }],
+    );
+    let content_sha256 = guests.sha256_of(COLD_GUEST).to_string();
+    let source = lab.plan.hosts[0].clone();
+    let destination = lab.next_host(&source);
+    let console = Console::start(&lab, "cold");
+
+    console.wait_for_screen(
+        "the hosts up and the test guest running on its source",
+        Duration::from_secs(60),
+        |s| {
+            instance_rows(s, COLD_GUEST)
+                .iter()
+                .any(|r| r.contains(source.name.as_str()) && r.contains("running"))
+                && !s.contains("unreachable")
+                && !s.contains("refreshed never")
+        },
+    );
+    console.keys(&["/"]);
+    console.type_text(COLD_GUEST);
+    console.keys(&["Enter"]);
+    console.wait_for_screen("only the test guest listed", Duration::from_secs(10), |s| {
+        s.contains(&format!("/{COLD_GUEST}")) && instance_rows(s, COLD_GUEST).len() == 1
+    });
+
+    // 1. Launch, copy capped at 4 MiB/s so the copy shows; 2. awaiting confirm, verified.
+    launch_cold(&console, &lab, COLD_GUEST, &source, &destination, Some(4));
+    let list = watch_cold_to_awaiting(&console, &source, &destination, 1, true);
+    println!("list awaiting confirm:\n{list}");
+    let detail = open_awaiting_detail(&console, &lab, &source, &destination, 1);
+    println!("detail awaiting confirm:\n{detail}");
+
+    // 3. Revert: back on the source, nothing left on the destination.
+    console.keys(&["R"]);
+    console.wait_for_screen("the revert question", Duration::from_secs(10), |s| {
+        s.contains(&format!("Revert #1 {COLD_GUEST} to {}?", source.name))
+    });
+    let source_console = lab.console_length(&source, COLD_GUEST);
+    console.keys(&["y"]);
+    let phase = Regex::new(r"phase\s+reverted").unwrap();
+    let reverted =
+        console.wait_for_screen("the migration reverted", Duration::from_secs(120), |s| {
+            phase.is_match(s) && s.contains(&format!("reverted: on {} only", source.name))
+        });
+    println!("after revert:\n{reverted}");
+    lab.wait_for_console(
+        &source,
+        COLD_GUEST,
+        source_console,
+        "up: acpi=",
+        BOOT_TIMEOUT,
+    )
+    .unwrap();
+    lab.assert_runs_only_on(COLD_GUEST, &source, "after revert from the TUI");
+    assert!(
+        !volume_exists(&lab, &destination, COLD_GUEST),
+        "the copy on {} is deleted by the revert",
+        destination.name
+    );
+    assert_eq!(disk_sha256_on(&lab, &source, COLD_GUEST), content_sha256);
+
+    // 4. Launch again, at full speed, and confirm.
+    console.keys(&["1"]);
+    console.wait_for_screen(
+        "the test guest listed once, running on its source",
+        Duration::from_secs(60),
+        |s| {
+            let rows = instance_rows(s, COLD_GUEST);
+            rows.len() == 1 && rows[0].contains(source.name.as_str()) && rows[0].contains("running")
+        },
+    );
+    launch_cold(&console, &lab, COLD_GUEST, &source, &destination, None);
+    watch_cold_to_awaiting(&console, &source, &destination, 2, false);
+    open_awaiting_detail(&console, &lab, &source, &destination, 2);
+    console.keys(&["C"]);
+    console.wait_for_screen("the confirm question", Duration::from_secs(10), |s| {
+        s.contains(&format!("Confirm #2 {COLD_GUEST} on {}?", destination.name))
+    });
+    console.keys(&["y"]);
+    let phase = Regex::new(r"phase\s+confirmed").unwrap();
+    let confirmed =
+        console.wait_for_screen("the migration confirmed", Duration::from_secs(120), |s| {
+            phase.is_match(s) && s.contains(&format!("confirmed: on {} only", destination.name))
+        });
+    println!("after confirm:\n{confirmed}");
+    lab.assert_runs_only_on(COLD_GUEST, &destination, "after confirm from the TUI");
+    assert_eq!(presence(&lab, &source, COLD_GUEST), None);
+    assert!(
+        !volume_exists(&lab, &source, COLD_GUEST),
+        "the source volume is deleted by the confirm"
+    );
+    assert!(volume_exists(&lab, &destination, COLD_GUEST));
+    assert_eq!(
+        disk_sha256_on(&lab, &destination, COLD_GUEST),
+        content_sha256
+    );
+
+    // The list keeps both, with how each ended.
+    console.keys(&["Escape"]);
+    let list = console.wait_for_screen("both migrations listed", Duration::from_secs(10), |s| {
+        s.contains("┌ Migrations") && s.contains("0 running") && s.contains("2 recent")
+    });
+    println!("list at the end:\n{list}");
+    let ended = |id: u32, label: &str| {
+        list.lines().any(|row| {
+            let row = row.trim_start_matches('│').trim_start();
+            row.starts_with(&format!("{id} "))
+                && row.contains(COLD_GUEST)
+                && row.contains(&format!(" {label} "))
+        })
+    };
+    assert!(ended(1, "reverted"), "#1 listed as reverted:\n{list}");
+    assert!(ended(2, "confirmed"), "#2 listed as confirmed:\n{list}");
+    console.keys(&["q"]);
+
+    // 5. The history the TUI wrote, read by the CLI from the same state directory.
+    let output = Command::new(common::ferry_binary())
+        .args(["history", "--json"])
+        .env("FERRY_CONFIG", lab.plan.ferry_config_path())
+        .env("XDG_STATE_HOME", &console.state_dir)
+        .output()
+        .expect("run ferry history");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "ferry history: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let history: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    let outcomes: Vec<(&str, &str, &str)> = history
+        .iter()
+        .map(|m| {
+            (
+                m["kind"].as_str().unwrap_or(""),
+                m["instance_name"].as_str().unwrap_or(""),
+                m["outcome"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("cold", COLD_GUEST, "confirmed"),
+            ("cold", COLD_GUEST, "reverted")
+        ],
+        "newest first: {stdout}"
+    );
 }

@@ -4,6 +4,8 @@
 //! run fails; without it, a non-root run skips them with a loud message.
 #![allow(dead_code)]
 
+pub mod cold_guests;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
