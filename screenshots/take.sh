@@ -17,6 +17,10 @@
 #                                     100 MiB/s under a 100 ms max downtime: the detail view
 #                                     with its charts says NOT CONVERGING
 #   force-complete-confirmation.png   f on that migration (answered n)
+#   cold-awaiting-confirm.png         c on `disk`: cold-migrated at 2 MiB/s (its init ignores
+#                                     ACPI, so a hard power-off after 5 s), awaiting confirm,
+#                                     its copy verified by sha256
+#   cold-revert-question.png          R on it; answered y, and `disk` is back on its source
 #
 # Nothing is staged: every screen is what ferry showed. The migration of busy is then aborted
 # from the TUI (a, y) and the script checks busy runs on its source alone. On any exit the
@@ -87,6 +91,12 @@ cleanup() {
       virsh -q -c "$uri" destroy busy >/dev/null || true
     fi
   done < <(placements busy)
+  # A cold migration of disk left awaiting confirm: revert it with the history it was
+  # recorded in, before that history goes.
+  if (($(placements disk | wc -l) > 1)); then
+    echo "take.sh: reverting the cold migration left on disk" >&2
+    XDG_STATE_HOME=$work "$ferry" --config "$config" revert disk || true
+  fi
   rm -rf "$work"
   exit "$status"
 }
@@ -244,4 +254,50 @@ mapfile -t busy_hosts < <(placements busy)
 [[ ${#busy_hosts[@]} == 1 && ${busy_hosts[0]%% *} == "$source_host" ]] ||
   die "after the abort busy should be on $source_host alone, found: ${busy_hosts[*]:-none}"
 echo "take.sh: busy runs on $source_host alone again" >&2
+
+# 5. disk cold-migrated from the TUI, awaiting confirm; then reverted with R, y.
+mapfile -t disk_hosts < <(placements disk)
+((${#disk_hosts[@]} == 1)) || die "disk must be defined on exactly one host, found: ${disk_hosts[*]:-none}"
+disk_source=${disk_hosts[0]%% *}
+row=0
+for entry in "${hosts[@]}"; do
+  name=${entry%% *}
+  [[ $name == "$disk_source" ]] && continue
+  row=$((row + 1))
+  disk_destination=$name
+  disk_destination_row=$row
+  break
+done
+tm respawn-pane -k -t ferry "$ferry"
+wait_for "every host up again" 60 all_hosts_up
+keys Tab /
+text disk
+keys Enter
+wait_for "disk alone in the list" 10 has '/disk'
+keys c
+wait_for "the cold dialog of disk with its verdicts" 90 \
+  bash -c 's=$(cat); grep -q "Cold-migrate disk from" <<<"$s" && ! grep -q "checking…" <<<"$s"'
+keys Tab BSpace BSpace
+text 5
+keys j Space j
+text 2
+keys Tab
+for _ in $(seq "$disk_destination_row"); do keys j; done
+wait_for "the cold launch summary" 10 \
+  has "cold-migrate disk $disk_source → $disk_destination: shut down \\(ACPI, 5 s, then hard power"
+keys Enter 2
+wait_for "disk awaiting confirm" 180 has "disk +$disk_source → $disk_destination +awaiting"
+keys g Enter
+wait_for "the cold detail, verified" 10 has '✓ sha256'
+shoot cold-awaiting-confirm
+keys R
+wait_for "the revert question" 10 has 'Revert #[0-9]+ disk to'
+shoot cold-revert-question
+keys y
+wait_for "disk reverted" 120 has 'reverted: on '
+keys q
+mapfile -t disk_hosts < <(placements disk)
+[[ ${#disk_hosts[@]} == 1 && ${disk_hosts[0]%% *} == "$disk_source" ]] ||
+  die "after the revert disk should be on $disk_source alone, found: ${disk_hosts[*]:-none}"
+echo "take.sh: disk runs on $disk_source alone again" >&2
 ls -l "$here"/*.png >&2

@@ -137,19 +137,25 @@ fn phase_line<'a>(app: &App, migration: &TrackedCold, theme: &Theme) -> Line<'a>
 fn guest_lines<'a>(migration: &TrackedCold, width: usize, theme: &Theme) -> Vec<Line<'a>> {
     let plan = &migration.plan;
     let text = if plan.instance_was_running {
-        let hard = migration
-            .phase_marks
-            .iter()
-            .any(|m| m.phase == ColdPhase::PoweringOffHard);
+        let reached =
+            |wanted: fn(&ColdPhase) -> bool| migration.phase_marks.iter().any(|m| wanted(&m.phase));
+        let hard = reached(|p| *p == ColdPhase::PoweringOffHard);
+        let start = if reached(|p| *p == ColdPhase::Starting) {
+            "started on {} after the verification"
+        } else if migration.is_finished() {
+            "never started on {}"
+        } else {
+            "it starts on {} once verified"
+        }
+        .replace("{}", migration.destination());
         format!(
-            "was running: ACPI shutdown, up to {}{}; it starts on {} once verified{}",
+            "was running: ACPI shutdown, up to {}{}; {start}{}",
             format_duration_ms(plan.options.shutdown_timeout.as_millis() as u64),
             if plan.options.hard_power_off_allowed {
                 ", then a hard power off"
             } else {
                 ", no hard power off"
             },
-            migration.destination(),
             if hard {
                 " · it ignored the shutdown: powered off hard"
             } else {
