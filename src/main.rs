@@ -130,7 +130,8 @@ enum Commands {
     /// Undo a cold migration awaiting confirm: removes the destination copy and starts the
     /// instance on its source again as it was.
     Revert { instance: String },
-    /// Watch again the live migrations a ferry that died left running (from the history).
+    /// Watch again the live migrations a ferry that died left running, and settle the cold
+    /// migrations it left mid-way (awaiting confirm, or rolled back), from the history.
     Resume {
         #[arg(long)]
         json: bool,

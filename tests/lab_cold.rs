@@ -30,6 +30,8 @@ use ferry::config::Config;
 use ferry::engine::cold::{
     self, ColdCommand, ColdMigrationPlan, ColdOptions, ColdOutcome, ColdPhase, ColdUpdate,
 };
+use ferry::engine::cold_record;
+use ferry::engine::history::History;
 use ferry::lab::plan::LabHost;
 use ferry::libvirt::lifecycle::DomainKey;
 use ferry::libvirt::volume_copy::{copy_volume, CopySettings, NewVolume, VolumeRef};
@@ -1060,5 +1062,216 @@ fn the_cli_cold_migrates_reverts_and_confirms_with_the_history_kept() {
         .collect();
     assert_eq!(outcomes, ["confirmed", "reverted"], "newest first");
     assert!(history.iter().all(|m| m["kind"] == "cold"));
+    let _ = std::fs::remove_dir_all(&state_dir);
+}
+
+/// A ferry child process, killed if the test ends before it does.
+struct FerryChild(std::process::Child);
+
+impl Drop for FerryChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the ferry binary on the lab's config with its own state directory (history, locks).
+fn ferry_cli_in(lab: &Lab, state_dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let started = Instant::now();
+    let output = Command::new(common::ferry_binary())
+        .args(args)
+        .env("FERRY_CONFIG", lab.plan.ferry_config_path())
+        .env("XDG_STATE_HOME", state_dir)
+        .output()
+        .expect("run ferry");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    eprintln!(
+        "ferry {} ({:.1} s):\n{stdout}{stderr}",
+        args.join(" "),
+        started.elapsed().as_secs_f64()
+    );
+    (output.status.success(), stdout, stderr)
+}
+
+/// The newest migration in the history, as `ferry history --json` prints it.
+fn newest_in_history(lab: &Lab, state_dir: &Path) -> serde_json::Value {
+    let (ok, stdout, stderr) = ferry_cli_in(lab, state_dir, &["history", "--json"]);
+    assert!(ok, "history: {stderr}");
+    let history: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    history
+        .into_iter()
+        .next()
+        .expect("a migration in the history")
+}
+
+#[test]
+fn a_cold_migration_killed_mid_copy_is_rolled_back_by_resume() {
+    let Some(lab) = lab_or_skip("a_cold_migration_killed_mid_copy_is_rolled_back_by_resume") else {
+        return;
+    };
+    let guests = set_up(
+        &lab,
+        &[GuestSpec {
+            name: "cold-g",
+            running: true,
+            acpi: Acpi::PowerOff,
+            seed: 0xc01d_0a01,
+        }],
+    );
+    let state_dir = std::env::temp_dir().join(format!("ferry-cold-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state_dir);
+    let source = lab.plan.hosts[0].clone();
+    let destination = lab.next_host(&source);
+
+    // 4 MiB/s: the 32 MiB of data take seconds to copy, time enough to kill ferry mid-way.
+    let mut child = FerryChild(
+        Command::new(common::ferry_binary())
+            .args([
+                "migrate",
+                "cold-g",
+                "--to",
+                &destination.name,
+                "--cold",
+                "--bandwidth",
+                "4",
+                "--json",
+            ])
+            .env("FERRY_CONFIG", lab.plan.ferry_config_path())
+            .env("XDG_STATE_HOME", &state_dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run ferry migrate"),
+    );
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(
+        child.0.stdout.take().expect("piped stdout"),
+    ));
+    let mut copying = false;
+    for line in lines {
+        let line = line.expect("ferry's output");
+        eprintln!("  {line}");
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if value["type"] == "progress"
+            && value["verifying"] == false
+            && value["bytes_done"].as_u64().unwrap_or(0) >= 4 << 20
+        {
+            copying = true;
+            break;
+        }
+    }
+    assert!(copying, "ferry ended before the copy was under way");
+    // SIGKILL: nothing of ferry's own rollback runs.
+    child.0.kill().expect("kill ferry");
+    child.0.wait().unwrap();
+    eprintln!("ferry killed mid-copy");
+
+    assert!(
+        !presence(&lab, &source, "cold-g").unwrap().active,
+        "ferry had shut the guest off before copying"
+    );
+    assert!(
+        volume_exists(&lab, &destination, "cold-g"),
+        "a partial copy is on the destination"
+    );
+    let row = newest_in_history(&lab, &state_dir);
+    assert!(row["outcome"].is_null(), "no outcome recorded: {row}");
+
+    let source_console = lab.console_length(&source, "cold-g");
+    let resumed = Instant::now();
+    let (ok, stdout, stderr) = ferry_cli_in(&lab, &state_dir, &["resume"]);
+    assert!(ok, "resume: {stdout}\n{stderr}");
+    eprintln!("resume took {:.1} s", resumed.elapsed().as_secs_f64());
+    assert!(stdout.contains("rolled back"), "{stdout}");
+    assert!(stdout.contains("started cold-g again"), "{stdout}");
+
+    lab.wait_for_console(&source, "cold-g", source_console, "up: acpi=", BOOT_TIMEOUT)
+        .unwrap();
+    assert!(presence(&lab, &source, "cold-g").unwrap().active);
+    assert_eq!(
+        disk_sha256_on(&lab, &source, "cold-g"),
+        guests.sha256_of("cold-g")
+    );
+    assert_eq!(presence(&lab, &destination, "cold-g"), None);
+    assert!(!volume_exists(&lab, &destination, "cold-g"));
+    let row = newest_in_history(&lab, &state_dir);
+    assert_eq!(row["outcome"], "rolled_back", "{row}");
+    assert!(
+        row["outcome_detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ferry stopped mid-migration"),
+        "{row}"
+    );
+
+    // Settled: a second resume finds nothing.
+    let (ok, stdout, _) = ferry_cli_in(&lab, &state_dir, &["resume"]);
+    assert!(ok);
+    assert!(stdout.contains("nothing to resume"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&state_dir);
+}
+
+/// The state a ferry killed right after starting the guest on the destination leaves: the
+/// history row has every event but no outcome. Made without a kill, which could land a moment
+/// before or after the start.
+#[test]
+fn a_cold_migration_interrupted_after_the_start_awaits_confirm_after_resume_and_reverts() {
+    let Some(lab) = lab_or_skip(
+        "a_cold_migration_interrupted_after_the_start_awaits_confirm_after_resume_and_reverts",
+    ) else {
+        return;
+    };
+    let guests = set_up(
+        &lab,
+        &[GuestSpec {
+            name: "cold-h",
+            running: true,
+            acpi: Acpi::PowerOff,
+            seed: 0xc01d_0b01,
+        }],
+    );
+    let state_dir =
+        std::env::temp_dir().join(format!("ferry-cold-interrupted-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state_dir);
+    let source = lab.plan.hosts[0].clone();
+    let destination = lab.next_host(&source);
+
+    let plan = plan_for(&lab, "cold-h", &destination, ColdOptions::default());
+    {
+        let mut history = History::open(&state_dir.join("ferry").join("history.sqlite3")).unwrap();
+        let id = cold_record::record_start(&mut history, &plan).unwrap();
+        let (outcome, updates) = drive(&plan);
+        expect_awaiting_confirm(&outcome);
+        for update in &updates {
+            cold_record::record_update(&mut history, id, 0, update).unwrap();
+        }
+    }
+    assert!(presence(&lab, &destination, "cold-h").unwrap().active);
+    let row = newest_in_history(&lab, &state_dir);
+    assert!(row["outcome"].is_null(), "no outcome recorded: {row}");
+
+    let (ok, stdout, stderr) = ferry_cli_in(&lab, &state_dir, &["resume"]);
+    assert!(ok, "resume: {stdout}\n{stderr}");
+    assert!(stdout.contains("awaiting confirm"), "{stdout}");
+    let row = newest_in_history(&lab, &state_dir);
+    assert_eq!(row["outcome"], "awaiting_confirm", "{row}");
+    // Nothing was changed: still running on the destination, the source copy kept.
+    assert!(presence(&lab, &destination, "cold-h").unwrap().active);
+    assert!(!presence(&lab, &source, "cold-h").unwrap().active);
+
+    let source_console = lab.console_length(&source, "cold-h");
+    let (ok, stdout, stderr) = ferry_cli_in(&lab, &state_dir, &["revert", "cold-h"]);
+    assert!(ok, "revert: {stdout}\n{stderr}");
+    lab.wait_for_console(&source, "cold-h", source_console, "up: acpi=", BOOT_TIMEOUT)
+        .unwrap();
+    assert!(presence(&lab, &source, "cold-h").unwrap().active);
+    assert_eq!(presence(&lab, &destination, "cold-h"), None);
+    assert!(!volume_exists(&lab, &destination, "cold-h"));
+    assert_eq!(
+        disk_sha256_on(&lab, &source, "cold-h"),
+        guests.sha256_of("cold-h")
+    );
+    assert_eq!(newest_in_history(&lab, &state_dir)["outcome"], "reverted");
     let _ = std::fs::remove_dir_all(&state_dir);
 }

@@ -97,6 +97,8 @@ fn update_text(instance: &str, at_ms: u64, update: &ColdUpdate) -> Option<String
 
 fn run_one(history: &mut History, plan: ColdMigrationPlan, output: Output) -> Result<bool> {
     let instance = plan.instance_name.clone();
+    // Held until the outcome is recorded: `ferry resume` leaves this migration alone meanwhile.
+    let _running = cold_record::lock_run(&plan)?;
     let id = cold_record::record_start(history, &plan)?;
     let started = Instant::now();
     let handle = cold::start(plan);

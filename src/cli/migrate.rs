@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use ferry::config::Config;
+use ferry::engine::cold::Recovery;
+use ferry::engine::cold_record;
 use ferry::engine::control::{self, ControlError};
-use ferry::engine::history::{self, History};
+use ferry::engine::history::{self, History, MigrationId};
 use ferry::engine::live::{MigrationUpdate, OperatorCommand};
 use ferry::engine::options::{self, LiveOptions};
 use ferry::engine::report::{self, ProgressLine, Summary};
@@ -165,22 +167,31 @@ fn auto_destination(
     Ok((candidate.facts, candidate.report))
 }
 
-/// Takes over every live migration the history shows unfinished: a ferry that died left them
-/// to libvirt, which carried on.
+/// Settles the cold migrations a ferry that died left mid-way (`cold_record::recover_interrupted`),
+/// then takes over every live migration the history shows unfinished: a ferry that died left
+/// them to libvirt, which carried on.
 pub fn resume(output: Output) -> Result<ExitCode> {
     let path = history::default_path();
-    let history = History::open(&path)?;
+    let mut history = History::open(&path)?;
+    let cold_recovered = recover_cold(&mut history, output)?;
     let unfinished = unfinished_live_migrations(&history)?;
     for problem in &unfinished.unreadable {
         eprintln!("ferry: {problem}");
     }
     let plans = unfinished.resumable;
     if plans.is_empty() {
-        println!(
-            "nothing to resume: no unfinished live migration in {}",
-            path.display()
-        );
-        return Ok(ExitCode::SUCCESS);
+        if cold_recovered.is_none() {
+            println!(
+                "nothing to resume: no unfinished live migration and no interrupted cold \
+                 migration in {}",
+                path.display()
+            );
+        }
+        return Ok(if cold_recovered == Some(false) {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
     }
     let supervisor = Supervisor::start(SupervisorSettings {
         history,
@@ -190,11 +201,94 @@ pub fn resume(output: Output) -> Result<ExitCode> {
         supervisor.resume(*id, plan.clone());
     }
     let completed = watch(&supervisor, plans.len(), output)?;
-    Ok(if completed == plans.len() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(
+        if completed == plans.len() && cold_recovered != Some(false) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
+}
+
+#[derive(Serialize)]
+struct RecoveredLine<'a> {
+    id: MigrationId,
+    instance: &'a str,
+    source: &'a str,
+    destination: &'a str,
+    #[serde(flatten)]
+    recovery: Option<&'a Recovery>,
+    /// Why it was left as it is (and will be tried again by the next `ferry resume`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_recovered: Option<&'a str>,
+}
+
+/// Recovers the interrupted cold migrations and prints what each came to. None: there were
+/// none; Some(false): one or more were left as they are.
+fn recover_cold(history: &mut History, output: Output) -> Result<Option<bool>> {
+    let interrupted = cold_record::recover_interrupted(history)?;
+    if interrupted.is_empty() {
+        return Ok(None);
+    }
+    let mut all_settled = true;
+    for found in &interrupted {
+        let record = &found.record;
+        let (id, instance) = (record.id, record.instance_name.as_str());
+        let line = |recovery, not_recovered| RecoveredLine {
+            id,
+            instance,
+            source: &record.source_host,
+            destination: &record.destination_host,
+            recovery,
+            not_recovered,
+        };
+        let heading = format!(
+            "#{id} {instance}: cold migration {} → {} interrupted when ferry stopped",
+            record.source_host, record.destination_host
+        );
+        match &found.result {
+            Ok((_, recovery @ Recovery::AwaitingConfirm { reason })) => output.line(
+                "recovered",
+                &format!(
+                    "{heading}; awaiting confirm: {reason}. `ferry confirm {instance}` removes \
+                     the source copy, `ferry revert {instance}` goes back"
+                ),
+                &line(Some(recovery), None),
+            ),
+            Ok((
+                _,
+                recovery @ Recovery::RolledBack {
+                    reason,
+                    steps,
+                    leftovers,
+                },
+            )) => {
+                let mut text = format!(
+                    "{heading}; rolled back ({reason}): {instance} is on {} as before",
+                    record.source_host
+                );
+                for step in steps {
+                    text.push_str(&format!("\n#{id} {instance}: {step}"));
+                }
+                if !leftovers.is_empty() {
+                    text.push_str(&format!(
+                        "\n#{id} {instance}: left on the destination (remove by hand): {}",
+                        leftovers.join(", ")
+                    ));
+                }
+                output.line("recovered", &text, &line(Some(recovery), None));
+            }
+            Err(reason) => {
+                all_settled = false;
+                if output.json {
+                    output.line("recovered", "", &line(None, Some(reason)));
+                } else {
+                    eprintln!("ferry: {heading}; not recovered: {reason}");
+                }
+            }
+        }
+    }
+    Ok(Some(all_settled))
 }
 
 /// Prints every event until each submitted migration has its outcome; returns how many

@@ -2,11 +2,17 @@
 //! before the first libvirt call, phases, verifications and rollback steps become events, the
 //! outcome closes it (or leaves it awaiting confirm), and confirm or revert finds it again by
 //! instance and closes it for good. The CLI and the TUI both go through here, so a migration
-//! started in one can be settled from the other, or by a later ferry.
+//! started in one can be settled from the other, or by a later ferry. A row a dead ferry left
+//! with no outcome is recovered here too (`recover_interrupted`); a run lock tells it from one
+//! a live ferry is still running.
 
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::cold::{self, ColdMigrationPlan, ColdOutcome, ColdPhase, ColdUpdate, SettleReport};
+use super::cold::{
+    self, ColdMigrationPlan, ColdOutcome, ColdPhase, ColdUpdate, Recovery, SettleReport,
+};
 use super::history::{
     self, EventKind, History, HistoryError, MigrationId, MigrationKind, MigrationRecord,
     NewMigration, Outcome, OutcomeKind,
@@ -26,6 +32,17 @@ pub enum ColdRecordError {
          a migration still copying must finish first"
     )]
     NothingAwaiting { instance: String },
+    /// Another ferry process runs (or recovers) a cold migration of this instance.
+    #[error(
+        "{instance}: another ferry process is migrating it cold (or recovering such a \
+         migration); let that one finish"
+    )]
+    AlreadyRunning { instance: String },
+    #[error("cold migration lock {}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// confirm or revert refused or stopped; the history row keeps awaiting an answer.
     #[error("{instance}: not {verb}: {error}")]
     Settle {
@@ -57,6 +74,10 @@ pub fn record_start(
         started_at_unix_ms: history::unix_ms_now(),
     })?)
 }
+
+/// How the history's event of a rollback phase begins: recovery reads it back to tell that the
+/// dead ferry had begun rolling back.
+const ROLLING_BACK_WORDS: &str = "rolling back";
 
 /// What a phase means, in the operator's words: the history's events and the TUI's timeline.
 pub fn phase_words(phase: &ColdPhase) -> String {
@@ -90,7 +111,7 @@ pub fn phase_words(phase: &ColdPhase) -> String {
         ColdPhase::AwaitingConfirm => "awaiting confirm or revert".into(),
         ColdPhase::Confirmed => "confirmed: the source copy is removed".into(),
         ColdPhase::Reverted => "reverted: back on the source".into(),
-        ColdPhase::RollingBack { reason } => format!("rolling back: {reason}"),
+        ColdPhase::RollingBack { reason } => format!("{ROLLING_BACK_WORDS}: {reason}"),
         ColdPhase::RolledBack => "rolled back: the instance is on its source".into(),
         ColdPhase::Failed => "failed".into(),
     }
@@ -289,6 +310,195 @@ fn elapsed_ms_since_start(history: &History, id: MigrationId) -> u64 {
         .unwrap_or(0)
 }
 
+/// Held by the process that runs a cold migration (or recovers one) for as long as it does:
+/// an advisory lock on a file named by the instance's UUID. The kernel drops it when that
+/// process dies, however it dies, so a history row with no outcome whose lock can be taken
+/// belongs to a dead ferry, while one whose lock is held is still being worked on and must be
+/// left alone. The files stay (a few bytes each): removing one while another process opens it
+/// would let two processes hold "the" lock at once.
+#[derive(Debug)]
+pub struct ColdRunLock {
+    _file: File,
+}
+
+/// Where the run locks live.
+pub fn lock_dir() -> PathBuf {
+    crate::logging::state_dir().join("cold-locks")
+}
+
+/// Takes the run lock of `plan`'s instance without waiting: `AlreadyRunning` if another
+/// process holds it.
+pub fn lock_run(plan: &ColdMigrationPlan) -> Result<ColdRunLock, ColdRecordError> {
+    lock_run_in(&lock_dir(), plan)
+}
+
+fn lock_run_in(dir: &Path, plan: &ColdMigrationPlan) -> Result<ColdRunLock, ColdRecordError> {
+    // A UUID is hex digits and dashes; anything else is kept out of the file name.
+    let file_name: String = plan
+        .instance_uuid
+        .chars()
+        .map(|c| {
+            if c.is_ascii_hexdigit() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let path = dir.join(format!("{file_name}.lock"));
+    let io_error = |source| ColdRecordError::Lock {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io_error)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_error)?;
+    match file.try_lock() {
+        Ok(()) => Ok(ColdRunLock { _file: file }),
+        Err(TryLockError::WouldBlock) => Err(ColdRecordError::AlreadyRunning {
+            instance: plan.instance_name.clone(),
+        }),
+        Err(TryLockError::Error(error)) => Err(io_error(error)),
+    }
+}
+
+/// Whether the events show the dead ferry had begun rolling back: its phase event, or a
+/// rollback step.
+pub fn rollback_begun(events: &[history::EventRecord]) -> bool {
+    events.iter().any(|event| {
+        (event.kind == EventKind::Phase && event.message.starts_with(ROLLING_BACK_WORDS))
+            || (event.kind == EventKind::Error && event.message.starts_with("rollback: "))
+    })
+}
+
+/// One cold migration a ferry left with no outcome, and what recovering it did.
+pub struct Interrupted {
+    pub record: MigrationRecord,
+    /// The plan and how it was settled, or why it was left as it is (the row stays without
+    /// an outcome, so the next `ferry resume` or TUI start tries again).
+    pub result: Result<(ColdMigrationPlan, Recovery), String>,
+}
+
+/// What the history's outcome says of a recovery: that ferry stopped mid-migration, and what
+/// the facts showed.
+pub fn recovery_detail(recovery: &Recovery) -> String {
+    match recovery {
+        Recovery::AwaitingConfirm { reason } => {
+            format!("ferry stopped mid-migration; recovered as awaiting confirm: {reason}")
+        }
+        Recovery::RolledBack {
+            reason, leftovers, ..
+        } => {
+            let detail = format!("ferry stopped mid-migration; rolled back on recovery: {reason}");
+            if leftovers.is_empty() {
+                detail
+            } else {
+                format!(
+                    "{detail}; left on the destination: {}",
+                    leftovers.join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// Settles every cold migration whose ferry died before recording an outcome (oldest first),
+/// from its plan and what the hosts hold now (`cold::recover`), and records each: its steps as
+/// events, then the outcome (awaiting confirm, or rolled back). Migrations another live ferry
+/// process still runs are left to it. Each one takes a host round trip or more: run this off
+/// any UI thread.
+pub fn recover_interrupted(history: &mut History) -> Result<Vec<Interrupted>, ColdRecordError> {
+    let interrupted: Vec<MigrationRecord> = history
+        .unfinished()?
+        .into_iter()
+        .filter(|r| r.kind == MigrationKind::Cold && r.outcome.is_none())
+        .collect();
+    let mut results = Vec::new();
+    for record in interrupted {
+        let result = recover_one(history, &record);
+        results.push(Interrupted { record, result });
+    }
+    Ok(results)
+}
+
+fn recover_one(
+    history: &mut History,
+    record: &MigrationRecord,
+) -> Result<(ColdMigrationPlan, Recovery), String> {
+    let id = record.id;
+    let plan: ColdMigrationPlan = serde_json::from_value(record.plan.clone()).map_err(|e| {
+        format!(
+            "its stored plan cannot be read ({e}); check both hosts with `ferry instances` and \
+             settle it with virsh"
+        )
+    })?;
+    let _lock = lock_run(&plan).map_err(|error| match error {
+        ColdRecordError::AlreadyRunning { .. } => {
+            "another ferry process still runs it (or recovers it); left to that one".to_string()
+        }
+        other => other.to_string(),
+    })?;
+    // Read again under the lock: another ferry may have recovered it since the list was read.
+    let current = history.migration(id).map_err(|e| e.to_string())?;
+    if current.outcome.is_some() {
+        return Err(format!(
+            "already recovered by another ferry process ({})",
+            current.outcome.map_or("", |o| o.as_str())
+        ));
+    }
+    let events = history.events(id).map_err(|e| e.to_string())?;
+    let at_ms = elapsed_ms_since_start(history, id);
+    let recovery = match cold::recover(&plan, rollback_begun(&events), plan.call_timeout) {
+        Ok(recovery) => recovery,
+        Err(error) => {
+            let message = format!("not recovered after ferry stopped mid-migration: {error}");
+            history
+                .record_event(id, at_ms, EventKind::Error, &message)
+                .map_err(|e| e.to_string())?;
+            return Err(error.to_string());
+        }
+    };
+    let record_it = |history: &mut History| -> Result<(), HistoryError> {
+        history.record_event(
+            id,
+            at_ms,
+            EventKind::Operator,
+            "recovering: ferry stopped mid-migration",
+        )?;
+        if let Recovery::RolledBack { steps, .. } = &recovery {
+            for step in steps {
+                history.record_event(id, at_ms, EventKind::Error, &format!("rollback: {step}"))?;
+            }
+        }
+        let kind = match &recovery {
+            Recovery::AwaitingConfirm { .. } => OutcomeKind::AwaitingConfirm,
+            Recovery::RolledBack { .. } => OutcomeKind::RolledBack,
+        };
+        history.finish_migration(
+            id,
+            &Outcome {
+                kind,
+                detail: recovery_detail(&recovery),
+                finished_at_unix_ms: history::unix_ms_now(),
+                downtime_ms: None,
+                total_time_ms: None,
+                bytes_transferred: None,
+            },
+        )
+    };
+    record_it(history).map_err(|e| {
+        format!(
+            "recovered ({}), but the history could not record it: {e}",
+            recovery_detail(&recovery)
+        )
+    })?;
+    Ok((plan, recovery))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +544,97 @@ mod tests {
         assert_eq!(
             outcome.detail,
             "hv2 stopped answering; left on the destination: hv2: local/a.qcow2"
+        );
+    }
+
+    fn plan_of(uuid: &str) -> ColdMigrationPlan {
+        let host = |name: &str| cold::HostTarget {
+            name: name.into(),
+            uri: format!("qemu+ssh://root@{name}/system"),
+        };
+        ColdMigrationPlan {
+            instance_name: "cold-a".into(),
+            instance_uuid: uuid.into(),
+            source: host("hv1"),
+            destination: host("hv2"),
+            instance_memory_bytes: 128 << 20,
+            instance_was_running: true,
+            disks: vec![],
+            shared_storage_prefixes: vec![],
+            options: cold::ColdOptions::default(),
+            call_timeout: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn a_running_migration_holds_its_instance_until_it_ends() {
+        let dir = std::env::temp_dir().join(format!("ferry-cold-locks-{}", std::process::id()));
+        let plan = plan_of("6f0c2a4e-0000-4000-8000-000000000001");
+        let held = lock_run_in(&dir, &plan).unwrap();
+        // Another open of the same file (as another process would) cannot take it.
+        assert!(matches!(
+            lock_run_in(&dir, &plan),
+            Err(ColdRecordError::AlreadyRunning { .. })
+        ));
+        // Another instance is not held up.
+        let other = lock_run_in(&dir, &plan_of("6f0c2a4e-0000-4000-8000-000000000002")).unwrap();
+        drop(held);
+        drop(other);
+        let again = lock_run_in(&dir, &plan).unwrap();
+        drop(again);
+        // A UUID that is not one stays one file name in the directory.
+        lock_run_in(&dir, &plan_of("../a")).unwrap();
+        assert!(dir.join("___a.lock").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_rollback_under_way_is_read_back_from_the_events() {
+        let event = |kind, message: &str| history::EventRecord {
+            migration_id: MigrationId(1),
+            at_ms: 0,
+            kind,
+            message: message.into(),
+        };
+        let copying = history_event(&ColdUpdate::Phase(ColdPhase::Copying {
+            disk_number: 1,
+            disk_count: 1,
+            target: "vdb".into(),
+        }))
+        .unwrap();
+        let mut events = vec![event(copying.0, &copying.1)];
+        assert!(!rollback_begun(&events));
+        let rolling = history_event(&ColdUpdate::Phase(ColdPhase::RollingBack {
+            reason: "aborted by the operator".into(),
+        }))
+        .unwrap();
+        events.push(event(rolling.0, &rolling.1));
+        assert!(rollback_begun(&events));
+        let step = history_event(&ColdUpdate::RollbackStep {
+            description: "hv2: deleted the copy local/a.qcow2".into(),
+        })
+        .unwrap();
+        assert!(rollback_begun(&[event(step.0, &step.1)]));
+    }
+
+    #[test]
+    fn a_recovery_says_ferry_stopped_mid_migration() {
+        let rolled = Recovery::RolledBack {
+            reason: "hv2 holds no definition of cold-a yet".into(),
+            steps: vec!["hv1: started cold-a again".into()],
+            leftovers: vec!["hv2: volume local/a.qcow2 (busy)".into()],
+        };
+        assert_eq!(
+            recovery_detail(&rolled),
+            "ferry stopped mid-migration; rolled back on recovery: hv2 holds no definition of \
+             cold-a yet; left on the destination: hv2: volume local/a.qcow2 (busy)"
+        );
+        let awaiting = Recovery::AwaitingConfirm {
+            reason: "hv2 runs cold-a".into(),
+        };
+        assert_eq!(
+            recovery_detail(&awaiting),
+            "ferry stopped mid-migration; recovered as awaiting confirm: hv2 runs cold-a"
         );
     }
 }

@@ -25,7 +25,7 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 
 use crate::config::Config;
-use crate::engine::cold::{self, ColdCommand, ColdUpdate};
+use crate::engine::cold::{self, ColdCommand, ColdUpdate, Recovery};
 use crate::engine::cold_record;
 use crate::engine::history::{self, History, MigrationId, OutcomeKind};
 use crate::engine::live::LiveMigrationPlan;
@@ -117,7 +117,7 @@ impl Bridge {
                     }
                     Err(error) => unreadable.push(format!("cold migrations: {error}")),
                 }
-                unreadable.extend(interrupted_cold_migrations(&history));
+                recover_cold_migrations(events.clone());
                 let supervisor = Supervisor::start(SupervisorSettings {
                     history,
                     limits: config.migration.queue_limits(),
@@ -364,6 +364,12 @@ impl Bridge {
                     Ok(history) => history,
                     Err(error) => return notice(format!("{name} not started: {error}")),
                 };
+                // Held until the outcome is recorded: a recovery (`ferry resume`, another
+                // TUI) leaves this migration alone meanwhile.
+                let _running = match cold_record::lock_run(&plan) {
+                    Ok(lock) => lock,
+                    Err(error) => return notice(format!("{name} not started: {error}")),
+                };
                 let id = match cold_record::record_start(&mut history, &plan) {
                     Ok(id) => id,
                     Err(error) => return notice(format!("{name} not started: {error}")),
@@ -458,22 +464,71 @@ impl Bridge {
     }
 }
 
-/// Cold migrations a ferry left mid-way when it stopped (no outcome recorded): ferry cannot
-/// take them over, so the operator is told where to look.
-fn interrupted_cold_migrations(history: &History) -> Vec<String> {
-    history
-        .unfinished()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| r.kind == crate::engine::history::MigrationKind::Cold && r.outcome.is_none())
-        .map(|r| {
-            format!(
-                "cold migration #{} of {} ({} → {}) was interrupted when ferry stopped; check \
-                 both hosts with `ferry instances` (its source copy was never deleted)",
-                r.id, r.instance_name, r.source_host, r.destination_host
-            )
-        })
-        .collect()
+/// Settles, on a worker, the cold migrations a ferry left mid-way when it stopped (no outcome
+/// recorded): one recovered as awaiting confirm is listed like those found awaiting, a
+/// rolled-back one or one left as it is gets a notice.
+fn recover_cold_migrations(events: Sender<AppEvent>) {
+    let notice_events = events.clone();
+    let spawned = thread::Builder::new()
+        .name("cold-recovery".into())
+        .spawn(move || {
+            let notice = |message: String| {
+                let _ = events.send(AppEvent::Notice(message));
+            };
+            let interrupted = History::open(&history::default_path())
+                .map_err(|e| e.to_string())
+                .and_then(|mut history| {
+                    cold_record::recover_interrupted(&mut history).map_err(|e| e.to_string())
+                });
+            let interrupted = match interrupted {
+                Ok(interrupted) => interrupted,
+                Err(error) => return notice(format!("interrupted cold migrations: {error}")),
+            };
+            for found in interrupted {
+                let record = found.record;
+                let heading = format!(
+                    "cold migration #{} of {} ({} → {}) was interrupted when ferry stopped",
+                    record.id, record.instance_name, record.source_host, record.destination_host
+                );
+                match found.result {
+                    Ok((plan, Recovery::AwaitingConfirm { .. })) => {
+                        let _ =
+                            events.send(AppEvent::Cold(
+                                record.id,
+                                ColdChange::FoundAwaiting {
+                                    plan: Box::new(plan),
+                                    started_at: SystemTime::UNIX_EPOCH
+                                        + Duration::from_millis(
+                                            record.started_at_unix_ms.max(0) as u64
+                                        ),
+                                    total_time_ms: None,
+                                    downtime_ms: None,
+                                    bytes_copied: None,
+                                },
+                            ));
+                        notice(format!(
+                            "{heading}; its verified copy awaits confirm or revert"
+                        ));
+                    }
+                    Ok((_, Recovery::RolledBack { leftovers, .. })) => notice(format!(
+                        "{heading}; rolled back: {} is on {} as before{}",
+                        record.instance_name,
+                        record.source_host,
+                        if leftovers.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (left on the destination: {})", leftovers.join(", "))
+                        }
+                    )),
+                    Err(reason) => notice(format!("{heading}; not recovered: {reason}")),
+                }
+            }
+        });
+    if let Err(error) = spawned {
+        let _ = notice_events.send(AppEvent::Notice(format!(
+            "interrupted cold migrations not recovered: {error}"
+        )));
+    }
 }
 
 /// Puts the terminal back as the shell left it. Safe to call twice.
