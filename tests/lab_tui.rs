@@ -214,31 +214,26 @@ fn pass_and_rate(row: &str) -> Option<(u64, u64)> {
     Some((pass, rate))
 }
 
-/// From the inventory with `busy` alone in the list and selected: opens the launch dialog,
-/// waits for every verdict, sets 100 MiB/s, a 100 ms max downtime ceiling, no auto-converge
-/// and no post-copy (so it never finishes on its own), picks `destination` and confirms.
-fn launch_busy(console: &Console, lab: &Lab, source: &LabHost, destination: &LabHost) {
-    console.keys(&["m"]);
-    let title = format!("Live-migrate busy from {}", source.name);
+/// Opens the launch dialog with `key` (`m` live, `c` cold), waits for every precheck verdict
+/// and checks `destination` passes.
+fn open_launch_dialog(console: &Console, key: &str, title: &str, destination: &LabHost) {
+    console.keys(&[key]);
     let dialog = console.wait_for_screen(
         "the launch dialog with every precheck verdict",
         Duration::from_secs(90),
-        |s| s.contains(&title) && !s.contains("checking…"),
+        |s| s.contains(title) && !s.contains("checking…"),
     );
     let verdict_row = Regex::new(&format!(r"│\s*{}\s+\S+\s+\S+\s+pass", destination.name)).unwrap();
     assert!(
         verdict_row.is_match(&dialog),
-        "{} passes its prechecks in the dialog:\n{dialog}",
+        "{} passes its prechecks in the dialog ({title}):\n{dialog}",
         destination.name
     );
+}
 
-    // Options: policy, bandwidth, max downtime, post-copy, auto-converge, …
-    console.keys(&["Tab", "j"]);
-    console.type_text("100");
-    console.keys(&["j", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace"]);
-    console.type_text("100");
-    console.keys(&["j", "j", "Space", "Tab"]);
-    // Destinations in config order without the source, `auto` first.
+/// From the top of the destinations (`auto`), down to `destination`: they are listed in
+/// config order without the source.
+fn highlight_destination(console: &Console, lab: &Lab, source: &LabHost, destination: &LabHost) {
     let row = lab
         .plan
         .hosts
@@ -250,6 +245,22 @@ fn launch_busy(console: &Console, lab: &Lab, source: &LabHost, destination: &Lab
     for _ in 0..row {
         console.keys(&["j"]);
     }
+}
+
+/// From the inventory with `busy` alone in the list and selected: opens the launch dialog,
+/// waits for every verdict, sets 100 MiB/s, a 100 ms max downtime ceiling, no auto-converge
+/// and no post-copy (so it never finishes on its own), picks `destination` and confirms.
+fn launch_busy(console: &Console, lab: &Lab, source: &LabHost, destination: &LabHost) {
+    let title = format!("Live-migrate busy from {}", source.name);
+    open_launch_dialog(console, "m", &title, destination);
+
+    // Options: policy, bandwidth, max downtime, post-copy, auto-converge, …
+    console.keys(&["Tab", "j"]);
+    console.type_text("100");
+    console.keys(&["j", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace"]);
+    console.type_text("100");
+    console.keys(&["j", "j", "Space", "Tab"]);
+    highlight_destination(console, lab, source, destination);
     let route = format!("live-migrate busy {} → {}", source.name, destination.name);
     let options = [
         r"bandwidth MiB/s\s+100\s",
@@ -424,19 +435,8 @@ fn launch_cold(
     destination: &LabHost,
     bandwidth_mib: Option<u64>,
 ) {
-    console.keys(&["c"]);
     let title = format!("Cold-migrate {guest} from {}", source.name);
-    let dialog = console.wait_for_screen(
-        "the cold launch dialog with every precheck verdict",
-        Duration::from_secs(90),
-        |s| s.contains(&title) && !s.contains("checking…"),
-    );
-    let verdict_row = Regex::new(&format!(r"│\s*{}\s+\S+\s+\S+\s+pass", destination.name)).unwrap();
-    assert!(
-        verdict_row.is_match(&dialog),
-        "{} passes its cold prechecks in the dialog:\n{dialog}",
-        destination.name
-    );
+    open_launch_dialog(console, "c", &title, destination);
 
     // Options: shutdown s, hard power-off, bandwidth MiB/s (empty: no limit).
     if let Some(mib) = bandwidth_mib {
@@ -444,18 +444,7 @@ fn launch_cold(
         console.type_text(&mib.to_string());
         console.keys(&["Tab"]);
     }
-    // Destinations in config order without the source, `auto` first.
-    let row = lab
-        .plan
-        .hosts
-        .iter()
-        .filter(|h| h.name != source.name)
-        .position(|h| h.name == destination.name)
-        .unwrap()
-        + 1;
-    for _ in 0..row {
-        console.keys(&["j"]);
-    }
+    highlight_destination(console, lab, source, destination);
     let route = format!(
         "cold-migrate {guest} {} → {}",
         source.name, destination.name

@@ -32,6 +32,9 @@ pub enum ColdRecordError {
          a migration still copying must finish first"
     )]
     NothingAwaiting { instance: String },
+    /// That migration is not (or no longer) awaiting an answer.
+    #[error("#{id}: not awaiting confirm or revert in the history (settled or ended since?)")]
+    NotAwaiting { id: MigrationId },
     /// Another ferry process runs (or recovers) a cold migration of this instance.
     #[error(
         "{instance}: another ferry process is migrating it cold (or recovering such a \
@@ -247,6 +250,18 @@ pub fn awaiting(
     };
     let plan = found.plan.map_err(ColdRecordError::Plan)?;
     Ok((found.record.id, plan))
+}
+
+/// The plan of migration `id`, if it awaits an answer: what the TUI settles by row.
+pub fn awaiting_by_id(
+    history: &History,
+    id: MigrationId,
+) -> Result<ColdMigrationPlan, ColdRecordError> {
+    let found = all_awaiting(history)?
+        .into_iter()
+        .find(|a| a.record.id == id)
+        .ok_or(ColdRecordError::NotAwaiting { id })?;
+    found.plan.map_err(ColdRecordError::Plan)
 }
 
 /// Confirm (`keep`: remove the source copy) or revert (remove the destination copy, start on

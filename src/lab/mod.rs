@@ -681,11 +681,23 @@ fn start_domain(connect: &Connect, name: &str) -> Result<(), LibvirtError> {
 /// returns the content's sha256.
 fn write_data_disk(plan: &LabPlan, host: &LabHost, disk: &guest::DataDisk) -> Result<String> {
     let content = guest::data_disk_content(disk);
-    let sha256 = hex(&Sha256::digest(&content));
-    let raw = plan.dir.join("build").join("data-disk.raw");
+    write_local_qcow2(plan, host, disk.file_name, &content)?;
+    Ok(hex(&Sha256::digest(&content)))
+}
+
+/// `content` (guest-visible bytes) as a qcow2 named `file_name` in `host`'s local pool, where
+/// only the allocated clusters take room. The pool is not refreshed: the caller does that
+/// through libvirt once the file is there.
+pub fn write_local_qcow2(
+    plan: &LabPlan,
+    host: &LabHost,
+    file_name: &str,
+    content: &[u8],
+) -> Result<PathBuf> {
+    let raw = plan.dir.join("build").join(format!("{file_name}.raw"));
     std::fs::create_dir_all(raw.parent().expect("build dir"))?;
-    std::fs::write(&raw, &content)?;
-    let target = plan.host_local_pool_dir(host).join(disk.file_name);
+    std::fs::write(&raw, content)?;
+    let target = plan.host_local_pool_dir(host).join(file_name);
     system::run(
         "qemu-img",
         &[
@@ -700,7 +712,7 @@ fn write_data_disk(plan: &LabPlan, host: &LabHost, disk: &guest::DataDisk) -> Re
         ],
     )?;
     std::fs::remove_file(&raw)?;
-    Ok(sha256)
+    Ok(target)
 }
 
 pub fn hex(bytes: &[u8]) -> String {

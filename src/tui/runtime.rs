@@ -27,7 +27,7 @@ use ratatui::Terminal;
 use crate::config::Config;
 use crate::engine::cold::{self, ColdCommand, ColdUpdate, Recovery};
 use crate::engine::cold_record;
-use crate::engine::history::{self, History, MigrationId, OutcomeKind};
+use crate::engine::history::{self, History, MigrationId};
 use crate::engine::live::LiveMigrationPlan;
 use crate::engine::options;
 use crate::engine::supervisor::{
@@ -432,16 +432,8 @@ impl Bridge {
                 let result = (|| -> Result<Vec<String>, String> {
                     let mut history =
                         History::open(&history::default_path()).map_err(|e| e.to_string())?;
-                    let record = history.migration(id).map_err(|e| e.to_string())?;
-                    if record.outcome != Some(OutcomeKind::AwaitingConfirm) {
-                        return Err(format!(
-                            "the history says it is {}, not awaiting confirm",
-                            record.outcome.map_or("unfinished", |o| o.as_str())
-                        ));
-                    }
-                    let plan = serde_json::from_value(record.plan).map_err(|e| {
-                        format!("its stored plan cannot be read ({e}); settle it with virsh")
-                    })?;
+                    let plan =
+                        cold_record::awaiting_by_id(&history, id).map_err(|e| e.to_string())?;
                     cold_record::settle(&mut history, id, &plan, keep, call_timeout)
                         .map(|report| report.steps)
                         .map_err(|e| e.to_string())

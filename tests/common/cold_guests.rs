@@ -58,9 +58,7 @@ fn data_content(seed: u64) -> Vec<u8> {
     content
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use ferry::lab::hex;
 
 pub fn run(program: &str, args: &[&str]) -> String {
     let output = Command::new(program)
@@ -329,26 +327,8 @@ pub fn set_up<'a>(lab: &'a Lab, specs: &[GuestSpec]) -> ColdGuests<'a> {
     for spec in specs {
         let content = data_content(spec.seed);
         guests.disk_sha256.push(hex(&Sha256::digest(&content)));
-        let raw = std::env::temp_dir().join(format!("ferry-cold-{}.raw", spec.name));
-        std::fs::write(&raw, &content).unwrap();
-        let image = lab
-            .plan
-            .host_local_pool_dir(&host)
-            .join(data_volume_name(spec.name));
-        run(
-            "qemu-img",
-            &[
-                "convert",
-                "-q",
-                "-f",
-                "raw",
-                "-O",
-                "qcow2",
-                raw.to_str().unwrap(),
-                image.to_str().unwrap(),
-            ],
-        );
-        std::fs::remove_file(&raw).unwrap();
+        ferry::lab::write_local_qcow2(&lab.plan, &host, &data_volume_name(spec.name), &content)
+            .unwrap_or_else(|e| panic!("data disk of {}: {e}", spec.name));
         refresh_local_pool(&connection);
         connection
             .define_domain(&domain_xml(lab, spec, &initrd), CALL_TIMEOUT)

@@ -6,7 +6,7 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, LineGauge, Paragraph};
+use ratatui::widgets::{LineGauge, Paragraph};
 use ratatui::Frame;
 
 use crate::engine::cold::{ColdOutcome, ColdPhase, DiskAction};
@@ -17,7 +17,7 @@ use crate::tui::migrations::OperatorMessageKind;
 use crate::tui::theme::Theme;
 
 use super::migrations::cold_phase_label;
-use super::{age, byte_gauge, wrap_words};
+use super::{age, byte_gauge, detail_frame, field_label as label, wrap_words};
 
 /// The sha256 shown per disk: enough to compare with `sha256sum` by eye.
 const SHA256_SHOWN_CHARS: usize = 16;
@@ -25,19 +25,16 @@ const SHA256_SHOWN_CHARS: usize = 16;
 const NEXT_ROWS_MAX: usize = 3;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, migration: &TrackedCold, theme: &Theme) {
-    let block = Block::new()
-        .borders(Borders::ALL)
-        .border_style(theme.border_focused)
-        .title(Span::styled(
-            format!(
-                " #{} {} {} → {} · cold ",
-                migration.id,
-                migration.instance_name(),
-                migration.source(),
-                migration.destination(),
-            ),
-            theme.title,
-        ));
+    let block = detail_frame(
+        format!(
+            " #{} {} {} → {} · cold ",
+            migration.id,
+            migration.instance_name(),
+            migration.source(),
+            migration.destination(),
+        ),
+        theme,
+    );
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let width = inner.width as usize;
@@ -71,10 +68,6 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, migration: &TrackedCold, t
         Paragraph::new(log_lines(app, migration, width, log_rows, theme)),
         log_area,
     );
-}
-
-fn label<'a>(text: &str, theme: &Theme) -> Span<'a> {
-    Span::styled(format!(" {text:<10}"), theme.header)
 }
 
 /// Width of the label column, " timeline ".

@@ -21,7 +21,7 @@ use crate::tui::migrations::{OperatorMessageKind, Stage, TrackedMigration};
 use crate::tui::theme::Theme;
 
 use super::migrations::{outcome_text, phase_label};
-use super::{age, byte_gauge, wrap_words};
+use super::{age, byte_gauge, detail_frame, field_label as label, wrap_words};
 
 /// Rows the charts get at least, when the screen has them: a title, four rows of plot, the
 /// axis and its labels.
@@ -42,21 +42,18 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         );
         return;
     };
-    let block = Block::new()
-        .borders(Borders::ALL)
-        .border_style(theme.border_focused)
-        .title(Span::styled(
-            format!(
-                " #{} {} {} → {} · {} · {} ",
-                migration.id,
-                migration.instance_name(),
-                migration.source(),
-                migration.destination(),
-                migration.kind.as_str(),
-                migration.policy_name
-            ),
-            theme.title,
-        ));
+    let block = detail_frame(
+        format!(
+            " #{} {} {} → {} · {} · {} ",
+            migration.id,
+            migration.instance_name(),
+            migration.source(),
+            migration.destination(),
+            migration.kind.as_str(),
+            migration.policy_name
+        ),
+        theme,
+    );
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let width = inner.width as usize;
@@ -107,10 +104,6 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         events_area,
     );
     frame.render_widget(Paragraph::new(operator), operator_area);
-}
-
-fn label<'a>(text: &str, theme: &Theme) -> Span<'a> {
-    Span::styled(format!(" {text:<10}"), theme.header)
 }
 
 fn phase_line<'a>(app: &App, migration: &TrackedMigration, theme: &Theme) -> Line<'a> {

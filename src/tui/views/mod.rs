@@ -102,6 +102,19 @@ fn draw_flash(frame: &mut Frame, area: Rect, flash: &str, theme: &Theme) {
 }
 
 /// A centred rectangle of at most `width` x `height` inside `area`.
+/// The frame of a migration's detail, titled.
+pub fn detail_frame<'a>(title: String, theme: &Theme) -> Block<'a> {
+    Block::new()
+        .borders(Borders::ALL)
+        .border_style(theme.border_focused)
+        .title(Span::styled(title, theme.title))
+}
+
+/// The label column of a detail view: " phase     ", " timeline  ".
+pub fn field_label<'a>(text: &str, theme: &Theme) -> Span<'a> {
+    Span::styled(format!(" {text:<10}"), theme.header)
+}
+
 /// A one-line gauge of bytes done, `name` and `text` on its left (`text` padded to
 /// `text_width`): thick for what is done, thin for the rest, readable without colour too.
 pub fn byte_gauge<'a>(
