@@ -121,6 +121,32 @@ pub struct PrecheckFacts {
     pub shared_storage_probe: SharedStorageProbe,
     pub destination_free_disk_bytes: Option<u64>,
     pub block_migration: BlockMigrationChoice,
+    /// A job libvirt runs on the instance right now (a migration started elsewhere, a save, a
+    /// snapshot): libvirt allows one at a time, and a second launch would fail after ferry had
+    /// begun to act on the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_in_progress: Option<JobInProgress>,
+}
+
+/// The job libvirt reports running on the instance, as the prechecks saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobInProgress {
+    /// Where it runs (the source host).
+    pub host: String,
+    /// "a migration job", "a save job"…, from libvirt's job operation.
+    pub what: String,
+}
+
+impl JobInProgress {
+    /// The operator's reason and fix: the same words the precheck and the launch's own last
+    /// look use.
+    pub fn refusal(&self, instance: &str) -> String {
+        format!(
+            "{instance}: {} is already running on {}; `ferry resume` watches it, `ferry abort \
+             {instance}` stops it",
+            self.what, self.host
+        )
+    }
 }
 
 /// A check's verdict. `Warn` is for facts that could not be gathered: it does not block, but the
@@ -140,6 +166,7 @@ pub enum CheckId {
     DestinationName,
     DestinationDiffers,
     InstanceState,
+    NoJobRunning,
     SourceHostUp,
     DestinationHostUp,
     DestinationMemory,
@@ -331,6 +358,15 @@ pub fn run_all(facts: &PrecheckFacts) -> PrecheckReport {
                 "{}: is {state}; live migration needs it running or paused",
                 facts.instance_name
             )),
+        },
+    );
+
+    push(
+        CheckId::NoJobRunning,
+        "no other job runs on the instance",
+        match &facts.job_in_progress {
+            None => CheckOutcome::Pass,
+            Some(job) => fail(job.refusal(&facts.instance_name)),
         },
     );
 
@@ -699,6 +735,7 @@ mod tests {
             shared_storage_probe: SharedStorageProbe::NotShared,
             destination_free_disk_bytes: Some(20 * GIB),
             block_migration: BlockMigrationChoice::Auto,
+            job_in_progress: None,
         }
     }
 
@@ -707,6 +744,29 @@ mod tests {
             CheckOutcome::Fail { reason } | CheckOutcome::Warn { reason } => reason.clone(),
             CheckOutcome::Pass => panic!("{id:?} passed"),
         }
+    }
+
+    #[test]
+    fn a_job_already_running_on_the_instance_refuses_with_the_fix() {
+        let mut facts = good_facts();
+        facts.job_in_progress = Some(JobInProgress {
+            host: "hv3".into(),
+            what: "a migration job".into(),
+        });
+        let report = run_all(&facts);
+        let failed: Vec<CheckId> = report.failures().map(|c| c.id).collect();
+        assert_eq!(failed, vec![CheckId::NoJobRunning]);
+        assert_eq!(
+            reason(&report, CheckId::NoJobRunning),
+            format!(
+                "{0}: a migration job is already running on hv3; `ferry resume` watches it, \
+                 `ferry abort {0}` stops it",
+                facts.instance_name
+            )
+        );
+        // A cold migration is refused for the same reason.
+        let cold = run_cold(&facts, &[]);
+        assert!(cold.failures().any(|c| c.id == CheckId::NoJobRunning));
     }
 
     #[test]

@@ -587,6 +587,9 @@ fn gather(
         shared_storage_probe: SharedStorageProbe::NotShared,
         destination_free_disk_bytes,
         block_migration: BlockMigrationChoice::Yes,
+        // The cold run lock keeps ferry's own migrations apart; a job started outside ferry
+        // makes the shutdown fail before anything is copied.
+        job_in_progress: None,
     };
     let report = precheck::run_cold(&facts, &problems);
     let plan = report.passed().then(|| ColdMigrationPlan {

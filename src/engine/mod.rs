@@ -11,4 +11,5 @@ pub mod live;
 pub mod options;
 pub mod queue;
 pub mod report;
+pub mod settle;
 pub mod supervisor;

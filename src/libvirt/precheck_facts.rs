@@ -38,7 +38,8 @@ use crate::model::host_name::HostNameError;
 use crate::model::HostName;
 use crate::precheck::{
     run_all, BlockMigrationChoice, CpuCompareResult, DiskFact, DiskStorage, HostProblem,
-    HypervisorInfo, InstanceState, PrecheckFacts, PrecheckReport, SharedStorageProbe,
+    HypervisorInfo, InstanceState, JobInProgress, PrecheckFacts, PrecheckReport,
+    SharedStorageProbe,
 };
 
 /// Everything the shared-storage probe creates (volumes, transient pools) is named with this
@@ -365,6 +366,10 @@ impl<'a> Session<'a> {
             shared_storage_probe,
             destination_free_disk_bytes,
             block_migration,
+            job_in_progress: reading.job_in_progress.map(|what| JobInProgress {
+                host: source_name.to_string(),
+                what,
+            }),
         }
     }
 }
@@ -536,6 +541,8 @@ struct SourceReading {
     /// What to ask the destination about the guest's CPU, or why nothing is asked.
     cpu_query: Result<HypervisorCpuQuery, String>,
     hypervisor: Option<HypervisorInfo>,
+    /// The job libvirt runs on the domain now, by operation ("migration"), if any.
+    job_in_progress: Option<String>,
 }
 
 /// `Ok(None)` when the host does not define the instance.
@@ -589,7 +596,13 @@ fn read_source(
             .and_then(|caps| host_cpu_xml(&caps)),
         _ => None,
     };
+    let job_in_progress = if domain.is_active().unwrap_or(false) {
+        job_in_progress(&domain)?
+    } else {
+        None
+    };
     Ok(Some(SourceReading {
+        job_in_progress,
         state: instance_state(DomainRunState::from_libvirt(info.state)),
         memory_bytes: info.max_mem.saturating_mul(1024),
         disks,
@@ -597,6 +610,32 @@ fn read_source(
         cpu_query: cpu_comparison(&platform, source_host_cpu.as_deref()),
         hypervisor: hypervisor_info(connect).ok(),
     }))
+}
+
+/// The job running on an active domain, in the operator's words ("a migration job"); None
+/// when it has none. A job that ended (completed, failed) is not running.
+pub fn job_in_progress(domain: &virt::domain::Domain) -> Result<Option<String>, LibvirtError> {
+    use crate::model::job::JobOperation;
+    let Some(job) = job_stats::job_stats(domain, false)? else {
+        return Ok(None);
+    };
+    if !job.job_type.is_some_and(|t| t.is_running()) {
+        return Ok(None);
+    }
+    Ok(Some(
+        match job.operation {
+            Some(JobOperation::MigrationOut) => "a migration job",
+            Some(JobOperation::MigrationIn) => "an incoming migration job",
+            Some(JobOperation::Save) => "a save job",
+            Some(JobOperation::Restore) => "a restore job",
+            Some(JobOperation::Snapshot | JobOperation::SnapshotRevert) => "a snapshot job",
+            Some(JobOperation::SnapshotDelete) => "a snapshot deletion job",
+            Some(JobOperation::Dump) => "a dump job",
+            Some(JobOperation::Backup) => "a backup job",
+            Some(JobOperation::Start | JobOperation::Unknown) | None => "a job",
+        }
+        .to_string(),
+    ))
 }
 
 /// The operator's words for a domain state, as the checks expect them.
@@ -1572,6 +1611,7 @@ mod tests {
             shared_storage_probe: SharedStorageProbe::Shared,
             destination_free_disk_bytes: None,
             block_migration: BlockMigrationChoice::Auto,
+            job_in_progress: None,
         };
         let report = run_all(&facts);
         DestinationCandidate {

@@ -2,6 +2,7 @@
 
 pub mod host_name;
 pub mod job;
+pub mod standing;
 pub mod trace;
 pub mod units;
 

@@ -309,6 +309,7 @@ pub fn precheck_report(
         shared_storage_probe: SharedStorageProbe::Shared,
         destination_free_disk_bytes: Some(100 << 30),
         block_migration: BlockMigrationChoice::Auto,
+        job_in_progress: None,
     })
 }
 

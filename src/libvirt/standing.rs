@@ -1,0 +1,103 @@
+//! Where a guest stands on a host (state, post-copy reasons, a running job), and whether a
+//! connection is still alive: what the live engine's outcome check and reconnects ask.
+
+use std::time::Duration;
+
+use virt::domain::{Domain, DomainPausedReason, DomainRunningReason, DomainStateReason};
+use virt::enumutil::Enum;
+use virt::error::ErrorNumber;
+
+use super::lifecycle::DomainKey;
+use super::{job_stats, HostConnection, LibvirtError};
+use crate::model::job::JobOperation;
+use crate::model::standing::{DomainStanding, HostAnswer, RunningJob};
+
+/// Reads the domain's standing. Errors are libvirt's; "no such domain" is `Ok(None)`.
+pub fn read_standing(domain: &Domain) -> Result<DomainStanding, LibvirtError> {
+    let (state, reason) = domain
+        .state()
+        .map_err(|e| LibvirtError::call("reading the domain state", e))?;
+    let active = domain
+        .is_active()
+        .map_err(|e| LibvirtError::call("reading whether the domain runs", e))?;
+    let persistent = domain.is_persistent().unwrap_or(false);
+    let paused = matches!(state, Enum::Known(virt::domain::DomainState::Paused));
+    let (post_copy_failed, paused_for_post_copy) = match reason {
+        Enum::Known(DomainStateReason::Paused(Enum::Known(DomainPausedReason::PostCopyFailed))) => {
+            (true, false)
+        }
+        Enum::Known(DomainStateReason::Paused(Enum::Known(DomainPausedReason::PostCopy))) => {
+            (false, true)
+        }
+        Enum::Known(DomainStateReason::Running(Enum::Known(
+            DomainRunningReason::PostCopyFailed,
+        ))) => (true, false),
+        _ => (false, false),
+    };
+    // libvirt refuses job statistics for a shut-off domain: it has no job.
+    let job = if active {
+        job_stats::job_stats(domain, false)?
+            .filter(|job| job.job_type.is_some_and(|t| t.is_running()))
+            .map(|job| match job.operation {
+                Some(JobOperation::MigrationOut) => RunningJob::MigrationOut,
+                Some(JobOperation::MigrationIn) => RunningJob::MigrationIn,
+                _ => RunningJob::Other,
+            })
+    } else {
+        None
+    };
+    Ok(DomainStanding {
+        uuid: domain.uuid_string().unwrap_or_default(),
+        active,
+        persistent,
+        paused,
+        post_copy_failed,
+        paused_for_post_copy,
+        job,
+    })
+}
+
+impl HostConnection {
+    /// Whether libvirt still considers the connection usable (keep-alive answered, socket open).
+    /// A closed connection is reopened with [`HostConnection::reopen`].
+    pub fn is_alive(&self, timeout: Duration) -> bool {
+        let connect = std::sync::Arc::clone(&self.connect);
+        super::call_with_timeout("checking the connection", timeout, move || {
+            Ok(connect.is_alive().unwrap_or(false))
+        })
+        .unwrap_or(false)
+    }
+
+    /// A fresh connection to the same URI.
+    pub fn reopen(&self, timeout: Duration) -> Result<HostConnection, LibvirtError> {
+        HostConnection::open(&self.uri, timeout)
+    }
+
+    /// Where the guest stands on this host. Never concludes from silence: a call that fails or
+    /// times out is `Silent`, only libvirt's own "no such domain" is `Absent`.
+    pub fn domain_standing(&self, key: &DomainKey, timeout: Duration) -> HostAnswer {
+        let owned_key = key.clone();
+        let answer = self.call(
+            format!("reading where {key} stands"),
+            timeout,
+            move |connect| {
+                let found = match &owned_key {
+                    DomainKey::Name(name) => connect.lookup_domain_by_name(name),
+                    DomainKey::Uuid(uuid) => connect.lookup_domain_by_uuid_string(uuid),
+                };
+                match found {
+                    Ok(domain) => read_standing(&domain).map(Some),
+                    Err(error) if error.code().is(ErrorNumber::NoDomain) => Ok(None),
+                    Err(error) => Err(LibvirtError::call(format!("looking up {owned_key}"), error)),
+                }
+            },
+        );
+        match answer {
+            Ok(Some(standing)) => HostAnswer::Holds(standing),
+            Ok(None) => HostAnswer::Absent,
+            Err(error) => HostAnswer::Silent {
+                why: error.to_string(),
+            },
+        }
+    }
+}
