@@ -141,6 +141,13 @@ enum Commands {
     /// Force an instance's live migration to finish: post-copy if it was permitted, else pause
     /// the guest until the copy completes (it resumes on the destination).
     ForceComplete { instance: String },
+    /// Resume an instance's broken post-copy migration now (its memory is split between the
+    /// hosts): through the ferry that watches it, or by taking it over from the history.
+    Recover {
+        instance: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Prints frame render and filter times over a synthetic inventory (no libvirt).
     #[command(hide = true)]
     BenchRender {
@@ -309,6 +316,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Commands::ForceComplete { instance }) => {
             let config = load_config(cli.config.as_deref())?;
             cli::migrate::operator_command(&config, &instance, OperatorCommand::ForceComplete)
+        }
+        Some(Commands::Recover { instance, json }) => {
+            cli::migrate::recover(&instance, cli::migrate::Output { json })
         }
         None => run_tui(cli.config, cli.theme),
     }

@@ -777,7 +777,7 @@ mod tests {
             "{:?}",
             report.failures().collect::<Vec<_>>()
         );
-        assert_eq!(report.checks.len(), 11);
+        assert_eq!(report.checks.len(), 12);
         assert!(report.plan.block_migration);
         assert_eq!(report.plan.disks_to_copy, vec!["vda".to_string()]);
         assert_eq!(report.plan.bytes_to_copy, 2 * GIB);

@@ -171,14 +171,52 @@ fn auto_destination(
 /// then takes over every live migration the history shows unfinished: a ferry that died left
 /// them to libvirt, which carried on.
 pub fn resume(output: Output) -> Result<ExitCode> {
+    resume_matching(output, None)
+}
+
+/// `ferry recover INSTANCE`: the ferry that watches the migration resumes its broken post-copy
+/// at once; with none watching, this ferry takes the migration over from the history, which
+/// resumes a broken post-copy as soon as both hosts answer, and watches it to its end.
+pub fn recover(instance: &str, output: Output) -> Result<ExitCode> {
+    match control::send(instance, OperatorCommand::RecoverPostCopy) {
+        Ok(Ok(message)) => {
+            println!("{instance}: {message}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Err(reason)) => {
+            eprintln!("ferry: {instance}: {reason}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(ControlError::NoListener { .. }) => resume_matching(output, Some(instance)),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn resume_matching(output: Output, only: Option<&str>) -> Result<ExitCode> {
     let path = history::default_path();
     let mut history = History::open(&path)?;
-    let cold_recovered = recover_cold(&mut history, output)?;
+    let cold_recovered = match only {
+        None => recover_cold(&mut history, output)?,
+        Some(_) => None,
+    };
     let unfinished = unfinished_live_migrations(&history)?;
     for problem in &unfinished.unreadable {
         eprintln!("ferry: {problem}");
     }
-    let plans = unfinished.resumable;
+    let plans: Vec<_> = unfinished
+        .resumable
+        .into_iter()
+        .filter(|(_, plan)| only.is_none_or(|name| plan.instance_name == name))
+        .collect();
+    if let (Some(instance), true) = (only, plans.is_empty()) {
+        bail!(
+            "{instance}: no unfinished live migration of it in {}; a broken post-copy that \
+             ferry did not start can be resumed from its source with both hosts' connections \
+             (never `virsh migrate --p2p --postcopy-resume`, which crashed the destination's \
+             libvirtd on libvirt 11.3)",
+            path.display()
+        );
+    }
     if plans.is_empty() {
         if cold_recovered.is_none() {
             println!(
@@ -389,6 +427,56 @@ fn watch(supervisor: &Supervisor, submitted: usize, output: Output) -> Result<us
                             job_elapsed_ms / 1000,
                             max_downtime_ms.map_or("unknown".into(), |ms| format!("{ms} ms"))
                         ),
+                        update,
+                    ),
+                    MigrationUpdate::Silent {
+                        host,
+                        silent_for_ms,
+                        observed,
+                        figures,
+                    } => {
+                        let seconds = format!("{:.1} s", *silent_for_ms as f64 / 1000.0);
+                        let text = if *figures {
+                            format!("{instance}: no figures for {seconds}: reconnecting to {host} ({host} did not answer: {observed})")
+                        } else {
+                            format!("{instance}: {host} silent for {seconds}: reconnecting ({observed})")
+                        };
+                        output.line("silent", &text, update)
+                    }
+                    MigrationUpdate::Reconnected {
+                        host,
+                        silent_for_ms,
+                    } => output.line(
+                        "reconnected",
+                        &format!(
+                            "{instance}: {host} answers again after {:.1} s; watching the same job",
+                            *silent_for_ms as f64 / 1000.0
+                        ),
+                        update,
+                    ),
+                    MigrationUpdate::Unsettled {
+                        waiting_for,
+                        gives_up_in_ms,
+                    } => output.line(
+                        "unsettled",
+                        &format!(
+                            "{instance}: unsettled: {waiting_for} (asking again; left for `ferry \
+                             resume` in {} s)",
+                            gives_up_in_ms / 1000
+                        ),
+                        update,
+                    ),
+                    MigrationUpdate::PostCopyBroken { detail } => {
+                        output.line("postcopy_broken", &format!("{instance}: {detail}"), update)
+                    }
+                    MigrationUpdate::PostCopyRecovery { attempt, result } => output.line(
+                        "postcopy_recovery",
+                        &match result {
+                            Ok(done) => format!("{instance}: recovery attempt {attempt}: {done}"),
+                            Err(error) => {
+                                format!("{instance}: recovery attempt {attempt} failed: {error}")
+                            }
+                        },
                         update,
                     ),
                     MigrationUpdate::Started { .. }

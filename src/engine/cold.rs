@@ -1384,7 +1384,7 @@ impl Run<'_> {
 
         let mut domain_left = false;
         if self.changes.defined_on_destination || self.changes.started_on_destination {
-            match remove_domain_copy(&self.destination, &key, timeout) {
+            match &self.destination.remove_domain_copy(&key, timeout) {
                 Ok(done) => {
                     for description in done {
                         self.step(format!("{destination_name}: {description}"));
@@ -1466,7 +1466,7 @@ impl Run<'_> {
         loop {
             if let Some(destination) = &connection {
                 if domain_left {
-                    match remove_domain_copy(destination, &plan.key(), timeout) {
+                    match destination.remove_domain_copy(&plan.key(), timeout) {
                         Ok(done) => {
                             domain_left = false;
                             for description in done {
@@ -1541,28 +1541,6 @@ fn leftover_note(leftovers: &[String]) -> String {
     } else {
         format!(". Left on the destination: {}", leftovers.join(", "))
     }
-}
-
-/// Stops (hard: the copy is being discarded) and undefines the domain with the plan's UUID on
-/// a host. Returns what was done; nothing when it is not there.
-fn remove_domain_copy(
-    connection: &HostConnection,
-    key: &DomainKey,
-    timeout: Duration,
-) -> Result<Vec<String>, LibvirtError> {
-    let mut done = Vec::new();
-    let Some(presence) = connection.domain_presence(key, timeout)? else {
-        return Ok(done);
-    };
-    if presence.active {
-        connection.power_off(key, timeout)?;
-        done.push(format!("stopped {}", presence.name));
-    }
-    if presence.persistent {
-        connection.undefine_domain(key, timeout)?;
-        done.push(format!("removed the definition of {}", presence.name));
-    }
-    Ok(done)
 }
 
 /// What confirm or revert did, step by step.
@@ -1686,7 +1664,9 @@ pub fn revert(plan: &ColdMigrationPlan, timeout: Duration) -> Result<SettleRepor
         done: done.clone(),
         error,
     };
-    let removed = remove_domain_copy(&destination, &key, timeout).map_err(|e| partial(&done, e))?;
+    let removed = &destination
+        .remove_domain_copy(&key, timeout)
+        .map_err(|e| partial(&done, e))?;
     done.extend(
         removed
             .into_iter()
@@ -1879,8 +1859,9 @@ pub fn recover(
     };
     if remove_destination_domain {
         // By UUID: a domain of the same name there is another guest and stays.
-        let removed =
-            remove_domain_copy(&destination, &key, timeout).map_err(|e| partial(&done, e))?;
+        let removed = &destination
+            .remove_domain_copy(&key, timeout)
+            .map_err(|e| partial(&done, e))?;
         done.extend(
             removed
                 .into_iter()

@@ -14,9 +14,14 @@ use serde::{Deserialize, Serialize};
 use virt::domain::{Domain, MigrateParameters};
 use virt::error::ErrorNumber;
 
+use super::settle::{backoff_seconds, settle, Ownership, Settlement};
 use crate::libvirt::job_stats;
+use crate::libvirt::lifecycle::DomainKey;
+use crate::libvirt::migrate::PostCopyResume;
+use crate::libvirt::standing;
 use crate::libvirt::{HostConnection, LibvirtError};
-use crate::model::job::{JobSample, JobType};
+use crate::model::job::{JobOperation, JobSample, JobType};
+use crate::model::standing::{HostAnswer, RunningJob};
 use crate::policy::{MigrationPolicy, PolicyAction, PolicyChoice, PolicyEvent};
 use crate::progress::{
     EngineEvent, MigrationPhase, MigrationProgress, ProgressConfig, ProgressModel,
@@ -112,8 +117,15 @@ impl LiveMigrationPlan {
 pub enum OperatorCommand {
     Abort,
     ForceComplete,
-    SetBandwidth { mib_per_second: u64 },
-    SetMaxDowntime { downtime_ms: u64 },
+    SetBandwidth {
+        mib_per_second: u64,
+    },
+    SetMaxDowntime {
+        downtime_ms: u64,
+    },
+    /// Resume a broken post-copy now (`r` in the TUI, `ferry recover`), without waiting for
+    /// the automatic attempt's backoff.
+    RecoverPostCopy,
 }
 
 /// The engine's answer to one operator command: what was done, or why it was refused.
@@ -126,7 +138,8 @@ enum Inbox {
         command: OperatorCommand,
         reply: Option<Sender<CommandReply>>,
     },
-    MigrateReturned(Result<(), LibvirtError>),
+    /// The launch call (or a post-copy resume, numbered from 1) returned.
+    MigrateReturned { call: u32, end: CallEnd },
 }
 
 /// Sends operator commands to one running migration. Cheap to clone: the TUI, the CLI and the
@@ -184,9 +197,10 @@ pub enum LiveOutcome {
     Cancelled { detail: String },
     /// Failed: rolled back to the source where the guest still was.
     Failed { detail: String },
-    /// ferry took over a migration but could not learn how it ends (the source did not
-    /// answer): the history keeps it unfinished for the next `ferry resume`.
-    Unknown { detail: String },
+    /// Not decided: a host did not answer (or a broken post-copy could not be resumed) within
+    /// the settle bound. Nothing was rolled back or removed; the history keeps it unfinished
+    /// and the next `ferry resume` settles it.
+    Unsettled { detail: String },
 }
 
 /// What the engine reports, in order, to whoever watches (TUI, CLI, tests, history).
@@ -219,6 +233,37 @@ pub enum MigrationUpdate {
         job_elapsed_ms: u64,
         /// The max downtime in force when ferry took over.
         max_downtime_ms: Option<u64>,
+    },
+    /// A host stopped answering mid-migration: no figures (from the source) or no word (from
+    /// the destination) for `silent_for_ms`; ferry reconnects with backoff.
+    Silent {
+        host: String,
+        silent_for_ms: u64,
+        /// What libvirt said, as observed ("no answer within 10 s", "client socket is closed").
+        observed: String,
+        /// The source's job statistics stopped (as opposed to the destination's watch).
+        figures: bool,
+    },
+    /// The host answers again after `silent_for_ms`; the watch goes on with the same job.
+    Reconnected {
+        host: String,
+        silent_for_ms: u64,
+    },
+    /// The migration ended (or its caller lost the job) and the outcome waits for answers.
+    Unsettled {
+        /// "waiting for hv3 to answer to settle the outcome".
+        waiting_for: String,
+        /// The settle bound left, after which the migration is left for `ferry resume`.
+        gives_up_in_ms: u64,
+    },
+    /// The post-copy stream broke: the guest's memory is split between the hosts.
+    PostCopyBroken {
+        detail: String,
+    },
+    /// One attempt to resume a broken post-copy, and what came of it.
+    PostCopyRecovery {
+        attempt: u32,
+        result: Result<String, String>,
     },
     Finished(LiveOutcome),
 }
@@ -267,6 +312,22 @@ fn spawn(plan: LiveMigrationPlan, mode: Mode) -> LiveMigrationHandle {
     }
 }
 
+/// How long the outcome check keeps asking a silent host before it leaves the migration
+/// unsettled for `ferry resume`: longer than a link blip or a dropped ssh session (the lab's
+/// 60 s cut), short enough that a dead host does not hold a terminal for ever.
+const SETTLE_BOUND: Duration = Duration::from_secs(300);
+/// How many times ferry resumes a broken post-copy on its own before leaving it to the
+/// operator (`r`, `ferry recover`).
+const POST_COPY_RECOVERY_ATTEMPTS: u32 = 5;
+/// Every Nth poll also asks the destination where the guest stands (every poll in post-copy,
+/// where a break shows on the destination first).
+const DESTINATION_CHECK_EVERY_POLLS: u32 = 5;
+/// A job is this attempt's when libvirt's count of its age fits in the time since ferry's
+/// launch call, give or take this much (the call takes a moment to reach libvirt).
+const JOB_AGE_SLACK_MS: u64 = 3_000;
+/// Whether a dropped connection is dead is asked with this bound: it is a local question.
+const ALIVE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What one poll of the source found.
 enum Poll {
     Sampled,
@@ -274,34 +335,139 @@ enum Poll {
     NoJob,
     /// The domain is no longer defined on the source (a migration with UNDEFINE_SOURCE ended).
     DomainGone,
-    /// The poll failed (timeout, connection); reported as a warning, the next poll retries.
+    /// A host reports "post-copy failed": the stream broke.
+    PostCopyBroken,
+    /// The poll got no answer (timeout, dropped connection); reported, the next poll retries.
     Failed,
 }
 
-/// Runs `what` against the named domain on `connection`, on a worker, within the plan's timeout.
-fn on_domain<T: Send + 'static>(
-    connection: &HostConnection,
-    instance: &str,
-    timeout: Duration,
-    what: &str,
-    call: impl FnOnce(&Domain) -> Result<T, LibvirtError> + Send + 'static,
-) -> Result<T, LibvirtError> {
-    let instance = instance.to_string();
-    connection.call(format!("{what} ({instance})"), timeout, move |connect| {
-        let domain = connect
-            .lookup_domain_by_name(&instance)
-            .map_err(|e| LibvirtError::call(format!("looking up {instance}"), e))?;
-        call(&domain)
-    })
+/// One host, as the engine reaches it: a connection that is reopened with backoff when it
+/// drops, and the time since it last answered. Silence is timed and reported, never read as
+/// an answer.
+struct Link {
+    host: String,
+    uri: String,
+    connection: Option<HostConnection>,
+    silent_since: Option<Instant>,
+    /// What libvirt said when it stopped answering, as observed.
+    observed: String,
+    attempts: u32,
+    next_attempt_at: Instant,
+}
+
+impl Link {
+    fn new(target: &HostTarget, connection: Option<HostConnection>) -> Link {
+        Link {
+            host: target.name.clone(),
+            uri: target.uri.clone(),
+            connection,
+            silent_since: None,
+            observed: String::new(),
+            attempts: 0,
+            next_attempt_at: Instant::now(),
+        }
+    }
+
+    /// The connection, reopened if it dropped and the backoff allows; None while silent.
+    fn get(&mut self, timeout: Duration) -> Option<HostConnection> {
+        if let Some(connection) = &self.connection {
+            return Some(connection.clone());
+        }
+        if Instant::now() < self.next_attempt_at {
+            return None;
+        }
+        match HostConnection::open(&self.uri, timeout) {
+            Ok(connection) => {
+                self.connection = Some(connection.clone());
+                Some(connection)
+            }
+            Err(error) => {
+                self.went_silent(error.to_string());
+                self.schedule_reconnect();
+                None
+            }
+        }
+    }
+
+    fn schedule_reconnect(&mut self) {
+        self.next_attempt_at =
+            Instant::now() + Duration::from_secs(super::settle::backoff_seconds(self.attempts));
+        self.attempts = self.attempts.saturating_add(1);
+    }
+
+    fn went_silent(&mut self, observed: String) {
+        self.silent_since.get_or_insert_with(Instant::now);
+        self.observed = observed;
+    }
+
+    /// A call on this host got no answer. A connection libvirt declares dead is dropped, so
+    /// the next use reopens it; a live one that timed out is kept (the host may be slow).
+    fn failed(&mut self, observed: String) {
+        self.went_silent(observed);
+        if let Some(connection) = &self.connection {
+            if !connection.is_alive(ALIVE_CHECK_TIMEOUT) {
+                self.connection = None;
+                self.schedule_reconnect();
+            }
+        }
+    }
+
+    /// The host answered; Some(how long it had been silent) if it had been.
+    fn answered(&mut self) -> Option<u64> {
+        self.attempts = 0;
+        self.silent_since
+            .take()
+            .map(|since| since.elapsed().as_millis() as u64)
+    }
+
+    fn silent_for_ms(&self) -> u64 {
+        self.silent_since
+            .map_or(0, |since| since.elapsed().as_millis() as u64)
+    }
+
+    /// "hv3 did not answer (…)".
+    fn silence(&self) -> String {
+        format!("{} did not answer ({})", self.host, self.observed)
+    }
+
+    /// Where the guest stands on this host; Silent while the host does not answer.
+    fn standing(&mut self, key: &DomainKey, timeout: Duration) -> HostAnswer {
+        let Some(connection) = self.get(timeout) else {
+            return HostAnswer::Silent {
+                why: self.silence(),
+            };
+        };
+        let answer = connection.domain_standing(key, timeout);
+        match &answer {
+            HostAnswer::Silent { why } => self.failed(why.clone()),
+            _ => {
+                self.answered();
+            }
+        }
+        answer
+    }
+}
+
+/// How one launch call ended.
+enum CallEnd {
+    Returned(Result<(), LibvirtError>),
+    /// Refused before anything moved: another job runs on the guest (seen by ferry's last look
+    /// just before the call, or by libvirt itself).
+    RefusedBusy(String),
 }
 
 struct Monitor<'a> {
     plan: &'a LiveMigrationPlan,
     updates: &'a Sender<MigrationUpdate>,
-    source: HostConnection,
+    source: Link,
+    destination: Link,
+    /// The guest by UUID once read (a same-named domain elsewhere could be another guest).
+    key: DomainKey,
     progress: ProgressModel,
     policy: Box<dyn MigrationPolicy + Send>,
     started: Instant,
+    /// When this process's launch call went out (None for an attached migration).
+    launched_at: Option<Instant>,
     in_post_copy: bool,
     paused_by_ferry: bool,
     abort_requested: Option<String>,
@@ -309,6 +475,13 @@ struct Monitor<'a> {
     copied_disk_paths: Vec<String>,
     /// Volumes ferry created on the destination for them: removed again on a rollback.
     precreated_on_destination: Vec<String>,
+    ownership: Ownership,
+    polls: u32,
+    /// Launch calls made (the first, then post-copy resumes): a late answer from an earlier
+    /// call is recognised and ignored.
+    calls_made: u32,
+    recoveries: u32,
+    migrate_inbox: Sender<Inbox>,
 }
 
 impl Monitor<'_> {
@@ -321,37 +494,129 @@ impl Monitor<'_> {
     }
 
     fn on_domain<T: Send + 'static>(
-        &self,
+        &mut self,
         what: &str,
         call: impl FnOnce(&Domain) -> Result<T, LibvirtError> + Send + 'static,
     ) -> Result<T, LibvirtError> {
-        on_domain(
-            &self.source,
+        let Some(connection) = self.source.get(self.plan.call_timeout) else {
+            return Err(LibvirtError::Call {
+                context: what.to_string(),
+                message: format!("{}; reconnecting", self.source.silence()),
+            });
+        };
+        let result = on_domain(
+            &connection,
             &self.plan.instance_name,
             self.plan.call_timeout,
             what,
             call,
-        )
+        );
+        if let Err(error) = &result {
+            if !connection.is_alive(ALIVE_CHECK_TIMEOUT) {
+                self.source.failed(error.to_string());
+            }
+        }
+        result
+    }
+
+    fn report_silence(&self, link_is_source: bool) {
+        let link = if link_is_source {
+            &self.source
+        } else {
+            &self.destination
+        };
+        self.send(MigrationUpdate::Silent {
+            host: link.host.clone(),
+            silent_for_ms: link.silent_for_ms(),
+            observed: link.observed.clone(),
+            figures: link_is_source,
+        });
+    }
+
+    fn report_answer(&mut self, link_is_source: bool) {
+        let link = if link_is_source {
+            &mut self.source
+        } else {
+            &mut self.destination
+        };
+        if let Some(silent_for_ms) = link.answered() {
+            let host = link.host.clone();
+            self.send(MigrationUpdate::Reconnected {
+                host,
+                silent_for_ms,
+            });
+        }
     }
 
     fn poll(&mut self) -> Poll {
+        let poll = self.poll_source();
+        self.polls = self.polls.wrapping_add(1);
+        if matches!(poll, Poll::Sampled | Poll::Failed)
+            && (self.in_post_copy || self.polls % DESTINATION_CHECK_EVERY_POLLS == 0)
+            && self.progress.phase() != MigrationPhase::Preparing
+            && self.destination_reports_broken_post_copy()
+        {
+            return Poll::PostCopyBroken;
+        }
+        poll
+    }
+
+    /// Asks the destination where the guest stands; true if it says post-copy failed.
+    fn destination_reports_broken_post_copy(&mut self) -> bool {
+        let key = self.key.clone();
+        match self.destination.standing(&key, self.plan.call_timeout) {
+            HostAnswer::Silent { .. } => {
+                self.report_silence(false);
+                false
+            }
+            answer => {
+                self.report_answer(false);
+                answer.standing().is_some_and(|s| s.post_copy_failed)
+            }
+        }
+    }
+
+    fn poll_source(&mut self) -> Poll {
+        let Some(connection) = self.source.get(self.plan.call_timeout) else {
+            self.report_silence(true);
+            return Poll::Failed;
+        };
         let instance = self.plan.instance_name.clone();
-        let result = self.source.call(
+        let result = connection.call(
             format!("reading job statistics ({instance})"),
             self.plan.call_timeout,
             move |connect| match connect.lookup_domain_by_name(&instance) {
                 // A shut-off domain has no job (and libvirt refuses to be asked).
                 Ok(domain) if !domain.is_active().unwrap_or(true) => Ok(Some(None)),
-                Ok(domain) => job_stats::job_stats(&domain, false).map(Some),
+                Ok(domain) => {
+                    let standing = standing::read_standing(&domain)?;
+                    if standing.post_copy_failed {
+                        return Ok(Some(Some(Err(()))));
+                    }
+                    job_stats::job_stats(&domain, false).map(|job| Some(job.map(Ok)))
+                }
                 Err(error) if error.code().is(ErrorNumber::NoDomain) => Ok(None),
                 Err(error) => Err(LibvirtError::call(format!("looking up {instance}"), error)),
             },
         );
+        if result.is_ok() {
+            self.report_answer(true);
+        }
         match result {
             Ok(None) => Poll::DomainGone,
             Ok(Some(None)) => Poll::NoJob,
-            Ok(Some(Some(mut sample))) => {
+            Ok(Some(Some(Err(())))) => Poll::PostCopyBroken,
+            Ok(Some(Some(Ok(mut sample)))) => {
                 sample.sampled_at_ms = self.elapsed_ms();
+                if let Some(launched_at) = self.launched_at {
+                    let since_launch_ms = launched_at.elapsed().as_millis() as u64;
+                    let job_age_ms = sample.time_elapsed_ms.unwrap_or(u64::MAX);
+                    if sample.operation == Some(JobOperation::MigrationOut)
+                        && job_age_ms <= since_launch_ms + JOB_AGE_SLACK_MS
+                    {
+                        self.ownership.saw_this_attempts_job = true;
+                    }
+                }
                 self.send(MigrationUpdate::Sample(Box::new(sample.clone())));
                 let snapshot = self.progress.on_sample(sample);
                 self.in_post_copy |= snapshot.phase == MigrationPhase::PostCopy;
@@ -363,16 +628,15 @@ impl Monitor<'_> {
                 Poll::Sampled
             }
             Err(error) => {
-                self.send(MigrationUpdate::Warning {
-                    message: error.to_string(),
-                });
+                self.source.failed(error.to_string());
+                self.report_silence(true);
                 Poll::Failed
             }
         }
     }
 
     /// How the job that just ended on the source ended, from libvirt's completed-job record.
-    fn completed_job_type(&self) -> Option<JobType> {
+    fn completed_job_type(&mut self) -> Option<JobType> {
         self.on_domain("reading the ended job", |d| job_stats::job_stats(d, true))
             .ok()
             .flatten()
@@ -474,7 +738,16 @@ impl Monitor<'_> {
                 })
                 .map(|_| format!("max downtime set to {downtime_ms} ms"))
                 .map_err(|e| e.to_string()),
+            OperatorCommand::RecoverPostCopy => Err(
+                "nothing to recover: the post-copy stream is not broken (ferry resumes a broken \
+                 one by itself)"
+                    .to_string(),
+            ),
         };
+        self.reply(result)
+    }
+
+    fn reply(&self, result: CommandReply) -> CommandReply {
         match &result {
             Ok(description) => self.send(MigrationUpdate::OperatorAction {
                 description: description.clone(),
@@ -484,6 +757,45 @@ impl Monitor<'_> {
             }),
         }
         result
+    }
+
+    /// Waits up to `wait` while the outcome is being settled, answering commands: only a
+    /// post-copy recovery applies now. True if the operator asked to recover at once.
+    fn wait_settling(&mut self, inbox: &Receiver<Inbox>, wait: Duration) -> bool {
+        let until = Instant::now() + wait;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            match inbox.recv_timeout(left) {
+                Ok(Inbox::Command {
+                    command: OperatorCommand::RecoverPostCopy,
+                    reply,
+                }) => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok("resuming the broken post-copy now".into()));
+                    }
+                    return true;
+                }
+                Ok(Inbox::Command { command, reply }) => {
+                    let answer = self.reply(Err(format!(
+                        "{command:?}: the migration job has ended; ferry is settling its outcome \
+                         from both hosts' answers"
+                    )));
+                    if let Some(reply) = reply {
+                        let _ = reply.send(answer);
+                    }
+                }
+                // A late answer of an earlier call: the settle loop reads the hosts instead.
+                Ok(Inbox::MigrateReturned { .. }) => {}
+                Err(RecvTimeoutError::Timeout) => return false,
+                Err(RecvTimeoutError::Disconnected) => {
+                    thread::sleep(left);
+                    return false;
+                }
+            }
+        }
     }
 }
 
@@ -499,35 +811,99 @@ fn run(
     let source = match HostConnection::open(&plan.source.uri, plan.call_timeout) {
         Ok(c) => c,
         Err(e) if mode == Mode::Attach => {
-            return LiveOutcome::Unknown {
-                detail: format!("source {}: {e}", plan.source.name),
+            return LiveOutcome::Unsettled {
+                detail: format!("{} did not answer ({e})", plan.source.name),
             }
         }
-        Err(e) => return fail(format!("source {}: {e}", plan.source.name)),
+        Err(e) => {
+            return fail(format!(
+                "not started: {} did not answer ({e})",
+                plan.source.name
+            ))
+        }
     };
     let copied_disks = plan.block_migration_disk_sizes_bytes.clone();
     let data_gib = crate::policy::nova::data_gib(plan.instance_memory_bytes, &copied_disks);
+    // The guest's identity, read once: later questions go by UUID.
+    let by_name = DomainKey::Name(plan.instance_name.clone());
+    let source_before = source.domain_standing(&by_name, plan.call_timeout);
+    let key = match &source_before {
+        HostAnswer::Holds(standing) if !standing.uuid.is_empty() => {
+            DomainKey::Uuid(standing.uuid.clone())
+        }
+        _ => by_name,
+    };
     let mut monitor = Monitor {
         plan,
         updates,
-        source,
+        source: Link::new(&plan.source, Some(source)),
+        destination: Link::new(&plan.destination, None),
+        key,
         progress: ProgressModel::new(ProgressConfig::default()),
         policy: plan.policy.build(data_gib),
         started,
+        launched_at: None,
         in_post_copy: false,
         paused_by_ferry: false,
         abort_requested: None,
         copied_disk_paths: Vec::new(),
         precreated_on_destination: Vec::new(),
+        ownership: Ownership::default(),
+        polls: 0,
+        calls_made: 0,
+        recoveries: 0,
+        migrate_inbox,
     };
     let mut start_decisions = None;
+    let mut waiting_for_call = false;
     match mode {
         Mode::Launch => {
+            // ferry's last look before acting: one migration per instance, whoever started
+            // the other (the launch call looks once more on its own connection).
+            match &source_before {
+                HostAnswer::Holds(standing) => {
+                    if let Some(job) = standing.job {
+                        return fail(format!(
+                            "not started: {}",
+                            crate::precheck::JobInProgress {
+                                host: plan.source.name.clone(),
+                                what: job_words(job).into(),
+                            }
+                            .refusal(&plan.instance_name)
+                        ));
+                    }
+                }
+                HostAnswer::Absent => {
+                    return fail(format!(
+                        "not started: {} is not defined on {}",
+                        plan.instance_name, plan.source.name
+                    ))
+                }
+                HostAnswer::Silent { why } => {
+                    return fail(format!(
+                        "not started: {} did not answer ({why})",
+                        plan.source.name
+                    ))
+                }
+            }
+            // Whether a copy on the destination later is this attempt's: was one there before?
+            let key = monitor.key.clone();
+            monitor.ownership.destination_held_it_before =
+                match monitor.destination.standing(&key, plan.call_timeout) {
+                    HostAnswer::Holds(_) => Some(true),
+                    HostAnswer::Absent => Some(false),
+                    HostAnswer::Silent { .. } => None,
+                };
             // The migrate call blocks for the whole migration: it gets a connection of its own
             // so the monitor's polls never queue behind it.
             let launcher = match HostConnection::open(&plan.source.uri, plan.call_timeout) {
                 Ok(c) => c,
-                Err(e) => return fail(format!("source {}: {e}", plan.source.name)),
+                Err(e) => {
+                    return fail(format!(
+                        "not started: {} did not answer ({e})",
+                        plan.source.name
+                    ))
+                }
             };
             if !plan.block_migration_disks.is_empty() {
                 if let Err(error) = prepare_block_migration(&mut monitor) {
@@ -540,27 +916,44 @@ fn run(
                 policy: monitor.policy.name().to_string(),
             });
             start_decisions = Some(monitor.policy.on_start());
-            launch(plan, launcher, flags, migrate_inbox);
+            monitor.calls_made += 1;
+            launch(
+                plan,
+                launcher,
+                flags,
+                monitor.calls_made,
+                monitor.migrate_inbox.clone(),
+            );
+            monitor.launched_at = Some(Instant::now());
             monitor.progress.on_event(EngineEvent::MigrationStarted);
+            waiting_for_call = true;
         }
         Mode::Attach => {
-            drop(migrate_inbox);
             let instance = plan.instance_name.clone();
-            let found = monitor.source.call(
-                format!("reading the running job ({instance})"),
-                plan.call_timeout,
-                move |connect| match connect.lookup_domain_by_name(&instance) {
-                    // Shut off on the source: the job is over (a completed migration whose
-                    // caller died leaves the definition behind); the outcome check decides.
-                    Ok(d) if !d.is_active().unwrap_or(true) => Ok(Some((None, None))),
-                    Ok(d) => Ok(Some((
-                        job_stats::job_stats(&d, false)?,
-                        job_stats::max_downtime_ms(&d).ok(),
-                    ))),
-                    Err(error) if error.code().is(ErrorNumber::NoDomain) => Ok(None),
-                    Err(error) => Err(LibvirtError::call(format!("looking up {instance}"), error)),
-                },
-            );
+            let connection = monitor.source.get(plan.call_timeout);
+            let found = match connection {
+                Some(connection) => connection.call(
+                    format!("reading the running job ({instance})"),
+                    plan.call_timeout,
+                    move |connect| match connect.lookup_domain_by_name(&instance) {
+                        // Shut off on the source: the job is over (a completed migration whose
+                        // caller died leaves the definition behind); the outcome check decides.
+                        Ok(d) if !d.is_active().unwrap_or(true) => Ok(Some((None, None))),
+                        Ok(d) => Ok(Some((
+                            job_stats::job_stats(&d, false)?,
+                            job_stats::max_downtime_ms(&d).ok(),
+                        ))),
+                        Err(error) if error.code().is(ErrorNumber::NoDomain) => Ok(None),
+                        Err(error) => {
+                            Err(LibvirtError::call(format!("looking up {instance}"), error))
+                        }
+                    },
+                ),
+                None => Err(LibvirtError::Call {
+                    context: "reading the running job".into(),
+                    message: monitor.source.silence(),
+                }),
+            };
             match found {
                 Ok(Some((Some(job), max_downtime_ms)))
                     if job.job_type.is_some_and(JobType::is_running) =>
@@ -577,14 +970,23 @@ fn run(
                         max_downtime_ms,
                     });
                 }
-                // The job ended while ferry was away: only the outcome is left to check.
-                Ok(Some(_)) => {
-                    let result = ended_job_result(&mut monitor);
-                    return finish(&mut monitor, result);
+                // The job ended while ferry was away (or post-copy broke): only the outcome
+                // is left to settle, from both hosts' answers.
+                Ok(Some(_)) | Ok(None) => {
+                    let result = if matches!(found, Ok(Some(_))) {
+                        ended_job_result(&mut monitor)
+                    } else {
+                        Ok(())
+                    };
+                    match settle_outcome(&mut monitor, inbox, result) {
+                        SettleStep::Outcome(outcome) => return outcome,
+                        SettleStep::WatchAgain {
+                            waiting_for_call: w,
+                        } => waiting_for_call = w,
+                    }
                 }
-                Ok(None) => return finish(&mut monitor, Ok(())),
                 Err(error) => {
-                    return LiveOutcome::Unknown {
+                    return LiveOutcome::Unsettled {
                         detail: format!("reading the running job: {error}"),
                     }
                 }
@@ -592,52 +994,49 @@ fn run(
         }
     }
 
-    let mut next_poll_at = Instant::now() + plan.poll_interval;
-    let migrate_result = loop {
-        let wait = next_poll_at.saturating_duration_since(Instant::now());
-        match inbox.recv_timeout(wait) {
-            Ok(Inbox::MigrateReturned(result)) => break result,
-            Ok(Inbox::Command { command, reply }) => {
-                let answer = monitor.operator(command);
-                if let Some(reply) = reply {
-                    let _ = reply.send(answer);
+    loop {
+        let migrate_result =
+            match watch(&mut monitor, inbox, waiting_for_call, &mut start_decisions) {
+                Ok(result) => result,
+                Err(refusal) => {
+                    // Nothing moved and nothing on the destination is this attempt's but the
+                    // volumes it made for the copy.
+                    remove_precreated_volumes(&mut monitor);
+                    return fail(format!("not started: {refusal}"));
                 }
-                continue;
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                break Err(LibvirtError::Call {
-                    context: "migration".into(),
-                    message: "the migrate call ended without a result".into(),
-                })
-            }
-        }
-        next_poll_at = Instant::now() + plan.poll_interval;
-        let poll = monitor.poll();
-        // Start-time decisions (initial max downtime) apply once the job exists.
-        if monitor.progress.phase() != MigrationPhase::Preparing || monitor.elapsed_ms() > 2_000 {
-            for decision in start_decisions.take().unwrap_or_default() {
-                monitor.apply_policy(decision);
+            };
+        if migrate_result.is_err() && monitor.abort_requested.is_none() {
+            // An abort from outside (virsh domjobabort, `ferry abort` with no ferry watching)
+            // shows only in the source's record of the ended job.
+            if monitor.completed_job_type() == Some(JobType::Cancelled) {
+                monitor.abort_requested =
+                    Some("aborted from outside this ferry (e.g. virsh domjobabort)".into());
             }
         }
-        if mode == Mode::Attach {
-            match poll {
-                Poll::NoJob => break ended_job_result(&mut monitor),
-                Poll::DomainGone => break Ok(()),
-                Poll::Sampled | Poll::Failed => {}
+        match settle_outcome(&mut monitor, inbox, migrate_result) {
+            SettleStep::Outcome(outcome) => {
+                answer_late_commands(&monitor, inbox);
+                return outcome;
             }
-        }
-    };
-    if migrate_result.is_err() && monitor.abort_requested.is_none() {
-        // An abort from outside (virsh domjobabort, `ferry abort` with no ferry watching)
-        // shows only in the source's record of the ended job.
-        if monitor.completed_job_type() == Some(JobType::Cancelled) {
-            monitor.abort_requested =
-                Some("aborted from outside this ferry (e.g. virsh domjobabort)".into());
+            SettleStep::WatchAgain {
+                waiting_for_call: w,
+            } => waiting_for_call = w,
         }
     }
+}
+
+/// "a migration job", for the refusal.
+fn job_words(job: RunningJob) -> &'static str {
+    match job {
+        RunningJob::MigrationOut => "a migration job",
+        RunningJob::MigrationIn => "an incoming migration job",
+        RunningJob::Other => "a job",
+    }
+}
+
+/// Commands that arrived as the migration ended: answer them, do nothing.
+fn answer_late_commands(monitor: &Monitor, inbox: &Receiver<Inbox>) {
     while let Ok(message) = inbox.try_recv() {
-        // Commands that arrived as the migration ended: answer them, do nothing.
         if let Inbox::Command { command, reply } = message {
             let reason = format!("{command:?}: the migration has already ended");
             monitor.send(MigrationUpdate::Refused {
@@ -648,7 +1047,541 @@ fn run(
             }
         }
     }
-    finish(&mut monitor, migrate_result)
+}
+
+/// Watches the job until it ends: the launch call returning (`waiting_for_call`), or, when
+/// following a job whose caller is gone (a dropped connection, an attached migration), the
+/// source reporting no job. Err: the launch was refused because another job runs.
+fn watch(
+    monitor: &mut Monitor,
+    inbox: &Receiver<Inbox>,
+    mut waiting_for_call: bool,
+    start_decisions: &mut Option<Vec<PolicyEvent>>,
+) -> Result<Result<(), LibvirtError>, String> {
+    let plan = monitor.plan;
+    let mut next_poll_at = Instant::now() + plan.poll_interval;
+    loop {
+        let wait = next_poll_at.saturating_duration_since(Instant::now());
+        match inbox.recv_timeout(wait) {
+            Ok(Inbox::MigrateReturned { call, end }) if call == monitor.calls_made => match end {
+                CallEnd::RefusedBusy(reason) => {
+                    monitor.ownership.launch_refused_for_another_job = true;
+                    return Err(reason);
+                }
+                CallEnd::Returned(Ok(())) => return Ok(Ok(())),
+                CallEnd::Returned(Err(error)) => {
+                    if libvirt_refused_for_another_job(&error) {
+                        monitor.ownership.launch_refused_for_another_job = true;
+                        return Err(error.to_string());
+                    }
+                    // The call's own connection dropped: libvirt carries on with the job on
+                    // the source. Follow it to its end, as `ferry resume` does.
+                    if waiting_for_call && call_lost_its_connection(monitor, &error) {
+                        waiting_for_call = false;
+                        monitor.send(MigrationUpdate::Warning {
+                            message: format!(
+                                "the launch call lost its connection to {} ({error}); the \
+                                 migration goes on in {}'s libvirtd: ferry reconnects and \
+                                 watches it to its end",
+                                plan.source.name, plan.source.name
+                            ),
+                        });
+                        continue;
+                    }
+                    return Ok(Err(error));
+                }
+            },
+            // A late answer from an earlier call (before a post-copy resume).
+            Ok(Inbox::MigrateReturned { .. }) => continue,
+            Ok(Inbox::Command { command, reply }) => {
+                let answer = monitor.operator(command);
+                if let Some(reply) = reply {
+                    let _ = reply.send(answer);
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) if waiting_for_call => {
+                return Ok(Err(LibvirtError::Call {
+                    context: "migration".into(),
+                    message: "the migrate call ended without a result".into(),
+                }))
+            }
+            Err(RecvTimeoutError::Disconnected) => thread::sleep(wait),
+        }
+        next_poll_at = Instant::now() + plan.poll_interval;
+        let poll = monitor.poll();
+        // Start-time decisions (initial max downtime) apply once the job exists.
+        if monitor.progress.phase() != MigrationPhase::Preparing || monitor.elapsed_ms() > 2_000 {
+            for decision in start_decisions.take().unwrap_or_default() {
+                monitor.apply_policy(decision);
+            }
+        }
+        match poll {
+            Poll::PostCopyBroken => {
+                return Ok(Err(LibvirtError::Call {
+                    context: "post-copy".into(),
+                    message: "the post-copy stream broke".into(),
+                }))
+            }
+            Poll::NoJob if !waiting_for_call => return Ok(ended_job_result(monitor)),
+            Poll::DomainGone if !waiting_for_call => return Ok(Ok(())),
+            _ => {}
+        }
+    }
+}
+
+/// libvirt's own refusal of a second job on the domain ("another migration job is already
+/// running", or the job lock held by another call).
+fn libvirt_refused_for_another_job(error: &LibvirtError) -> bool {
+    let text = error.to_string();
+    text.contains("another migration job is already running")
+        || text.contains("cannot acquire state change lock")
+}
+
+/// Whether the launch call failed because its connection dropped (rather than libvirt
+/// answering that the migration failed).
+fn call_lost_its_connection(monitor: &mut Monitor, error: &LibvirtError) -> bool {
+    let text = error.to_string();
+    let transport = [
+        "client socket is closed",
+        "End of file while reading data",
+        "Cannot recv data",
+        "Cannot write data",
+        "Broken pipe",
+        "Connection reset",
+        "no connection driver",
+    ]
+    .iter()
+    .any(|words| text.contains(words));
+    if transport {
+        monitor.source.failed(text);
+    }
+    transport
+}
+
+/// What the outcome check leads to: an outcome, or back to watching a job still running.
+enum SettleStep {
+    Outcome(LiveOutcome),
+    WatchAgain { waiting_for_call: bool },
+}
+
+/// Settles the outcome from both hosts' answers, asking again with backoff while one is
+/// silent, up to the settle bound; resumes a broken post-copy when both answer.
+fn settle_outcome(
+    monitor: &mut Monitor,
+    inbox: &Receiver<Inbox>,
+    migrate_result: Result<(), LibvirtError>,
+) -> SettleStep {
+    let plan = monitor.plan;
+    let deadline = Instant::now() + SETTLE_BOUND;
+    let mut attempt = 0;
+    let mut broken_reported = false;
+    let mut recover_now = false;
+    loop {
+        let key = monitor.key.clone();
+        let on_source = monitor.source.standing(&key, plan.call_timeout);
+        let on_destination = monitor.destination.standing(&key, plan.call_timeout);
+        let verdict = settle(
+            &plan.source.name,
+            &on_source,
+            &plan.destination.name,
+            &on_destination,
+            monitor.in_post_copy,
+        );
+        let left = deadline.saturating_duration_since(Instant::now());
+        match verdict {
+            Settlement::Unsettled { waiting_for } => {
+                let observed = [&on_source, &on_destination]
+                    .into_iter()
+                    .filter_map(|answer| match answer {
+                        HostAnswer::Silent { why } => Some(why.as_str()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                if left.is_zero() {
+                    return SettleStep::Outcome(LiveOutcome::Unsettled {
+                        detail: format!(
+                            "still waiting for {waiting_for} after {} s{}",
+                            SETTLE_BOUND.as_secs(),
+                            if observed.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({observed})")
+                            }
+                        ),
+                    });
+                }
+                monitor.send(MigrationUpdate::Unsettled {
+                    waiting_for: format!("waiting for {waiting_for} to settle the outcome"),
+                    gives_up_in_ms: left.as_millis() as u64,
+                });
+            }
+            Settlement::StillMigrating => {
+                monitor.send(MigrationUpdate::Warning {
+                    message: format!(
+                        "the migration job still runs on {}: watching it to its end",
+                        plan.source.name
+                    ),
+                });
+                return SettleStep::WatchAgain {
+                    waiting_for_call: false,
+                };
+            }
+            Settlement::PostCopyBroken => {
+                monitor.in_post_copy = true;
+                let both_answer = !on_source.is_silent() && !on_destination.is_silent();
+                let detail = broken_post_copy_words(plan, &on_source, &on_destination);
+                if !broken_reported {
+                    monitor.send(MigrationUpdate::PostCopyBroken {
+                        detail: detail.clone(),
+                    });
+                    broken_reported = true;
+                }
+                let may_try = recover_now || monitor.recoveries < POST_COPY_RECOVERY_ATTEMPTS;
+                if both_answer && may_try {
+                    recover_now = false;
+                    monitor.recoveries += 1;
+                    let attempt_number = monitor.recoveries;
+                    match start_post_copy_recovery(monitor) {
+                        Ok(words) => {
+                            monitor.send(MigrationUpdate::PostCopyRecovery {
+                                attempt: attempt_number,
+                                result: Ok(words),
+                            });
+                            return SettleStep::WatchAgain {
+                                waiting_for_call: true,
+                            };
+                        }
+                        Err(error) => monitor.send(MigrationUpdate::PostCopyRecovery {
+                            attempt: attempt_number,
+                            result: Err(error.to_string()),
+                        }),
+                    }
+                }
+                if left.is_zero() || (!may_try && both_answer) {
+                    return SettleStep::Outcome(LiveOutcome::Unsettled {
+                        detail: format!(
+                            "{detail}; not resumed after {} attempts: `ferry recover {}` tries \
+                             again (nothing was rolled back or removed)",
+                            monitor.recoveries, plan.instance_name
+                        ),
+                    });
+                }
+            }
+            Settlement::Moved {
+                source_kept_definition,
+            } => return SettleStep::Outcome(complete(monitor, source_kept_definition)),
+            Settlement::StayedOnSource => {
+                return SettleStep::Outcome(roll_back(monitor, migrate_result, &on_destination))
+            }
+            Settlement::Contradiction { detail } => {
+                return SettleStep::Outcome(LiveOutcome::Failed {
+                    detail: format!(
+                        "{}: {detail}; nothing was touched: check both hosts",
+                        describe_result(&migrate_result, &monitor.abort_requested)
+                    ),
+                })
+            }
+        }
+        let wait = Duration::from_secs(backoff_seconds(attempt)).min(left);
+        attempt += 1;
+        recover_now |= monitor.wait_settling(inbox, wait);
+    }
+}
+
+/// "post-copy broken: busy paused on hv2, memory split with hv3; resuming when both answer".
+fn broken_post_copy_words(
+    plan: &LiveMigrationPlan,
+    on_source: &HostAnswer,
+    on_destination: &HostAnswer,
+) -> String {
+    let where_paused = if on_source.standing().is_some_and(|s| s.paused) {
+        format!("paused on {}", plan.source.name)
+    } else if on_destination.standing().is_some_and(|s| s.paused) {
+        format!("paused on {}", plan.destination.name)
+    } else {
+        format!("running on {}", plan.destination.name)
+    };
+    let waiting = match (on_source.is_silent(), on_destination.is_silent()) {
+        (false, false) => "resuming it".to_string(),
+        (true, false) => format!("resuming when {} answers", plan.source.name),
+        (false, true) => format!("resuming when {} answers", plan.destination.name),
+        (true, true) => "resuming when both answer".to_string(),
+    };
+    format!(
+        "post-copy broken: {} {where_paused}, memory split between {} and {}; {waiting}",
+        plan.instance_name, plan.source.name, plan.destination.name
+    )
+}
+
+fn describe_result(
+    migrate_result: &Result<(), LibvirtError>,
+    abort_requested: &Option<String>,
+) -> String {
+    match (migrate_result, abort_requested) {
+        (_, Some(reason)) => reason.clone(),
+        (Err(error), None) => error.to_string(),
+        (Ok(()), None) => "libvirt reported success".to_string(),
+    }
+}
+
+/// Resumes the broken post-copy: the same migration, picked up where its stream broke
+/// (`VIR_MIGRATE_POSTCOPY_RESUME`). Runs on its own thread like the first launch; its end
+/// comes through the inbox.
+fn start_post_copy_recovery(monitor: &mut Monitor) -> Result<String, LibvirtError> {
+    let plan = monitor.plan;
+    let timeout = plan.call_timeout;
+    let source = monitor
+        .source
+        .get(timeout)
+        .ok_or_else(|| LibvirtError::Call {
+            context: "resuming post-copy".into(),
+            message: monitor.source.silence(),
+        })?;
+    let destination = monitor
+        .destination
+        .get(timeout)
+        .ok_or_else(|| LibvirtError::Call {
+            context: "resuming post-copy".into(),
+            message: monitor.destination.silence(),
+        })?;
+    let flags = plan.flags(monitor.policy.as_ref());
+    monitor.calls_made += 1;
+    let call = monitor.calls_made;
+    let inbox = monitor.migrate_inbox.clone();
+    let request = PostCopyResume {
+        instance_name: plan.instance_name.clone(),
+        destination_uri: plan.destination.uri.clone(),
+        flags,
+        bandwidth_mib_per_second: plan.bandwidth_mib_per_second,
+    };
+    thread::Builder::new()
+        .name(format!("postcopy-resume-{}", plan.instance_name))
+        .spawn(move || {
+            let result = source.resume_post_copy(&destination, &request);
+            let _ = inbox.send(Inbox::MigrateReturned {
+                call,
+                end: CallEnd::Returned(result),
+            });
+        })
+        .map_err(|e| LibvirtError::Call {
+            context: "resuming post-copy".into(),
+            message: format!("cannot start a thread: {e}"),
+        })?;
+    Ok(format!(
+        "post-copy resumed: {} fetches its remaining memory from {} again",
+        plan.destination.name, plan.source.name
+    ))
+}
+
+/// The guest runs on the destination alone: finish what the migration leaves behind.
+fn complete(monitor: &mut Monitor, source_kept_definition: bool) -> LiveOutcome {
+    let plan = monitor.plan;
+    let total_time_ms = monitor.elapsed_ms();
+    let instance = plan.instance_name.clone();
+    if source_kept_definition {
+        // UNDEFINE_SOURCE is carried out by the migrate call's own confirm step; when its
+        // caller died mid-way, libvirt leaves the inactive source definition behind.
+        let undefined = monitor.on_domain("removing the source's inactive definition", |d| {
+            if d.is_active().unwrap_or(true) {
+                return Ok(false);
+            }
+            d.undefine()
+                .map(|_| true)
+                .map_err(|e| LibvirtError::call("undefining", e))
+        });
+        monitor.send(MigrationUpdate::Warning {
+            message: match undefined {
+                Ok(true) => "the source kept an inactive definition (its migrate call had \
+                             lost its caller); removed, as UNDEFINE_SOURCE asks"
+                    .to_string(),
+                Ok(false) => "the source's copy became active again; left alone".to_string(),
+                Err(error) => format!("the source's inactive definition stays: {error}"),
+            },
+        });
+    }
+    let destination = monitor.destination.get(plan.call_timeout);
+    // Nova's force-complete without post-copy pauses the guest: it resumes where it ends.
+    let final_job = destination.as_ref().and_then(|destination| {
+        if !plan.guest_was_paused {
+            let _ = on_domain(
+                destination,
+                &instance,
+                plan.call_timeout,
+                "resuming",
+                resume_if_paused,
+            );
+        }
+        on_domain(
+            destination,
+            &instance,
+            plan.call_timeout,
+            "reading the completed job",
+            |d| job_stats::job_stats(d, true),
+        )
+        .ok()
+        .flatten()
+    });
+    // The move is verified (runs on the destination, gone from the source): the source's
+    // copies of the block-migrated disks are stale now, as Nova removes them after a
+    // block migration. Only the disks this migration copied, never shared ones.
+    if !monitor.copied_disk_paths.is_empty() {
+        let paths = monitor.copied_disk_paths.clone();
+        let left = match monitor.source.get(plan.call_timeout) {
+            Some(source) => source.call(
+                "removing the source's copies of the migrated disks",
+                plan.call_timeout,
+                move |source| Ok(crate::libvirt::storage::delete_volumes(source, &paths)),
+            ),
+            None => Err(LibvirtError::Call {
+                context: "removing the source's copies of the migrated disks".into(),
+                message: monitor.source.silence(),
+            }),
+        };
+        match left {
+            Ok(left) if left.is_empty() => {}
+            Ok(left) => monitor.send(MigrationUpdate::Warning {
+                message: format!(
+                    "the stale source copies could not all be removed: {}",
+                    left.join("; ")
+                ),
+            }),
+            Err(error) => monitor.send(MigrationUpdate::Warning {
+                message: format!("the stale source copies were not removed: {error}"),
+            }),
+        }
+    }
+    monitor.progress.on_event(EngineEvent::Completed);
+    if let Some(mut sample) = final_job.clone() {
+        sample.sampled_at_ms = total_time_ms;
+        let snapshot = monitor.progress.on_sample(sample);
+        monitor.send(MigrationUpdate::Progress(Box::new(snapshot)));
+    }
+    LiveOutcome::Completed {
+        downtime_ms: final_job.as_ref().and_then(|j| j.real_downtime_ms),
+        total_time_ms,
+        data_transferred_bytes: final_job.and_then(|j| j.data_processed_bytes),
+    }
+}
+
+/// The guest still runs on the source: resume it if ferry paused it, and remove from the
+/// destination only what this attempt made.
+fn roll_back(
+    monitor: &mut Monitor,
+    migrate_result: Result<(), LibvirtError>,
+    on_destination: &HostAnswer,
+) -> LiveOutcome {
+    let plan = monitor.plan;
+    let detail = match (&migrate_result, &monitor.abort_requested) {
+        (Ok(()), None) => {
+            "libvirt reported success but the guest still runs on the source".to_string()
+        }
+        _ => describe_result(&migrate_result, &monitor.abort_requested),
+    };
+    if !plan.guest_was_paused {
+        let _ = monitor.on_domain("resuming on the source", resume_if_paused);
+    }
+    if on_destination.standing().is_some() {
+        if monitor.ownership.owns_destination_copy() {
+            let removed = monitor
+                .destination
+                .get(plan.call_timeout)
+                .map(|destination| {
+                    let key = monitor.key.clone();
+                    destination.remove_domain_copy(&key, plan.call_timeout)
+                });
+            match removed {
+                Some(Ok(done)) if done.is_empty() => {}
+                Some(Ok(done)) => monitor.send(MigrationUpdate::Warning {
+                    message: format!(
+                        "rollback: this attempt's copy on {}: {}",
+                        plan.destination.name,
+                        done.join(", ")
+                    ),
+                }),
+                Some(Err(error)) => monitor.send(MigrationUpdate::Warning {
+                    message: format!(
+                        "rollback: the copy on {} stays: {error}",
+                        plan.destination.name
+                    ),
+                }),
+                None => monitor.send(MigrationUpdate::Warning {
+                    message: format!(
+                        "rollback: the copy on {} stays: {}",
+                        plan.destination.name,
+                        monitor.destination.silence()
+                    ),
+                }),
+            }
+        } else {
+            monitor.send(MigrationUpdate::Warning {
+                message: format!(
+                    "{} {}: left alone, since {}",
+                    plan.destination.name,
+                    on_destination.describe(),
+                    monitor.ownership.why_not_ours()
+                ),
+            });
+        }
+    }
+    remove_precreated_volumes(monitor);
+    if monitor.abort_requested.is_some() {
+        monitor.progress.on_event(EngineEvent::Cancelled);
+        LiveOutcome::Cancelled { detail }
+    } else {
+        monitor.progress.on_event(EngineEvent::Failed {
+            message: detail.clone(),
+        });
+        LiveOutcome::Failed { detail }
+    }
+}
+
+/// The volumes this attempt created on the destination for a block migration: its own, so a
+/// rollback removes them (never a volume that was there before: those were not created).
+fn remove_precreated_volumes(monitor: &mut Monitor) {
+    if monitor.precreated_on_destination.is_empty() {
+        return;
+    }
+    let plan = monitor.plan;
+    let paths = std::mem::take(&mut monitor.precreated_on_destination);
+    let left = match monitor.destination.get(plan.call_timeout) {
+        Some(destination) => destination
+            .call(
+                "removing the volumes made for the copy",
+                plan.call_timeout,
+                move |destination| Ok(crate::libvirt::storage::delete_volumes(destination, &paths)),
+            )
+            .unwrap_or_else(|error| vec![error.to_string()]),
+        None => vec![monitor.destination.silence()],
+    };
+    if !left.is_empty() {
+        monitor.send(MigrationUpdate::Warning {
+            message: format!(
+                "rollback: volumes left on {}: {}",
+                plan.destination.name,
+                left.join("; ")
+            ),
+        });
+    }
+}
+
+/// Runs `what` against the named domain on `connection`, on a worker, within the plan's timeout.
+fn on_domain<T: Send + 'static>(
+    connection: &HostConnection,
+    instance: &str,
+    timeout: Duration,
+    what: &str,
+    call: impl FnOnce(&Domain) -> Result<T, LibvirtError> + Send + 'static,
+) -> Result<T, LibvirtError> {
+    let instance = instance.to_string();
+    connection.call(format!("{what} ({instance})"), timeout, move |connect| {
+        let domain = connect
+            .lookup_domain_by_name(&instance)
+            .map_err(|e| LibvirtError::call(format!("looking up {instance}"), e))?;
+        call(&domain)
+    })
 }
 
 /// An incremental block migration needs its target volumes on the destination (libvirt does
@@ -680,9 +1613,23 @@ fn prepare_block_migration(monitor: &mut Monitor) -> Result<(), LibvirtError> {
             })
             .collect::<Result<Vec<String>, LibvirtError>>()
     })?;
-    let destination = HostConnection::open(&plan.destination.uri, plan.call_timeout)?;
+    let source = monitor
+        .source
+        .get(plan.call_timeout)
+        .ok_or_else(|| LibvirtError::Call {
+            context: "preparing the block migration".into(),
+            message: monitor.source.silence(),
+        })?;
+    let destination =
+        monitor
+            .destination
+            .get(plan.call_timeout)
+            .ok_or_else(|| LibvirtError::Call {
+                context: "preparing the block migration".into(),
+                message: monitor.destination.silence(),
+            })?;
     let to_create = paths.clone();
-    let created = monitor.source.call_with(
+    let created = source.call_with(
         &destination,
         "creating the copied disks' volumes on the destination",
         plan.call_timeout,
@@ -695,8 +1642,16 @@ fn prepare_block_migration(monitor: &mut Monitor) -> Result<(), LibvirtError> {
     Ok(())
 }
 
-/// Runs the blocking migrate call on its own thread; its result comes back through the inbox.
-fn launch(plan: &LiveMigrationPlan, launcher: HostConnection, flags: u32, inbox: Sender<Inbox>) {
+/// Runs the blocking migrate call on its own thread; its end comes back through the inbox as
+/// call number `call`. Just before migrating, on the call's own connection, it looks once more
+/// for a job on the guest: one migration per instance, whoever started the other.
+fn launch(
+    plan: &LiveMigrationPlan,
+    launcher: HostConnection,
+    flags: u32,
+    call: u32,
+    inbox: Sender<Inbox>,
+) {
     let parameters = MigrateParameters {
         bandwidth: plan.bandwidth_mib_per_second,
         // The cap holds in post-copy too (libvirt leaves that phase unlimited otherwise, and
@@ -710,6 +1665,7 @@ fn launch(plan: &LiveMigrationPlan, launcher: HostConnection, flags: u32, inbox:
     };
     let destination_uri = plan.destination.uri.clone();
     let instance = plan.instance_name.clone();
+    let source_name = plan.source.name.clone();
     let context = format!(
         "live migration of {} from {} to {}",
         plan.instance_name, plan.source.name, plan.destination.name
@@ -723,11 +1679,25 @@ fn launch(plan: &LiveMigrationPlan, launcher: HostConnection, flags: u32, inbox:
                 let domain = connect
                     .lookup_domain_by_name(&instance)
                     .map_err(|e| LibvirtError::call(format!("looking up {instance}"), e))?;
+                if let Some(what) = crate::libvirt::precheck_facts::job_in_progress(&domain)? {
+                    let refusal = crate::precheck::JobInProgress {
+                        host: source_name,
+                        what,
+                    }
+                    .refusal(&instance);
+                    return Ok(Err(refusal));
+                }
                 domain
                     .migrate_to_uri3(Some(&destination_uri), parameters, flags)
+                    .map(Ok)
                     .map_err(|e| LibvirtError::call(context, e))
             });
-            let _ = inbox.send(Inbox::MigrateReturned(result));
+            let end = match result {
+                Ok(Err(refusal)) => CallEnd::RefusedBusy(refusal),
+                Ok(Ok(())) => CallEnd::Returned(Ok(())),
+                Err(error) => CallEnd::Returned(Err(error)),
+            };
+            let _ = inbox.send(Inbox::MigrateReturned { call, end });
         })
         .expect("spawn migrate call thread");
 }
@@ -756,237 +1726,6 @@ fn ended_job_result(monitor: &mut Monitor) -> Result<(), LibvirtError> {
     }
 }
 
-/// Checks where the guest really is, and rolls back if the migration did not move it.
-fn finish(monitor: &mut Monitor, migrate_result: Result<(), LibvirtError>) -> LiveOutcome {
-    let plan = monitor.plan;
-    let total_time_ms = monitor.elapsed_ms();
-    let destination = HostConnection::open(&plan.destination.uri, plan.call_timeout);
-    let instance = plan.instance_name.clone();
-    let presence_on = |connection: &HostConnection| presence(connection, &instance, plan);
-    let on_source = presence_on(&monitor.source);
-    let on_destination = destination
-        .as_ref()
-        .map(presence_on)
-        .unwrap_or_else(|error| Presence::Unknown(error.to_string()));
-
-    // The guest runs on the destination and the source holds no running copy: it moved,
-    // whatever the migrate call said (it may have lost its caller, a ferry that died).
-    let moved = on_destination == Presence::Active
-        && matches!(on_source, Presence::Absent | Presence::Inactive);
-    if moved {
-        if on_source == Presence::Inactive {
-            // UNDEFINE_SOURCE is carried out by the migrate call's own confirm step; when its
-            // caller died mid-way, libvirt leaves the inactive source definition behind.
-            let undefined = on_domain(
-                &monitor.source,
-                &instance,
-                plan.call_timeout,
-                "removing the source's inactive definition",
-                |d| {
-                    if d.is_active().unwrap_or(true) {
-                        return Ok(false);
-                    }
-                    d.undefine()
-                        .map(|_| true)
-                        .map_err(|e| LibvirtError::call("undefining", e))
-                },
-            );
-            monitor.send(MigrationUpdate::Warning {
-                message: match undefined {
-                    Ok(true) => "the source kept an inactive definition (its migrate call had \
-                                 lost its caller); removed, as UNDEFINE_SOURCE asks"
-                        .to_string(),
-                    Ok(false) => "the source's copy became active again; left alone".to_string(),
-                    Err(error) => format!("the source's inactive definition stays: {error}"),
-                },
-            });
-        }
-        let destination = destination.expect("destination answered");
-        // Nova's force-complete without post-copy pauses the guest: it resumes where it ends.
-        if !plan.guest_was_paused {
-            let _ = on_domain(
-                &destination,
-                &instance,
-                plan.call_timeout,
-                "resuming",
-                resume_if_paused,
-            );
-        }
-        let final_job = on_domain(
-            &destination,
-            &instance,
-            plan.call_timeout,
-            "reading the completed job",
-            |d| job_stats::job_stats(d, true),
-        )
-        .ok()
-        .flatten();
-        // The move is verified (runs on the destination, gone from the source): the source's
-        // copies of the block-migrated disks are stale now, as Nova removes them after a
-        // block migration. Only the disks this migration copied, never shared ones.
-        if !monitor.copied_disk_paths.is_empty() {
-            let paths = monitor.copied_disk_paths.clone();
-            let left = monitor.source.call(
-                "removing the source's copies of the migrated disks",
-                plan.call_timeout,
-                move |source| Ok(crate::libvirt::storage::delete_volumes(source, &paths)),
-            );
-            match left {
-                Ok(left) if left.is_empty() => {}
-                Ok(left) => monitor.send(MigrationUpdate::Warning {
-                    message: format!(
-                        "the stale source copies could not all be removed: {}",
-                        left.join("; ")
-                    ),
-                }),
-                Err(error) => monitor.send(MigrationUpdate::Warning {
-                    message: format!("the stale source copies were not removed: {error}"),
-                }),
-            }
-        }
-        monitor.progress.on_event(EngineEvent::Completed);
-        if let Some(mut sample) = final_job.clone() {
-            sample.sampled_at_ms = total_time_ms;
-            let snapshot = monitor.progress.on_sample(sample);
-            monitor.send(MigrationUpdate::Progress(Box::new(snapshot)));
-        }
-        return LiveOutcome::Completed {
-            downtime_ms: final_job.as_ref().and_then(|j| j.real_downtime_ms),
-            total_time_ms,
-            data_transferred_bytes: final_job.and_then(|j| j.data_processed_bytes),
-        };
-    }
-
-    // Not on the destination alone: if the source still holds the guest, it stays there,
-    // running, and any copy on the destination is a leftover. If the source lost it but the
-    // destination runs it (post-copy), the guest is there and nothing is removed.
-    let mut detail = match (&migrate_result, &monitor.abort_requested) {
-        (_, Some(reason)) => reason.clone(),
-        (Err(error), None) => error.to_string(),
-        (Ok(()), None) => "libvirt reported success but the guest is not running on the \
-                           destination alone"
-            .to_string(),
-    };
-    // A failure in post-copy splits the guest's memory between the hosts: neither copy may be
-    // destroyed, and only the operator can recover it (libvirt's post-copy recovery).
-    if monitor.in_post_copy {
-        detail = format!(
-            "{detail}; post-copy had started, so nothing was rolled back: the guest's memory is \
-             split between {} and {}; recover it with `virsh migrate --postcopy-resume` or \
-             decide which copy to keep",
-            plan.source.name, plan.destination.name
-        );
-    } else if on_source != Presence::Active {
-        // No running copy on the source to roll back to: touching the destination could
-        // destroy the only copy. Left as found, for the operator.
-        detail = format!(
-            "{detail}; the source holds no running copy ({}), the destination {}: nothing was \
-             removed; check both hosts",
-            on_source.describe(),
-            on_destination.describe()
-        );
-    }
-    if on_source == Presence::Active && !monitor.in_post_copy {
-        if !plan.guest_was_paused {
-            let _ = on_domain(
-                &monitor.source,
-                &instance,
-                plan.call_timeout,
-                "resuming on the source",
-                resume_if_paused,
-            );
-        }
-        if let Ok(destination) = &destination {
-            let leftover = on_domain(
-                destination,
-                &instance,
-                plan.call_timeout,
-                "removing the leftover on the destination",
-                remove_leftover,
-            );
-            if let Ok(Some(what)) = leftover {
-                monitor.send(MigrationUpdate::Warning {
-                    message: format!("rollback: {what} on {}", plan.destination.name),
-                });
-            }
-            if !monitor.precreated_on_destination.is_empty() {
-                let paths = monitor.precreated_on_destination.clone();
-                let left = destination.call(
-                    "removing the volumes made for the copy",
-                    plan.call_timeout,
-                    move |destination| {
-                        Ok(crate::libvirt::storage::delete_volumes(destination, &paths))
-                    },
-                );
-                if let Some(left) = left.ok().filter(|left| !left.is_empty()) {
-                    monitor.send(MigrationUpdate::Warning {
-                        message: format!(
-                            "rollback: volumes left on {}: {}",
-                            plan.destination.name,
-                            left.join("; ")
-                        ),
-                    });
-                }
-            }
-        }
-    }
-    if monitor.abort_requested.is_some() {
-        monitor.progress.on_event(EngineEvent::Cancelled);
-        LiveOutcome::Cancelled { detail }
-    } else {
-        monitor.progress.on_event(EngineEvent::Failed {
-            message: detail.clone(),
-        });
-        LiveOutcome::Failed { detail }
-    }
-}
-
-/// Where the guest stands on one host, as the outcome check needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Presence {
-    /// Running or paused.
-    Active,
-    /// Defined, not running.
-    Inactive,
-    Absent,
-    /// The host did not answer: no conclusion may be drawn.
-    Unknown(String),
-}
-
-impl Presence {
-    fn describe(&self) -> String {
-        match self {
-            Presence::Active => "has it active".into(),
-            Presence::Inactive => "has it defined but shut off".into(),
-            Presence::Absent => "does not have it".into(),
-            Presence::Unknown(error) => format!("could not be asked: {error}"),
-        }
-    }
-}
-
-fn presence(connection: &HostConnection, instance: &str, plan: &LiveMigrationPlan) -> Presence {
-    let name = instance.to_string();
-    let answer = connection.call(
-        format!("reading the state of {instance}"),
-        plan.call_timeout,
-        move |connect| match connect.lookup_domain_by_name(&name) {
-            Ok(domain) => domain
-                .is_active()
-                .map(|active| {
-                    if active {
-                        Presence::Active
-                    } else {
-                        Presence::Inactive
-                    }
-                })
-                .map_err(|e| LibvirtError::call("reading state", e)),
-            Err(error) if error.code().is(ErrorNumber::NoDomain) => Ok(Presence::Absent),
-            Err(error) => Err(LibvirtError::call(format!("looking up {name}"), error)),
-        },
-    );
-    answer.unwrap_or_else(|error| Presence::Unknown(error.to_string()))
-}
-
 fn resume_if_paused(domain: &Domain) -> Result<(), LibvirtError> {
     let (state, _) = domain
         .state()
@@ -998,23 +1737,4 @@ fn resume_if_paused(domain: &Domain) -> Result<(), LibvirtError> {
             .map_err(|e| LibvirtError::call("resuming", e))?;
     }
     Ok(())
-}
-
-/// A copy on the destination while the source still holds the guest is a leftover of the
-/// failed attempt: stop it and remove its definition. Only ever called in that situation.
-fn remove_leftover(domain: &Domain) -> Result<Option<String>, LibvirtError> {
-    let mut removed = Vec::new();
-    if domain.is_active().unwrap_or(false) {
-        domain
-            .destroy()
-            .map_err(|e| LibvirtError::call("stopping the leftover", e))?;
-        removed.push("stopped");
-    }
-    if domain.is_persistent().unwrap_or(false) {
-        domain
-            .undefine()
-            .map_err(|e| LibvirtError::call("removing the leftover definition", e))?;
-        removed.push("undefined");
-    }
-    Ok((!removed.is_empty()).then(|| format!("leftover copy {}", removed.join(" and "))))
 }

@@ -132,8 +132,8 @@ impl Summary {
                 "{}: failed: {detail}{passes}; runs on {}",
                 self.instance, self.runs_on
             ),
-            LiveOutcome::Unknown { detail } => format!(
-                "{}: outcome unknown ({detail}); `ferry resume` looks again",
+            LiveOutcome::Unsettled { detail } => format!(
+                "{}: unsettled ({detail}); nothing was rolled back or removed; `ferry resume` settles it",
                 self.instance
             ),
         }
@@ -145,7 +145,7 @@ pub fn runs_on(outcome: &LiveOutcome, source: &str, destination: &str) -> String
     match outcome {
         LiveOutcome::Completed { .. } => destination.to_string(),
         LiveOutcome::Cancelled { .. } | LiveOutcome::Failed { .. } => source.to_string(),
-        LiveOutcome::Unknown { .. } => "unknown".to_string(),
+        LiveOutcome::Unsettled { .. } => "unknown".to_string(),
     }
 }
 

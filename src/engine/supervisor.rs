@@ -191,6 +191,45 @@ struct Request {
     /// Submission time: history events count from here.
     started_at: Instant,
     phase: Option<MigrationPhase>,
+    /// Hosts silent right now (recorded once per silence).
+    silent_hosts: std::collections::HashSet<String>,
+    /// What the outcome check last waited for (recorded when it changes).
+    unsettled: Option<String>,
+    /// Held until the request is over; the kernel drops it if this process dies.
+    _run_lock: std::fs::File,
+}
+
+/// Takes this process's claim on live-migrating `instance`, without waiting.
+fn lock_live_run(instance: &str) -> Result<std::fs::File, String> {
+    let dir = crate::logging::state_dir().join("live-locks");
+    // Instance names are libvirt names; anything but these characters is kept out of the path.
+    let file_name: String = instance
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let path = dir.join(format!("{file_name}.lock"));
+    let io = |error: std::io::Error| format!("the run lock {}: {error}", path.display());
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "{instance}: another ferry process is migrating it right now; `ferry abort \
+             {instance}` stops that migration"
+        )),
+        Err(std::fs::TryLockError::Error(error)) => Err(io(error)),
+    }
 }
 
 struct State {
@@ -244,6 +283,14 @@ impl State {
         ) {
             (Ok(source), Ok(destination)) => (source, destination),
             (Err(error), _) | (_, Err(error)) => return reject(self, error.to_string()),
+        };
+        // One live migration per instance across ferry processes: the lock is taken before
+        // anything is recorded or launched, so two `ferry migrate` started at once cannot
+        // both reach libvirt (the control socket check below has a window between its test
+        // and its bind; this lock has none).
+        let run_lock = match lock_live_run(&instance) {
+            Ok(lock) => lock,
+            Err(reason) => return reject(self, reason),
         };
         // Refused before anything is recorded: another ferry already steers this instance.
         let socket = control::socket_path(&instance);
@@ -324,6 +371,9 @@ impl State {
                 _control: control,
                 started_at: Instant::now(),
                 phase: None,
+                silent_hosts: Default::default(),
+                unsettled: None,
+                _run_lock: run_lock,
             },
         );
         if resume.is_some() {
@@ -464,6 +514,60 @@ impl State {
                 );
                 self.record(request, EventKind::Phase, &words);
             }
+            // A silence is recorded when it begins and when it ends, not at every poll.
+            MigrationUpdate::Silent { host, observed, .. } => {
+                let first = self
+                    .requests
+                    .get_mut(&request)
+                    .is_some_and(|entry| entry.silent_hosts.insert(host.clone()));
+                if first {
+                    self.record(
+                        request,
+                        EventKind::Error,
+                        &format!("{host} did not answer ({observed}); reconnecting"),
+                    );
+                }
+            }
+            MigrationUpdate::Reconnected {
+                host,
+                silent_for_ms,
+            } => {
+                if let Some(entry) = self.requests.get_mut(&request) {
+                    entry.silent_hosts.remove(host);
+                }
+                self.record(
+                    request,
+                    EventKind::Phase,
+                    &format!(
+                        "{host} answers again after {:.1} s; watching the same job",
+                        *silent_for_ms as f64 / 1000.0
+                    ),
+                );
+            }
+            MigrationUpdate::Unsettled { waiting_for, .. } => {
+                let changed = self.requests.get_mut(&request).is_some_and(|entry| {
+                    let changed = entry.unsettled.as_deref() != Some(waiting_for.as_str());
+                    entry.unsettled = Some(waiting_for.clone());
+                    changed
+                });
+                if changed {
+                    self.record(
+                        request,
+                        EventKind::Phase,
+                        &format!("unsettled: {waiting_for}"),
+                    );
+                }
+            }
+            MigrationUpdate::PostCopyBroken { detail } => {
+                self.record(request, EventKind::Error, &detail.clone())
+            }
+            MigrationUpdate::PostCopyRecovery { attempt, result } => {
+                let words = match result {
+                    Ok(done) => format!("post-copy recovery, attempt {attempt}: {done}"),
+                    Err(error) => format!("post-copy recovery, attempt {attempt} failed: {error}"),
+                };
+                self.record(request, EventKind::Operator, &words)
+            }
             MigrationUpdate::Finished(outcome) => self.finish(request, outcome),
             MigrationUpdate::Started { .. } | MigrationUpdate::Sample(_) => {}
         }
@@ -501,13 +605,9 @@ impl State {
             LiveOutcome::Failed { detail } => {
                 (OutcomeKind::Failed, detail.clone(), None, None, None)
             }
-            LiveOutcome::Unknown { detail } => {
+            LiveOutcome::Unsettled { detail } => {
                 // Left unfinished on purpose: the next `ferry resume` looks again.
-                self.record(
-                    request,
-                    EventKind::Error,
-                    &format!("outcome unknown: {detail}"),
-                );
+                self.record(request, EventKind::Error, &format!("unsettled: {detail}"));
                 return;
             }
         };

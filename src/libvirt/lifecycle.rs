@@ -108,6 +108,29 @@ impl HostConnection {
         self.on_domain(key, "powering off", timeout, |d| d.destroy())
     }
 
+    /// Stops (hard: the copy is being discarded) and undefines the domain on this host.
+    /// Returns what was done; nothing when it is not there. Callers decide first that the
+    /// copy is theirs to remove.
+    pub fn remove_domain_copy(
+        &self,
+        key: &DomainKey,
+        timeout: Duration,
+    ) -> Result<Vec<String>, LibvirtError> {
+        let mut done = Vec::new();
+        let Some(presence) = self.domain_presence(key, timeout)? else {
+            return Ok(done);
+        };
+        if presence.active {
+            self.power_off(key, timeout)?;
+            done.push(format!("stopped {}", presence.name));
+        }
+        if presence.persistent {
+            self.undefine_domain(key, timeout)?;
+            done.push(format!("removed the definition of {}", presence.name));
+        }
+        Ok(done)
+    }
+
     pub fn start_domain(&self, key: &DomainKey, timeout: Duration) -> Result<(), LibvirtError> {
         self.on_domain(key, "starting", timeout, |d| d.create())
     }

@@ -916,6 +916,7 @@ fn command_words(command: &crate::engine::live::OperatorCommand) -> String {
             format!("bandwidth {mib_per_second} MiB/s")
         }
         OperatorCommand::SetMaxDowntime { downtime_ms } => format!("max downtime {downtime_ms} ms"),
+        OperatorCommand::RecoverPostCopy => "post-copy recovery".to_string(),
     }
 }
 

@@ -176,6 +176,35 @@ pub struct TrackedMigration {
     pub policy_events: Vec<PolicyEvent>,
     pub operator_messages: Vec<OperatorMessage>,
     pub phase_marks: Vec<PhaseMark>,
+    /// What the operator must see before the figures: a silent host, an outcome waiting for
+    /// answers, a broken post-copy. Shown in the list and the detail instead of the verdict.
+    pub alert: Option<MigrationAlert>,
+}
+
+/// Something wrong with the watch itself, not with the convergence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationAlert {
+    pub kind: AlertKind,
+    /// "no figures for 4.2 s: reconnecting to hv3".
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertKind {
+    /// A host stopped answering; ferry reconnects. Cleared when it answers.
+    Silence,
+    /// The job ended; the outcome waits for a host's answer.
+    Unsettled,
+    /// The post-copy stream broke: the guest's memory is split. Drawn in the error colour.
+    PostCopyBroken,
+    /// A post-copy resume is under way.
+    Recovering,
+}
+
+impl MigrationAlert {
+    pub fn is_severe(&self) -> bool {
+        self.kind == AlertKind::PostCopyBroken
+    }
 }
 
 impl TrackedMigration {
@@ -200,6 +229,7 @@ impl TrackedMigration {
             policy_events: Vec::new(),
             operator_messages: Vec::new(),
             phase_marks: Vec::new(),
+            alert: None,
             plan,
         }
     }
@@ -237,7 +267,9 @@ impl TrackedMigration {
             Stage::Finished(outcome) => Some(match outcome {
                 LiveOutcome::Completed { .. } => MigrationPhase::Completed,
                 LiveOutcome::Cancelled { .. } => MigrationPhase::Cancelled,
-                LiveOutcome::Failed { .. } | LiveOutcome::Unknown { .. } => MigrationPhase::Failed,
+                LiveOutcome::Failed { .. } | LiveOutcome::Unsettled { .. } => {
+                    MigrationPhase::Failed
+                }
             }),
             Stage::Starting | Stage::Running => Some(
                 self.ended_phase.unwrap_or(
@@ -274,6 +306,14 @@ impl TrackedMigration {
     }
 
     fn on_progress(&mut self, progress: MigrationProgress) {
+        // Fresh figures: the source answers again, a resumed post-copy goes on.
+        if self
+            .alert
+            .as_ref()
+            .is_some_and(|a| matches!(a.kind, AlertKind::Silence | AlertKind::Recovering))
+        {
+            self.alert = None;
+        }
         self.mark_phase(progress.phase, progress.elapsed_ms);
         if matches!(
             progress.phase,
@@ -393,6 +433,76 @@ impl TrackedMigration {
                         ),
                     )
                 }
+                MigrationUpdate::Silent {
+                    host,
+                    silent_for_ms,
+                    figures,
+                    ..
+                } => {
+                    // A broken post-copy outranks a silence.
+                    if self.alert.as_ref().is_some_and(MigrationAlert::is_severe) {
+                        return false;
+                    }
+                    let seconds = format!("{:.1} s", silent_for_ms as f64 / 1000.0);
+                    self.alert = Some(MigrationAlert {
+                        kind: AlertKind::Silence,
+                        text: if figures {
+                            format!("no figures for {seconds}: reconnecting to {host}")
+                        } else {
+                            format!("{host} silent for {seconds}: reconnecting")
+                        },
+                    });
+                }
+                MigrationUpdate::Reconnected {
+                    host,
+                    silent_for_ms,
+                } => {
+                    if self
+                        .alert
+                        .as_ref()
+                        .is_some_and(|a| a.kind == AlertKind::Silence)
+                    {
+                        self.alert = None;
+                    }
+                    self.on_operator_message(
+                        at,
+                        OperatorMessageKind::Done,
+                        format!(
+                            "{host} answers again after {:.1} s; watching the same job",
+                            silent_for_ms as f64 / 1000.0
+                        ),
+                    )
+                }
+                MigrationUpdate::Unsettled { waiting_for, .. } => {
+                    if self.alert.as_ref().is_some_and(MigrationAlert::is_severe) {
+                        return false;
+                    }
+                    self.alert = Some(MigrationAlert {
+                        kind: AlertKind::Unsettled,
+                        text: format!("unsettled: {waiting_for}"),
+                    });
+                }
+                MigrationUpdate::PostCopyBroken { detail } => {
+                    self.alert = Some(MigrationAlert {
+                        kind: AlertKind::PostCopyBroken,
+                        text: detail.clone(),
+                    });
+                    self.on_operator_message(at, OperatorMessageKind::Warning, detail)
+                }
+                MigrationUpdate::PostCopyRecovery { attempt, result } => match result {
+                    Ok(done) => {
+                        self.alert = Some(MigrationAlert {
+                            kind: AlertKind::Recovering,
+                            text: format!("{done} (attempt {attempt})"),
+                        });
+                        self.on_operator_message(at, OperatorMessageKind::Done, done)
+                    }
+                    Err(error) => self.on_operator_message(
+                        at,
+                        OperatorMessageKind::Warning,
+                        format!("post-copy recovery, attempt {attempt} failed: {error}"),
+                    ),
+                },
                 MigrationUpdate::Finished(outcome) => self.on_finished(at, outcome),
             },
         }

@@ -24,6 +24,8 @@ pub enum OperatorKey {
     Confirm,
     /// Cold: go back to the source, remove the destination copy.
     Revert,
+    /// Live: resume a broken post-copy now.
+    Recover,
 }
 
 impl OperatorKey {
@@ -35,6 +37,7 @@ impl OperatorKey {
             'd' => OperatorKey::MaxDowntime,
             'C' => OperatorKey::Confirm,
             'R' => OperatorKey::Revert,
+            'r' => OperatorKey::Recover,
             _ => return None,
         })
     }
@@ -47,6 +50,7 @@ impl OperatorKey {
             OperatorKey::MaxDowntime => "set the max downtime of",
             OperatorKey::Confirm => "confirm",
             OperatorKey::Revert => "revert",
+            OperatorKey::Recover => "recover",
         }
     }
 }
@@ -63,6 +67,10 @@ pub enum ColdQuestion {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OperatorPrompt {
     ConfirmAbort {
+        id: MigrationId,
+    },
+    /// y/n: resume a broken post-copy now.
+    ConfirmRecover {
         id: MigrationId,
     },
     ConfirmForceComplete {
@@ -119,7 +127,10 @@ pub fn cold_prompt_for(
         OperatorKey::Abort => ColdQuestion::Abort,
         OperatorKey::Confirm => ColdQuestion::Confirm,
         OperatorKey::Revert => ColdQuestion::Revert,
-        OperatorKey::ForceComplete | OperatorKey::Bandwidth | OperatorKey::MaxDowntime => {
+        OperatorKey::ForceComplete
+        | OperatorKey::Bandwidth
+        | OperatorKey::MaxDowntime
+        | OperatorKey::Recover => {
             return Err(format!(
                 "{name} is a cold migration: {} applies to live migrations only",
                 key.verb().trim_end_matches(" of")
@@ -176,7 +187,7 @@ pub fn prompt_for(
                 LiveOutcome::Completed { .. } => "has already completed",
                 LiveOutcome::Cancelled { .. } => "was already cancelled",
                 LiveOutcome::Failed { .. } => "has already failed",
-                LiveOutcome::Unknown { .. } => "has ended in a way ferry could not learn",
+                LiveOutcome::Unsettled { .. } => "is unsettled (a host did not answer)",
             };
             return Err(format!(
                 "{name} {how}: nothing to {}",
@@ -212,6 +223,18 @@ pub fn prompt_for(
             id,
             typed: String::new(),
         }),
+        OperatorKey::Recover
+            if migration
+                .alert
+                .as_ref()
+                .is_some_and(super::migrations::MigrationAlert::is_severe) =>
+        {
+            Ok(OperatorPrompt::ConfirmRecover { id })
+        }
+        OperatorKey::Recover => Err(format!(
+            "{name}: nothing to recover; r resumes a post-copy whose stream broke (ferry also \
+             does it by itself as soon as both hosts answer)"
+        )),
         OperatorKey::Confirm | OperatorKey::Revert => unreachable!("refused above"),
     }
 }
@@ -223,6 +246,7 @@ impl OperatorPrompt {
             | OperatorPrompt::ConfirmForceComplete { id, .. }
             | OperatorPrompt::Bandwidth { id, .. }
             | OperatorPrompt::MaxDowntime { id, .. }
+            | OperatorPrompt::ConfirmRecover { id }
             | OperatorPrompt::Cold { id, .. } => *id,
         }
     }
@@ -231,6 +255,7 @@ impl OperatorPrompt {
     pub fn key(&self) -> OperatorKey {
         match self {
             OperatorPrompt::ConfirmAbort { .. } => OperatorKey::Abort,
+            OperatorPrompt::ConfirmRecover { .. } => OperatorKey::Recover,
             OperatorPrompt::ConfirmForceComplete { .. } => OperatorKey::ForceComplete,
             OperatorPrompt::Bandwidth { .. } => OperatorKey::Bandwidth,
             OperatorPrompt::MaxDowntime { .. } => OperatorKey::MaxDowntime,
@@ -246,6 +271,7 @@ impl OperatorPrompt {
         matches!(
             self,
             OperatorPrompt::ConfirmAbort { .. }
+                | OperatorPrompt::ConfirmRecover { .. }
                 | OperatorPrompt::ConfirmForceComplete { .. }
                 | OperatorPrompt::Cold { .. }
         )
@@ -303,6 +329,9 @@ impl OperatorPrompt {
                 format!(" Remove {name} from the queue? ")
             }
             OperatorPrompt::ConfirmAbort { .. } => format!(" Abort {name}? "),
+            OperatorPrompt::ConfirmRecover { .. } => {
+                format!(" Resume the broken post-copy of {name}? ")
+            }
             OperatorPrompt::ConfirmForceComplete { .. } => format!(" Force-complete {name}? "),
             OperatorPrompt::Bandwidth { .. } => format!(" Bandwidth of {name} "),
             OperatorPrompt::MaxDowntime { .. } => format!(" Max downtime of {name} "),
@@ -323,6 +352,17 @@ impl OperatorPrompt {
                 format!("Abort the live migration of {route}."),
                 format!(
                     "The guest keeps running on {source}; what was copied to {destination} is discarded."
+                ),
+            ],
+            OperatorPrompt::ConfirmRecover { .. } => vec![
+                format!(
+                    "Resume the post-copy of {route} now: {destination} fetches the memory it \
+                     still lacks from {source} again."
+                ),
+                format!(
+                    "Both copies are kept until it ends; neither host's copy is destroyed. ferry \
+                     drives the resume with both connections (the peer-to-peer resume crashed \
+                     the destination's libvirtd on libvirt 11.3)."
                 ),
             ],
             OperatorPrompt::ConfirmForceComplete {
@@ -378,6 +418,7 @@ impl OperatorPrompt {
     pub fn keys(&self) -> &'static [(&'static str, &'static str)] {
         match self {
             OperatorPrompt::ConfirmAbort { .. } => &[("y", "yes, abort"), ("n/esc", "no")],
+            OperatorPrompt::ConfirmRecover { .. } => &[("y", "yes, resume"), ("n/esc", "no")],
             OperatorPrompt::ConfirmForceComplete { .. } => {
                 &[("y", "yes, force-complete"), ("n/esc", "no")]
             }
@@ -397,21 +438,17 @@ impl OperatorPrompt {
                 KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => PromptOutcome::Cancelled,
                 _ => PromptOutcome::Unchanged,
             },
-            OperatorPrompt::ConfirmAbort { .. } | OperatorPrompt::ConfirmForceComplete { .. } => {
-                match code {
-                    KeyCode::Char('y') | KeyCode::Char('Y') => PromptOutcome::Send(
-                        if matches!(self, OperatorPrompt::ConfirmAbort { .. }) {
-                            OperatorCommand::Abort
-                        } else {
-                            OperatorCommand::ForceComplete
-                        },
-                    ),
-                    KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
-                        PromptOutcome::Cancelled
-                    }
-                    _ => PromptOutcome::Unchanged,
-                }
-            }
+            OperatorPrompt::ConfirmAbort { .. }
+            | OperatorPrompt::ConfirmForceComplete { .. }
+            | OperatorPrompt::ConfirmRecover { .. } => match code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => PromptOutcome::Send(match self {
+                    OperatorPrompt::ConfirmAbort { .. } => OperatorCommand::Abort,
+                    OperatorPrompt::ConfirmRecover { .. } => OperatorCommand::RecoverPostCopy,
+                    _ => OperatorCommand::ForceComplete,
+                }),
+                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => PromptOutcome::Cancelled,
+                _ => PromptOutcome::Unchanged,
+            },
             OperatorPrompt::Bandwidth { typed, .. } => {
                 edit_number(typed, code, NumberKind::Bandwidth)
             }

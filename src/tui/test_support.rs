@@ -204,6 +204,9 @@ impl Replay {
             OperatorCommand::SetMaxDowntime { downtime_ms } => {
                 format!("max downtime set to {downtime_ms} ms")
             }
+            OperatorCommand::RecoverPostCopy => {
+                "post-copy resumed: the destination fetches its remaining memory again".into()
+            }
         }
     }
 }

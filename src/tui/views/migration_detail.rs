@@ -156,6 +156,9 @@ fn verdict_lines<'a>(migration: &TrackedMigration, width: usize, theme: &Theme) 
             (outcome_text(outcome), style)
         }
         Stage::Queued { .. } | Stage::Starting => ("not started".to_string(), theme.disabled),
+        Stage::Running if migration.alert.is_some() => {
+            super::migrations::alert_text(migration, theme)
+        }
         Stage::Running => match progress.map(|p| &p.verdict) {
             Some(ConvergenceVerdict::Converging { eta_ms }) => (
                 format!("converging, ETA {}", format_duration_ms(*eta_ms)),

@@ -45,7 +45,16 @@ pub fn outcome_text(outcome: &LiveOutcome) -> String {
         ),
         LiveOutcome::Cancelled { detail } => format!("cancelled: {detail}"),
         LiveOutcome::Failed { detail } => format!("failed: {detail}"),
-        LiveOutcome::Unknown { detail } => format!("outcome unknown: {detail}"),
+        LiveOutcome::Unsettled { detail } => format!("unsettled: {detail}"),
+    }
+}
+
+/// A running migration's alert, in the error colour when post-copy broke.
+pub fn alert_text(migration: &TrackedMigration, theme: &Theme) -> (String, Style) {
+    match &migration.alert {
+        Some(alert) if alert.is_severe() => (alert.text.clone(), theme.error),
+        Some(alert) => (alert.text.clone(), theme.warning),
+        None => (String::new(), theme.base),
     }
 }
 
@@ -62,10 +71,11 @@ pub fn status_text(
             let style = match outcome {
                 LiveOutcome::Completed { .. } => theme.success,
                 LiveOutcome::Cancelled { .. } => theme.warning,
-                LiveOutcome::Failed { .. } | LiveOutcome::Unknown { .. } => theme.error,
+                LiveOutcome::Failed { .. } | LiveOutcome::Unsettled { .. } => theme.error,
             };
             (outcome_text(outcome), style)
         }
+        Stage::Running if migration.alert.is_some() => alert_text(migration, theme),
         Stage::Running => match migration.progress.as_ref().map(|p| &p.verdict) {
             Some(ConvergenceVerdict::Converging { eta_ms }) => (
                 format!("converging, ETA {}", format_duration_ms(*eta_ms)),

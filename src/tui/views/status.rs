@@ -151,6 +151,10 @@ pub fn footer_keys(app: &App) -> Vec<FooterKey> {
                     key(OperatorKey::MaxDowntime, "d", "downtime"),
                 ],
             };
+            // r shows only where it acts: a broken post-copy is rare, and loud in the row.
+            if allowed(OperatorKey::Recover) {
+                keys.push(key(OperatorKey::Recover, "r", "recover"));
+            }
             if !app.migration_detail {
                 keys.push(on("enter", "open"));
             }
