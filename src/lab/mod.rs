@@ -211,6 +211,16 @@ fn bring_up(
             hosts_kept.push(host.name.clone());
             continue;
         }
+        // A daemon died but the host's namespaces are there: start only what died, so that
+        // its running guests (a post-copy destination holding the only live copy) stay.
+        match restart_dead_daemons(plan, host) {
+            Ok(true) => {
+                hosts_started.push(format!("{} (daemons restarted, guests kept)", host.name));
+                continue;
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!("{}: restarting its daemons: {error:#}", host.name),
+        }
         // Leftovers of a lab whose processes are gone: namespaces and links outlive them.
         remove_host(host);
         made.hosts.push(host.clone());
@@ -433,6 +443,81 @@ fn host_is_healthy(plan: &LabPlan, host: &LabHost) -> bool {
             pids.get(*daemon)
                 .is_some_and(|pid| system::process_alive(*pid) && in_netns.contains(pid))
         })
+}
+
+/// Restarts the dead daemons of a host whose namespace holder still runs, inside the holder's
+/// namespaces, and leaves every other process (QEMU above all) alone: libvirtd reconnects to
+/// the running guests. Ok(false) when the holder is gone, and the host must be rebuilt.
+fn restart_dead_daemons(plan: &LabPlan, host: &LabHost) -> Result<bool> {
+    let status = std::fs::read_to_string(plan.host_dir(host).join("status")).unwrap_or_default();
+    if !status.starts_with("ready") || !system::netns_list().contains(&host.netns) {
+        return Ok(false);
+    }
+    let mut pids = read_pids(plan, host);
+    let in_netns = system::netns_pids(&host.netns);
+    let Some(holder) = pids
+        .get("holder")
+        .copied()
+        .filter(|pid| system::process_alive(*pid) && in_netns.contains(pid))
+    else {
+        return Ok(false);
+    };
+    let host_dir = plan.host_dir(host);
+    let sshd_config = host_dir.join("sshd_config");
+    let sshd_log = host_dir.join("sshd.log");
+    let holder_run = PathBuf::from(format!("/proc/{holder}/root/run"));
+    // virtlogd before libvirtd: libvirtd hands guests' logs to it.
+    let daemons: [(&str, Vec<&str>, &str); 3] = [
+        ("virtlogd", vec!["virtlogd", "-d"], "virtlogd.pid"),
+        ("libvirtd", vec!["libvirtd", "-d"], "libvirtd.pid"),
+        (
+            "sshd",
+            vec![
+                "/usr/sbin/sshd",
+                "-f",
+                path_str(&sshd_config)?,
+                "-E",
+                path_str(&sshd_log)?,
+            ],
+            "sshd.pid",
+        ),
+    ];
+    for (daemon, command, pid_file) in daemons {
+        let alive = pids
+            .get(daemon)
+            .is_some_and(|pid| system::process_alive(*pid) && in_netns.contains(pid));
+        if alive {
+            continue;
+        }
+        let pid_path = holder_run.join(pid_file);
+        let _ = std::fs::remove_file(&pid_path);
+        let holder_arg = holder.to_string();
+        let mut args = vec!["-t", holder_arg.as_str(), "-m", "-u", "-n", "--"];
+        args.extend(command.iter().copied());
+        system::run("nsenter", &args)
+            .with_context(|| format!("{}: starting {daemon} again", host.name))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let pid = loop {
+            let pid = std::fs::read_to_string(&pid_path)
+                .ok()
+                .and_then(|text| text.trim().parse::<i32>().ok());
+            if let Some(pid) = pid.filter(|pid| system::process_alive(*pid)) {
+                break pid;
+            }
+            if Instant::now() > deadline {
+                bail!("{}: {daemon} did not come back within 20 s", host.name);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        tracing::info!("{}: {daemon} restarted as pid {pid}", host.name);
+        pids.insert(daemon.to_string(), pid);
+    }
+    let text: String = ["holder", "virtlogd", "libvirtd", "sshd"]
+        .iter()
+        .filter_map(|name| pids.get(*name).map(|pid| format!("{name} {pid}\n")))
+        .collect();
+    system::write_atomically(&host_dir.join("pids"), text.as_bytes())?;
+    Ok(true)
 }
 
 /// Stops every process in the host's namespace and removes the namespace and its link.
