@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cold_guests;
+pub mod operator;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
