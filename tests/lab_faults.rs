@@ -59,7 +59,12 @@ impl Watched {
     }
 
     /// Waits up to `timeout` for a line matching `wanted`; returns it.
-    fn wait_for(&mut self, timeout: Duration, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+    fn wait_for(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             match self.lines.recv_timeout(Duration::from_secs(1)) {
@@ -177,7 +182,10 @@ fn assert_outcome_matches_the_hosts(
     match outcome.as_str() {
         "completed" => {
             assert!(status.success(), "completed exits 0: {}", watched.printed());
-            assert_eq!(runs_on, destination.name, "completed: busy runs on the destination");
+            assert_eq!(
+                runs_on, destination.name,
+                "completed: busy runs on the destination"
+            );
         }
         "cancelled" | "failed" => {
             assert!(!status.success(), "{outcome} exits 1");
@@ -188,7 +196,11 @@ fn assert_outcome_matches_the_hosts(
             watched.printed()
         ),
     }
-    assert_eq!(summary["runs_on"], runs_on.as_str(), "the summary says where it runs");
+    assert_eq!(
+        summary["runs_on"],
+        runs_on.as_str(),
+        "the summary says where it runs"
+    );
     outcome
 }
 
@@ -229,7 +241,10 @@ fn children_of(pid: i32) -> Vec<i32> {
     };
     for task in tasks.flatten() {
         let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        children.extend(list.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        children.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
     }
     children
 }
@@ -300,7 +315,10 @@ impl StreamsReset {
                 .args(["-j", "REJECT", "--reject-with", "tcp-reset"])
                 .status()
                 .expect("run iptables");
-            assert!(status.success() || action == "-D", "iptables {action} {chain}");
+            assert!(
+                status.success() || action == "-D",
+                "iptables {action} {chain}"
+            );
         }
     }
 }
@@ -383,16 +401,27 @@ fn ferrys_connections_to_the_source_killed_mid_migration_are_reconnected() {
     );
     watched.wait_for_iteration(2);
     let killed = kill_ferrys_connections_to(&watched, &source);
-    assert!(killed >= 2, "ferry had its monitor and its launch call on {}", source.name);
-    watched.wait_for(Duration::from_secs(120), "reconnection to the source", |line| {
-        line["type"] == "reconnected" && line["host"] == source.name.as_str()
-    });
+    assert!(
+        killed >= 2,
+        "ferry had its monitor and its launch call on {}",
+        source.name
+    );
+    watched.wait_for(
+        Duration::from_secs(120),
+        "reconnection to the source",
+        |line| line["type"] == "reconnected" && line["host"] == source.name.as_str(),
+    );
     // The watch goes on with the same job: fresh figures after the reconnection.
-    watched.wait_for(Duration::from_secs(60), "progress after reconnecting", |line| {
-        line["type"] == "progress" && line["phase"] == "copying-memory"
-    });
+    watched.wait_for(
+        Duration::from_secs(60),
+        "progress after reconnecting",
+        |line| line["type"] == "progress" && line["phase"] == "copying-memory",
+    );
     let (ok, stdout, stderr) = operator.run(&["force-complete", "busy"]);
-    assert!(ok, "force-complete reaches the ferry that still watches: {stdout}{stderr}");
+    assert!(
+        ok,
+        "force-complete reaches the ferry that still watches: {stdout}{stderr}"
+    );
     let status = watched.finish(Duration::from_secs(600));
     let outcome = assert_outcome_matches_the_hosts(&lab, &watched, status, &source, &destination);
     assert_eq!(outcome, "completed", "{}", watched.printed());
@@ -463,7 +492,10 @@ fn a_migration_started_outside_ferry_is_refused_and_left_to_finish() {
         .iter()
         .any(|(host, facts)| host.name == source.name && facts.job_running)
     {
-        assert!(Instant::now() < deadline, "the outside migration did not start");
+        assert!(
+            Instant::now() < deadline,
+            "the outside migration did not start"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
 
@@ -535,7 +567,11 @@ fn two_ferry_migrations_of_one_guest_at_once_run_one_and_refuse_the_other() {
     };
     let mut refused = refused;
     let status = refused.finish(Duration::from_secs(10));
-    assert!(!status.success(), "the second ferry exits 1: {}", refused.printed());
+    assert!(
+        !status.success(),
+        "the second ferry exits 1: {}",
+        refused.printed()
+    );
     assert_eq!(refused.count("started"), 0, "{}", refused.printed());
     assert!(
         !lab.placements("busy")

@@ -1664,7 +1664,7 @@ pub fn revert(plan: &ColdMigrationPlan, timeout: Duration) -> Result<SettleRepor
         done: done.clone(),
         error,
     };
-    let removed = &destination
+    let removed = destination
         .remove_domain_copy(&key, timeout)
         .map_err(|e| partial(&done, e))?;
     done.extend(
@@ -1859,7 +1859,7 @@ pub fn recover(
     };
     if remove_destination_domain {
         // By UUID: a domain of the same name there is another guest and stays.
-        let removed = &destination
+        let removed = destination
             .remove_domain_copy(&key, timeout)
             .map_err(|e| partial(&done, e))?;
         done.extend(

@@ -552,7 +552,7 @@ impl Monitor<'_> {
         let poll = self.poll_source();
         self.polls = self.polls.wrapping_add(1);
         if matches!(poll, Poll::Sampled | Poll::Failed)
-            && (self.in_post_copy || self.polls % DESTINATION_CHECK_EVERY_POLLS == 0)
+            && (self.in_post_copy || self.polls.is_multiple_of(DESTINATION_CHECK_EVERY_POLLS))
             && self.progress.phase() != MigrationPhase::Preparing
             && self.destination_reports_broken_post_copy()
         {

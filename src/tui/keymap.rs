@@ -75,10 +75,7 @@ pub const MIGRATIONS: HelpSection = HelpSection {
         ),
         ("b", "set the bandwidth in MiB/s"),
         ("d", "set the max downtime in ms"),
-        (
-            "r",
-            "post-copy broken: resume it now (y/n)",
-        ),
+        ("r", "post-copy broken: resume it now (y/n)"),
         (
             "C",
             "cold, awaiting confirm: keep it, delete the source copy",

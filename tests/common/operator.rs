@@ -125,4 +125,3 @@ pub fn collect_rest(lines: &mpsc::Receiver<Value>, seen: &mut Vec<Value>) {
         seen.push(line);
     }
 }
-

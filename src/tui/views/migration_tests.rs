@@ -324,6 +324,99 @@ fn abort_refused_in_post_copy() {
     insta::assert_snapshot!(render(&app, 80, 24));
 }
 
+/// The lab's post-copy run, cut where the stream broke: the engine's words for a broken
+/// post-copy (live.rs `broken_post_copy_words`) after the post-copy samples.
+fn broken_post_copy_events(id: MigrationId) -> Vec<MigrationEvent> {
+    use crate::engine::live::MigrationUpdate;
+    let mut events = post_copy_run_events(id);
+    // The run ends in the completed job's statistics: a broken one never gets there.
+    while events.last().is_some_and(|e| {
+        matches!(
+            &e.change,
+            MigrationChange::Engine(MigrationUpdate::Progress(p))
+                if p.phase != crate::progress::MigrationPhase::PostCopy
+        )
+    }) {
+        events.pop();
+    }
+    let at = events.last().map_or(at(0), |e| e.at);
+    events.push(MigrationEvent {
+        id,
+        at,
+        change: MigrationChange::Engine(MigrationUpdate::PostCopyBroken {
+            detail: "post-copy broken: busy paused on hv1, memory split between hv1 and hv2; \
+                     resuming it"
+                .into(),
+        }),
+    });
+    events
+}
+
+#[test]
+fn broken_post_copy_is_loud_in_the_list_and_r_asks_to_resume() {
+    let mut app = app_with_events(broken_post_copy_events(MigrationId(4)));
+    press(&mut app, "2");
+    let screen = render(&app, 120, 24);
+    insta::assert_snapshot!(screen);
+    // The row's status is drawn in the theme's error colour.
+    let buffer = screen.buffer();
+    let row = (0..buffer.area.height)
+        .find(|&y| {
+            (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol().to_string())
+                .collect::<String>()
+                .contains("post-copy broken")
+        })
+        .expect("the list shows the break");
+    let cells: Vec<String> = (0..buffer.area.width)
+        .map(|x| buffer[(x, row)].symbol().to_string())
+        .collect();
+    let x = (0..cells.len())
+        .find(|&x| cells[x..].concat().starts_with("post-copy broken"))
+        .unwrap() as u16;
+    assert_eq!(buffer[(x, row)].fg, Theme::default().error.fg.unwrap());
+    press(&mut app, "\nr");
+    assert!(app.prompt.is_some(), "r opens the resume question");
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+#[test]
+fn r_on_a_healthy_migration_says_there_is_nothing_to_recover() {
+    let mut app = detail_of(adaptive_run_events(MigrationId(3), 20));
+    press(&mut app, "r");
+    assert!(app.prompt.is_none());
+    assert!(
+        app.flash
+            .as_deref()
+            .is_some_and(|f| f.contains("nothing to recover")),
+        "{:?}",
+        app.flash
+    );
+}
+
+#[test]
+fn a_silent_source_shows_the_gap_in_the_detail() {
+    use crate::engine::live::MigrationUpdate;
+    let mut events = adaptive_run_events(MigrationId(3), 20);
+    let at = events.last().unwrap().at;
+    events.push(MigrationEvent {
+        id: MigrationId(3),
+        at,
+        change: MigrationChange::Engine(MigrationUpdate::Silent {
+            host: "hv1".into(),
+            silent_for_ms: 4_200,
+            observed: "internal error: client socket is closed".into(),
+            figures: true,
+        }),
+    });
+    let app = detail_of(events);
+    let text = format!("{:?}", render(&app, 100, 24).buffer());
+    assert!(
+        text.contains("no figures for 4.2 s: reconnecting to hv1"),
+        "{text}"
+    );
+}
+
 #[test]
 fn bandwidth_prompt_refuses_a_letter() {
     let mut app = detail_of(adaptive_run_events(MigrationId(3), 20));

@@ -10,7 +10,7 @@ use crate::inventory::HostState;
 use crate::tui::app::{App, Overlay, Pane, Screen};
 use crate::tui::launch::DialogFocus;
 use crate::tui::migrations::Listed;
-use crate::tui::operator::{prompt_for_listed, OperatorKey, OperatorPrompt};
+use crate::tui::operator::{prompt_for_listed, OperatorKey};
 use crate::tui::theme::Theme;
 
 use super::age;
@@ -99,17 +99,14 @@ pub fn footer_keys(app: &App) -> Vec<FooterKey> {
         None => {}
     }
     if let Some(prompt) = &app.prompt {
-        return match prompt {
-            OperatorPrompt::ConfirmAbort { .. }
-            | OperatorPrompt::ConfirmForceComplete { .. }
-            | OperatorPrompt::Cold { .. } => {
-                vec![on("y", "yes"), on("n", "no"), on("esc", "no")]
-            }
-            _ => vec![
+        return if prompt.is_confirmation() {
+            vec![on("y", "yes"), on("n", "no"), on("esc", "no")]
+        } else {
+            vec![
                 on("0-9", "digits"),
                 on("enter", "send"),
                 on("esc", "cancel"),
-            ],
+            ]
         };
     }
     if let Some(dialog) = &app.launch {
