@@ -325,6 +325,9 @@ const DESTINATION_CHECK_EVERY_POLLS: u32 = 5;
 /// A job is this attempt's when libvirt's count of its age fits in the time since ferry's
 /// launch call, give or take this much (the call takes a moment to reach libvirt).
 const JOB_AGE_SLACK_MS: u64 = 3_000;
+/// How long after a post-copy resume the hosts may still report "post-copy failed" before the
+/// watch takes it as broken again (the resume call normally returns well before).
+const RECOVERY_GRACE: Duration = Duration::from_secs(60);
 /// Whether a dropped connection is dead is asked with this bound: it is a local question.
 const ALIVE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -482,6 +485,10 @@ struct Monitor<'a> {
     calls_made: u32,
     recoveries: u32,
     migrate_inbox: Sender<Inbox>,
+    /// When the last post-copy resume was sent.
+    recovery_sent_at: Option<Instant>,
+    /// The first launch call's connection, to tell a dropped connection from libvirt's answer.
+    launcher: Option<HostConnection>,
 }
 
 impl Monitor<'_> {
@@ -853,6 +860,8 @@ fn run(
         calls_made: 0,
         recoveries: 0,
         migrate_inbox,
+        launcher: None,
+        recovery_sent_at: None,
     };
     let mut start_decisions = None;
     let mut waiting_for_call = false;
@@ -917,6 +926,7 @@ fn run(
             });
             start_decisions = Some(monitor.policy.on_start());
             monitor.calls_made += 1;
+            monitor.launcher = Some(launcher.clone());
             launch(
                 plan,
                 launcher,
@@ -1118,6 +1128,13 @@ fn watch(
             }
         }
         match poll {
+            // A resume just sent: the hosts say "post-copy failed" until QEMU has picked the
+            // stream up again; its call returning says how it went.
+            Poll::PostCopyBroken
+                if waiting_for_call
+                    && monitor
+                        .recovery_sent_at
+                        .is_some_and(|at| at.elapsed() < RECOVERY_GRACE) => {}
             Poll::PostCopyBroken => {
                 return Ok(Err(LibvirtError::Call {
                     context: "post-copy".into(),
@@ -1139,25 +1156,18 @@ fn libvirt_refused_for_another_job(error: &LibvirtError) -> bool {
         || text.contains("cannot acquire state change lock")
 }
 
-/// Whether the launch call failed because its connection dropped (rather than libvirt
-/// answering that the migration failed).
+/// Whether the launch call failed because ferry's own connection under it dropped (rather
+/// than libvirt answering that the migration failed): libvirt says so of that connection.
 fn call_lost_its_connection(monitor: &mut Monitor, error: &LibvirtError) -> bool {
-    let text = error.to_string();
-    let transport = [
-        "client socket is closed",
-        "End of file while reading data",
-        "Cannot recv data",
-        "Cannot write data",
-        "Broken pipe",
-        "Connection reset",
-        "no connection driver",
-    ]
-    .iter()
-    .any(|words| text.contains(words));
-    if transport {
-        monitor.source.failed(text);
+    let lost = monitor
+        .launcher
+        .as_ref()
+        .is_some_and(|launcher| !launcher.is_alive(ALIVE_CHECK_TIMEOUT));
+    if lost {
+        monitor.launcher = None;
+        monitor.source.failed(error.to_string());
     }
-    transport
+    lost
 }
 
 /// What the outcome check leads to: an outcome, or back to watching a job still running.
@@ -1357,6 +1367,7 @@ fn start_post_copy_recovery(monitor: &mut Monitor) -> Result<String, LibvirtErro
         flags,
         bandwidth_mib_per_second: plan.bandwidth_mib_per_second,
     };
+    monitor.recovery_sent_at = Some(Instant::now());
     thread::Builder::new()
         .name(format!("postcopy-resume-{}", plan.instance_name))
         .spawn(move || {
