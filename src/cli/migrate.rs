@@ -178,16 +178,25 @@ pub fn resume(output: Output) -> Result<ExitCode> {
 /// at once; with none watching, this ferry takes the migration over from the history, which
 /// resumes a broken post-copy as soon as both hosts answer, and watches it to its end.
 pub fn recover(instance: &str, output: Output) -> Result<ExitCode> {
-    match control::send(instance, OperatorCommand::RecoverPostCopy) {
+    match send_to_watcher(instance, OperatorCommand::RecoverPostCopy)? {
+        Some(exit) => Ok(exit),
+        None => resume_matching(output, Some(instance)),
+    }
+}
+
+/// Sends the command to the ferry watching the migration and prints its answer; None when
+/// no ferry watches it.
+fn send_to_watcher(instance: &str, command: OperatorCommand) -> Result<Option<ExitCode>> {
+    match control::send(instance, command) {
         Ok(Ok(message)) => {
             println!("{instance}: {message}");
-            Ok(ExitCode::SUCCESS)
+            Ok(Some(ExitCode::SUCCESS))
         }
         Ok(Err(reason)) => {
             eprintln!("ferry: {instance}: {reason}");
-            Ok(ExitCode::FAILURE)
+            Ok(Some(ExitCode::FAILURE))
         }
-        Err(ControlError::NoListener { .. }) => resume_matching(output, Some(instance)),
+        Err(ControlError::NoListener { .. }) => Ok(None),
         Err(error) => Err(error.into()),
     }
 }
@@ -514,16 +523,9 @@ pub fn operator_command(
     instance: &str,
     command: OperatorCommand,
 ) -> Result<ExitCode> {
-    match control::send(instance, command.clone()) {
-        Ok(Ok(message)) => {
-            println!("{instance}: {message}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Ok(Err(reason)) => {
-            eprintln!("ferry: {instance}: {reason}");
-            Ok(ExitCode::FAILURE)
-        }
-        Err(ControlError::NoListener { .. }) => match command {
+    match send_to_watcher(instance, command.clone())? {
+        Some(exit) => Ok(exit),
+        None => match command {
             OperatorCommand::Abort => abort_unwatched(config, instance),
             _ => bail!(
                 "no ferry is watching a migration of {instance}; run `ferry resume` to watch it \
@@ -531,7 +533,6 @@ pub fn operator_command(
                  the end), then retry"
             ),
         },
-        Err(error) => Err(error.into()),
     }
 }
 

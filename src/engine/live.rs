@@ -392,6 +392,18 @@ impl Link {
         }
     }
 
+    /// The connection for `context`, or an error saying the host did not answer.
+    fn connection(
+        &mut self,
+        timeout: Duration,
+        context: &str,
+    ) -> Result<HostConnection, LibvirtError> {
+        self.get(timeout).ok_or_else(|| LibvirtError::Call {
+            context: context.to_string(),
+            message: self.silence(),
+        })
+    }
+
     fn schedule_reconnect(&mut self) {
         self.next_attempt_at =
             Instant::now() + Duration::from_secs(super::settle::backoff_seconds(self.attempts));
@@ -1343,20 +1355,10 @@ fn describe_result(
 fn start_post_copy_recovery(monitor: &mut Monitor) -> Result<String, LibvirtError> {
     let plan = monitor.plan;
     let timeout = plan.call_timeout;
-    let source = monitor
-        .source
-        .get(timeout)
-        .ok_or_else(|| LibvirtError::Call {
-            context: "resuming post-copy".into(),
-            message: monitor.source.silence(),
-        })?;
+    let source = monitor.source.connection(timeout, "resuming post-copy")?;
     let destination = monitor
         .destination
-        .get(timeout)
-        .ok_or_else(|| LibvirtError::Call {
-            context: "resuming post-copy".into(),
-            message: monitor.destination.silence(),
-        })?;
+        .connection(timeout, "resuming post-copy")?;
     let flags = plan.flags(monitor.policy.as_ref());
     monitor.calls_made += 1;
     let call = monitor.calls_made;
@@ -1626,19 +1628,10 @@ fn prepare_block_migration(monitor: &mut Monitor) -> Result<(), LibvirtError> {
     })?;
     let source = monitor
         .source
-        .get(plan.call_timeout)
-        .ok_or_else(|| LibvirtError::Call {
-            context: "preparing the block migration".into(),
-            message: monitor.source.silence(),
-        })?;
-    let destination =
-        monitor
-            .destination
-            .get(plan.call_timeout)
-            .ok_or_else(|| LibvirtError::Call {
-                context: "preparing the block migration".into(),
-                message: monitor.destination.silence(),
-            })?;
+        .connection(plan.call_timeout, "preparing the block migration")?;
+    let destination = monitor
+        .destination
+        .connection(plan.call_timeout, "preparing the block migration")?;
     let to_create = paths.clone();
     let created = source.call_with(
         &destination,
