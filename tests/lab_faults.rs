@@ -290,8 +290,11 @@ fn cut_link(host: &LabHost, how_long: Duration) {
     run("ip", &["-n", &host.netns, "link", "set", "eth0", "up"]);
 }
 
-/// Resets every migration stream into and out of `host` (QEMU's migration ports) until the
-/// guard is dropped: a post-copy stream broken for real, as a failing link breaks it.
+/// Resets every migration stream between `source` and `destination` (QEMU's migration
+/// ports), and keeps new ones from forming until the guard is dropped: a post-copy stream
+/// broken for real, as a failing link breaks it. On the lab the REJECT rules alone broke the
+/// destination's side only minutes later, so the open sockets are also destroyed (`ss -K`) on
+/// both hosts at once.
 struct StreamsReset {
     netns: String,
 }
@@ -299,11 +302,35 @@ struct StreamsReset {
 const MIGRATION_PORTS: &str = "49152:49215";
 
 impl StreamsReset {
-    fn start(host: &LabHost) -> StreamsReset {
+    fn start(source: &LabHost, destination: &LabHost) -> StreamsReset {
         let guard = StreamsReset {
-            netns: host.netns.clone(),
+            netns: destination.netns.clone(),
         };
         guard.rules("-I");
+        let kill = |netns: &str, filter: &[&str]| {
+            let status = Command::new("ip")
+                .args(["netns", "exec", netns, "ss", "-K"])
+                .args(filter)
+                .stdout(Stdio::null())
+                .status()
+                .expect("run ss");
+            assert!(status.success(), "ss -K in {netns}");
+        };
+        let destination_address = destination.address.to_string();
+        kill(
+            &destination.netns,
+            &["( sport >= :49152 and sport <= :49215 )"],
+        );
+        // Only the streams to the destination: the range also holds the source's own ssh
+        // clients' ephemeral ports.
+        kill(
+            &source.netns,
+            &[
+                "dst",
+                &destination_address,
+                "( dport >= :49152 and dport <= :49215 )",
+            ],
+        );
         guard
     }
 
@@ -605,7 +632,9 @@ fn a_broken_post_copy_is_resumed_and_the_guest_lives_on_the_destination() {
     let (ok, stdout, stderr) = operator.run(&["force-complete", "busy"]);
     assert!(ok, "force-complete: {stdout}{stderr}");
     watched.wait_for_phase("post-copy");
-    let reset = StreamsReset::start(&destination);
+    // A few seconds into post-copy, as a link that fails mid-way.
+    std::thread::sleep(Duration::from_secs(3));
+    let reset = StreamsReset::start(&source, &destination);
     watched.wait_for(Duration::from_secs(120), "the break reported", |line| {
         line["type"] == "postcopy_broken"
     });

@@ -17,7 +17,6 @@ use virt::error::ErrorNumber;
 use super::settle::{backoff_seconds, settle, Ownership, Settlement};
 use crate::libvirt::job_stats;
 use crate::libvirt::lifecycle::DomainKey;
-use crate::libvirt::migrate::PostCopyResume;
 use crate::libvirt::standing;
 use crate::libvirt::{HostConnection, LibvirtError};
 use crate::model::job::{JobOperation, JobSample, JobType};
@@ -326,7 +325,7 @@ const DESTINATION_CHECK_EVERY_POLLS: u32 = 5;
 /// launch call, give or take this much (the call takes a moment to reach libvirt).
 const JOB_AGE_SLACK_MS: u64 = 3_000;
 /// How long after a post-copy resume the hosts may still report "post-copy failed" before the
-/// watch takes it as broken again (the resume call normally returns well before).
+/// watch takes it as broken again (on the lab they leave it within a second).
 const RECOVERY_GRACE: Duration = Duration::from_secs(60);
 /// Whether a dropped connection is dead is asked with this bound: it is a local question.
 const ALIVE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -497,6 +496,8 @@ struct Monitor<'a> {
     calls_made: u32,
     recoveries: u32,
     migrate_inbox: Sender<Inbox>,
+    /// Where the migration stream goes: the port the resume reconnects to.
+    stream: MigrationStream,
     /// When the last post-copy resume was sent.
     recovery_sent_at: Option<Instant>,
     /// The first launch call's connection, to tell a dropped connection from libvirt's answer.
@@ -874,6 +875,7 @@ fn run(
         migrate_inbox,
         launcher: None,
         recovery_sent_at: None,
+        stream: MigrationStream::for_migration(&plan.destination.uri, &plan.instance_name),
     };
     let mut start_decisions = None;
     let mut waiting_for_call = false;
@@ -944,6 +946,7 @@ fn run(
                 launcher,
                 flags,
                 monitor.calls_made,
+                monitor.stream.clone(),
                 monitor.migrate_inbox.clone(),
             );
             monitor.launched_at = Some(Instant::now());
@@ -1143,10 +1146,9 @@ fn watch(
             // A resume just sent: the hosts say "post-copy failed" until QEMU has picked the
             // stream up again; its call returning says how it went.
             Poll::PostCopyBroken
-                if waiting_for_call
-                    && monitor
-                        .recovery_sent_at
-                        .is_some_and(|at| at.elapsed() < RECOVERY_GRACE) => {}
+                if monitor
+                    .recovery_sent_at
+                    .is_some_and(|at| at.elapsed() < RECOVERY_GRACE) => {}
             Poll::PostCopyBroken => {
                 return Ok(Err(LibvirtError::Call {
                     context: "post-copy".into(),
@@ -1272,8 +1274,9 @@ fn settle_outcome(
                                 attempt: attempt_number,
                                 result: Ok(words),
                             });
+                            // No call blocks for a resumed stream: the job's end is watched.
                             return SettleStep::WatchAgain {
-                                waiting_for_call: true,
+                                waiting_for_call: false,
                             };
                         }
                         Err(error) => monitor.send(MigrationUpdate::PostCopyRecovery {
@@ -1349,43 +1352,30 @@ fn describe_result(
     }
 }
 
-/// Resumes the broken post-copy: the same migration, picked up where its stream broke
-/// (`VIR_MIGRATE_POSTCOPY_RESUME`). Runs on its own thread like the first launch; its end
-/// comes through the inbox.
+/// Resumes the broken post-copy: the same migration, picked up where its stream broke, by
+/// the source's QEMU reconnecting to the destination's listener (see
+/// `HostConnection::resume_post_copy_stream` for why not libvirt's POSTCOPY_RESUME). The call
+/// returns at once; libvirt finishes both jobs, which the watch follows.
 fn start_post_copy_recovery(monitor: &mut Monitor) -> Result<String, LibvirtError> {
     let plan = monitor.plan;
-    let timeout = plan.call_timeout;
-    let source = monitor.source.connection(timeout, "resuming post-copy")?;
-    let destination = monitor
-        .destination
-        .connection(timeout, "resuming post-copy")?;
-    let flags = plan.flags(monitor.policy.as_ref());
-    monitor.calls_made += 1;
-    let call = monitor.calls_made;
-    let inbox = monitor.migrate_inbox.clone();
-    let request = PostCopyResume {
-        instance_name: plan.instance_name.clone(),
-        destination_uri: plan.destination.uri.clone(),
-        flags,
-        bandwidth_mib_per_second: plan.bandwidth_mib_per_second,
-    };
+    let source = monitor
+        .source
+        .connection(plan.call_timeout, "resuming post-copy")?;
+    let port = monitor.stream.port_in_use();
+    let qemu_uri = monitor.stream.qemu_uri(port);
     monitor.recovery_sent_at = Some(Instant::now());
-    thread::Builder::new()
-        .name(format!("postcopy-resume-{}", plan.instance_name))
-        .spawn(move || {
-            let result = source.resume_post_copy(&destination, &request);
-            let _ = inbox.send(Inbox::MigrateReturned {
-                call,
-                end: CallEnd::Returned(result),
-            });
-        })
-        .map_err(|e| LibvirtError::Call {
-            context: "resuming post-copy".into(),
-            message: format!("cannot start a thread: {e}"),
-        })?;
+    let reply =
+        source.resume_post_copy_stream(&plan.instance_name, &qemu_uri, plan.call_timeout)?;
+    if reply.contains("\"error\"") {
+        return Err(LibvirtError::Call {
+            context: format!("resuming post-copy to {qemu_uri}"),
+            message: format!("QEMU refused: {reply}"),
+        });
+    }
     Ok(format!(
-        "post-copy resumed: {} fetches its remaining memory from {} again",
-        plan.destination.name, plan.source.name
+        "post-copy resumed: {}'s QEMU reconnected to {qemu_uri}; {} fetches its remaining \
+         memory again",
+        plan.source.name, plan.destination.name
     ))
 }
 
@@ -1580,6 +1570,72 @@ fn remove_precreated_volumes(monitor: &mut Monitor) {
     }
 }
 
+/// Where QEMU's migration stream goes: the destination host as ferry reaches it, and the
+/// ports to try, in order, from libvirt's default range (49152–49215). The first is the same
+/// for a given guest and destination every time, so a ferry that takes the migration over after
+/// a restart knows where to resume it.
+#[derive(Debug, Clone)]
+pub struct MigrationStream {
+    pub host: String,
+    pub ports: Vec<u16>,
+    /// The port the launch call is using now (shared with its thread).
+    in_use: std::sync::Arc<std::sync::atomic::AtomicU16>,
+}
+
+/// libvirt's default `migration_port_min`…`migration_port_max` (qemu.conf).
+const MIGRATION_PORT_MIN: u16 = 49152;
+const MIGRATION_PORT_COUNT: u16 = 64;
+/// Ports tried when the first is held by another migration to the same destination.
+const MIGRATION_PORTS_TRIED: u16 = 4;
+
+impl MigrationStream {
+    pub fn for_migration(destination_uri: &str, instance: &str) -> MigrationStream {
+        // FNV-1a: stable across runs and builds, unlike std's hasher.
+        let hash = instance.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let first = (hash % u64::from(MIGRATION_PORT_COUNT)) as u16;
+        let ports: Vec<u16> = (0..MIGRATION_PORTS_TRIED)
+            .map(|i| MIGRATION_PORT_MIN + (first + i) % MIGRATION_PORT_COUNT)
+            .collect();
+        MigrationStream {
+            host: uri_host(destination_uri),
+            in_use: std::sync::Arc::new(std::sync::atomic::AtomicU16::new(ports[0])),
+            ports,
+        }
+    }
+
+    fn set_port_in_use(&self, port: u16) {
+        self.in_use.store(port, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn port_in_use(&self) -> u16 {
+        self.in_use.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// `VIR_MIGRATE_PARAM_URI`: `tcp://hv3:49163`.
+    pub fn libvirt_uri(&self, port: u16) -> String {
+        format!("tcp://{}:{port}", self.host)
+    }
+
+    /// QEMU's own syntax for the same address: `tcp:hv3:49163`.
+    pub fn qemu_uri(&self, port: u16) -> String {
+        format!("tcp:{}:{port}", self.host)
+    }
+}
+
+/// The host part of a libvirt URI: `qemu+ssh://root@hv3/system?…` → `hv3`.
+fn uri_host(uri: &str) -> String {
+    let after_scheme = uri.split_once("://").map_or(uri, |(_, rest)| rest);
+    let authority = after_scheme.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(bracketed) = host_port.strip_prefix('[') {
+        // An IPv6 literal keeps its brackets: tcp://[fd00::3]:49163.
+        return format!("[{}]", bracketed.split(']').next().unwrap_or_default());
+    }
+    host_port.split(':').next().unwrap_or_default().to_string()
+}
+
 /// Runs `what` against the named domain on `connection`, on a worker, within the plan's timeout.
 fn on_domain<T: Send + 'static>(
     connection: &HostConnection,
@@ -1654,9 +1710,10 @@ fn launch(
     launcher: HostConnection,
     flags: u32,
     call: u32,
+    stream: MigrationStream,
     inbox: Sender<Inbox>,
 ) {
-    let parameters = MigrateParameters {
+    let mut parameters = MigrateParameters {
         bandwidth: plan.bandwidth_mib_per_second,
         // The cap holds in post-copy too (libvirt leaves that phase unlimited otherwise, and
         // takes it in bytes per second): the operator capped the link, not a phase.
@@ -1691,10 +1748,26 @@ fn launch(
                     .refusal(&instance);
                     return Ok(Err(refusal));
                 }
-                domain
-                    .migrate_to_uri3(Some(&destination_uri), parameters, flags)
-                    .map(Ok)
-                    .map_err(|e| LibvirtError::call(context, e))
+                // The stream goes to a port ferry names, so that a broken post-copy can be
+                // resumed to it; a port another migration holds is refused at once by the
+                // destination, before anything moved, and the next one is tried.
+                let mut last_error = None;
+                for port in stream.ports.iter().copied() {
+                    stream.set_port_in_use(port);
+                    parameters.uri = Some(stream.libvirt_uri(port));
+                    match domain.migrate_to_uri3(Some(&destination_uri), parameters.clone(), flags)
+                    {
+                        Ok(()) => return Ok(Ok(())),
+                        Err(error) if error.message().contains("Address already in use") => {
+                            last_error = Some(LibvirtError::call(context.clone(), error));
+                        }
+                        Err(error) => return Err(LibvirtError::call(context, error)),
+                    }
+                }
+                Err(last_error.unwrap_or(LibvirtError::Call {
+                    context,
+                    message: "no migration port to try".into(),
+                }))
             });
             let end = match result {
                 Ok(Err(refusal)) => CallEnd::RefusedBusy(refusal),
@@ -1741,4 +1814,45 @@ fn resume_if_paused(domain: &Domain) -> Result<(), LibvirtError> {
             .map_err(|e| LibvirtError::call("resuming", e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stream_goes_to_the_destination_host_on_a_port_stable_for_the_guest() {
+        let uri = "qemu+ssh://root@hv3/system?command=/var/lib/ferry-lab/ssh/ssh&no_tty=1";
+        let stream = MigrationStream::for_migration(uri, "busy");
+        assert_eq!(stream.host, "hv3");
+        assert_eq!(stream.ports.len(), 4);
+        assert!(stream.ports.iter().all(|p| (49152..=49215).contains(p)));
+        let again = MigrationStream::for_migration(uri, "busy");
+        assert_eq!(
+            stream.ports, again.ports,
+            "a restarted ferry finds the same port"
+        );
+        assert_eq!(stream.port_in_use(), stream.ports[0]);
+        let port = stream.ports[0];
+        assert_eq!(stream.libvirt_uri(port), format!("tcp://hv3:{port}"));
+        assert_eq!(stream.qemu_uri(port), format!("tcp:hv3:{port}"));
+        // Consecutive, wrapping inside libvirt's range.
+        for pair in stream.ports.windows(2) {
+            assert!(pair[1] == pair[0] + 1 || (pair[0] == 49215 && pair[1] == 49152));
+        }
+    }
+
+    #[test]
+    fn uri_hosts() {
+        assert_eq!(uri_host("qemu+ssh://root@hv1/system"), "hv1");
+        assert_eq!(
+            uri_host("qemu+tcp://node-7.example:16509/system"),
+            "node-7.example"
+        );
+        assert_eq!(uri_host("qemu+ssh://[fd00::3]/system"), "[fd00::3]");
+        assert_eq!(
+            uri_host("qemu+ssh://admin@[fd00::3]:2222/system"),
+            "[fd00::3]"
+        );
+    }
 }

@@ -46,6 +46,19 @@ pub fn settle(
     // Either host saying "post-copy failed" is an answer about the whole migration, even if the
     // other is silent: nothing may be rolled back, and recovery needs both.
     if post_copy_failed(source) || post_copy_failed(destination) {
+        // Seen on the lab: a break a quarter second after the switch left the source's QEMU
+        // "failed" (not paused for recovery) and running its own vCPUs again, while the
+        // destination had run too. Two copies have run: nothing may be resumed or removed.
+        if source.standing().is_some_and(|s| s.active && !s.paused) {
+            return Settlement::Contradiction {
+                detail: format!(
+                    "split: {source_name} runs it again after its post-copy failed, while \
+                     {destination_name} {}; both copies have run, so neither is resumed or \
+                     removed: keep the one whose writes matter and destroy the other",
+                    destination.describe()
+                ),
+            };
+        }
         return Settlement::PostCopyBroken;
     }
     let silent: Vec<&str> = [(source_name, source), (destination_name, destination)]
@@ -233,6 +246,26 @@ mod tests {
             Settlement::PostCopyBroken
         );
         assert_eq!(judge(source, silent(), true), Settlement::PostCopyBroken);
+    }
+
+    #[test]
+    fn a_source_running_again_after_a_post_copy_failure_is_a_split_never_resumed() {
+        let source = HostAnswer::Holds(DomainStanding {
+            active: true,
+            paused_for_post_copy: false,
+            ..DomainStanding::default()
+        });
+        let destination = HostAnswer::Holds(DomainStanding {
+            active: true,
+            post_copy_failed: true,
+            ..DomainStanding::default()
+        });
+        match judge(source, destination, true) {
+            Settlement::Contradiction { detail } => {
+                assert!(detail.starts_with("split: hv2 runs it again"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

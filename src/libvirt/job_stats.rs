@@ -223,6 +223,45 @@ pub fn start_post_copy(domain: &Domain) -> Result<(), LibvirtError> {
     Ok(())
 }
 
+// libvirt-qemu's one call ferry needs; the virt crate does not bind libvirt-qemu.
+#[link(name = "virt-qemu")]
+extern "C" {
+    fn virDomainQemuMonitorCommand(
+        domain: sys::virDomainPtr,
+        cmd: *const c_char,
+        result: *mut *mut c_char,
+        flags: c_uint,
+    ) -> c_int;
+}
+
+/// `virDomainQemuMonitorCommand` with a QMP command (JSON): QEMU's answer, as JSON text.
+/// libvirt marks the domain "tainted: custom-monitor" afterwards; ferry uses it only where no
+/// libvirt API does the job safely (resuming a broken post-copy, see live.rs).
+pub fn qemu_monitor_command(domain: &Domain, command_json: &str) -> Result<String, LibvirtError> {
+    let command = CString::new(command_json).map_err(|_| LibvirtError::Call {
+        context: domain_label(domain),
+        message: "a QMP command with a NUL byte".into(),
+    })?;
+    let mut reply: *mut c_char = ptr::null_mut();
+    // SAFETY: `domain` holds a live virDomainPtr; `command` is a valid C string for the call;
+    // `reply` is a valid out-pointer. On success libvirt hands us a malloc'd string.
+    let rc =
+        unsafe { virDomainQemuMonitorCommand(domain.as_ptr(), command.as_ptr(), &mut reply, 0) };
+    if rc < 0 {
+        return Err(last_error(domain, "sending a QEMU monitor command"));
+    }
+    if reply.is_null() {
+        return Ok(String::new());
+    }
+    // SAFETY: `reply` is a NUL-terminated string libvirt allocated with malloc; it is copied
+    // and freed exactly once.
+    let text = unsafe { CStr::from_ptr(reply) }
+        .to_string_lossy()
+        .into_owned();
+    unsafe { libc::free(reply.cast()) };
+    Ok(text)
+}
+
 /// `virDomainMigrateGetMaxDowntime` (libvirt ≥ 3.7): the max downtime now in force, ms.
 pub fn max_downtime_ms(domain: &Domain) -> Result<u64, LibvirtError> {
     let mut downtime_ms: c_ulonglong = 0;

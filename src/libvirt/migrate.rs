@@ -59,60 +59,36 @@ impl HostConnection {
     }
 }
 
-/// Resuming a post-copy migration whose stream broke (`VIR_MIGRATE_POSTCOPY_RESUME`,
-/// libvirt ≥ 8.5): the same migration, picked up where it stopped.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PostCopyResume {
-    pub instance_name: String,
-    pub destination_uri: String,
-    /// The flags the migration was started with; the resume adds POSTCOPY_RESUME.
-    pub flags: u32,
-    pub bandwidth_mib_per_second: Option<u64>,
-}
-
-impl PostCopyResume {
-    /// The original flags with POSTCOPY and POSTCOPY_RESUME, driven by ferry with both
-    /// connections rather than peer-to-peer: the peer-to-peer resume crashed the destination's
-    /// libvirtd on the lab (libvirt 11.3), see the README's fault notes.
-    pub fn flags(&self) -> u32 {
-        (self.flags & !virt::sys::VIR_MIGRATE_PEER2PEER)
-            | virt::sys::VIR_MIGRATE_POSTCOPY
-            | virt::sys::VIR_MIGRATE_POSTCOPY_RESUME
-    }
-}
-
 impl HostConnection {
-    /// Resumes the broken post-copy of `request.instance_name` from this (source) host to
-    /// `destination`, blocking until the migration ends: run it on a thread of its own.
-    pub fn resume_post_copy(
+    /// Resumes a broken post-copy migration of `instance` from this (source) host: the
+    /// source's QEMU reconnects to the destination QEMU's incoming listener (`qemu_uri`, e.g.
+    /// `tcp:hv3:49163`), which stays open until the migration ends; libvirt then finishes
+    /// both jobs itself.
+    ///
+    /// Not `VIR_MIGRATE_POSTCOPY_RESUME`: on the lab (libvirt 11.3) every resume through
+    /// libvirt, peer-to-peer or not, crashed the destination's libvirtd in
+    /// `qemuProcessIncomingDefNew`, called with a NULL fd by `qemuMigrationDstPrepareResume`.
+    /// Nothing is asked of the destination, whose calls block while its incoming job failed.
+    pub fn resume_post_copy_stream(
         &self,
-        destination: &HostConnection,
-        request: &PostCopyResume,
-    ) -> Result<(), LibvirtError> {
-        let request = request.clone();
-        let context = format!(
-            "resuming the post-copy migration of {} to {}",
-            request.instance_name, request.destination_uri
-        );
-        self.call_with(
-            destination,
-            context.clone(),
-            Duration::MAX,
-            move |source, destination| {
-                let domain = source
-                    .lookup_domain_by_name(&request.instance_name)
-                    .map_err(|e| {
-                        LibvirtError::call(format!("looking up {}", request.instance_name), e)
-                    })?;
-                let parameters = MigrateParameters {
-                    bandwidth: request.bandwidth_mib_per_second,
-                    bandwidth_postcopy: request.bandwidth_mib_per_second.map(|mib| mib << 20),
-                    ..Default::default()
-                };
-                domain
-                    .migrate3(destination, parameters, request.flags())
-                    .map(|_| ())
-                    .map_err(|e| LibvirtError::call(context, e))
+        instance: &str,
+        qemu_uri: &str,
+        timeout: Duration,
+    ) -> Result<String, LibvirtError> {
+        let name = instance.to_string();
+        let command = serde_json::json!({
+            "execute": "migrate",
+            "arguments": { "uri": qemu_uri, "resume": true },
+        })
+        .to_string();
+        self.call(
+            format!("resuming the post-copy stream of {instance} to {qemu_uri}"),
+            timeout,
+            move |connect| {
+                let domain = connect
+                    .lookup_domain_by_name(&name)
+                    .map_err(|e| LibvirtError::call(format!("looking up {name}"), e))?;
+                super::job_stats::qemu_monitor_command(&domain, &command)
             },
         )
     }

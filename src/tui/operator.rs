@@ -360,9 +360,9 @@ impl OperatorPrompt {
                      still lacks from {source} again."
                 ),
                 format!(
-                    "Both copies are kept until it ends; neither host's copy is destroyed. ferry \
-                     drives the resume with both connections (the peer-to-peer resume crashed \
-                     the destination's libvirtd on libvirt 11.3)."
+                    "Both copies are kept until it ends; neither is destroyed. {source}'s QEMU \
+                     reconnects to {destination}'s listener (libvirt's own resume crashed the \
+                     destination's libvirtd on libvirt 11.3)."
                 ),
             ],
             OperatorPrompt::ConfirmForceComplete {
