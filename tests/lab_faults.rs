@@ -46,6 +46,9 @@ struct Watched {
     child: Child,
     lines: mpsc::Receiver<Value>,
     seen: Vec<Value>,
+    /// `ferry abort busy` as this operator: run when the test ends, so that a failed test
+    /// leaves no migration running for the next one.
+    abort: Command,
 }
 
 impl Watched {
@@ -55,6 +58,7 @@ impl Watched {
             child,
             lines,
             seen: Vec::new(),
+            abort: operator.command(&["abort", "busy"]),
         }
     }
 
@@ -150,6 +154,13 @@ impl Drop for Watched {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // With no ferry watching, this goes straight to libvirt; it fails harmlessly when no
+        // job runs (the test's own migration ended).
+        let _ = self
+            .abort
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

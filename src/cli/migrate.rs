@@ -16,8 +16,10 @@ use ferry::engine::report::{self, ProgressLine, Summary};
 use ferry::engine::supervisor::{
     unfinished_live_migrations, Supervisor, SupervisorEvent, SupervisorSettings,
 };
+use ferry::libvirt::lifecycle::DomainKey;
 use ferry::libvirt::precheck_facts;
-use ferry::libvirt::{job_stats, HostConnection, LibvirtError};
+use ferry::libvirt::{HostConnection, LibvirtError};
+use ferry::model::standing::{HostAnswer, RunningJob};
 use ferry::precheck::{render_report, PrecheckFacts, PrecheckReport};
 use serde::Serialize;
 
@@ -536,58 +538,46 @@ pub fn operator_command(
     }
 }
 
-/// Aborts a migration nobody watches: finds the host where the guest has an outgoing job.
+/// Aborts a migration nobody watches: finds the host where the guest has an outgoing job (its
+/// destination holds the incoming side, which cannot be aborted there).
 fn abort_unwatched(config: &Config, instance: &str) -> Result<ExitCode> {
     let timeout = config.call_timeout();
+    let key = DomainKey::Name(instance.to_string());
+    let mut holders = Vec::new();
     for host in &config.hosts {
         let Ok(connection) = HostConnection::open(&host.uri, timeout) else {
             continue;
         };
-        let name = instance.to_string();
-        let found = connection.call("aborting", timeout, move |connect| {
-            let Ok(domain) = connect.lookup_domain_by_name(&name) else {
-                return Ok(None);
-            };
-            let Some(job) = job_stats::job_stats(&domain, false)? else {
-                return Ok(Some(Err(format!("{name} has no job running"))));
-            };
-            if job.memory_postcopy_requests.unwrap_or(0) > 0 || source_in_post_copy(&domain) {
-                return Ok(Some(Err(
-                    "abort refused: the migration is in post-copy; it can only finish".into(),
-                )));
-            }
-            job_stats::abort_job(&domain).map(|_| Some(Ok(())))
-        });
-        match found {
-            Ok(None) => continue,
-            Ok(Some(Ok(()))) => {
-                println!(
-                    "{instance}: abort sent to libvirt on {}; the guest stays there. No ferry \
-                     was watching: `ferry resume` records the outcome.",
-                    host.name
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            Ok(Some(Err(reason))) => {
-                eprintln!("ferry: {instance} on {}: {reason}", host.name);
-                return Ok(ExitCode::FAILURE);
-            }
-            Err(error) => return Err(error_with_host(error, host.name.as_str())),
+        if let HostAnswer::Holds(standing) = connection.domain_standing(&key, timeout) {
+            holders.push((host, connection, standing));
         }
     }
-    bail!("{instance}: not found on any reachable host in the config")
-}
-
-/// During post-copy the source's guest is paused with reason "post-copy": the running copy is
-/// on the destination, and aborting would lose it.
-fn source_in_post_copy(domain: &virt::domain::Domain) -> bool {
-    use virt::domain::{DomainPausedReason, DomainStateReason};
-    use virt::enumutil::Enum;
-    matches!(
-        domain.state(),
-        Ok((_, Enum::Known(DomainStateReason::Paused(reason))))
-            if reason.is(DomainPausedReason::PostCopy)
-    )
+    let Some((host, connection, standing)) = holders
+        .iter()
+        .find(|(_, _, standing)| standing.job == Some(RunningJob::MigrationOut))
+    else {
+        if holders.is_empty() {
+            bail!("{instance}: not found on any reachable host in the config");
+        }
+        bail!("{instance}: no migration job runs on it (nothing to abort)");
+    };
+    if standing.paused_for_post_copy || standing.post_copy_failed {
+        eprintln!(
+            "ferry: {instance} on {}: abort refused: the migration is in post-copy; it can \
+             only finish (`ferry recover {instance}` resumes a broken one)",
+            host.name
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    connection
+        .abort_migration_job(&key, timeout)
+        .map_err(|error| error_with_host(error, host.name.as_str()))?;
+    println!(
+        "{instance}: abort sent to libvirt on {}; the guest stays there. No ferry was watching: \
+         `ferry resume` records the outcome.",
+        host.name
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn error_with_host(error: LibvirtError, host: &str) -> anyhow::Error {

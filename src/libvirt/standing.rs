@@ -12,6 +12,10 @@ use super::{job_stats, HostConnection, LibvirtError};
 use crate::model::job::JobOperation;
 use crate::model::standing::{DomainStanding, HostAnswer, RunningJob};
 
+/// What libvirt (qemuDomainGetJobStatsInternal) says when asked for a migration's statistics
+/// on its destination.
+const INCOMING_JOB_ANSWER: &str = "migration statistics are available only on the source host";
+
 /// Reads the domain's standing. Errors are libvirt's; "no such domain" is `Ok(None)`.
 pub fn read_standing(domain: &Domain) -> Result<DomainStanding, LibvirtError> {
     let (state, reason) = domain
@@ -36,13 +40,21 @@ pub fn read_standing(domain: &Domain) -> Result<DomainStanding, LibvirtError> {
     };
     // libvirt refuses job statistics for a shut-off domain: it has no job.
     let job = if active {
-        job_stats::job_stats(domain, false)?
-            .filter(|job| job.job_type.is_some_and(|t| t.is_running()))
-            .map(|job| match job.operation {
-                Some(JobOperation::MigrationOut) => RunningJob::MigrationOut,
-                Some(JobOperation::MigrationIn) => RunningJob::MigrationIn,
-                _ => RunningJob::Other,
-            })
+        match job_stats::job_stats(domain, false) {
+            Ok(job) => job
+                .filter(|job| job.job_type.is_some_and(|t| t.is_running()))
+                .map(|job| match job.operation {
+                    Some(JobOperation::MigrationOut) => RunningJob::MigrationOut,
+                    Some(JobOperation::MigrationIn) => RunningJob::MigrationIn,
+                    _ => RunningJob::Other,
+                }),
+            // libvirt's answer on a migration's destination: it has the incoming job, whose
+            // statistics only the source gives. An answer, not silence.
+            Err(error) if error.to_string().contains(INCOMING_JOB_ANSWER) => {
+                Some(RunningJob::MigrationIn)
+            }
+            Err(error) => return Err(error),
+        }
     } else {
         None
     };
@@ -71,6 +83,27 @@ impl HostConnection {
     /// A fresh connection to the same URI.
     pub fn reopen(&self, timeout: Duration) -> Result<HostConnection, LibvirtError> {
         HostConnection::open(&self.uri, timeout)
+    }
+
+    /// `virDomainAbortJob` on the domain's migration job: the guest stays on this (source) host.
+    pub fn abort_migration_job(
+        &self,
+        key: &DomainKey,
+        timeout: Duration,
+    ) -> Result<(), LibvirtError> {
+        let owned_key = key.clone();
+        self.call(
+            format!("aborting the migration of {key}"),
+            timeout,
+            move |connect| {
+                let domain = match &owned_key {
+                    DomainKey::Name(name) => connect.lookup_domain_by_name(name),
+                    DomainKey::Uuid(uuid) => connect.lookup_domain_by_uuid_string(uuid),
+                }
+                .map_err(|e| LibvirtError::call(format!("looking up {owned_key}"), e))?;
+                job_stats::abort_job(&domain)
+            },
+        )
     }
 
     /// Where the guest stands on this host. Never concludes from silence: a call that fails or
