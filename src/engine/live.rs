@@ -452,11 +452,8 @@ impl Link {
             };
         };
         let answer = connection.domain_standing(key, timeout);
-        match &answer {
-            HostAnswer::Silent { why } => self.failed(why.clone()),
-            _ => {
-                self.answered();
-            }
+        if let HostAnswer::Silent { why } = &answer {
+            self.failed(why.clone());
         }
         answer
     }
@@ -583,17 +580,27 @@ impl Monitor<'_> {
 
     /// Asks the destination where the guest stands; true if it says post-copy failed.
     fn destination_reports_broken_post_copy(&mut self) -> bool {
+        self.standing_on(false)
+            .standing()
+            .is_some_and(|s| s.post_copy_failed)
+    }
+
+    /// Where the guest stands on the source or the destination, reporting a silence when it
+    /// begins to last and the answer that ends it.
+    fn standing_on(&mut self, link_is_source: bool) -> HostAnswer {
         let key = self.key.clone();
-        match self.destination.standing(&key, self.plan.call_timeout) {
-            HostAnswer::Silent { .. } => {
-                self.report_silence(false);
-                false
-            }
-            answer => {
-                self.report_answer(false);
-                answer.standing().is_some_and(|s| s.post_copy_failed)
-            }
+        let timeout = self.plan.call_timeout;
+        let answer = if link_is_source {
+            self.source.standing(&key, timeout)
+        } else {
+            self.destination.standing(&key, timeout)
+        };
+        if answer.is_silent() {
+            self.report_silence(link_is_source);
+        } else {
+            self.report_answer(link_is_source);
         }
+        answer
     }
 
     fn poll_source(&mut self) -> Poll {
@@ -1203,9 +1210,8 @@ fn settle_outcome(
     let mut broken_reported = false;
     let mut recover_now = false;
     loop {
-        let key = monitor.key.clone();
-        let on_source = monitor.source.standing(&key, plan.call_timeout);
-        let on_destination = monitor.destination.standing(&key, plan.call_timeout);
+        let on_source = monitor.standing_on(true);
+        let on_destination = monitor.standing_on(false);
         let verdict = settle(
             &plan.source.name,
             &on_source,
