@@ -1721,12 +1721,13 @@ fn launch(
 ) {
     let mut parameters = MigrateParameters {
         bandwidth: plan.bandwidth_mib_per_second,
-        // The cap holds in post-copy too (libvirt leaves that phase unlimited otherwise, and
-        // takes it in bytes per second): the operator capped the link, not a phase.
+        // The cap holds in post-copy too (libvirt leaves that phase unlimited otherwise): the
+        // operator capped the link, not a phase. MiB/s, like the pre-copy cap (virsh's
+        // --postcopy-bandwidth passes it as is; given in bytes, 8 MiB/s became 8 TiB/s and a
+        // post-copy meant to last a minute on the lab ended in 3 s).
         bandwidth_postcopy: plan
             .bandwidth_mib_per_second
-            .filter(|_| plan.post_copy_permitted)
-            .map(|mib| mib << 20),
+            .filter(|_| plan.post_copy_permitted),
         migrate_disks: plan.block_migration_disks.clone(),
         ..Default::default()
     };

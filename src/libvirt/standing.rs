@@ -16,6 +16,9 @@ use crate::model::standing::{DomainStanding, HostAnswer, RunningJob};
 /// on its destination.
 const INCOMING_JOB_ANSWER: &str = "migration statistics are available only on the source host";
 
+/// libvirt's words for VIR_ERR_NO_DOMAIN, as they reach a caller through `LibvirtError`.
+const NO_DOMAIN_ANSWER: &str = "Domain not found";
+
 /// Reads the domain's standing. Errors are libvirt's; "no such domain" is `Ok(None)`.
 pub fn read_standing(domain: &Domain) -> Result<DomainStanding, LibvirtError> {
     let (state, reason) = domain
@@ -119,7 +122,12 @@ impl HostConnection {
                     DomainKey::Uuid(uuid) => connect.lookup_domain_by_uuid_string(uuid),
                 };
                 match found {
-                    Ok(domain) => read_standing(&domain).map(Some),
+                    // Gone between the lookup and the reading (a migration's end undefines it):
+                    // libvirt's answer is "no such domain".
+                    Ok(domain) => match read_standing(&domain) {
+                        Err(error) if error.to_string().contains(NO_DOMAIN_ANSWER) => Ok(None),
+                        other => other.map(Some),
+                    },
                     Err(error) if error.code().is(ErrorNumber::NoDomain) => Ok(None),
                     Err(error) => Err(LibvirtError::call(format!("looking up {owned_key}"), error)),
                 }
