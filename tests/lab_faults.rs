@@ -187,6 +187,10 @@ fn assert_outcome_matches_the_hosts(
     source: &LabHost,
     destination: &LabHost,
 ) -> String {
+    // What ferry said, but the figures, for the reader of a failure.
+    for line in watched.seen.iter().filter(|l| l["type"] != "progress") {
+        eprintln!("ferry: {line}");
+    }
     let summary = watched.summary();
     let outcome = summary["outcome"].as_str().unwrap_or_default().to_string();
     let runs_on = busy_runs_on_exactly_one_of(lab, &[source, destination], "after the fault");

@@ -1275,7 +1275,15 @@ fn settle_outcome(
                     monitor.recoveries += 1;
                     let attempt_number = monitor.recoveries;
                     match start_post_copy_recovery(monitor) {
-                        Ok(words) => {
+                        Ok(Recovery::StreamAlive(words)) => {
+                            // Not an attempt: nothing was broken to resume.
+                            monitor.recoveries -= 1;
+                            monitor.send(MigrationUpdate::Warning { message: words });
+                            return SettleStep::WatchAgain {
+                                waiting_for_call: false,
+                            };
+                        }
+                        Ok(Recovery::Resumed(words)) => {
                             monitor.send(MigrationUpdate::PostCopyRecovery {
                                 attempt: attempt_number,
                                 result: Ok(words),
@@ -1362,7 +1370,7 @@ fn describe_result(
 /// the source's QEMU reconnecting to the destination's listener (see
 /// `HostConnection::resume_post_copy_stream` for why not libvirt's POSTCOPY_RESUME). The call
 /// returns at once; libvirt finishes both jobs, which the watch follows.
-fn start_post_copy_recovery(monitor: &mut Monitor) -> Result<String, LibvirtError> {
+fn start_post_copy_recovery(monitor: &mut Monitor) -> Result<Recovery, LibvirtError> {
     let plan = monitor.plan;
     let source = monitor
         .source
@@ -1372,17 +1380,37 @@ fn start_post_copy_recovery(monitor: &mut Monitor) -> Result<String, LibvirtErro
     monitor.recovery_sent_at = Some(Instant::now());
     let reply =
         source.resume_post_copy_stream(&plan.instance_name, &qemu_uri, plan.call_timeout)?;
+    // Seen on the lab with a 60 s link cut: libvirt's own connection between the hosts timed
+    // out, so libvirt says "post-copy failed", while QEMU's stream survived the cut and went on.
+    // QEMU then has nothing to resume: the migration is alive and is watched to its end.
+    if reply.contains(QEMU_STREAM_ALIVE) {
+        return Ok(Recovery::StreamAlive(format!(
+            "libvirt reports the post-copy failed, but QEMU's stream to {qemu_uri} is alive (\
+             no paused migration to resume): watching it finish"
+        )));
+    }
     if reply.contains("\"error\"") {
         return Err(LibvirtError::Call {
             context: format!("resuming post-copy to {qemu_uri}"),
             message: format!("QEMU refused: {reply}"),
         });
     }
-    Ok(format!(
+    Ok(Recovery::Resumed(format!(
         "post-copy resumed: {}'s QEMU reconnected to {qemu_uri}; {} fetches its remaining \
          memory again",
         plan.source.name, plan.destination.name
-    ))
+    )))
+}
+
+/// QEMU's answer to `migrate resume` when its migration is not paused (the stream never broke).
+const QEMU_STREAM_ALIVE: &str = "Cannot resume if there is no paused migration";
+
+/// What a resume found.
+enum Recovery {
+    /// The stream broke and is resumed.
+    Resumed(String),
+    /// libvirt said failed, QEMU's stream never broke: nothing to resume.
+    StreamAlive(String),
 }
 
 /// The guest runs on the destination alone: finish what the migration leaves behind.

@@ -45,7 +45,10 @@ pub fn settle(
         |answer: &HostAnswer| answer.standing().is_some_and(|s| s.post_copy_failed);
     // Either host saying "post-copy failed" is an answer about the whole migration, even if the
     // other is silent: nothing may be rolled back, and recovery needs both.
-    if post_copy_failed(source) || post_copy_failed(destination) {
+    // A source that answered with no running copy has handed everything over (its QEMU ended
+    // "migrated"); a destination still saying "post-copy failed" then only lags behind.
+    let source_gave_up_its_copy = source.holds_no_active_copy();
+    if (post_copy_failed(source) || post_copy_failed(destination)) && !source_gave_up_its_copy {
         // Seen on the lab: a break a quarter second after the switch left the source's QEMU
         // "failed" (not paused for recovery) and running its own vCPUs again, while the
         // destination had run too. Two copies have run: nothing may be resumed or removed.
@@ -266,6 +269,27 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_destination_lagging_in_post_copy_failed_after_the_source_handed_over_has_moved() {
+        let destination = HostAnswer::Holds(DomainStanding {
+            active: true,
+            post_copy_failed: true,
+            ..DomainStanding::default()
+        });
+        assert_eq!(
+            judge(shut_off(), destination.clone(), true),
+            Settlement::Moved {
+                source_kept_definition: true
+            }
+        );
+        assert_eq!(
+            judge(HostAnswer::Absent, destination, true),
+            Settlement::Moved {
+                source_kept_definition: false
+            }
+        );
     }
 
     #[test]
