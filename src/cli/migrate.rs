@@ -559,7 +559,7 @@ fn abort_unwatched(config: &Config, instance: &str) -> Result<ExitCode> {
         if holders.is_empty() {
             bail!("{instance}: not found on any reachable host in the config");
         }
-        bail!("{instance}: no migration job runs on it (nothing to abort)");
+        bail!("{instance}: no job runs on it on any reachable host (nothing to abort)");
     };
     if standing.paused_for_post_copy || standing.post_copy_failed {
         eprintln!(
