@@ -319,6 +319,50 @@ fn lab_down_leaves_nothing_and_lab_up_is_idempotent() {
     assert!(ok, "lab status after recovery: {stdout}");
 }
 
+/// A host whose libvirtd died (as it did on the lab when libvirt's post-copy resume crashed
+/// it) gets its daemons back from `lab up` while its guests keep running: their QEMU processes
+/// are the same, and libvirtd reconnects to them.
+#[test]
+fn lab_up_restarts_a_dead_libvirtd_and_leaves_its_running_guests_alone() {
+    let Some(lab) = lab_or_skip("lab_up_restarts_a_dead_libvirtd") else {
+        return;
+    };
+    let (host, facts) = lab.host_of("idle");
+    assert_eq!(
+        facts.state,
+        ferry::libvirt::facts::DomainRunState::Running,
+        "lab up keeps idle running"
+    );
+    let idle_qemu = qemu_pid_of("idle").expect("idle's QEMU");
+    let pids = std::fs::read_to_string(lab.plan.host_dir(&host).join("pids")).unwrap();
+    let libvirtd: i32 = pids
+        .lines()
+        .find_map(|line| line.strip_prefix("libvirtd "))
+        .and_then(|pid| pid.trim().parse().ok())
+        .expect("libvirtd's pid in the host's pids file");
+    // SAFETY: kill(2) on the lab host's own libvirtd.
+    unsafe { libc::kill(libvirtd, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{libvirtd}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let (ok, stdout, stderr) = ferry(&["lab", "up"]);
+    assert!(ok, "lab up: {stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("{} (daemons restarted, guests kept)", host.name)),
+        "{stdout}"
+    );
+    assert_eq!(
+        qemu_pid_of("idle"),
+        Some(idle_qemu),
+        "the guest's QEMU process is the same one"
+    );
+    lab.assert_runs_only_on("idle", &host, "libvirtd reconnected to the running guest");
+    let (ok, stdout, _) = ferry(&["lab", "status"]);
+    assert!(ok && !stdout.contains("NOT RUNNING"), "{stdout}");
+}
+
 /// Benchmark, not a timed test: prints the wall time of plain peer-to-peer live migrations of
 /// the idle guest back and forth. Run with
 /// `cargo test --release --test lab -- --ignored --nocapture bench_plain_live_migration`.

@@ -494,7 +494,7 @@ fn restart_dead_daemons(plan: &LabPlan, host: &LabHost) -> Result<bool> {
         let holder_arg = holder.to_string();
         let mut args = vec!["-t", holder_arg.as_str(), "-m", "-u", "-n", "--"];
         args.extend(command.iter().copied());
-        system::run("nsenter", &args)
+        system::start_daemon("nsenter", &args)
             .with_context(|| format!("{}: starting {daemon} again", host.name))?;
         let deadline = Instant::now() + Duration::from_secs(20);
         let pid = loop {
@@ -614,7 +614,7 @@ fn start_host(plan: &LabPlan, host: &LabHost) -> Result<()> {
     unsafe {
         command.pre_exec(|| {
             libc::setsid();
-            Ok(())
+            system::close_inherited_descriptors_at_exec()
         });
     }
     let mut child = command.spawn().context("cannot start the lab host")?;

@@ -24,6 +24,46 @@ pub fn run(program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// In a child about to exec: every inherited descriptor above stderr closes at exec. A lab host
+/// outlives the command that started it, and must not keep the operator's descriptors open:
+/// `flock /tmp/ferry-lab.lock cargo test` handed its lock to the hosts' daemons, which held it
+/// for as long as the lab lived.
+/// Async-signal-safe (one syscall), for `CommandExt::pre_exec`.
+pub fn close_inherited_descriptors_at_exec() -> std::io::Result<()> {
+    // SAFETY: close_range with CLOEXEC only sets flags on descriptors; std's own exec-error pipe
+    // is CLOEXEC already.
+    if unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Starts a daemon (it forks into the background itself) with no inherited descriptors and no
+/// pipes to wait on.
+pub fn start_daemon(program: &str, args: &[&str]) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: the hook makes one async-signal-safe syscall.
+    unsafe { command.pre_exec(close_inherited_descriptors_at_exec) };
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !output.status.success() {
+        bail!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
