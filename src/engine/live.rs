@@ -355,6 +355,8 @@ struct Link {
     observed: String,
     attempts: u32,
     next_attempt_at: Instant,
+    /// The longest silence this host ended, ms: part of what an outcome says was observed.
+    longest_silence_ms: u64,
 }
 
 impl Link {
@@ -367,6 +369,7 @@ impl Link {
             observed: String::new(),
             attempts: 0,
             next_attempt_at: Instant::now(),
+            longest_silence_ms: 0,
         }
     }
 
@@ -429,9 +432,23 @@ impl Link {
     /// The host answered; Some(how long it had been silent) if it had been.
     fn answered(&mut self) -> Option<u64> {
         self.attempts = 0;
-        self.silent_since
+        let silent_for_ms = self
+            .silent_since
             .take()
-            .map(|since| since.elapsed().as_millis() as u64)
+            .map(|since| since.elapsed().as_millis() as u64)?;
+        self.longest_silence_ms = self.longest_silence_ms.max(silent_for_ms);
+        Some(silent_for_ms)
+    }
+
+    /// "hv1 did not answer for 44.4 s", if it was silent during the migration.
+    fn silence_observed(&self) -> Option<String> {
+        (self.longest_silence_ms > 0).then(|| {
+            format!(
+                "{} did not answer for {:.1} s",
+                self.host,
+                self.longest_silence_ms as f64 / 1000.0
+            )
+        })
     }
 
     fn silent_for_ms(&self) -> u64 {
@@ -1431,8 +1448,9 @@ fn complete(monitor: &mut Monitor, source_kept_definition: bool) -> LiveOutcome 
         });
         monitor.send(MigrationUpdate::Warning {
             message: match undefined {
-                Ok(true) => "the source kept an inactive definition (its migrate call had \
-                             lost its caller); removed, as UNDEFINE_SOURCE asks"
+                Ok(true) => "the source kept an inactive definition (libvirt did not carry \
+                             out UNDEFINE_SOURCE: its migrate call lost its caller, or the \
+                             post-copy was resumed); removed, as UNDEFINE_SOURCE asks"
                     .to_string(),
                 Ok(false) => "the source's copy became active again; left alone".to_string(),
                 Err(error) => format!("the source's inactive definition stays: {error}"),
@@ -1511,12 +1529,23 @@ fn roll_back(
     on_destination: &HostAnswer,
 ) -> LiveOutcome {
     let plan = monitor.plan;
-    let detail = match (&migrate_result, &monitor.abort_requested) {
+    let mut detail = match (&migrate_result, &monitor.abort_requested) {
         (Ok(()), None) => {
             "libvirt reported success but the guest still runs on the source".to_string()
         }
+        (Err(error), None) => format!("libvirt ended the migration ({error})"),
         _ => describe_result(&migrate_result, &monitor.abort_requested),
     };
+    // What was observed around it, beside libvirt's words.
+    for silence in [
+        monitor.source.silence_observed(),
+        monitor.destination.silence_observed(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        detail.push_str(&format!("; {silence} during the migration"));
+    }
     if !plan.guest_was_paused {
         let _ = monitor.on_domain("resuming on the source", resume_if_paused);
     }
