@@ -8,9 +8,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 pub fn run(program: &str, args: &[&str]) -> Result<String> {
-    let output = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
+    let mut command = Command::new(program);
+    command.args(args).stdin(Stdio::null());
+    output_of(program, args, command)
+}
+
+/// Runs `command` to its end; its stdout, or an error naming the command and its stderr.
+fn output_of(program: &str, args: &[&str], mut command: Command) -> Result<String> {
+    let output = command
         .output()
         .with_context(|| format!("cannot run {program}"))?;
     if !output.status.success() {
@@ -50,18 +55,7 @@ pub fn start_daemon(program: &str, args: &[&str]) -> Result<()> {
         .stderr(Stdio::piped());
     // SAFETY: the hook makes one async-signal-safe syscall.
     unsafe { command.pre_exec(close_inherited_descriptors_at_exec) };
-    let output = command
-        .output()
-        .with_context(|| format!("cannot run {program}"))?;
-    if !output.status.success() {
-        bail!(
-            "`{program} {}` failed ({}): {}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
+    output_of(program, args, command).map(|_| ())
 }
 
 pub fn is_root() -> bool {
