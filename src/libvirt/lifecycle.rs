@@ -37,7 +37,8 @@ impl std::fmt::Display for DomainKey {
     }
 }
 
-fn lookup(connect: &Connect, key: &DomainKey) -> Result<Domain, virt::error::Error> {
+/// The domain by name or UUID, as libvirt answers (its "no such domain" included).
+pub(super) fn lookup(connect: &Connect, key: &DomainKey) -> Result<Domain, virt::error::Error> {
     match key {
         DomainKey::Name(name) => connect.lookup_domain_by_name(name),
         DomainKey::Uuid(uuid) => connect.lookup_domain_by_uuid_string(uuid),

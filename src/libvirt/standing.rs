@@ -7,7 +7,7 @@ use virt::domain::{Domain, DomainPausedReason, DomainRunningReason, DomainStateR
 use virt::enumutil::Enum;
 use virt::error::ErrorNumber;
 
-use super::lifecycle::DomainKey;
+use super::lifecycle::{lookup, DomainKey};
 use super::{job_stats, HostConnection, LibvirtError};
 use crate::model::job::JobOperation;
 use crate::model::standing::{DomainStanding, HostAnswer, RunningJob};
@@ -99,11 +99,8 @@ impl HostConnection {
             format!("aborting the migration of {key}"),
             timeout,
             move |connect| {
-                let domain = match &owned_key {
-                    DomainKey::Name(name) => connect.lookup_domain_by_name(name),
-                    DomainKey::Uuid(uuid) => connect.lookup_domain_by_uuid_string(uuid),
-                }
-                .map_err(|e| LibvirtError::call(format!("looking up {owned_key}"), e))?;
+                let domain = lookup(connect, &owned_key)
+                    .map_err(|e| LibvirtError::call(format!("looking up {owned_key}"), e))?;
                 job_stats::abort_job(&domain)
             },
         )
@@ -117,11 +114,7 @@ impl HostConnection {
             format!("reading where {key} stands"),
             timeout,
             move |connect| {
-                let found = match &owned_key {
-                    DomainKey::Name(name) => connect.lookup_domain_by_name(name),
-                    DomainKey::Uuid(uuid) => connect.lookup_domain_by_uuid_string(uuid),
-                };
-                match found {
+                match lookup(connect, &owned_key) {
                     // Gone between the lookup and the reading (a migration's end undefines it):
                     // libvirt's answer is "no such domain".
                     Ok(domain) => match read_standing(&domain) {
