@@ -11,4 +11,5 @@ pub mod model;
 pub mod policy;
 pub mod precheck;
 pub mod progress;
+pub mod runtime;
 pub mod tui;

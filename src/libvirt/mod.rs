@@ -87,6 +87,24 @@ pub fn call_with_timeout<T: Send + 'static>(
     }
 }
 
+/// Runs a blocking libvirt call on tokio's blocking pool and waits at most `timeout` for it,
+/// without holding a runtime worker. A call that times out is abandoned as above.
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    context: String,
+    timeout: Duration,
+    call: impl FnOnce() -> Result<T, LibvirtError> + Send + 'static,
+) -> Result<T, LibvirtError> {
+    let task = tokio::task::spawn_blocking(call);
+    match tokio::time::timeout(timeout, task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join_error)) => Err(LibvirtError::Call {
+            context,
+            message: format!("the libvirt worker failed: {join_error}"),
+        }),
+        Err(_) => Err(LibvirtError::Timeout { context, timeout }),
+    }
+}
+
 /// An open connection to one hypervisor host.
 #[derive(Clone)]
 pub struct HostConnection {
@@ -124,6 +142,24 @@ impl HostConnection {
             timeout,
             move || call(&connect),
         )
+    }
+
+    /// Runs `call` with this connection on tokio's blocking pool, at most `timeout`. Only the
+    /// typed operations of this module call it: callers outside get typed methods, never the
+    /// raw connection.
+    pub(in crate::libvirt) async fn run<T: Send + 'static>(
+        &self,
+        context: impl Into<String>,
+        timeout: Duration,
+        call: impl FnOnce(&Connect) -> Result<T, LibvirtError> + Send + 'static,
+    ) -> Result<T, LibvirtError> {
+        let connect = Arc::clone(&self.connect);
+        off_runtime(
+            format!("{}: {}", self.uri, context.into()),
+            timeout,
+            move || call(&connect),
+        )
+        .await
     }
 
     /// Runs `call` with this connection and `other` (this one first) on one worker thread,
