@@ -12,12 +12,12 @@ use ferry::engine::control::{self, ControlError};
 use ferry::engine::history::{self, History, MigrationId};
 use ferry::engine::live::{MigrationUpdate, OperatorCommand};
 use ferry::engine::options::{self, LiveOptions};
+use ferry::engine::plan;
 use ferry::engine::report::{self, ProgressLine, Summary};
 use ferry::engine::supervisor::{
     unfinished_live_migrations, Supervisor, SupervisorEvent, SupervisorSettings,
 };
 use ferry::libvirt::lifecycle::DomainKey;
-use ferry::libvirt::precheck_facts;
 use ferry::libvirt::{HostConnection, LibvirtError};
 use ferry::model::standing::{HostAnswer, RunningJob};
 use ferry::precheck::{render_report, PrecheckFacts, PrecheckReport};
@@ -65,13 +65,13 @@ pub fn migrate(
         let checked = if destination == "auto" {
             auto_destination(config, instance, options, output)
         } else {
-            precheck_facts::precheck_live_migration(
+            ferry::runtime::wait(plan::precheck_live_migration(
                 config,
                 instance,
                 None,
                 destination,
                 options.block,
-            )
+            ))
             .map_err(anyhow::Error::from)
         };
         let (facts, report) = match checked {
@@ -143,7 +143,12 @@ fn auto_destination(
     options: &LiveOptions,
     output: Output,
 ) -> Result<(PrecheckFacts, PrecheckReport)> {
-    let auto = precheck_facts::pick_auto_destination(config, instance, None, options.block)?;
+    let auto = ferry::runtime::wait(plan::pick_auto_destination(
+        config,
+        instance,
+        None,
+        options.block,
+    ))?;
     for candidate in &auto.candidates {
         if Some(&candidate.host) != auto.chosen.as_ref() && !output.json {
             let verdict = if candidate.report.passed() {

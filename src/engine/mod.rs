@@ -9,6 +9,7 @@ pub mod control;
 pub mod history;
 pub mod live;
 pub mod options;
+pub mod plan;
 pub mod queue;
 pub mod report;
 pub mod settle;

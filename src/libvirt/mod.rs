@@ -5,11 +5,13 @@
 //! abandoned: its thread finishes or fails on its own when libvirt's keep-alive notices the dead
 //! connection, and nothing waits for it.
 
+pub mod cpu;
 pub mod facts;
 pub mod job_stats;
 pub mod lifecycle;
 pub mod migrate;
-pub mod precheck_facts;
+pub mod probe;
+pub mod readings;
 pub mod standing;
 pub mod storage;
 pub mod volume_copy;

@@ -30,11 +30,11 @@ use crate::engine::cold_record;
 use crate::engine::history::{self, History, MigrationId};
 use crate::engine::live::LiveMigrationPlan;
 use crate::engine::options;
+use crate::engine::plan;
 use crate::engine::supervisor::{
     unfinished_live_migrations, Supervisor, SupervisorEvent, SupervisorSettings,
 };
 use crate::inventory::{spawn_workers, Inventory, InventoryEvent};
-use crate::libvirt::precheck_facts;
 use crate::model::HostName;
 use crate::precheck::PrecheckReport;
 
@@ -209,12 +209,12 @@ impl Bridge {
         let spawned = thread::Builder::new()
             .name("prechecks".into())
             .spawn(move || {
-                let found = precheck_facts::pick_auto_destination(
+                let found = crate::runtime::wait(plan::pick_auto_destination(
                     &config,
                     &request.instance_name,
                     Some(request.instance.host.as_str()),
                     request.block_migration,
-                );
+                ));
                 let reports = match found {
                     Ok(auto) => request
                         .destinations
@@ -257,13 +257,13 @@ impl Bridge {
         let events = self.events.clone();
         let _ = thread::Builder::new().name("launch".into()).spawn(move || {
             let options = request.live_options();
-            let checked = precheck_facts::precheck_live_migration(
+            let checked = crate::runtime::wait(plan::precheck_live_migration(
                 &config,
                 &request.instance_name,
                 Some(request.source().as_str()),
                 request.destination.as_str(),
                 options.block,
-            );
+            ));
             let event = match checked {
                 Err(error) => {
                     AppEvent::Notice(format!("{} not started: {error}", request.instance_name))
