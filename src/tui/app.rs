@@ -365,8 +365,9 @@ impl App {
         let mut hosts: Vec<&HostEntry> = self.inventory.hosts.iter().collect();
         let rank = |state: HostState| match state {
             HostState::Unreachable => 0,
-            HostState::Connecting => 1,
-            HostState::Up => 2,
+            HostState::Slow => 1,
+            HostState::Connecting => 2,
+            HostState::Up => 3,
         };
         match self.host_sort {
             HostSort::Config => {}

@@ -15,6 +15,7 @@ pub fn state_style(state: HostState, theme: &Theme) -> ratatui::style::Style {
     match state {
         HostState::Up => theme.state_up,
         HostState::Connecting => theme.state_connecting,
+        HostState::Slow => theme.warning,
         HostState::Unreachable => theme.state_down,
     }
 }
