@@ -12,5 +12,6 @@ pub mod options;
 pub mod plan;
 pub mod queue;
 pub mod report;
+pub mod service;
 pub mod settle;
 pub mod supervisor;

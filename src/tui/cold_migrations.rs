@@ -9,32 +9,8 @@ use crate::engine::history::MigrationId;
 
 use super::migrations::{OperatorMessage, OperatorMessageKind, OPERATOR_MESSAGES_KEPT};
 
-/// Something that happened to one cold migration.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ColdChange {
-    /// Recorded in the history and handed to the engine: the first event of a cold migration
-    /// launched from this TUI.
-    Launched(Box<ColdMigrationPlan>),
-    /// Found in the history at start: it awaits confirm or revert (launched from the CLI, or
-    /// by an earlier ferry).
-    FoundAwaiting {
-        plan: Box<ColdMigrationPlan>,
-        started_at: SystemTime,
-        total_time_ms: Option<u64>,
-        downtime_ms: Option<u64>,
-        bytes_copied: Option<u64>,
-    },
-    /// What the engine reported, in order.
-    Engine(ColdUpdate),
-    /// Confirm (`keep`) or revert was sent to a worker.
-    Settling { keep: bool },
-    /// Its answer: the steps done, or why nothing (or not everything) was done. A failed
-    /// answer leaves the migration awaiting one.
-    Settled {
-        keep: bool,
-        result: Result<Vec<String>, String>,
-    },
-}
+/// A cold migration's change, as the engine reports it.
+pub use crate::engine::service::ColdEvent as ColdChange;
 
 /// Where a cold migration is in its life.
 #[derive(Debug, Clone, PartialEq)]

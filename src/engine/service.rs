@@ -1,0 +1,616 @@
+//! The one engine API both front ends use. The TUI and the CLI send [`EngineRequest`]s and read
+//! one stream of [`EngineEvent`]s; everything between — planning with the prechecks, the
+//! queue, launching, operator commands, recording in the history, recovering what a stopped
+//! ferry left — happens here, on the shared tokio runtime.
+//!
+//! One task, the engine's, owns the supervisor and the table of running cold migrations;
+//! requests and the results of the work it hands out come back through its inbox, so nothing
+//! is shared behind a lock. Work that waits (prechecks, a cold migration, confirm or revert)
+//! runs in tasks of its own, and what blocks (the SQLite history, libvirt) runs off the
+//! runtime's workers.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+
+use super::cold::{self, ColdCommand, ColdMigrationPlan, ColdOptions, ColdUpdate, Recovery};
+use super::cold_record;
+use super::history::{self, History, MigrationId, MigrationKind};
+use super::live::{LiveMigrationPlan, OperatorCommand};
+use super::options::{self, LiveOptions};
+use super::plan;
+use super::supervisor::{
+    unfinished_live_migrations, RequestId, Supervisor, SupervisorEvent, SupervisorSettings,
+};
+use crate::config::Config;
+use crate::model::HostName;
+use crate::precheck::{BlockMigrationChoice, PrecheckReport};
+
+/// What a front end asks of the engine.
+#[derive(Debug, Clone)]
+pub enum EngineRequest {
+    /// The checklist of each candidate destination, answered by [`EngineEvent::Prechecks`]
+    /// with the same `request_id`. Live: one session to the source, candidates probed one
+    /// after another. Cold: the cold migration's own checks, each candidate on its own.
+    Prechecks {
+        request_id: u64,
+        kind: MigrationKind,
+        instance: String,
+        source: HostName,
+        destinations: Vec<HostName>,
+        block_migration: BlockMigrationChoice,
+    },
+    /// Checks again on fresh facts (a dialog's verdicts may be minutes old), then queues.
+    LaunchLive {
+        instance: String,
+        source: HostName,
+        destination: HostName,
+        options: LiveOptions,
+    },
+    /// Plans on fresh facts, records the plan, runs it to "awaiting confirm" or a rollback.
+    LaunchCold {
+        instance: String,
+        source: HostName,
+        destination: HostName,
+        options: ColdOptions,
+    },
+    /// Abort, force-complete, bandwidth, downtime or recover, to a live migration.
+    Live {
+        id: RequestId,
+        command: OperatorCommand,
+    },
+    AbortCold {
+        id: MigrationId,
+    },
+    /// Confirm (`keep`) or revert a cold migration awaiting the answer.
+    SettleCold {
+        id: MigrationId,
+        keep: bool,
+    },
+}
+
+/// What a cold migration reports, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColdEvent {
+    /// Recorded in the history and handed to the engine: the first event of a cold migration
+    /// launched through this engine.
+    Launched(Box<ColdMigrationPlan>),
+    /// Found in the history at start: it awaits confirm or revert (launched from the CLI, or
+    /// by an earlier ferry).
+    FoundAwaiting {
+        plan: Box<ColdMigrationPlan>,
+        started_at: SystemTime,
+        total_time_ms: Option<u64>,
+        downtime_ms: Option<u64>,
+        bytes_copied: Option<u64>,
+    },
+    /// What the cold engine reported, in order.
+    Engine(ColdUpdate),
+    /// Confirm (`keep`) or revert was started.
+    Settling { keep: bool },
+    /// Its answer: the steps done, or why nothing (or not everything) was done. A failed
+    /// answer leaves the migration awaiting one.
+    Settled {
+        keep: bool,
+        result: Result<Vec<String>, String>,
+    },
+}
+
+/// The engine's one stream, for both kinds of migration.
+#[derive(Debug, Clone)]
+pub enum EngineEvent {
+    Live(Box<SupervisorEvent>),
+    Cold(MigrationId, ColdEvent),
+    Prechecks {
+        request_id: u64,
+        reports: Vec<(HostName, Result<PrecheckReport, String>)>,
+    },
+    /// Something the operator should read that belongs to no migration row.
+    Notice(String),
+}
+
+/// The front ends' handle. Cloning it is cheap; the engine runs while any clone lives.
+#[derive(Clone)]
+pub struct Engine {
+    inbox: UnboundedSender<Inbox>,
+    /// Why migrations cannot run (no history), if they cannot.
+    unavailable: Option<String>,
+}
+
+enum Inbox {
+    Request(EngineRequest),
+    /// A live launch passed its checks again: queue it.
+    Submit(Box<LiveMigrationPlan>),
+    ColdStarted {
+        id: MigrationId,
+        commands: std::sync::mpsc::Sender<ColdCommand>,
+    },
+    ColdEnded {
+        id: MigrationId,
+    },
+    Settled {
+        id: MigrationId,
+    },
+}
+
+impl Engine {
+    /// Opens the history, takes over what a stopped ferry left (live migrations libvirt
+    /// carried on with, cold ones awaiting an answer or interrupted mid-way), and starts the
+    /// supervisor. Without a history migrations are refused with why, and prechecks still run.
+    pub fn start(config: &Config) -> (Engine, UnboundedReceiver<EngineEvent>) {
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let (inbox, inbox_rx) = mpsc::unbounded_channel();
+        let notice = |message: String| {
+            let _ = events.send(EngineEvent::Notice(message));
+        };
+        let supervisor = match History::open(&history::default_path()) {
+            Err(error) => Err(format!("migrations are unavailable: {error}")),
+            Ok(history) => {
+                let unfinished = unfinished_live_migrations(&history).unwrap_or_default();
+                for problem in unfinished.unreadable {
+                    notice(problem);
+                }
+                for problem in announce_awaiting(&history, &events) {
+                    notice(problem);
+                }
+                let mut supervisor = Supervisor::start(SupervisorSettings {
+                    history,
+                    limits: config.migration.queue_limits(),
+                });
+                // A ferry that died left these to libvirt: watch them again.
+                for (id, plan) in unfinished.resumable {
+                    supervisor.resume(id, plan);
+                }
+                forward_supervisor_events(&mut supervisor, events.clone());
+                Ok(supervisor)
+            }
+        };
+        let unavailable = supervisor.as_ref().err().cloned();
+        if supervisor.is_ok() {
+            crate::runtime::handle().spawn(recover_cold_migrations(events.clone()));
+        }
+        let state = EngineTask {
+            config: config.clone(),
+            supervisor,
+            events,
+            inbox: inbox.clone(),
+            cold_commands: HashMap::new(),
+            settling: HashSet::new(),
+        };
+        crate::runtime::handle().spawn(state.run(inbox_rx));
+        (Engine { inbox, unavailable }, events_rx)
+    }
+
+    pub fn send(&self, request: EngineRequest) {
+        let _ = self.inbox.send(Inbox::Request(request));
+    }
+
+    /// Why migrations cannot be launched in this process (the history could not be opened).
+    pub fn unavailable(&self) -> Option<&str> {
+        self.unavailable.as_deref()
+    }
+}
+
+/// Cold migrations waiting for an answer are announced, so a front end can offer confirm and
+/// revert. Returns the problems found reading them.
+fn announce_awaiting(history: &History, events: &UnboundedSender<EngineEvent>) -> Vec<String> {
+    let mut problems = Vec::new();
+    match cold_record::all_awaiting(history) {
+        Err(error) => problems.push(format!("cold migrations: {error}")),
+        Ok(awaiting) => {
+            for found in awaiting {
+                match found.plan {
+                    Err(problem) => problems.push(problem),
+                    Ok(plan) => {
+                        let record = found.record;
+                        let _ = events.send(EngineEvent::Cold(
+                            record.id,
+                            ColdEvent::FoundAwaiting {
+                                plan: Box::new(plan),
+                                started_at: unix_ms(record.started_at_unix_ms),
+                                total_time_ms: record.total_time_ms,
+                                downtime_ms: record.downtime_ms,
+                                bytes_copied: record.bytes_transferred,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+fn unix_ms(ms: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+/// Moves the supervisor's events onto the engine's stream. The supervisor's receiver blocks,
+/// so it is read off the runtime's workers.
+fn forward_supervisor_events(supervisor: &mut Supervisor, events: UnboundedSender<EngineEvent>) {
+    let (_, placeholder) = std::sync::mpsc::channel();
+    let supervisor_events = std::mem::replace(&mut supervisor.events, placeholder);
+    crate::runtime::handle().spawn_blocking(move || {
+        while let Ok(event) = supervisor_events.recv() {
+            if events.send(EngineEvent::Live(Box::new(event))).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+struct EngineTask {
+    config: Config,
+    supervisor: Result<Supervisor, String>,
+    events: UnboundedSender<EngineEvent>,
+    inbox: UnboundedSender<Inbox>,
+    /// The abort channel of each cold migration running now.
+    cold_commands: HashMap<MigrationId, std::sync::mpsc::Sender<ColdCommand>>,
+    /// Confirm or revert under way: a second answer to the same migration is dropped.
+    settling: HashSet<MigrationId>,
+}
+
+impl EngineTask {
+    async fn run(mut self, mut inbox: UnboundedReceiver<Inbox>) {
+        while let Some(message) = inbox.recv().await {
+            match message {
+                Inbox::Request(request) => self.on_request(request),
+                Inbox::Submit(plan) => {
+                    if let Ok(supervisor) = &self.supervisor {
+                        supervisor.submit(*plan);
+                    }
+                }
+                Inbox::ColdStarted { id, commands } => {
+                    self.cold_commands.insert(id, commands);
+                }
+                Inbox::ColdEnded { id } => {
+                    self.cold_commands.remove(&id);
+                }
+                Inbox::Settled { id } => {
+                    self.settling.remove(&id);
+                }
+            }
+        }
+    }
+
+    fn notice(&self, message: String) {
+        let _ = self.events.send(EngineEvent::Notice(message));
+    }
+
+    fn on_request(&mut self, request: EngineRequest) {
+        let runtime = crate::runtime::handle();
+        match request {
+            EngineRequest::Prechecks {
+                request_id,
+                kind,
+                instance,
+                source,
+                destinations,
+                block_migration,
+            } => {
+                let (config, events) = (self.config.clone(), self.events.clone());
+                runtime.spawn(async move {
+                    let reports = match kind {
+                        MigrationKind::Live => {
+                            live_prechecks(
+                                &config,
+                                &instance,
+                                &source,
+                                &destinations,
+                                block_migration,
+                            )
+                            .await
+                        }
+                        MigrationKind::Cold => {
+                            cold_prechecks(&config, &instance, &destinations).await
+                        }
+                    };
+                    let _ = events.send(EngineEvent::Prechecks {
+                        request_id,
+                        reports,
+                    });
+                });
+            }
+            EngineRequest::LaunchLive {
+                instance,
+                source,
+                destination,
+                options,
+            } => {
+                if let Err(reason) = &self.supervisor {
+                    return self.notice(reason.clone());
+                }
+                let (config, events, inbox) =
+                    (self.config.clone(), self.events.clone(), self.inbox.clone());
+                runtime.spawn(async move {
+                    match checked_live_plan(&config, &instance, &source, &destination, &options)
+                        .await
+                    {
+                        Ok(plan) => {
+                            let _ = inbox.send(Inbox::Submit(Box::new(plan)));
+                        }
+                        Err(reason) => {
+                            let _ = events.send(EngineEvent::Notice(format!(
+                                "{instance} not started: {reason}"
+                            )));
+                        }
+                    }
+                });
+            }
+            EngineRequest::LaunchCold {
+                instance,
+                source,
+                destination,
+                options,
+            } => {
+                if let Err(reason) = &self.supervisor {
+                    return self.notice(reason.clone());
+                }
+                let (config, events, inbox) =
+                    (self.config.clone(), self.events.clone(), self.inbox.clone());
+                runtime.spawn_blocking(move || {
+                    run_cold(
+                        &config,
+                        &instance,
+                        &source,
+                        &destination,
+                        &options,
+                        &events,
+                        &inbox,
+                    )
+                });
+            }
+            EngineRequest::Live { id, command } => match &self.supervisor {
+                Ok(supervisor) => supervisor.command(id, command),
+                Err(reason) => self.notice(reason.clone()),
+            },
+            EngineRequest::AbortCold { id } => {
+                let sent = self
+                    .cold_commands
+                    .get(&id)
+                    .is_some_and(|commands| commands.send(ColdCommand::Abort).is_ok());
+                if !sent {
+                    self.notice(format!(
+                        "#{id}: not aborted: the cold migration is no longer running"
+                    ));
+                }
+            }
+            EngineRequest::SettleCold { id, keep } => {
+                if !self.settling.insert(id) {
+                    return;
+                }
+                let (events, inbox) = (self.events.clone(), self.inbox.clone());
+                let call_timeout = self.config.call_timeout();
+                let _ = events.send(EngineEvent::Cold(id, ColdEvent::Settling { keep }));
+                runtime.spawn_blocking(move || {
+                    let result = settle_cold(id, keep, call_timeout);
+                    let _ = events.send(EngineEvent::Cold(id, ColdEvent::Settled { keep, result }));
+                    let _ = inbox.send(Inbox::Settled { id });
+                });
+            }
+        }
+    }
+}
+
+/// Every candidate's live checklist from one session to the source.
+async fn live_prechecks(
+    config: &Config,
+    instance: &str,
+    source: &HostName,
+    destinations: &[HostName],
+    block_migration: BlockMigrationChoice,
+) -> Vec<(HostName, Result<PrecheckReport, String>)> {
+    let found =
+        plan::pick_auto_destination(config, instance, Some(source.as_str()), block_migration).await;
+    destinations
+        .iter()
+        .map(|host| {
+            let report = match &found {
+                Ok(auto) => auto
+                    .candidates
+                    .iter()
+                    .find(|candidate| candidate.host == host.as_str())
+                    .map(|candidate| candidate.report.clone())
+                    .ok_or_else(|| "not checked".to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            (host.clone(), report)
+        })
+        .collect()
+}
+
+/// Every candidate's cold checklist, all at once.
+async fn cold_prechecks(
+    config: &Config,
+    instance: &str,
+    destinations: &[HostName],
+) -> Vec<(HostName, Result<PrecheckReport, String>)> {
+    let planning: Vec<_> = destinations
+        .iter()
+        .map(|destination| {
+            let (config, instance, destination) =
+                (config.clone(), instance.to_string(), destination.clone());
+            tokio::task::spawn_blocking(move || {
+                cold::plan(
+                    &config,
+                    &instance,
+                    destination.as_str(),
+                    &ColdOptions::default(),
+                )
+                .map(|planning| planning.report)
+                .map_err(|error| error.to_string())
+            })
+        })
+        .collect();
+    let mut reports = Vec::with_capacity(destinations.len());
+    for (destination, planned) in destinations.iter().zip(planning) {
+        let report = planned
+            .await
+            .unwrap_or_else(|error| Err(format!("the cold prechecks failed: {error}")));
+        reports.push((destination.clone(), report));
+    }
+    reports
+}
+
+/// The live plan, from checks made now; the reason it cannot start otherwise.
+async fn checked_live_plan(
+    config: &Config,
+    instance: &str,
+    source: &HostName,
+    destination: &HostName,
+    options: &LiveOptions,
+) -> Result<LiveMigrationPlan, String> {
+    let (facts, report) = plan::precheck_live_migration(
+        config,
+        instance,
+        Some(source.as_str()),
+        destination.as_str(),
+        options.block,
+    )
+    .await
+    .map_err(|error| error.to_string())?;
+    if !report.passed() {
+        return Err(report.failure_reasons());
+    }
+    options::live_plan(config, &facts, &report, options)
+        .ok_or_else(|| "a host is missing from the config".to_string())
+}
+
+/// Plans on fresh facts, records the plan in the history, then runs the cold migration and
+/// records each phase. Blocking: runs on the blocking pool.
+fn run_cold(
+    config: &Config,
+    instance: &str,
+    source: &HostName,
+    destination: &HostName,
+    options: &ColdOptions,
+    events: &UnboundedSender<EngineEvent>,
+    inbox: &UnboundedSender<Inbox>,
+) {
+    let notice = |message: String| {
+        let _ = events.send(EngineEvent::Notice(message));
+    };
+    let planning = match cold::plan(config, instance, destination.as_str(), options) {
+        Ok(planning) => planning,
+        Err(error) => return notice(format!("{instance} not started: {error}")),
+    };
+    let Some(plan) = planning.plan else {
+        return notice(format!(
+            "{instance} not started: {}",
+            planning.report.failure_reasons()
+        ));
+    };
+    if plan.source.name != source.as_str() {
+        return notice(format!(
+            "{instance} not started: it is on {} now, not on {source}",
+            plan.source.name
+        ));
+    }
+    let mut history = match History::open(&history::default_path()) {
+        Ok(history) => history,
+        Err(error) => return notice(format!("{instance} not started: {error}")),
+    };
+    // Held until the outcome is recorded: a recovery (`ferry resume`, another terminal)
+    // leaves this migration alone meanwhile.
+    let _running = match cold_record::lock_run(&plan) {
+        Ok(lock) => lock,
+        Err(error) => return notice(format!("{instance} not started: {error}")),
+    };
+    let id = match cold_record::record_start(&mut history, &plan) {
+        Ok(id) => id,
+        Err(error) => return notice(format!("{instance} not started: {error}")),
+    };
+    let send = |event: ColdEvent| {
+        let _ = events.send(EngineEvent::Cold(id, event));
+    };
+    send(ColdEvent::Launched(Box::new(plan.clone())));
+    let started = Instant::now();
+    let handle = cold::start(plan);
+    let _ = inbox.send(Inbox::ColdStarted {
+        id,
+        commands: handle.commands.clone(),
+    });
+    for update in handle.updates.iter() {
+        let at_ms = started.elapsed().as_millis() as u64;
+        if let Err(error) = cold_record::record_update(&mut history, id, at_ms, &update) {
+            notice(format!("#{id} {instance}: {error}"));
+        }
+        if let ColdUpdate::Finished(outcome) = &update {
+            if let Err(error) = cold_record::record_outcome(&mut history, id, outcome) {
+                notice(format!("#{id} {instance}: {error}"));
+            }
+        }
+        // The front end may be gone (quit): the migration still runs to its end and is
+        // recorded, so nothing is left half-done.
+        send(ColdEvent::Engine(update));
+    }
+    let _ = inbox.send(Inbox::ColdEnded { id });
+    let _ = handle.thread.join();
+}
+
+/// Confirm or revert with the plan the history kept: the same path for every front end.
+fn settle_cold(id: MigrationId, keep: bool, call_timeout: Duration) -> Result<Vec<String>, String> {
+    let mut history = History::open(&history::default_path()).map_err(|e| e.to_string())?;
+    let plan = cold_record::awaiting_by_id(&history, id).map_err(|e| e.to_string())?;
+    cold_record::settle(&mut history, id, &plan, keep, call_timeout)
+        .map(|report| report.steps)
+        .map_err(|e| e.to_string())
+}
+
+/// Settles the cold migrations a ferry left mid-way when it stopped (no outcome recorded):
+/// one recovered as awaiting confirm is announced like those found awaiting, a rolled-back one
+/// or one left as it is gets a notice.
+async fn recover_cold_migrations(events: UnboundedSender<EngineEvent>) {
+    let interrupted = tokio::task::spawn_blocking(|| {
+        History::open(&history::default_path())
+            .map_err(|e| e.to_string())
+            .and_then(|mut history| {
+                cold_record::recover_interrupted(&mut history).map_err(|e| e.to_string())
+            })
+    })
+    .await
+    .unwrap_or_else(|error| Err(format!("the recovery failed: {error}")));
+    let notice = |message: String| {
+        let _ = events.send(EngineEvent::Notice(message));
+    };
+    let interrupted = match interrupted {
+        Ok(interrupted) => interrupted,
+        Err(error) => return notice(format!("interrupted cold migrations: {error}")),
+    };
+    for found in interrupted {
+        let record = found.record;
+        let heading = format!(
+            "cold migration #{} of {} ({} → {}) was interrupted when ferry stopped",
+            record.id, record.instance_name, record.source_host, record.destination_host
+        );
+        match found.result {
+            Ok((plan, Recovery::AwaitingConfirm { .. })) => {
+                let _ = events.send(EngineEvent::Cold(
+                    record.id,
+                    ColdEvent::FoundAwaiting {
+                        plan: Box::new(plan),
+                        started_at: unix_ms(record.started_at_unix_ms),
+                        total_time_ms: None,
+                        downtime_ms: None,
+                        bytes_copied: None,
+                    },
+                ));
+                notice(format!(
+                    "{heading}; its verified copy awaits confirm or revert"
+                ));
+            }
+            Ok((_, Recovery::RolledBack { leftovers, .. })) => notice(format!(
+                "{heading}; rolled back: {} is on {} as before{}",
+                record.instance_name,
+                record.source_host,
+                if leftovers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (left on the destination: {})", leftovers.join(", "))
+                }
+            )),
+            Err(reason) => notice(format!("{heading}; not recovered: {reason}")),
+        }
+    }
+}
