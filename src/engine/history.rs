@@ -124,39 +124,7 @@ pub enum HistoryError {
     },
 }
 
-/// The row id of one migration in the history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct MigrationId(pub i64);
-
-impl fmt::Display for MigrationId {
-    /// Forwards the formatter so table widths apply to the id.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MigrationKind {
-    Live,
-    Cold,
-}
-
-impl MigrationKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MigrationKind::Live => "live",
-            MigrationKind::Cold => "cold",
-        }
-    }
-
-    fn parse(text: &str) -> Option<MigrationKind> {
-        [MigrationKind::Live, MigrationKind::Cold]
-            .into_iter()
-            .find(|kind| kind.as_str() == text)
-    }
-}
+pub use crate::model::migration::{MigrationId, MigrationKind};
 
 /// How a migration ended. `AwaitingConfirm` is a pause, not an end: a cold migration (like
 /// Nova's resize) waits there for the operator to confirm or revert it.

@@ -4,7 +4,8 @@
 //! [`InventoryEvent`]s; [`Inventory::apply`] folds them into plain data that the TUI and the
 //! scriptable CLI (`ferry hosts`, `ferry instances`) render. Nothing here does I/O.
 
-pub mod storage;
+/// Transitional path: classification is plain data in `model::storage` now.
+pub use crate::model::storage;
 pub mod worker;
 
 use std::time::{Duration, SystemTime};
