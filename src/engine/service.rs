@@ -41,17 +41,20 @@ pub enum EngineRequest {
         destinations: Vec<HostName>,
         block_migration: BlockMigrationChoice,
     },
-    /// Checks again on fresh facts (a dialog's verdicts may be minutes old), then queues.
+    /// Checks again on fresh facts (a dialog's verdicts may be minutes old), reports them as
+    /// [`EngineEvent::Planned`], then queues; or [`EngineEvent::Refused`]. `source` None: the
+    /// host that holds the instance; given, the instance must still be there.
     LaunchLive {
         instance: String,
-        source: HostName,
-        destination: HostName,
+        source: Option<HostName>,
+        destination: Destination,
         options: LiveOptions,
     },
-    /// Plans on fresh facts, records the plan, runs it to "awaiting confirm" or a rollback.
+    /// Plans on fresh facts, reports them, records the plan, and runs it under the queue to
+    /// "awaiting confirm" or a rollback.
     LaunchCold {
         instance: String,
-        source: HostName,
+        source: Option<HostName>,
         destination: HostName,
         options: ColdOptions,
     },
@@ -68,6 +71,14 @@ pub enum EngineRequest {
         id: MigrationId,
         keep: bool,
     },
+}
+
+/// Where a launch goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Host(HostName),
+    /// Every other configured host is checked; the passing one with the most free memory.
+    Auto,
 }
 
 /// What a cold migration reports, in order.
@@ -105,6 +116,22 @@ pub enum EngineEvent {
     Prechecks {
         request_id: u64,
         reports: Vec<(HostName, Result<PrecheckReport, String>)>,
+    },
+    /// A launch's checks on fresh facts, passed or not. For `auto`, `passed_over` names each
+    /// other candidate with why it was not chosen.
+    Planned {
+        kind: MigrationKind,
+        instance: String,
+        source: String,
+        destination: String,
+        report: PrecheckReport,
+        passed_over: Vec<(String, String)>,
+    },
+    /// A launch that did not start, with why; nothing was started or recorded.
+    Refused {
+        kind: MigrationKind,
+        instance: String,
+        reason: String,
     },
     /// Something the operator should read that belongs to no migration row.
     Notice(String),
@@ -324,16 +351,50 @@ impl EngineTask {
                 let (config, events, inbox) =
                     (self.config.clone(), self.events.clone(), self.inbox.clone());
                 runtime.spawn(async move {
-                    match checked_live_plan(&config, &instance, &source, &destination, &options)
-                        .await
+                    let refused = |reason: String| {
+                        let _ = events.send(EngineEvent::Refused {
+                            kind: MigrationKind::Live,
+                            instance: instance.clone(),
+                            reason,
+                        });
+                    };
+                    match checked_live_plan(
+                        &config,
+                        &instance,
+                        source.as_ref(),
+                        &destination,
+                        &options,
+                    )
+                    .await
                     {
-                        Ok(plan) => {
-                            let _ = inbox.send(Inbox::Submit(Box::new(plan)));
-                        }
-                        Err(reason) => {
-                            let _ = events.send(EngineEvent::Notice(format!(
-                                "{instance} not started: {reason}"
-                            )));
+                        Err(reason) => refused(reason),
+                        Ok(checked) => {
+                            let passed = checked.report.passed();
+                            let _ = events.send(EngineEvent::Planned {
+                                kind: MigrationKind::Live,
+                                instance: instance.clone(),
+                                source: checked.facts.source_host.clone(),
+                                destination: checked.facts.destination_host.clone(),
+                                report: checked.report.clone(),
+                                passed_over: checked.passed_over,
+                            });
+                            if !passed {
+                                return refused(format!(
+                                    "{}; fix the failed checks and retry",
+                                    checked.report.failure_reasons()
+                                ));
+                            }
+                            match options::live_plan(
+                                &config,
+                                &checked.facts,
+                                &checked.report,
+                                &options,
+                            ) {
+                                Some(plan) => {
+                                    let _ = inbox.send(Inbox::Submit(Box::new(plan)));
+                                }
+                                None => refused("a host is missing from the config".to_string()),
+                            }
                         }
                     }
                 });
@@ -353,7 +414,7 @@ impl EngineTask {
                     run_cold(
                         &config,
                         &instance,
-                        &source,
+                        source.as_ref(),
                         &destination,
                         &options,
                         &events,
@@ -453,28 +514,73 @@ async fn cold_prechecks(
     reports
 }
 
-/// The live plan, from checks made now; the reason it cannot start otherwise.
+/// A live launch's checks, made now.
+struct CheckedLive {
+    facts: crate::precheck::PrecheckFacts,
+    report: PrecheckReport,
+    passed_over: Vec<(String, String)>,
+}
+
+/// The checks of a live launch on fresh facts; for `auto`, every other host is checked and
+/// the passing one with the most free memory is taken. Err: no facts at all (why).
 async fn checked_live_plan(
     config: &Config,
     instance: &str,
-    source: &HostName,
-    destination: &HostName,
+    source: Option<&HostName>,
+    destination: &Destination,
     options: &LiveOptions,
-) -> Result<LiveMigrationPlan, String> {
-    let (facts, report) = plan::precheck_live_migration(
-        config,
-        instance,
-        Some(source.as_str()),
-        destination.as_str(),
-        options.block,
-    )
-    .await
-    .map_err(|error| error.to_string())?;
-    if !report.passed() {
-        return Err(report.failure_reasons());
+) -> Result<CheckedLive, String> {
+    let source = source.map(HostName::as_str);
+    match destination {
+        Destination::Host(destination) => {
+            let (facts, report) = plan::precheck_live_migration(
+                config,
+                instance,
+                source,
+                destination.as_str(),
+                options.block,
+            )
+            .await
+            .map_err(|error| error.to_string())?;
+            Ok(CheckedLive {
+                facts,
+                report,
+                passed_over: Vec::new(),
+            })
+        }
+        Destination::Auto => {
+            let auto = plan::pick_auto_destination(config, instance, source, options.block)
+                .await
+                .map_err(|error| error.to_string())?;
+            let chosen = auto.chosen.clone().ok_or_else(|| {
+                format!(
+                    "auto: no host passes the prechecks from {}; name one destination to see its \
+                     full report",
+                    auto.source_host
+                )
+            })?;
+            let mut passed_over = Vec::new();
+            let mut picked = None;
+            for candidate in auto.candidates {
+                if candidate.host == chosen {
+                    picked = Some(candidate);
+                } else {
+                    let why = if candidate.report.passed() {
+                        "passes, less free memory".to_string()
+                    } else {
+                        candidate.report.failure_reasons()
+                    };
+                    passed_over.push((candidate.host, why));
+                }
+            }
+            let picked = picked.expect("the chosen host is a candidate");
+            Ok(CheckedLive {
+                facts: picked.facts,
+                report: picked.report,
+                passed_over,
+            })
+        }
     }
-    options::live_plan(config, &facts, &report, options)
-        .ok_or_else(|| "a host is missing from the config".to_string())
 }
 
 /// Plans on fresh facts, records the plan in the history, then runs the cold migration and
@@ -482,7 +588,7 @@ async fn checked_live_plan(
 fn run_cold(
     config: &Config,
     instance: &str,
-    source: &HostName,
+    source: Option<&HostName>,
     destination: &HostName,
     options: &ColdOptions,
     events: &UnboundedSender<EngineEvent>,
@@ -491,35 +597,54 @@ fn run_cold(
     let notice = |message: String| {
         let _ = events.send(EngineEvent::Notice(message));
     };
+    let refused = |reason: String| {
+        let _ = events.send(EngineEvent::Refused {
+            kind: MigrationKind::Cold,
+            instance: instance.to_string(),
+            reason,
+        });
+    };
     let planning = match cold::plan(config, instance, destination.as_str(), options) {
         Ok(planning) => planning,
-        Err(error) => return notice(format!("{instance} not started: {error}")),
+        Err(error) => return refused(error.to_string()),
     };
+    let _ = events.send(EngineEvent::Planned {
+        kind: MigrationKind::Cold,
+        instance: instance.to_string(),
+        source: planning
+            .plan
+            .as_ref()
+            .map(|plan| plan.source.name.clone())
+            .unwrap_or_default(),
+        destination: destination.to_string(),
+        report: planning.report.clone(),
+        passed_over: Vec::new(),
+    });
     let Some(plan) = planning.plan else {
-        return notice(format!(
-            "{instance} not started: {}",
+        return refused(format!(
+            "{}; fix the failed checks and retry",
             planning.report.failure_reasons()
         ));
     };
-    if plan.source.name != source.as_str() {
-        return notice(format!(
-            "{instance} not started: it is on {} now, not on {source}",
+    if let Some(source) = source.filter(|source| plan.source.name != source.as_str()) {
+        return refused(format!(
+            "it is on {} now, not on {source}",
             plan.source.name
         ));
     }
     let mut history = match History::open(&history::default_path()) {
         Ok(history) => history,
-        Err(error) => return notice(format!("{instance} not started: {error}")),
+        Err(error) => return refused(error.to_string()),
     };
     // Held until the outcome is recorded: a recovery (`ferry resume`, another terminal)
     // leaves this migration alone meanwhile.
     let _running = match cold_record::lock_run(&plan) {
         Ok(lock) => lock,
-        Err(error) => return notice(format!("{instance} not started: {error}")),
+        Err(error) => return refused(error.to_string()),
     };
     let id = match cold_record::record_start(&mut history, &plan) {
         Ok(id) => id,
-        Err(error) => return notice(format!("{instance} not started: {error}")),
+        Err(error) => return refused(error.to_string()),
     };
     let send = |event: ColdEvent| {
         let _ = events.send(EngineEvent::Cold(id, event));

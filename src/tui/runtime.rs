@@ -24,7 +24,7 @@ use ratatui::Terminal;
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 
 use crate::config::Config;
-use crate::engine::service::{Engine, EngineEvent, EngineRequest};
+use crate::engine::service::{Destination, Engine, EngineEvent, EngineRequest};
 use crate::engine::supervisor::SupervisorEvent;
 use crate::inventory::{spawn_workers, Inventory, InventoryEvent};
 
@@ -50,13 +50,13 @@ fn engine_request(action: Action) -> EngineRequest {
         },
         Action::LaunchLiveMigration(request) => EngineRequest::LaunchLive {
             options: request.live_options(),
-            source: request.source().clone(),
+            source: Some(request.source().clone()),
             instance: request.instance_name,
-            destination: request.destination,
+            destination: Destination::Host(request.destination),
         },
         Action::LaunchColdMigration(request) => EngineRequest::LaunchCold {
             options: request.cold_options(),
-            source: request.source().clone(),
+            source: Some(request.source().clone()),
             instance: request.instance_name,
             destination: request.destination,
         },
@@ -222,6 +222,15 @@ fn on_engine(app: &mut App, event: EngineEvent) -> bool {
             request_id,
             reports,
         } => app.on_precheck_reports(request_id, reports),
+        // The launch dialog showed the verdicts already; a launch that passes is seen by
+        // its row.
+        EngineEvent::Planned { .. } => false,
+        EngineEvent::Refused {
+            instance, reason, ..
+        } => {
+            app.notice = Some(format!("{instance} not started: {reason}"));
+            true
+        }
         EngineEvent::Notice(message) => {
             app.notice = Some(message);
             true
