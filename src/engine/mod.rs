@@ -15,3 +15,4 @@ pub mod report;
 pub mod service;
 pub mod settle;
 pub mod supervisor;
+pub mod unwatched;

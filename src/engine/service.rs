@@ -55,7 +55,8 @@ pub enum EngineRequest {
     LaunchCold {
         instance: String,
         source: Option<HostName>,
-        destination: HostName,
+        /// As the operator typed it; the cold plan says why a name is refused.
+        destination: String,
         options: ColdOptions,
     },
     /// Abort, force-complete, bandwidth, downtime or recover, to a live migration.
@@ -76,7 +77,9 @@ pub enum EngineRequest {
 /// Where a launch goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
-    Host(HostName),
+    /// As the operator typed it: a name that is not a configured host (or not a host name at
+    /// all) fails its check, with why, and nothing is contacted.
+    Named(String),
     /// Every other configured host is checked; the passing one with the most free memory.
     Auto,
 }
@@ -143,6 +146,20 @@ pub struct Engine {
     inbox: UnboundedSender<Inbox>,
     /// Why migrations cannot run (no history), if they cannot.
     unavailable: Option<String>,
+    /// The live migrations taken over at start: (history id, instance).
+    resumed: Vec<(MigrationId, String)>,
+}
+
+/// What a starting engine takes over of what a stopped ferry left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TakeOver {
+    /// Every unfinished live migration is watched again, interrupted cold migrations are
+    /// recovered, and those awaiting an answer are announced: the TUI, `ferry resume`.
+    Everything,
+    /// Only the unfinished live migration of this instance: `ferry recover NAME`.
+    Only(String),
+    /// Nothing: a `ferry migrate` runs what it was asked and leaves the rest to others.
+    Nothing,
 }
 
 enum Inbox {
@@ -165,21 +182,27 @@ impl Engine {
     /// Opens the history, takes over what a stopped ferry left (live migrations libvirt
     /// carried on with, cold ones awaiting an answer or interrupted mid-way), and starts the
     /// supervisor. Without a history migrations are refused with why, and prechecks still run.
-    pub fn start(config: &Config) -> (Engine, UnboundedReceiver<EngineEvent>) {
+    pub fn start(config: &Config, take_over: TakeOver) -> (Engine, UnboundedReceiver<EngineEvent>) {
         let (events, events_rx) = mpsc::unbounded_channel();
         let (inbox, inbox_rx) = mpsc::unbounded_channel();
         let notice = |message: String| {
             let _ = events.send(EngineEvent::Notice(message));
         };
+        let mut resumed = Vec::new();
         let supervisor = match History::open(&history::default_path()) {
             Err(error) => Err(format!("migrations are unavailable: {error}")),
             Ok(history) => {
-                let unfinished = unfinished_live_migrations(&history).unwrap_or_default();
+                let unfinished = match take_over {
+                    TakeOver::Nothing => Default::default(),
+                    _ => unfinished_live_migrations(&history).unwrap_or_default(),
+                };
                 for problem in unfinished.unreadable {
                     notice(problem);
                 }
-                for problem in announce_awaiting(&history, &events) {
-                    notice(problem);
+                if take_over == TakeOver::Everything {
+                    for problem in announce_awaiting(&history, &events) {
+                        notice(problem);
+                    }
                 }
                 let mut supervisor = Supervisor::start(SupervisorSettings {
                     history,
@@ -187,6 +210,12 @@ impl Engine {
                 });
                 // A ferry that died left these to libvirt: watch them again.
                 for (id, plan) in unfinished.resumable {
+                    if let TakeOver::Only(instance) = &take_over {
+                        if &plan.instance_name != instance {
+                            continue;
+                        }
+                    }
+                    resumed.push((id, plan.instance_name.clone()));
                     supervisor.resume(id, plan);
                 }
                 forward_supervisor_events(&mut supervisor, events.clone());
@@ -194,7 +223,7 @@ impl Engine {
             }
         };
         let unavailable = supervisor.as_ref().err().cloned();
-        if supervisor.is_ok() {
+        if supervisor.is_ok() && take_over == TakeOver::Everything {
             crate::runtime::handle().spawn(recover_cold_migrations(events.clone()));
         }
         let state = EngineTask {
@@ -204,9 +233,22 @@ impl Engine {
             inbox: inbox.clone(),
             cold_commands: HashMap::new(),
             settling: HashSet::new(),
+            checking: Default::default(),
         };
         crate::runtime::handle().spawn(state.run(inbox_rx));
-        (Engine { inbox, unavailable }, events_rx)
+        (
+            Engine {
+                inbox,
+                unavailable,
+                resumed,
+            },
+            events_rx,
+        )
+    }
+
+    /// The live migrations this engine took over at start: (history id, instance).
+    pub fn resumed(&self) -> &[(MigrationId, String)] {
+        &self.resumed
     }
 
     pub fn send(&self, request: EngineRequest) {
@@ -276,6 +318,9 @@ struct EngineTask {
     cold_commands: HashMap<MigrationId, std::sync::mpsc::Sender<ColdCommand>>,
     /// Confirm or revert under way: a second answer to the same migration is dropped.
     settling: HashSet<MigrationId>,
+    /// Held while a launch checks its facts: launches asked for together are checked one
+    /// after another, as the shared-storage probes of one directory collide when run at once.
+    checking: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl EngineTask {
@@ -350,7 +395,9 @@ impl EngineTask {
                 }
                 let (config, events, inbox) =
                     (self.config.clone(), self.events.clone(), self.inbox.clone());
+                let checking = std::sync::Arc::clone(&self.checking);
                 runtime.spawn(async move {
+                    let _checking = checking.lock().await;
                     let refused = |reason: String| {
                         let _ = events.send(EngineEvent::Refused {
                             kind: MigrationKind::Live,
@@ -408,19 +455,19 @@ impl EngineTask {
                 if let Err(reason) = &self.supervisor {
                     return self.notice(reason.clone());
                 }
-                let (config, events, inbox) =
-                    (self.config.clone(), self.events.clone(), self.inbox.clone());
-                runtime.spawn_blocking(move || {
-                    run_cold(
-                        &config,
-                        &instance,
-                        source.as_ref(),
-                        &destination,
-                        &options,
-                        &events,
-                        &inbox,
-                    )
-                });
+                let around = ColdSurroundings {
+                    config: self.config.clone(),
+                    events: self.events.clone(),
+                    inbox: self.inbox.clone(),
+                    checking: std::sync::Arc::clone(&self.checking),
+                };
+                let launch = ColdLaunch {
+                    instance,
+                    source,
+                    destination,
+                    options,
+                };
+                runtime.spawn_blocking(move || run_cold(&around, &launch));
             }
             EngineRequest::Live { id, command } => match &self.supervisor {
                 Ok(supervisor) => supervisor.command(id, command),
@@ -532,7 +579,7 @@ async fn checked_live_plan(
 ) -> Result<CheckedLive, String> {
     let source = source.map(HostName::as_str);
     match destination {
-        Destination::Host(destination) => {
+        Destination::Named(destination) => {
             let (facts, report) = plan::precheck_live_migration(
                 config,
                 instance,
@@ -583,17 +630,38 @@ async fn checked_live_plan(
     }
 }
 
+/// What a cold launch works with besides its request.
+struct ColdSurroundings {
+    config: Config,
+    events: UnboundedSender<EngineEvent>,
+    inbox: UnboundedSender<Inbox>,
+    checking: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// One cold launch, as asked.
+struct ColdLaunch {
+    instance: String,
+    source: Option<HostName>,
+    destination: String,
+    options: ColdOptions,
+}
+
 /// Plans on fresh facts, records the plan in the history, then runs the cold migration and
 /// records each phase. Blocking: runs on the blocking pool.
-fn run_cold(
-    config: &Config,
-    instance: &str,
-    source: Option<&HostName>,
-    destination: &HostName,
-    options: &ColdOptions,
-    events: &UnboundedSender<EngineEvent>,
-    inbox: &UnboundedSender<Inbox>,
-) {
+fn run_cold(around: &ColdSurroundings, launch: &ColdLaunch) {
+    let ColdSurroundings {
+        config,
+        events,
+        inbox,
+        checking,
+    } = around;
+    let ColdLaunch {
+        instance,
+        source,
+        destination,
+        options,
+    } = launch;
+    let instance = instance.as_str();
     let notice = |message: String| {
         let _ = events.send(EngineEvent::Notice(message));
     };
@@ -604,10 +672,12 @@ fn run_cold(
             reason,
         });
     };
-    let planning = match cold::plan(config, instance, destination.as_str(), options) {
+    let checked = checking.blocking_lock();
+    let planning = match cold::plan(config, instance, destination, options) {
         Ok(planning) => planning,
         Err(error) => return refused(error.to_string()),
     };
+    drop(checked);
     let _ = events.send(EngineEvent::Planned {
         kind: MigrationKind::Cold,
         instance: instance.to_string(),
@@ -626,7 +696,10 @@ fn run_cold(
             planning.report.failure_reasons()
         ));
     };
-    if let Some(source) = source.filter(|source| plan.source.name != source.as_str()) {
+    if let Some(source) = source
+        .as_ref()
+        .filter(|source| plan.source.name != source.as_str())
+    {
         return refused(format!(
             "it is on {} now, not on {source}",
             plan.source.name

@@ -24,7 +24,7 @@ use ratatui::Terminal;
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 
 use crate::config::Config;
-use crate::engine::service::{Destination, Engine, EngineEvent, EngineRequest};
+use crate::engine::service::{Destination, Engine, EngineEvent, EngineRequest, TakeOver};
 use crate::engine::supervisor::SupervisorEvent;
 use crate::inventory::{spawn_workers, Inventory, InventoryEvent};
 
@@ -52,13 +52,13 @@ fn engine_request(action: Action) -> EngineRequest {
             options: request.live_options(),
             source: Some(request.source().clone()),
             instance: request.instance_name,
-            destination: Destination::Host(request.destination),
+            destination: Destination::Named(request.destination.to_string()),
         },
         Action::LaunchColdMigration(request) => EngineRequest::LaunchCold {
             options: request.cold_options(),
             source: Some(request.source().clone()),
             instance: request.instance_name,
-            destination: request.destination,
+            destination: request.destination.to_string(),
         },
         Action::AbortCold { id } => EngineRequest::AbortCold { id },
         Action::SettleCold { id, keep } => EngineRequest::SettleCold { id, keep },
@@ -93,7 +93,7 @@ pub fn run(config: &Config, theme: Theme, notice: Option<String>) -> anyhow::Res
     let theme = theme.for_terminal(ColorSupport::detect());
     let (inventory_tx, inventory_rx) = mpsc::unbounded_channel();
     spawn_workers(config, move |event| inventory_tx.send(event).is_ok());
-    let (engine, engine_events) = Engine::start(config);
+    let (engine, engine_events) = Engine::start(config, TakeOver::Everything);
 
     install_panic_hook();
     enable_raw_mode()?;
