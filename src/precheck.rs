@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::domain::DomainRunState;
 use crate::model::units::format_bytes;
 use crate::model::HostName;
 
@@ -21,6 +22,32 @@ pub enum InstanceState {
     Paused,
     ShutOff,
     Other(String),
+}
+
+impl InstanceState {
+    /// The operator's words for a domain state, as the checks expect them.
+    pub fn from_run_state(state: DomainRunState) -> InstanceState {
+        match state {
+            // "Blocked" is a running guest waiting on I/O or idle.
+            DomainRunState::Running | DomainRunState::Blocked => InstanceState::Running,
+            DomainRunState::Paused => InstanceState::Paused,
+            DomainRunState::ShutOff => InstanceState::ShutOff,
+            other => InstanceState::Other(other.as_virsh_str().to_string()),
+        }
+    }
+}
+
+/// "; not reachable, so not searched: hv3, hv4" after a list of the hosts searched, or
+/// nothing when every host answered.
+pub fn unreachable_note(unreachable: &[String]) -> String {
+    if unreachable.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; not reachable, so not searched: {}",
+            unreachable.join(", ")
+        )
+    }
 }
 
 /// Where a disk's data lives.

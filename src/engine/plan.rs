@@ -17,8 +17,8 @@ use crate::libvirt::HostConnection;
 use crate::model::host_name::HostNameError;
 use crate::model::HostName;
 use crate::precheck::{
-    run_all, BlockMigrationChoice, HostProblem, JobInProgress, PrecheckFacts, PrecheckReport,
-    SharedStorageProbe,
+    run_all, unreachable_note, BlockMigrationChoice, HostProblem, JobInProgress, PrecheckFacts,
+    PrecheckReport, SharedStorageProbe,
 };
 
 /// Why no facts could be gathered at all: without the instance there is nothing to check.
@@ -74,17 +74,6 @@ pub enum PrecheckError {
         instance: String,
         error: String,
     },
-}
-
-fn unreachable_note(unreachable: &[String]) -> String {
-    if unreachable.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; not reachable, so not searched: {}",
-            unreachable.join(", ")
-        )
-    }
 }
 
 /// One destination considered by [`pick_auto_destination`], with its full checklist.

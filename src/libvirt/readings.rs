@@ -111,7 +111,7 @@ fn read_source(
     };
     Ok(Some(SourceReading {
         job_in_progress,
-        state: instance_state(DomainRunState::from_libvirt(info.state)),
+        state: InstanceState::from_run_state(DomainRunState::from_libvirt(info.state)),
         memory_bytes: info.max_mem.saturating_mul(1024),
         disks,
         kernel: platform.kernel.clone(),
@@ -144,17 +144,6 @@ pub fn job_in_progress(domain: &virt::domain::Domain) -> Result<Option<String>, 
         }
         .to_string(),
     ))
-}
-
-/// The operator's words for a domain state, as the checks expect them.
-pub fn instance_state(state: DomainRunState) -> InstanceState {
-    match state {
-        // "Blocked" is a running guest waiting on I/O or idle.
-        DomainRunState::Running | DomainRunState::Blocked => InstanceState::Running,
-        DomainRunState::Paused => InstanceState::Paused,
-        DomainRunState::ShutOff => InstanceState::ShutOff,
-        other => InstanceState::Other(other.as_virsh_str().to_string()),
-    }
 }
 
 /// One disk as the checks see it. Network disks are named `protocol:name`, pool volumes
@@ -358,15 +347,15 @@ mod tests {
         assert_eq!(fact.storage, DiskStorage::Shared);
 
         assert_eq!(
-            instance_state(DomainRunState::Blocked),
+            InstanceState::from_run_state(DomainRunState::Blocked),
             InstanceState::Running
         );
         assert_eq!(
-            instance_state(DomainRunState::ShutOff),
+            InstanceState::from_run_state(DomainRunState::ShutOff),
             InstanceState::ShutOff
         );
         assert_eq!(
-            instance_state(DomainRunState::Crashed),
+            InstanceState::from_run_state(DomainRunState::Crashed),
             InstanceState::Other("crashed".into())
         );
     }
