@@ -20,7 +20,7 @@ use super::cpu::{cpu_compare_result, cpu_comparison, guest_platform, host_cpu_xm
 use super::facts::{disks_from_domain_xml, DiskFacts, DiskSource, DomainRunState};
 use super::job_stats::{self, HypervisorCpuQuery, NodeMemoryStats};
 use super::{HostConnection, LibvirtError};
-use crate::inventory::storage::{classify_disk, Storage};
+use crate::model::storage::{classify_disk, Storage};
 use crate::precheck::{CpuCompareResult, DiskFact, DiskStorage, HypervisorInfo, InstanceState};
 
 fn domain_state_if_defined(
