@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::queue::QueueLimits;
 use crate::model::HostName;
 use crate::policy::{AdaptivePolicyConfig, NovaPolicyConfig};
 
@@ -115,6 +114,26 @@ impl MigrationDefaults {
         self.nova
             .validate()
             .map_err(|e| format!("table [migration.nova]: {e}"))
+    }
+}
+
+/// How many migrations may run at once, as the engine's queue applies them; read from
+/// `[migration]` by [`MigrationDefaults::queue_limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueLimits {
+    /// Migrations leaving one host at once; Nova's `max_concurrent_live_migrations`.
+    pub per_source_host_outbound: NonZeroUsize,
+    /// Migrations running at once across all hosts.
+    pub global: NonZeroUsize,
+}
+
+impl Default for QueueLimits {
+    fn default() -> QueueLimits {
+        QueueLimits {
+            // Nova's default for max_concurrent_live_migrations.
+            per_source_host_outbound: NonZeroUsize::MIN,
+            global: NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN),
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::policy::{
 };
 use crate::precheck::{BlockMigrationChoice, MigrationPlan};
 
-use super::app::InstanceKey;
+use super::state::instances::InstanceKey;
 
 /// Something for the runtime to carry out.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,10 +10,10 @@ use crate::progress::MigrationPhase;
 
 use super::action::{Action, PolicyKind, PrecheckRequest};
 use super::app::{App, InstanceKey, Screen};
-use super::cold_migrations::ColdChange;
 use super::keymap;
-use super::migrations::{MigrationChange, MigrationEvent};
-use super::operator::{ColdQuestion, OperatorPrompt};
+use super::state::cold_detail::ColdChange;
+use super::state::migrations::{MigrationChange, MigrationEvent};
+use super::state::prompt::{ColdQuestion, OperatorPrompt};
 use super::test_support::{
     adaptive_run_events, app_with_events, at, busy_plan, cold_run_events, hands_off_plan,
     post_copy_run_events, precheck_report, press, Replay,
@@ -88,7 +88,7 @@ fn m_opens_the_live_dialog_on_the_selected_instance_and_asks_for_prechecks() {
     assert!(dialog
         .candidates
         .iter()
-        .all(|c| c.check == super::launch::DestinationCheck::Checking));
+        .all(|c| c.check == super::state::launch::DestinationCheck::Checking));
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn cold_is_shown_disabled_until_the_flag_says_it_exists() {
     press(&mut app, "\n");
     assert_eq!(
         app.flash.as_deref(),
-        Some(super::launch::COLD_NOT_AVAILABLE)
+        Some(super::state::launch::COLD_NOT_AVAILABLE)
     );
     assert!(app.take_actions().is_empty());
     press(&mut app, "\u{1b}");

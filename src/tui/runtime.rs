@@ -40,8 +40,8 @@ use crate::precheck::PrecheckReport;
 
 use super::action::{Action, ColdLaunchRequest, LaunchRequest, PrecheckRequest};
 use super::app::App;
-use super::cold_migrations::ColdChange;
-use super::migrations::{MigrationChange, MigrationEvent};
+use super::state::cold_detail::ColdChange;
+use super::state::migrations::{MigrationChange, MigrationEvent};
 use super::theme::{ColorSupport, Theme};
 use super::views;
 

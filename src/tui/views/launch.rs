@@ -10,7 +10,7 @@ use ratatui::Frame;
 
 use crate::engine::history::MigrationKind;
 use crate::tui::app::App;
-use crate::tui::launch::{
+use crate::tui::state::launch::{
     Candidate, DestinationCheck, DialogFocus, LaunchDialog, COLD_NOT_AVAILABLE,
 };
 use crate::tui::theme::Theme;

@@ -17,7 +17,8 @@ use crate::model::units::{format_bytes, format_duration_ms, MIB};
 use crate::policy::{DowntimeStep, StepTrigger};
 use crate::progress::{ConvergenceVerdict, MigrationPhase, MigrationProgress};
 use crate::tui::app::App;
-use crate::tui::migrations::{OperatorMessageKind, Stage, TrackedMigration};
+use crate::tui::state::migrations::{Stage, TrackedMigration};
+use crate::tui::state::operator_messages::OperatorMessageKind;
 use crate::tui::theme::Theme;
 
 use super::migrations::{outcome_text, phase_label};

@@ -11,8 +11,8 @@ use crate::engine::queue::{QueuePosition, WaitingFor};
 use crate::model::HostName;
 use crate::tui::action::Action;
 use crate::tui::app::App;
-use crate::tui::cold_migrations::ColdChange;
-use crate::tui::migrations::{MigrationChange, MigrationEvent};
+use crate::tui::state::cold_detail::ColdChange;
+use crate::tui::state::migrations::{MigrationChange, MigrationEvent};
 use crate::tui::test_support::{
     abort_run_events, adaptive_run_events, app_with_events, at, busy_plan, cold_run_events,
     hands_off_plan, pause_completed_events, post_copy_run_events, precheck_report, press,

@@ -11,8 +11,8 @@ use crate::engine::live::LiveOutcome;
 use crate::model::units::{format_bytes, format_duration_ms, format_rate};
 use crate::progress::{ConvergenceVerdict, MigrationPhase};
 use crate::tui::app::App;
-use crate::tui::cold_migrations::{ColdEnd, ColdStage, TrackedCold};
-use crate::tui::migrations::{Listed, MigrationStore, Stage, TrackedMigration};
+use crate::tui::state::cold_detail::{ColdEnd, ColdStage, TrackedCold};
+use crate::tui::state::migrations::{Listed, MigrationStore, Stage, TrackedMigration};
 use crate::tui::theme::Theme;
 
 use super::scroll_offset;

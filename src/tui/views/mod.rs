@@ -48,7 +48,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
             instances::draw(frame, instances_area, app, theme);
         }
         Screen::Migrations if app.migration_detail => match app.selected_listed() {
-            Some(super::migrations::Listed::Cold(cold)) => {
+            Some(crate::tui::state::migrations::Listed::Cold(cold)) => {
                 cold_detail::draw(frame, main_area, app, cold, theme)
             }
             _ => migration_detail::draw(frame, main_area, app, theme),

@@ -7,7 +7,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use ratatui::Frame;
 
 use crate::tui::app::App;
-use crate::tui::operator::OperatorPrompt;
+use crate::tui::state::prompt::OperatorPrompt;
 use crate::tui::theme::Theme;
 
 use super::{centred, wrap_words};

@@ -8,9 +8,9 @@ use ratatui::Frame;
 
 use crate::inventory::HostState;
 use crate::tui::app::{App, Overlay, Pane, Screen};
-use crate::tui::launch::DialogFocus;
-use crate::tui::migrations::Listed;
-use crate::tui::operator::{prompt_for_listed, OperatorKey};
+use crate::tui::state::launch::DialogFocus;
+use crate::tui::state::migrations::Listed;
+use crate::tui::state::prompt::{prompt_for_listed, OperatorKey};
 use crate::tui::theme::Theme;
 
 use super::age;

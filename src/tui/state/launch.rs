@@ -11,10 +11,11 @@ use crate::model::HostName;
 use crate::policy::TimeoutAction;
 use crate::precheck::{BlockMigrationChoice, CheckOutcome, PrecheckReport};
 
-use super::action::{
+use super::instances::InstanceKey;
+use crate::tui::action::{
     Action, ColdLaunchRequest, LaunchOptions, LaunchRequest, PolicyKind, PrecheckRequest,
 };
-use super::app::InstanceKey;
+use crate::tui::number_field::{NumberEdit, NumberField, MAX_DIGITS};
 
 /// Shown wherever cold migration is offered while it cannot run: without the history there
 /// is nowhere to keep the plan that confirm and revert need.
@@ -23,10 +24,6 @@ pub const COLD_NOT_AVAILABLE: &str =
 
 /// Nova's `shutdown_timeout` default: how long the guest gets to power off by itself.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 60;
-
-/// Numbers typed into the dialog or a prompt stop at this many digits: enough for any real
-/// bandwidth or downtime, and never an overflow.
-pub const MAX_DIGITS: usize = 9;
 
 /// What is known of one destination's prechecks.
 #[derive(Debug, Clone, PartialEq)]
@@ -191,10 +188,10 @@ pub struct LaunchDialog {
     pub option_cursor: usize,
     pub options: LaunchOptions,
     /// What the operator typed; empty means no limit.
-    pub bandwidth_text: String,
-    pub max_downtime_text: String,
+    pub bandwidth: NumberField,
+    pub max_downtime: NumberField,
     /// Cold: seconds the guest gets to shut down by itself.
-    pub shutdown_timeout_text: String,
+    pub shutdown_timeout: NumberField,
     /// Cold: power the guest off hard when the shutdown timeout passes.
     pub hard_power_off_allowed: bool,
     /// Set once typed: switching the policy then keeps the operator's ceiling.
@@ -239,9 +236,9 @@ impl LaunchDialog {
             focus: DialogFocus::Destinations,
             destination_cursor: 0,
             option_cursor: 0,
-            max_downtime_text: options.max_downtime_ceiling_ms.to_string(),
-            bandwidth_text: String::new(),
-            shutdown_timeout_text: DEFAULT_SHUTDOWN_TIMEOUT_SECONDS.to_string(),
+            max_downtime: NumberField::with_value(options.max_downtime_ceiling_ms),
+            bandwidth: NumberField::default(),
+            shutdown_timeout: NumberField::with_value(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS),
             hard_power_off_allowed: false,
             options,
             max_downtime_edited: false,
@@ -373,8 +370,8 @@ impl LaunchDialog {
         }
         let (candidate, automatic) = self.chosen_destination(inventory)?;
         if self.kind == MigrationKind::Cold {
-            let shutdown_timeout_seconds = match self.shutdown_timeout_text.parse::<u64>() {
-                Ok(seconds) if seconds > 0 => seconds,
+            let shutdown_timeout_seconds = match self.shutdown_timeout.value() {
+                Some(seconds) if seconds > 0 => seconds,
                 _ => {
                     return Err(
                         "type the shutdown timeout in seconds (at least 1), e.g. 60".to_string()
@@ -396,7 +393,7 @@ impl LaunchDialog {
                 copy_bandwidth_mib_per_second: self.options.bandwidth_mib_per_second,
             }));
         }
-        if self.max_downtime_text.is_empty() {
+        if self.max_downtime.is_empty() {
             return Err("type a max downtime in ms, e.g. 2000".to_string());
         }
         self.options.validate()?;
@@ -439,9 +436,9 @@ impl LaunchDialog {
         let options = &self.options;
         match field {
             LaunchField::Policy => options.policy.name().to_string(),
-            LaunchField::Bandwidth if self.bandwidth_text.is_empty() => "no limit".to_string(),
-            LaunchField::Bandwidth => self.bandwidth_text.clone(),
-            LaunchField::MaxDowntime => self.max_downtime_text.clone(),
+            LaunchField::Bandwidth if self.bandwidth.is_empty() => "no limit".to_string(),
+            LaunchField::Bandwidth => self.bandwidth.to_string(),
+            LaunchField::MaxDowntime => self.max_downtime.to_string(),
             LaunchField::PostCopy => {
                 if options.post_copy_permitted {
                     "permitted".to_string()
@@ -461,7 +458,7 @@ impl LaunchDialog {
                 "never (refuse instead)"
             }
             .to_string(),
-            LaunchField::ShutdownTimeout => self.shutdown_timeout_text.clone(),
+            LaunchField::ShutdownTimeout => self.shutdown_timeout.to_string(),
         }
     }
 
@@ -525,7 +522,7 @@ impl LaunchDialog {
                 // The other policy's own defaults, unless the operator chose otherwise.
                 if !self.max_downtime_edited {
                     options.max_downtime_ceiling_ms = policy.default_downtime_ceiling_ms();
-                    self.max_downtime_text = options.max_downtime_ceiling_ms.to_string();
+                    self.max_downtime.set(options.max_downtime_ceiling_ms);
                 }
                 if !self.auto_converge_edited {
                     options.auto_converge = policy.default_auto_converge();
@@ -567,38 +564,31 @@ impl LaunchDialog {
     }
 
     fn edit_number(&mut self, field: LaunchField, code: KeyCode) -> DialogOutcome {
-        let text = match field {
-            LaunchField::Bandwidth => &mut self.bandwidth_text,
-            LaunchField::ShutdownTimeout => &mut self.shutdown_timeout_text,
-            _ => &mut self.max_downtime_text,
+        let number = match field {
+            LaunchField::Bandwidth => &mut self.bandwidth,
+            LaunchField::ShutdownTimeout => &mut self.shutdown_timeout,
+            _ => &mut self.max_downtime,
         };
-        match code {
-            KeyCode::Backspace => {
-                if text.pop().is_none() {
-                    return DialogOutcome::Unchanged;
-                }
+        match number.edit(code) {
+            NumberEdit::Changed => {}
+            NumberEdit::Unchanged | NumberEdit::NotForTheField => return DialogOutcome::Unchanged,
+            NumberEdit::TooManyDigits => {
+                return DialogOutcome::Flash(format!(
+                    "{} takes at most {MAX_DIGITS} digits",
+                    field.label()
+                ))
             }
-            KeyCode::Char(c) if c.is_ascii_digit() => {
-                if text.len() >= MAX_DIGITS {
-                    return DialogOutcome::Flash(format!(
-                        "{} takes at most {MAX_DIGITS} digits",
-                        field.label()
-                    ));
-                }
-                text.push(c);
-            }
-            KeyCode::Char(c) => {
+            NumberEdit::NotADigit(c) => {
                 return DialogOutcome::Flash(format!(
                     "{} takes a whole number: {c:?} is not a digit",
                     field.label()
                 ))
             }
-            _ => return DialogOutcome::Unchanged,
         }
-        let value = text.parse::<u64>().ok();
+        let value = number.value();
         match field {
             LaunchField::Bandwidth => self.options.bandwidth_mib_per_second = value,
-            // Read from the text at launch, where an empty or zero value is refused.
+            // Read from the field at launch, where an empty or zero value is refused.
             LaunchField::ShutdownTimeout => {}
             _ => {
                 self.options.max_downtime_ceiling_ms = value.unwrap_or(0);

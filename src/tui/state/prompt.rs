@@ -9,9 +9,9 @@ use crossterm::event::KeyCode;
 use crate::engine::history::MigrationId;
 use crate::engine::live::{LiveOutcome, OperatorCommand};
 
-use super::cold_migrations::{ColdEnd, ColdStage, TrackedCold};
-use super::launch::MAX_DIGITS;
-use super::migrations::{Listed, Stage, TrackedMigration};
+use super::cold_detail::{ColdEnd, ColdStage, TrackedCold};
+use super::migrations::{Listed, MigrationAlert, Stage, TrackedMigration};
+use crate::tui::number_field::{NumberEdit, NumberField, MAX_DIGITS};
 
 /// The commands, as keys name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,11 +81,11 @@ pub enum OperatorPrompt {
     },
     Bandwidth {
         id: MigrationId,
-        typed: String,
+        typed: NumberField,
     },
     MaxDowntime {
         id: MigrationId,
-        typed: String,
+        typed: NumberField,
     },
     /// y/n on a cold migration.
     Cold {
@@ -217,17 +217,17 @@ pub fn prompt_for(
         }),
         OperatorKey::Bandwidth => Ok(OperatorPrompt::Bandwidth {
             id,
-            typed: String::new(),
+            typed: NumberField::default(),
         }),
         OperatorKey::MaxDowntime => Ok(OperatorPrompt::MaxDowntime {
             id,
-            typed: String::new(),
+            typed: NumberField::default(),
         }),
         OperatorKey::Recover
             if migration
                 .alert
                 .as_ref()
-                .is_some_and(super::migrations::MigrationAlert::is_severe) =>
+                .is_some_and(MigrationAlert::is_severe) =>
         {
             Ok(OperatorPrompt::ConfirmRecover { id })
         }
@@ -515,34 +515,31 @@ enum NumberKind {
     MaxDowntime,
 }
 
-/// Digits only, checked as they are typed; Enter sends a number above 0. Anything libvirt
-/// still refuses (a value out of QEMU's range) comes back as the engine's refusal.
-fn edit_number(typed: &mut String, code: KeyCode, kind: NumberKind) -> PromptOutcome {
+/// Digits only, checked as they are typed (the one [`NumberField`]); Enter sends a number
+/// above 0. Anything libvirt still refuses (a value out of QEMU's range) comes back as the
+/// engine's refusal.
+fn edit_number(typed: &mut NumberField, code: KeyCode, kind: NumberKind) -> PromptOutcome {
     let (unit, example) = match kind {
         NumberKind::Bandwidth => ("MiB/s", "100"),
         NumberKind::MaxDowntime => ("ms", "1000"),
     };
+    match typed.edit(code) {
+        NumberEdit::Changed => return PromptOutcome::Changed,
+        NumberEdit::Unchanged => return PromptOutcome::Unchanged,
+        NumberEdit::TooManyDigits => {
+            return PromptOutcome::Flash(format!("at most {MAX_DIGITS} digits of {unit}"))
+        }
+        NumberEdit::NotADigit(c) => {
+            return PromptOutcome::Flash(format!(
+                "{c:?} is not a digit: type a whole number of {unit}"
+            ))
+        }
+        NumberEdit::NotForTheField => {}
+    }
     match code {
         KeyCode::Esc => PromptOutcome::Cancelled,
-        KeyCode::Backspace => {
-            if typed.pop().is_some() {
-                PromptOutcome::Changed
-            } else {
-                PromptOutcome::Unchanged
-            }
-        }
-        KeyCode::Char(c) if c.is_ascii_digit() => {
-            if typed.len() >= MAX_DIGITS {
-                return PromptOutcome::Flash(format!("at most {MAX_DIGITS} digits of {unit}"));
-            }
-            typed.push(c);
-            PromptOutcome::Changed
-        }
-        KeyCode::Char(c) => PromptOutcome::Flash(format!(
-            "{c:?} is not a digit: type a whole number of {unit}"
-        )),
         KeyCode::Enter => {
-            let Ok(value) = typed.parse::<u64>() else {
+            let Some(value) = typed.value() else {
                 return PromptOutcome::Flash(format!(
                     "type a whole number of {unit} first, e.g. {example}"
                 ));
