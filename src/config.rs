@@ -42,6 +42,35 @@ pub struct Config {
     pub migration: MigrationDefaults,
     #[serde(default)]
     pub hosts: Vec<HostConfig>,
+    /// `[keys.SCREEN]` tables remapping the TUI's keys: `abort = "A"`, or a list of keys
+    /// (`move_down = ["j", "down"]`, `[]` unbinds). The TUI checks the screens, actions and
+    /// keys against its key table when it starts (`tui::keys`).
+    #[serde(default, skip_serializing_if = "KeyOverrides::is_empty")]
+    pub keys: KeyOverrides,
+    /// The file this was loaded from, for errors found later (a `[keys]` entry the TUI refuses).
+    #[serde(skip)]
+    pub source_path: Option<PathBuf>,
+}
+
+/// `[keys]`: screen name, then action name, then the keys that trigger it.
+pub type KeyOverrides =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, KeyList>>;
+
+/// One key (`"A"`, `"ctrl-r"`) or several (`["j", "down"]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum KeyList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl KeyList {
+    pub fn keys(&self) -> Vec<&str> {
+        match self {
+            KeyList::One(key) => vec![key.as_str()],
+            KeyList::Many(keys) => keys.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 /// Defaults for migrations (`[migration]`); the CLI's and the launch dialog's options start
@@ -159,6 +188,8 @@ impl Default for Config {
             shared_storage_prefixes: default_shared_storage_prefixes(),
             migration: MigrationDefaults::default(),
             hosts: Vec::new(),
+            keys: KeyOverrides::new(),
+            source_path: None,
         }
     }
 }
@@ -206,7 +237,9 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text, path)
+        let mut config = Config::parse(&text, path)?;
+        config.source_path = Some(path.to_path_buf());
+        Ok(config)
     }
 
     pub fn refresh_interval(&self) -> Duration {
@@ -459,6 +492,13 @@ group = "lab"
         let mut checked = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
+            // The TUI checks `[keys]` against its key table; tui::keys tests those files.
+            let keys_case = path
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("keys_"));
+            if keys_case {
+                continue;
+            }
             let text = std::fs::read_to_string(&path).unwrap();
             let expected: Vec<&str> = text
                 .lines()

@@ -13,6 +13,7 @@ use crate::model::HostName;
 use crate::precheck::PrecheckReport;
 
 use super::action::Action;
+use super::keys::{KeyAction, KeyScreen, KeyTable};
 pub use super::state::hosts::HostSort;
 use super::state::instances::state_rank;
 pub use super::state::instances::{FilterState, InstanceKey, InstanceSort, Pane};
@@ -102,6 +103,8 @@ pub struct App {
     pub cold_migration_available: bool,
     /// First line of the help overlay on screen; the view clamps it.
     pub help_scroll: u16,
+    /// Every key of every screen: dispatch, footer and help read it.
+    pub keys: KeyTable,
     /// What the operator asked for since the runtime last took them.
     actions: Vec<Action>,
     last_precheck_request_id: u64,
@@ -135,11 +138,19 @@ impl App {
             flash: None,
             cold_migration_available: false,
             help_scroll: 0,
+            keys: KeyTable::default(),
             actions: Vec::new(),
             last_precheck_request_id: 0,
         };
         app.reanchor(Change::Inventory);
         app
+    }
+
+    /// The config's part of the app: the key table (already checked against the config's
+    /// `[keys]`, see [`KeyTable::from_config`]).
+    pub fn with_config(mut self, _config: &crate::config::Config, keys: KeyTable) -> App {
+        self.keys = keys;
+        self
     }
 
     /// Folds one event of the queue or the engine in; true if the screen must be redrawn.
@@ -430,50 +441,73 @@ impl App {
         self.route_key(key) || had_flash
     }
 
-    /// The innermost thing open gets the key: filter line, overlay, operator prompt, launch
-    /// dialog, then the screen.
-    fn route_key(&mut self, key: KeyEvent) -> bool {
+    /// The screen whose keys apply now: the innermost thing open.
+    pub fn key_screen(&self) -> KeyScreen {
         if self.filter.editing {
-            return self.handle_filter_key(key);
+            return KeyScreen::Filter;
         }
-        if let Some(overlay) = self.overlay {
-            return match key.code {
-                KeyCode::Esc | KeyCode::Enter => {
+        match self.overlay {
+            Some(Overlay::Help) => return KeyScreen::Help,
+            Some(Overlay::Details) => return KeyScreen::Details,
+            None => {}
+        }
+        if self.prompt.is_some() {
+            KeyScreen::Prompt
+        } else if self.launch.is_some() {
+            KeyScreen::Launch
+        } else {
+            match self.screen {
+                Screen::Inventory => KeyScreen::Inventory,
+                Screen::Migrations => KeyScreen::Migrations,
+            }
+        }
+    }
+
+    /// The innermost thing open gets the key: filter line, overlay, operator prompt, launch
+    /// dialog, then the screen. The key table says which action the key is there.
+    fn route_key(&mut self, key: KeyEvent) -> bool {
+        let screen = self.key_screen();
+        let action = self.keys.action(screen, &key);
+        match screen {
+            KeyScreen::Filter => self.handle_filter_key(action, key),
+            KeyScreen::Help => match action {
+                Some(KeyAction::Close) => {
                     self.overlay = None;
                     true
                 }
-                KeyCode::Char('?') if overlay == Overlay::Help => {
-                    self.overlay = None;
-                    true
-                }
-                KeyCode::Char('q') => {
+                Some(KeyAction::Quit) => {
                     self.quit = true;
                     true
                 }
-                KeyCode::Down | KeyCode::Char('j') if overlay == Overlay::Help => {
+                Some(KeyAction::ScrollDown) => {
                     // The view stops earlier when the help fits; past its last line, never.
-                    let last_line = super::keymap::line_count().saturating_sub(1) as u16;
+                    let last_line = self.keys.help_line_count().saturating_sub(1) as u16;
                     let before = self.help_scroll;
                     self.help_scroll = (self.help_scroll + 1).min(last_line);
                     before != self.help_scroll
                 }
-                KeyCode::Up | KeyCode::Char('k') if overlay == Overlay::Help => {
+                Some(KeyAction::ScrollUp) => {
                     let before = self.help_scroll;
                     self.help_scroll = self.help_scroll.saturating_sub(1);
                     before != self.help_scroll
                 }
                 _ => false,
-            };
-        }
-        if self.prompt.is_some() {
-            return self.handle_prompt_key(key);
-        }
-        if self.launch.is_some() {
-            return self.handle_launch_key(key);
-        }
-        match self.screen {
-            Screen::Inventory => self.handle_inventory_key(key),
-            Screen::Migrations => self.handle_migrations_key(key),
+            },
+            KeyScreen::Details => match action {
+                Some(KeyAction::Close) => {
+                    self.overlay = None;
+                    true
+                }
+                Some(KeyAction::Quit) => {
+                    self.quit = true;
+                    true
+                }
+                _ => false,
+            },
+            KeyScreen::Prompt => self.handle_prompt_key(action, key),
+            KeyScreen::Launch => self.handle_launch_key(action, key),
+            KeyScreen::Inventory => self.handle_inventory_key(action),
+            KeyScreen::Migrations => self.handle_migrations_key(action),
         }
     }
 
@@ -482,23 +516,21 @@ impl App {
         self.help_scroll = 0;
     }
 
-    fn handle_inventory_key(&mut self, key: KeyEvent) -> bool {
-        match key.code {
-            KeyCode::Char('q') => self.quit = true,
-            KeyCode::Char('?') => self.open_help(),
-            KeyCode::Char('m') => return self.open_launch(MigrationKind::Live),
-            KeyCode::Char('c') => return self.open_launch(MigrationKind::Cold),
-            KeyCode::Char('2') => self.screen = Screen::Migrations,
-            KeyCode::Enter => self.overlay = Some(Overlay::Details),
-            KeyCode::Tab
-            | KeyCode::BackTab
-            | KeyCode::Left
-            | KeyCode::Right
-            | KeyCode::Char('h')
-            | KeyCode::Char('l') => {
-                let wanted = match key.code {
-                    KeyCode::Left | KeyCode::Char('h') => Pane::Hosts,
-                    KeyCode::Right | KeyCode::Char('l') => Pane::Instances,
+    fn handle_inventory_key(&mut self, action: Option<KeyAction>) -> bool {
+        let Some(action) = action else {
+            return false;
+        };
+        match action {
+            KeyAction::Quit => self.quit = true,
+            KeyAction::Help => self.open_help(),
+            KeyAction::LiveMigrate => return self.open_launch(MigrationKind::Live),
+            KeyAction::ColdMigrate => return self.open_launch(MigrationKind::Cold),
+            KeyAction::ShowMigrations => self.screen = Screen::Migrations,
+            KeyAction::Details => self.overlay = Some(Overlay::Details),
+            KeyAction::SwitchPane | KeyAction::HostsPane | KeyAction::InstancesPane => {
+                let wanted = match action {
+                    KeyAction::HostsPane => Pane::Hosts,
+                    KeyAction::InstancesPane => Pane::Instances,
                     _ if self.focus == Pane::Hosts => Pane::Instances,
                     _ => Pane::Hosts,
                 };
@@ -507,29 +539,29 @@ impl App {
                 }
                 self.focus = wanted;
             }
-            KeyCode::Up | KeyCode::Char('k') => return self.move_cursor(-1),
-            KeyCode::Down | KeyCode::Char('j') => return self.move_cursor(1),
-            KeyCode::PageUp => return self.move_cursor(-(PAGE_ROWS as isize)),
-            KeyCode::PageDown => return self.move_cursor(PAGE_ROWS as isize),
-            KeyCode::Home | KeyCode::Char('g') => return self.move_cursor(isize::MIN / 2),
-            KeyCode::End | KeyCode::Char('G') => return self.move_cursor(isize::MAX / 2),
-            KeyCode::Char('/') => {
+            KeyAction::MoveUp => return self.move_cursor(-1),
+            KeyAction::MoveDown => return self.move_cursor(1),
+            KeyAction::PageUp => return self.move_cursor(-(PAGE_ROWS as isize)),
+            KeyAction::PageDown => return self.move_cursor(PAGE_ROWS as isize),
+            KeyAction::First => return self.move_cursor(isize::MIN / 2),
+            KeyAction::Last => return self.move_cursor(isize::MAX / 2),
+            KeyAction::Filter => {
                 self.filter.editing = true;
                 // Typing a filter is about instances: show them.
                 self.focus = Pane::Instances;
             }
-            KeyCode::Char('s') => {
+            KeyAction::Sort => {
                 match self.focus {
                     Pane::Hosts => self.host_sort = self.host_sort.next(),
                     Pane::Instances => self.instance_sort = self.instance_sort.next(),
                 }
                 self.reanchor(Change::Order);
             }
-            KeyCode::Char('S') => {
+            KeyAction::ReverseSort => {
                 self.sort_descending = !self.sort_descending;
                 self.reanchor(Change::Order);
             }
-            KeyCode::Esc => {
+            KeyAction::Back => {
                 // Back out one level: filter first, then the host selection.
                 if self.filter.is_active() || !self.filter.text.is_empty() {
                     self.filter = FilterState::default();
@@ -579,15 +611,15 @@ impl App {
         true
     }
 
-    fn handle_launch_key(&mut self, key: KeyEvent) -> bool {
-        if key.code == KeyCode::Char('?') {
+    fn handle_launch_key(&mut self, action: Option<KeyAction>, key: KeyEvent) -> bool {
+        if action == Some(KeyAction::Help) {
             self.open_help();
             return true;
         }
         let Some(dialog) = self.launch.as_mut() else {
             return false;
         };
-        match dialog.handle_key(key, &self.inventory) {
+        match dialog.handle_key(action, key.code, &self.inventory) {
             DialogOutcome::Unchanged => return false,
             DialogOutcome::Changed => {}
             DialogOutcome::Flash(reason) => self.flash = Some(reason),
@@ -611,11 +643,11 @@ impl App {
         true
     }
 
-    fn handle_prompt_key(&mut self, key: KeyEvent) -> bool {
+    fn handle_prompt_key(&mut self, action: Option<KeyAction>, key: KeyEvent) -> bool {
         let Some(prompt) = self.prompt.as_mut() else {
             return false;
         };
-        match prompt.handle_key(key.code) {
+        match prompt.handle_key(action, key.code) {
             PromptOutcome::Unchanged => false,
             PromptOutcome::Changed => true,
             PromptOutcome::Flash(reason) => {
@@ -666,11 +698,11 @@ impl App {
         }
     }
 
-    fn handle_migrations_key(&mut self, key: KeyEvent) -> bool {
-        if let Some(operator_key) = match key.code {
-            KeyCode::Char(c) => OperatorKey::from_char(c),
-            _ => None,
-        } {
+    fn handle_migrations_key(&mut self, action: Option<KeyAction>) -> bool {
+        let Some(action) = action else {
+            return false;
+        };
+        if let Some(operator_key) = OperatorKey::from_action(action) {
             match self
                 .selected_listed()
                 .map(|m| prompt_for_listed(operator_key, m))
@@ -681,33 +713,31 @@ impl App {
             }
             return true;
         }
-        match key.code {
-            KeyCode::Char('q') => self.quit = true,
-            KeyCode::Char('?') => self.open_help(),
-            KeyCode::Char('1') => {
+        match action {
+            KeyAction::Quit => self.quit = true,
+            KeyAction::Help => self.open_help(),
+            KeyAction::ShowInventory => {
                 self.screen = Screen::Inventory;
                 self.migration_detail = false;
             }
-            KeyCode::Esc if self.migration_detail => self.migration_detail = false,
-            KeyCode::Esc => self.screen = Screen::Inventory,
-            _ if self.migration_detail => match key.code {
-                KeyCode::Char('2') => self.migration_detail = false,
+            KeyAction::Back if self.migration_detail => self.migration_detail = false,
+            KeyAction::Back => self.screen = Screen::Inventory,
+            _ if self.migration_detail => match action {
+                KeyAction::ShowMigrations => self.migration_detail = false,
                 _ => return false,
             },
-            KeyCode::Enter => {
+            KeyAction::Open => {
                 if self.selected_listed().is_none() {
                     return false;
                 }
                 self.migration_detail = true;
             }
-            KeyCode::Up | KeyCode::Char('k') => return self.move_migration_cursor(-1),
-            KeyCode::Down | KeyCode::Char('j') => return self.move_migration_cursor(1),
-            KeyCode::PageUp => return self.move_migration_cursor(-(PAGE_ROWS as isize)),
-            KeyCode::PageDown => return self.move_migration_cursor(PAGE_ROWS as isize),
-            KeyCode::Home | KeyCode::Char('g') => {
-                return self.move_migration_cursor(isize::MIN / 2)
-            }
-            KeyCode::End | KeyCode::Char('G') => return self.move_migration_cursor(isize::MAX / 2),
+            KeyAction::MoveUp => return self.move_migration_cursor(-1),
+            KeyAction::MoveDown => return self.move_migration_cursor(1),
+            KeyAction::PageUp => return self.move_migration_cursor(-(PAGE_ROWS as isize)),
+            KeyAction::PageDown => return self.move_migration_cursor(PAGE_ROWS as isize),
+            KeyAction::First => return self.move_migration_cursor(isize::MIN / 2),
+            KeyAction::Last => return self.move_migration_cursor(isize::MAX / 2),
             _ => return false,
         }
         true
@@ -726,18 +756,18 @@ impl App {
         true
     }
 
-    fn handle_filter_key(&mut self, key: KeyEvent) -> bool {
-        match key.code {
-            KeyCode::Enter => self.filter.editing = false,
-            KeyCode::Esc => self.filter = FilterState::default(),
-            KeyCode::Backspace => {
+    fn handle_filter_key(&mut self, action: Option<KeyAction>, key: KeyEvent) -> bool {
+        match (action, key.code) {
+            (Some(KeyAction::Apply), _) => self.filter.editing = false,
+            (Some(KeyAction::Clear), _) => self.filter = FilterState::default(),
+            (_, KeyCode::Backspace) => {
                 let mut text = self.filter.text.clone();
                 if text.pop().is_none() {
                     self.filter.editing = false;
                 }
                 self.filter.set_text(text);
             }
-            KeyCode::Char(c) => {
+            (_, KeyCode::Char(c)) => {
                 let text = format!("{}{c}", self.filter.text);
                 self.filter.set_text(text);
             }

@@ -10,7 +10,7 @@ use crate::progress::MigrationPhase;
 
 use super::action::{Action, PolicyKind, PrecheckRequest};
 use super::app::{App, InstanceKey, Screen};
-use super::keymap;
+use super::keys::{KeyPress, KeyScreen, KeyTable, EVERYWHERE};
 use super::state::cold_detail::ColdChange;
 use super::state::migrations::{MigrationChange, MigrationEvent};
 use super::state::prompt::{ColdQuestion, OperatorPrompt};
@@ -605,7 +605,7 @@ fn screens_and_esc_back_out_one_level_at_a_time() {
     assert_eq!(app.screen, Screen::Inventory);
     assert!(!app.migration_detail);
     press(&mut app, "?");
-    assert_eq!(keymap::sections(&app)[0].title, keymap::INVENTORY.title);
+    assert_eq!(super::views::help::sections(&app)[0], KeyScreen::Inventory);
 }
 
 #[test]
@@ -646,17 +646,23 @@ fn the_selection_follows_a_migration_as_the_list_reorders() {
 /// of the footer (j/k is j and k) is a token of some help entry.
 #[test]
 fn every_footer_key_is_in_the_help() {
-    let help_tokens: Vec<String> = [
-        keymap::INVENTORY,
-        keymap::LAUNCH,
-        keymap::MIGRATIONS,
-        keymap::EVERYWHERE,
-    ]
-    .iter()
-    .flat_map(|s| s.keys.iter())
-    .flat_map(|(key, _)| key.split_whitespace())
-    .map(str::to_lowercase)
-    .collect();
+    let table = KeyTable::default();
+    let help_tokens: Vec<String> = KeyScreen::ALL
+        .iter()
+        .map(|&screen| table.screen(screen))
+        .flat_map(|keys| {
+            keys.bindings
+                .iter()
+                .flat_map(|b| b.keys.iter().map(KeyPress::to_string))
+                .chain(
+                    keys.typed
+                        .iter()
+                        .chain(EVERYWHERE)
+                        .flat_map(|(key, _)| key.split_whitespace().map(str::to_string)),
+                )
+        })
+        .map(|token| token.to_lowercase())
+        .collect();
     let check = |app: &App, context: &str| {
         for key in footer_keys(app) {
             // "j/k" is two keys; "/" is the filter key itself.
@@ -695,10 +701,11 @@ fn every_footer_key_is_in_the_help() {
 
     let mut app = cold(usize::MAX);
     check(&app, "cold migration awaiting confirm");
-    let enabled: Vec<&str> = footer_keys(&app)
+    let footer = footer_keys(&app);
+    let enabled: Vec<&str> = footer
         .iter()
         .filter(|k| k.enabled)
-        .map(|k| k.key)
+        .map(|k| k.key.as_str())
         .collect();
     assert!(enabled.starts_with(&["C", "R"]), "{enabled:?}");
     press(&mut app, "C");

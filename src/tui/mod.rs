@@ -10,7 +10,7 @@ pub mod action;
 pub mod app;
 pub mod bench;
 pub mod filter;
-pub mod keymap;
+pub mod keys;
 pub mod number_field;
 pub mod runtime;
 pub mod state;

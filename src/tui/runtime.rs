@@ -548,6 +548,7 @@ fn install_panic_hook() {
 /// status bar from the first frame.
 pub fn run(config: &Config, theme: Theme, notice: Option<String>) -> anyhow::Result<()> {
     let theme = theme.for_terminal(ColorSupport::detect());
+    let keys = super::keys::KeyTable::from_config(config)?;
     let (events_tx, events_rx) = mpsc::channel::<AppEvent>();
 
     let inventory_tx = events_tx.clone();
@@ -588,7 +589,8 @@ pub fn run(config: &Config, theme: Theme, notice: Option<String>) -> anyhow::Res
         restore_terminal();
         return Err(error.into());
     }
-    let mut app = App::new(Inventory::new(config, SystemTime::now()), SystemTime::now());
+    let mut app = App::new(Inventory::new(config, SystemTime::now()), SystemTime::now())
+        .with_config(config, keys);
     app.notice = notice.or_else(|| bridge.supervisor.as_ref().err().cloned());
     app.cold_migration_available = bridge.cold_available();
     let result = event_loop(

@@ -3,7 +3,7 @@
 //! migration. Pure state: prechecks arrive as data (`App::on_precheck_reports`), and confirming
 //! yields an [`Action`] for the runtime.
 
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::KeyCode;
 
 use crate::engine::history::MigrationKind;
 use crate::inventory::{Instance, Inventory};
@@ -15,6 +15,7 @@ use super::instances::InstanceKey;
 use crate::tui::action::{
     Action, ColdLaunchRequest, LaunchOptions, LaunchRequest, PolicyKind, PrecheckRequest,
 };
+use crate::tui::keys::KeyAction;
 use crate::tui::number_field::{NumberEdit, NumberField, MAX_DIGITS};
 
 /// Shown wherever cold migration is offered while it cannot run: without the history there
@@ -462,16 +463,23 @@ impl LaunchDialog {
         }
     }
 
-    pub fn handle_key(&mut self, key: KeyEvent, inventory: &Inventory) -> DialogOutcome {
-        match key.code {
-            KeyCode::Esc => return DialogOutcome::Close,
-            KeyCode::Enter => {
+    /// One key: `action` is what the key table makes of it in the dialog, `code` the key
+    /// itself for a number field.
+    pub fn handle_key(
+        &mut self,
+        action: Option<KeyAction>,
+        code: KeyCode,
+        inventory: &Inventory,
+    ) -> DialogOutcome {
+        match action {
+            Some(KeyAction::Close) => return DialogOutcome::Close,
+            Some(KeyAction::Launch) => {
                 return match self.request(inventory) {
                     Ok(action) => DialogOutcome::Confirmed(action),
                     Err(reason) => DialogOutcome::Flash(reason),
                 }
             }
-            KeyCode::Tab | KeyCode::BackTab => {
+            Some(KeyAction::SwitchFocus) => {
                 if self.is_disabled() {
                     return DialogOutcome::Unchanged;
                 }
@@ -481,12 +489,12 @@ impl LaunchDialog {
                 };
                 return DialogOutcome::Changed;
             }
-            KeyCode::Up | KeyCode::Char('k') => return self.move_cursor(-1),
-            KeyCode::Down | KeyCode::Char('j') => return self.move_cursor(1),
+            Some(KeyAction::MoveUp) => return self.move_cursor(-1),
+            Some(KeyAction::MoveDown) => return self.move_cursor(1),
             _ => {}
         }
         if self.focus == DialogFocus::Options {
-            return self.edit_option(key);
+            return self.edit_option(action, code);
         }
         DialogOutcome::Unchanged
     }
@@ -504,14 +512,14 @@ impl LaunchDialog {
         DialogOutcome::Changed
     }
 
-    fn edit_option(&mut self, key: KeyEvent) -> DialogOutcome {
+    fn edit_option(&mut self, action: Option<KeyAction>, code: KeyCode) -> DialogOutcome {
         let field = self.field();
         if field.is_numeric() {
-            return self.edit_number(field, key.code);
+            return self.edit_number(field, code);
         }
-        let forward = match key.code {
-            KeyCode::Right | KeyCode::Char('l') | KeyCode::Char(' ') => true,
-            KeyCode::Left | KeyCode::Char('h') => false,
+        let forward = match action {
+            Some(KeyAction::NextValue) => true,
+            Some(KeyAction::PreviousValue) => false,
             _ => return DialogOutcome::Unchanged,
         };
         let options = &mut self.options;
