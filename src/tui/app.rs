@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use crate::config::{Config, MigrationDefaults};
 use crate::engine::history::{MigrationId, MigrationKind};
 use crate::inventory::{HostEntry, HostState, Instance, Inventory, InventoryEvent};
 use crate::model::HostName;
@@ -105,6 +106,9 @@ pub struct App {
     pub help_scroll: u16,
     /// Every key of every screen: dispatch, footer and help read it.
     pub keys: KeyTable,
+    /// The config's `[migration]`: the launch dialog opens with its values, as the launch
+    /// fills in what the dialog does not show from it.
+    pub migration_defaults: MigrationDefaults,
     /// What the operator asked for since the runtime last took them.
     actions: Vec<Action>,
     last_precheck_request_id: u64,
@@ -139,6 +143,7 @@ impl App {
             cold_migration_available: false,
             help_scroll: 0,
             keys: KeyTable::default(),
+            migration_defaults: MigrationDefaults::default(),
             actions: Vec::new(),
             last_precheck_request_id: 0,
         };
@@ -147,9 +152,10 @@ impl App {
     }
 
     /// The config's part of the app: the key table (already checked against the config's
-    /// `[keys]`, see [`KeyTable::from_config`]).
-    pub fn with_config(mut self, _config: &crate::config::Config, keys: KeyTable) -> App {
+    /// `[keys]`, see [`KeyTable::from_config`]) and the `[migration]` defaults.
+    pub fn with_config(mut self, config: &Config, keys: KeyTable) -> App {
         self.keys = keys;
+        self.migration_defaults = config.migration.clone();
         self
     }
 
@@ -603,6 +609,7 @@ impl App {
             &instance,
             &self.inventory,
             request_id,
+            &self.migration_defaults,
         );
         if let Some(request) = dialog.precheck_request() {
             self.actions.push(Action::RequestPrechecks(request));

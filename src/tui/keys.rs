@@ -409,6 +409,17 @@ impl KeyTable {
     /// The footer's name for these actions: the first key of each, joined by "/" ("j/k");
     /// None if one of them is unbound.
     pub fn footer_label(&self, screen: KeyScreen, actions: &[KeyAction]) -> Option<String> {
+        self.label_joined(screen, actions, "/")
+    }
+
+    /// The first key of each action joined by `separator` ("← →" in a dialog's hint); None if
+    /// one of them is unbound.
+    pub fn label_joined(
+        &self,
+        screen: KeyScreen,
+        actions: &[KeyAction],
+        separator: &str,
+    ) -> Option<String> {
         let firsts: Option<Vec<String>> = actions
             .iter()
             .map(|&action| {
@@ -417,7 +428,7 @@ impl KeyTable {
                     .map(KeyPress::to_string)
             })
             .collect();
-        Some(firsts?.join("/"))
+        Some(firsts?.join(separator))
     }
 
     /// Lines the help overlay has: a title per screen, a line per binding and typed key, a

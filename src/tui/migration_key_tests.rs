@@ -711,3 +711,63 @@ fn every_footer_key_is_in_the_help() {
     press(&mut app, "C");
     check(&app, "cold confirmation");
 }
+
+/// The config's `[migration]` for the launch-dialog tests: Nova, 800 ms, 100 MiB/s, post-copy
+/// permitted, force-complete at timeout, and a completion timeout the dialog does not show.
+fn nova_config() -> crate::config::Config {
+    let mut config = crate::config::Config::default();
+    config.migration.policy = crate::config::PolicyName::Nova;
+    config.migration.bandwidth_mib_per_second = 100;
+    config.migration.nova.downtime_ms = 800;
+    config.migration.nova.permit_post_copy = true;
+    config.migration.nova.timeout_action = TimeoutAction::ForceComplete;
+    config.migration.nova.completion_timeout_seconds_per_gib = 300;
+    config
+}
+
+/// The dialog opens with the config's `[migration]` values, and what it launches is what it
+/// showed, with the config's thresholds for the rest.
+#[test]
+fn the_launch_dialog_starts_from_the_configs_migration_table() {
+    let mut app = app_with_events(Vec::new()).with_config(&nova_config(), KeyTable::default());
+    press(&mut app, "\tjm");
+    let request = precheck_request(&mut app);
+    let dialog = app.launch.as_ref().unwrap();
+    use super::state::launch::LaunchField;
+    let shown: Vec<String> = LaunchField::LIVE
+        .iter()
+        .map(|&field| dialog.value_text(field))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "nova",
+            "100",
+            "800",
+            "permitted",
+            "off",
+            "auto",
+            "force-complete"
+        ]
+    );
+    answer_all(&mut app, &request);
+    press(&mut app, "\n");
+    let actions = app.take_actions();
+    let [Action::LaunchLiveMigration(launch)] = actions.as_slice() else {
+        panic!("{actions:?}");
+    };
+    let PolicyChoice::Nova(nova) = launch.policy_choice() else {
+        panic!("nova expected");
+    };
+    assert_eq!(nova.downtime_ms, 800);
+    assert_eq!(nova.completion_timeout_seconds_per_gib, 300, "the config's");
+    assert_eq!(launch.live_options().bandwidth_mib_per_second, Some(100));
+    assert!(launch.summary().contains("≤100 MiB/s, downtime ≤ 800 ms"));
+
+    // Without a config file: the built-in defaults, as before.
+    let (app, _) = dialog_on_vm1();
+    let dialog = app.launch.as_ref().unwrap();
+    assert_eq!(dialog.value_text(LaunchField::Policy), "adaptive");
+    assert_eq!(dialog.value_text(LaunchField::MaxDowntime), "2000");
+    assert_eq!(dialog.value_text(LaunchField::Bandwidth), "no limit");
+}

@@ -5,6 +5,8 @@
 
 use crossterm::event::KeyCode;
 
+use crate::config::MigrationDefaults;
+use crate::engine::cold::DEFAULT_SHUTDOWN_TIMEOUT;
 use crate::engine::history::MigrationKind;
 use crate::inventory::{Instance, Inventory};
 use crate::model::HostName;
@@ -13,7 +15,7 @@ use crate::precheck::{BlockMigrationChoice, CheckOutcome, PrecheckReport};
 
 use super::instances::InstanceKey;
 use crate::tui::action::{
-    Action, ColdLaunchRequest, LaunchOptions, LaunchRequest, PolicyKind, PrecheckRequest,
+    Action, ColdLaunchRequest, LaunchOptions, LaunchRequest, PrecheckRequest,
 };
 use crate::tui::keys::KeyAction;
 use crate::tui::number_field::{NumberEdit, NumberField, MAX_DIGITS};
@@ -22,9 +24,6 @@ use crate::tui::number_field::{NumberEdit, NumberField, MAX_DIGITS};
 /// is nowhere to keep the plan that confirm and revert need.
 pub const COLD_NOT_AVAILABLE: &str =
     "unavailable: the history could not be opened (see the status bar)";
-
-/// Nova's `shutdown_timeout` default: how long the guest gets to power off by itself.
-pub const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 60;
 
 /// What is known of one destination's prechecks.
 #[derive(Debug, Clone, PartialEq)]
@@ -209,6 +208,7 @@ impl LaunchDialog {
         instance: &Instance,
         inventory: &Inventory,
         precheck_request_id: u64,
+        defaults: &MigrationDefaults,
     ) -> LaunchDialog {
         let checkable = kind == MigrationKind::Live || cold_available;
         let candidates = inventory
@@ -224,7 +224,7 @@ impl LaunchDialog {
                 },
             })
             .collect();
-        let options = LaunchOptions::defaults_for(PolicyKind::Adaptive);
+        let options = LaunchOptions::from_config(defaults);
         LaunchDialog {
             kind,
             cold_available,
@@ -238,8 +238,11 @@ impl LaunchDialog {
             destination_cursor: 0,
             option_cursor: 0,
             max_downtime: NumberField::with_value(options.max_downtime_ceiling_ms),
-            bandwidth: NumberField::default(),
-            shutdown_timeout: NumberField::with_value(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS),
+            bandwidth: options
+                .bandwidth_mib_per_second
+                .map_or_else(NumberField::default, NumberField::with_value),
+            // The engine's default (Nova's `shutdown_timeout`), not a copy of it.
+            shutdown_timeout: NumberField::with_value(DEFAULT_SHUTDOWN_TIMEOUT.as_secs()),
             hard_power_off_allowed: false,
             options,
             max_downtime_edited: false,
@@ -529,11 +532,11 @@ impl LaunchDialog {
                 options.policy = policy;
                 // The other policy's own defaults, unless the operator chose otherwise.
                 if !self.max_downtime_edited {
-                    options.max_downtime_ceiling_ms = policy.default_downtime_ceiling_ms();
+                    options.max_downtime_ceiling_ms = policy.downtime_ceiling_ms(&options.defaults);
                     self.max_downtime.set(options.max_downtime_ceiling_ms);
                 }
                 if !self.auto_converge_edited {
-                    options.auto_converge = policy.default_auto_converge();
+                    options.auto_converge = policy.auto_converge(&options.defaults);
                 }
             }
             LaunchField::PostCopy => options.post_copy_permitted = !options.post_copy_permitted,

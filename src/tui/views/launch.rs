@@ -10,6 +10,7 @@ use ratatui::Frame;
 
 use crate::engine::history::MigrationKind;
 use crate::tui::app::App;
+use crate::tui::keys::{KeyAction, KeyScreen, KeyTable};
 use crate::tui::state::launch::{
     Candidate, DestinationCheck, DialogFocus, LaunchDialog, COLD_NOT_AVAILABLE,
 };
@@ -81,7 +82,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, dialog: &LaunchDialog, the
         );
     }
     draw_destinations(frame, destinations_area, app, dialog, theme);
-    draw_options(frame, options_area, dialog, theme);
+    draw_options(frame, options_area, dialog, &app.keys, theme);
 
     let summary: Vec<Line> = summary_rows
         .into_iter()
@@ -92,11 +93,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, dialog: &LaunchDialog, the
     let last_line = match &app.flash {
         Some(flash) => Line::from(Span::styled(format!(" {flash}"), theme.warning)),
         None => Line::from(Span::styled(
-            match dialog.focus {
-                _ if dialog.is_disabled() => " esc close",
-                DialogFocus::Destinations => " enter launch · tab options · esc cancel",
-                DialogFocus::Options => " ← → change · 0-9 type · enter launch · tab destinations",
-            },
+            keys_line(&app.keys, dialog),
             theme.footer_text,
         )),
     };
@@ -210,7 +207,46 @@ fn candidate_row<'a>(
     .style(row_style)
 }
 
-fn draw_options(frame: &mut Frame, area: Rect, dialog: &LaunchDialog, theme: &Theme) {
+/// The dialog's own line of keys, named as the key table binds them.
+fn keys_line(keys: &KeyTable, dialog: &LaunchDialog) -> String {
+    let key = |action: KeyAction| {
+        keys.label_joined(KeyScreen::Launch, &[action], "")
+            .unwrap_or_else(|| "(unbound)".to_string())
+    };
+    let (launch, switch, close) = (
+        key(KeyAction::Launch),
+        key(KeyAction::SwitchFocus),
+        key(KeyAction::Close),
+    );
+    match dialog.focus {
+        _ if dialog.is_disabled() => format!(" {close} close"),
+        DialogFocus::Destinations => {
+            format!(" {launch} launch · {switch} options · {close} cancel")
+        }
+        DialogFocus::Options => format!(
+            " {} change · 0-9 type · {launch} launch · {switch} destinations",
+            change_keys(keys)
+        ),
+    }
+}
+
+/// "← →": the keys that change an option, from the key table.
+fn change_keys(keys: &KeyTable) -> String {
+    keys.label_joined(
+        KeyScreen::Launch,
+        &[KeyAction::PreviousValue, KeyAction::NextValue],
+        " ",
+    )
+    .unwrap_or_else(|| "(unbound)".to_string())
+}
+
+fn draw_options(
+    frame: &mut Frame,
+    area: Rect,
+    dialog: &LaunchDialog,
+    keys: &KeyTable,
+    theme: &Theme,
+) {
     let focused = dialog.focus == DialogFocus::Options;
     let lines: Vec<Line> = dialog
         .fields()
@@ -221,9 +257,9 @@ fn draw_options(frame: &mut Frame, area: Rect, dialog: &LaunchDialog, theme: &Th
             let on_cursor = focused && index == dialog.option_cursor;
             let value = dialog.value_text(*field);
             let hint = match (on_cursor, field.is_numeric()) {
-                (false, _) => "",
-                (true, true) => "  0-9 type, backspace erase",
-                (true, false) => "  ← → change",
+                (false, _) => String::new(),
+                (true, true) => "  0-9 type, backspace erase".to_string(),
+                (true, false) => format!("  {} change", change_keys(keys)),
             };
             let style = if !applies {
                 theme.disabled

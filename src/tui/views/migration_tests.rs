@@ -73,6 +73,21 @@ fn launch_dialog_with_a_refused_destination_and_one_still_checking() {
     insta::assert_snapshot!(render(&app, 80, 24));
 }
 
+/// The options as the config's `[migration]` sets them (Nova, 800 ms, 100 MiB/s, post-copy
+/// permitted), not the built-in ones.
+#[test]
+fn launch_dialog_options_from_the_config() {
+    let mut config = crate::config::Config::default();
+    config.migration.policy = crate::config::PolicyName::Nova;
+    config.migration.bandwidth_mib_per_second = 100;
+    config.migration.nova.downtime_ms = 800;
+    config.migration.nova.permit_post_copy = true;
+    let mut app =
+        app_with_events(Vec::new()).with_config(&config, crate::tui::keys::KeyTable::default());
+    press(&mut app, "	jm	");
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
 #[test]
 fn launch_dialog_enter_on_a_refused_destination_flashes_its_reason() {
     let (mut app, request_id) = launch_dialog();
