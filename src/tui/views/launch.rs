@@ -16,7 +16,7 @@ use crate::tui::state::launch::{
 };
 use crate::tui::theme::Theme;
 
-use super::{centred, human_bytes, scroll_offset, wrap_words};
+use super::{centred, human_bytes, on_row, scroll_offset, wrap_words};
 
 /// The summary says everything that will happen; it wraps onto up to this many rows.
 const SUMMARY_ROWS_MAX: usize = 4;
@@ -129,12 +129,14 @@ fn draw_destinations(
         ),
         Err(reason) => (reason, theme.disabled),
     };
+    let highlight_of =
+        |row: usize| (focused && row == dialog.destination_cursor).then_some(theme.selected);
     let auto_row = Row::new(vec![
         Cell::from(marker(0)),
         Cell::from("auto"),
         Cell::from(""),
         Cell::from(""),
-        Cell::from(auto_text).style(auto_style),
+        Cell::from(auto_text).style(on_row(auto_style, highlight_of(0), theme)),
     ]);
     let rows = std::iter::once(auto_row)
         .chain(
@@ -142,17 +144,17 @@ fn draw_destinations(
                 .candidates
                 .iter()
                 .enumerate()
-                .map(|(index, candidate)| candidate_row(app, candidate, marker(index + 1), theme)),
+                .map(|(index, candidate)| {
+                    let highlight = highlight_of(index + 1);
+                    candidate_row(app, candidate, marker(index + 1), highlight, theme)
+                }),
         )
         .enumerate()
         .skip(offset)
         .take(rows_on_screen)
-        .map(|(index, row)| {
-            if focused && index == dialog.destination_cursor {
-                row.style(theme.selected)
-            } else {
-                row
-            }
+        .map(|(index, row)| match highlight_of(index) {
+            Some(highlight) => row.style(highlight),
+            None => row,
         });
     let header = Row::new(["", "DESTINATION", "FREE", "CPUS", "PRECHECK"]).style(theme.header);
     let table = Table::new(
@@ -173,6 +175,7 @@ fn candidate_row<'a>(
     app: &App,
     candidate: &'a Candidate,
     marker: &'static str,
+    highlight: Option<Style>,
     theme: &Theme,
 ) -> Row<'a> {
     let facts = app
@@ -202,9 +205,9 @@ fn candidate_row<'a>(
         Cell::from(candidate.host.as_str()),
         Cell::from(free),
         Cell::from(cpus),
-        Cell::from(verdict).style(verdict_style),
+        Cell::from(verdict).style(on_row(verdict_style, highlight, theme)),
     ])
-    .style(row_style)
+    .style(on_row(row_style, highlight, theme))
 }
 
 /// The dialog's own line of keys, named as the key table binds them.

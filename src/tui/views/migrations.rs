@@ -15,7 +15,7 @@ use crate::tui::state::cold_detail::{ColdEnd, ColdStage, TrackedCold};
 use crate::tui::state::migrations::{Listed, MigrationStore, Stage, TrackedMigration};
 use crate::tui::theme::Theme;
 
-use super::scroll_offset;
+use super::{on_row, scroll_offset};
 
 /// "copy pass 3", "post-copy", "queued": the phase in a few words.
 pub fn phase_label(migration: &TrackedMigration) -> String {
@@ -246,14 +246,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .skip(offset)
         .take(inner_rows)
         .map(|(index, migration)| {
+            let highlight = (index == app.migration_cursor()).then_some(theme.selected);
             let row = match migration {
-                Listed::Live(live) => migration_row(store, live, theme),
-                Listed::Cold(cold) => cold_row(cold, theme),
+                Listed::Live(live) => migration_row(store, live, highlight, theme),
+                Listed::Cold(cold) => cold_row(cold, highlight, theme),
             };
-            if index == app.migration_cursor() {
-                row.style(theme.selected)
-            } else {
-                row
+            match highlight {
+                Some(highlight) => row.style(highlight),
+                None => row,
             }
         });
     let header =
@@ -277,7 +277,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     frame.render_widget(table, area);
 }
 
-fn cold_row<'a>(migration: &'a TrackedCold, theme: &Theme) -> Row<'a> {
+fn cold_row<'a>(migration: &'a TrackedCold, highlight: Option<Style>, theme: &Theme) -> Row<'a> {
     let streaming = migration.stage == ColdStage::Running && migration.streaming();
     let percent = match &migration.stage {
         ColdStage::AwaitingConfirm
@@ -304,6 +304,8 @@ fn cold_row<'a>(migration: &'a TrackedCold, theme: &Theme) -> Row<'a> {
         percent,
         rate,
         cold_status_text(migration, theme),
+        highlight,
+        theme,
     )
 }
 
@@ -314,6 +316,8 @@ fn list_row<'a>(
     percent: String,
     rate: String,
     (status, status_style): (String, Style),
+    highlight: Option<Style>,
+    theme: &Theme,
 ) -> Row<'a> {
     Row::new(vec![
         Cell::from(migration.id().to_string()),
@@ -323,16 +327,17 @@ fn list_row<'a>(
             migration.source(),
             migration.destination()
         )),
-        Cell::from(phase).style(phase_style),
+        Cell::from(phase).style(on_row(phase_style, highlight, theme)),
         Cell::from(percent),
         Cell::from(rate),
-        Cell::from(status).style(status_style),
+        Cell::from(status).style(on_row(status_style, highlight, theme)),
     ])
 }
 
 fn migration_row<'a>(
     store: &MigrationStore,
     migration: &'a TrackedMigration,
+    highlight: Option<Style>,
     theme: &Theme,
 ) -> Row<'a> {
     let running = matches!(migration.stage, Stage::Running);
@@ -358,5 +363,7 @@ fn migration_row<'a>(
         percent,
         rate,
         status_text(store, migration, theme),
+        highlight,
+        theme,
     )
 }
