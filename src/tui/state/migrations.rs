@@ -149,6 +149,9 @@ pub struct TrackedMigration {
     pub progress: Option<MigrationProgress>,
     /// Cancelled or failed as the job statistics said, before the engine's outcome came.
     pub ended_phase: Option<MigrationPhase>,
+    /// When the job statistics said so, ms since the start: the timeline marks the end there
+    /// once the engine's outcome confirms it.
+    pub ended_at_ms: Option<u64>,
     pub series: ChartSeries,
     /// The policy's whole ladder, first rung first.
     pub downtime_ladder: Vec<DowntimeStep>,
@@ -204,6 +207,7 @@ impl TrackedMigration {
             policy_name: policy.name().to_string(),
             progress: None,
             ended_phase: None,
+            ended_at_ms: None,
             series: ChartSeries::with_capacity(CHART_POINTS_KEPT),
             downtime_ladder: policy.downtime_ladder(),
             downtime_step: None,
@@ -262,6 +266,13 @@ impl TrackedMigration {
         }
     }
 
+    /// The job statistics say the job ended (cancelled or failed), the engine has not said how
+    /// the migration ended yet: still running as far as the list and the counters go, and the
+    /// list and the detail both say "ending" (one state, `stage`, read by both).
+    pub fn is_ending(&self) -> bool {
+        self.is_running_stage() && self.ended_phase.is_some()
+    }
+
     /// The guest already runs on the destination: abort is no longer possible.
     pub fn in_post_copy(&self) -> bool {
         !self.is_finished() && self.phase() == Some(MigrationPhase::PostCopy)
@@ -295,16 +306,19 @@ impl TrackedMigration {
         {
             self.alert = None;
         }
-        self.mark_phase(progress.phase, progress.elapsed_ms);
         if matches!(
             progress.phase,
             MigrationPhase::Cancelled | MigrationPhase::Failed
         ) {
             // An ended job reports nothing sent and nothing left: drawn, that would read as
-            // success. The last picture of the running job stays.
+            // success. The last picture of the running job stays. Nor is the end marked yet:
+            // the migration is over when the engine says so (`stage`), and every view says
+            // "ending" until then (`is_ending`).
             self.ended_phase = Some(progress.phase);
+            self.ended_at_ms.get_or_insert(progress.elapsed_ms);
             return;
         }
+        self.mark_phase(progress.phase, progress.elapsed_ms);
         if let Some(remaining) = progress.memory_remaining_bytes {
             self.series.push(ChartPoint {
                 at_ms: progress.elapsed_ms,
@@ -349,7 +363,7 @@ impl TrackedMigration {
         let last_ms = self.progress.as_ref().map_or(0, |p| p.elapsed_ms);
         let at_ms = match &outcome {
             LiveOutcome::Completed { total_time_ms, .. } => (*total_time_ms).max(last_ms),
-            _ => last_ms,
+            _ => self.ended_at_ms.unwrap_or(last_ms),
         };
         self.stage = Stage::Finished(outcome);
         self.finished_at = Some(at);

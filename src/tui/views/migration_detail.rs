@@ -160,6 +160,9 @@ fn verdict_lines<'a>(migration: &TrackedMigration, width: usize, theme: &Theme) 
         Stage::Running if migration.alert.is_some() => {
             super::migrations::alert_text(migration, theme)
         }
+        Stage::Running if migration.is_ending() => {
+            (super::migrations::ENDING_TEXT.to_string(), theme.base)
+        }
         Stage::Running => match progress.map(|p| &p.verdict) {
             Some(ConvergenceVerdict::Converging { eta_ms }) => (
                 format!("converging, ETA {}", format_duration_ms(*eta_ms)),

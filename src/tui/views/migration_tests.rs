@@ -605,3 +605,38 @@ fn tiny_terminals_do_not_panic_on_cold_screens() {
         press(&mut app, "\u{1b}");
     }
 }
+
+/// Right after `a`, `y`: libvirt's job statistics say cancelled before the engine's outcome
+/// comes. The list (phase, counters) and the detail (phase, verdict, timeline) read the same
+/// state: both say "ending", neither "cancelled", until the outcome; then both say cancelled.
+#[test]
+fn after_an_abort_the_list_and_the_detail_agree_until_the_outcome() {
+    let events = abort_run_events(MigrationId(3));
+    let (before_the_end, end) = events.split_at(events.len() - 1);
+    let mut app = app_with_events(before_the_end.to_vec());
+    press(&mut app, "2");
+    let list = render(&app, 120, 24).to_string();
+    press(&mut app, "\n");
+    let detail = render(&app, 120, 40).to_string();
+    for (view, screen) in [("list", &list), ("detail", &detail)] {
+        assert!(screen.contains("ending"), "{view}:\n{screen}");
+        assert!(
+            screen.contains("waiting for the engine's outcome"),
+            "{view}:\n{screen}"
+        );
+        assert!(
+            !screen.contains("cancelled"),
+            "{view} ahead of the engine:\n{screen}"
+        );
+        assert!(screen.contains(" 1 running "), "{view}:\n{screen}");
+    }
+    app.on_migration_event(end[0].clone());
+    let detail = render(&app, 120, 40).to_string();
+    press(&mut app, "\u{1b}");
+    let list = render(&app, 120, 24).to_string();
+    for (view, screen) in [("list", &list), ("detail", &detail)] {
+        assert!(screen.contains("cancelled"), "{view}:\n{screen}");
+        assert!(screen.contains(" 0 running "), "{view}:\n{screen}");
+        assert!(!screen.contains("ending"), "{view}:\n{screen}");
+    }
+}

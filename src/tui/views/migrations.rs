@@ -22,12 +22,18 @@ pub fn phase_label(migration: &TrackedMigration) -> String {
     match (&migration.stage, migration.phase()) {
         (Stage::Queued { .. }, _) => "queued".to_string(),
         (Stage::Starting, _) => "starting".to_string(),
+        // The job statistics said cancelled or failed; the migration ends when the engine says.
+        _ if migration.is_ending() => "ending".to_string(),
         (_, Some(MigrationPhase::CopyingMemory { iteration })) => format!("copy pass {iteration}"),
         (_, Some(MigrationPhase::SwitchingOver)) => "switch-over".to_string(),
         (_, Some(phase)) => phase.name().to_string(),
         (_, None) => "-".to_string(),
     }
 }
+
+/// The status while the job has stopped and the engine's outcome is on its way: the list's
+/// status and the detail's verdict.
+pub const ENDING_TEXT: &str = "job stopped; waiting for the engine's outcome";
 
 /// How it ended, in one line: "completed in 9.5 s, downtime 38 ms".
 pub fn outcome_text(outcome: &LiveOutcome) -> String {
@@ -76,6 +82,7 @@ pub fn status_text(
             (outcome_text(outcome), style)
         }
         Stage::Running if migration.alert.is_some() => alert_text(migration, theme),
+        Stage::Running if migration.is_ending() => (ENDING_TEXT.to_string(), theme.base),
         Stage::Running => match migration.progress.as_ref().map(|p| &p.verdict) {
             Some(ConvergenceVerdict::Converging { eta_ms }) => (
                 format!("converging, ETA {}", format_duration_ms(*eta_ms)),
