@@ -643,7 +643,7 @@ impl App {
                     .summary(&self.inventory)
                     .unwrap_or_else(|reason| reason);
                 self.flash = Some(format!("requested: {summary}; 2 shows the migrations"));
-                self.actions.push(action);
+                self.actions.push(*action);
                 self.launch = None;
             }
         }

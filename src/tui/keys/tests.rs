@@ -238,3 +238,14 @@ fn the_app_dispatches_through_a_remapped_table() {
     app.handle_key(press(KeyCode::Char('Q')));
     assert!(app.quit);
 }
+
+#[test]
+fn the_example_config_keys_are_accepted() {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/config.example.toml"
+    ));
+    let config = Config::load(path).unwrap();
+    assert!(!config.keys.is_empty(), "the example shows [keys]");
+    assert_eq!(KeyTable::from_config(&config).unwrap(), KeyTable::default());
+}

@@ -167,7 +167,8 @@ pub enum DialogOutcome {
     Close,
     /// The block-migration choice changed: the verdicts are stale, ask again.
     RecheckNeeded,
-    Confirmed(Action),
+    /// Boxed: a launch request carries the config's whole `[migration]` table.
+    Confirmed(Box<Action>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -478,7 +479,7 @@ impl LaunchDialog {
             Some(KeyAction::Close) => return DialogOutcome::Close,
             Some(KeyAction::Launch) => {
                 return match self.request(inventory) {
-                    Ok(action) => DialogOutcome::Confirmed(action),
+                    Ok(action) => DialogOutcome::Confirmed(Box::new(action)),
                     Err(reason) => DialogOutcome::Flash(reason),
                 }
             }

@@ -208,7 +208,7 @@ fn the_highlight_wins_over_a_cells_own_colour_in_every_theme() {
     for name in ["dark", "light", "high-contrast"] {
         let (theme, error) = load(Some(name));
         assert!(error.is_none(), "{name}: {error:?}");
-        for theme in [theme.clone(), theme.for_terminal(ColorSupport::Ansi16)] {
+        for theme in [theme, theme.for_terminal(ColorSupport::Ansi16)] {
             let draw = |app: &App| {
                 let mut terminal = Terminal::new(TestBackend::new(120, 32)).unwrap();
                 terminal
