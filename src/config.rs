@@ -411,6 +411,49 @@ pub fn xdg_dir(var: &str, home_fallback: &str) -> PathBuf {
     }
 }
 
+/// Runs the cases of tests/invalid_configs/: each file starts with `# expect: TEXT` lines, and
+/// `error_of` must give an error naming the file and containing every TEXT. `keys_*` files are
+/// the TUI key table's cases (their `[keys]` parses as config; the table refuses it), checked
+/// when `keys_cases` is set; the others otherwise. Returns how many were checked.
+#[cfg(test)]
+pub(crate) fn check_invalid_configs(keys_cases: bool, error_of: impl Fn(&Path) -> String) -> usize {
+    let dir = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/invalid_configs"
+    ));
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let is_keys_case = path
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("keys_"));
+        if is_keys_case != keys_cases {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# expect: "))
+            .collect();
+        assert!(
+            !expected.is_empty(),
+            "{} has no # expect: line",
+            path.display()
+        );
+        let error = error_of(&path);
+        assert!(error.contains(&*path.display().to_string()), "{error}");
+        for fragment in expected {
+            assert!(
+                error.contains(fragment),
+                "{}: {error:?} lacks {fragment:?}",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    checked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -485,43 +528,11 @@ group = "lab"
     /// fail with an error containing every TEXT (the key, the line, what was wrong).
     #[test]
     fn every_invalid_config_gives_its_own_error() {
-        let dir = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/invalid_configs"
-        ));
-        let mut checked = 0;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            // The TUI checks `[keys]` against its key table; tui::keys tests those files.
-            let keys_case = path
-                .file_name()
-                .is_some_and(|name| name.to_string_lossy().starts_with("keys_"));
-            if keys_case {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap();
-            let expected: Vec<&str> = text
-                .lines()
-                .filter_map(|line| line.strip_prefix("# expect: "))
-                .collect();
-            assert!(
-                !expected.is_empty(),
-                "{} has no # expect: line",
-                path.display()
-            );
-            let error = Config::load(&path)
+        let checked = check_invalid_configs(false, |path| {
+            Config::load(path)
                 .expect_err(&path.display().to_string())
-                .to_string();
-            assert!(error.contains(&*path.display().to_string()), "{error}");
-            for fragment in expected {
-                assert!(
-                    error.contains(fragment),
-                    "{}: {error:?} lacks {fragment:?}",
-                    path.display()
-                );
-            }
-            checked += 1;
-        }
+                .to_string()
+        });
         assert!(checked >= 6, "only {checked} invalid configs");
     }
 

@@ -476,7 +476,8 @@ impl App {
         let action = self.keys.action(screen, &key);
         match screen {
             KeyScreen::Filter => self.handle_filter_key(action, key),
-            KeyScreen::Help => match action {
+            // The details overlay has no scroll keys in the table: only the help scrolls.
+            KeyScreen::Help | KeyScreen::Details => match action {
                 Some(KeyAction::Close) => {
                     self.overlay = None;
                     true
@@ -496,17 +497,6 @@ impl App {
                     let before = self.help_scroll;
                     self.help_scroll = self.help_scroll.saturating_sub(1);
                     before != self.help_scroll
-                }
-                _ => false,
-            },
-            KeyScreen::Details => match action {
-                Some(KeyAction::Close) => {
-                    self.overlay = None;
-                    true
-                }
-                Some(KeyAction::Quit) => {
-                    self.quit = true;
-                    true
                 }
                 _ => false,
             },
