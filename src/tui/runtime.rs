@@ -30,7 +30,7 @@ use crate::inventory::{spawn_workers, Inventory, InventoryEvent};
 
 use super::action::Action;
 use super::app::App;
-use super::migrations::{MigrationChange, MigrationEvent};
+use super::state::migrations::{MigrationChange, MigrationEvent};
 use super::theme::{ColorSupport, Theme};
 use super::views;
 
@@ -91,6 +91,7 @@ fn install_panic_hook() {
 /// status bar from the first frame.
 pub fn run(config: &Config, theme: Theme, notice: Option<String>) -> anyhow::Result<()> {
     let theme = theme.for_terminal(ColorSupport::detect());
+    let keys = super::keys::KeyTable::from_config(config)?;
     let (inventory_tx, inventory_rx) = mpsc::unbounded_channel();
     spawn_workers(config, move |event| inventory_tx.send(event).is_ok());
     let (engine, engine_events) = Engine::start(config, TakeOver::Everything);
@@ -102,7 +103,8 @@ pub fn run(config: &Config, theme: Theme, notice: Option<String>) -> anyhow::Res
         restore_terminal();
         return Err(error.into());
     }
-    let mut app = App::new(Inventory::new(config, SystemTime::now()), SystemTime::now());
+    let mut app = App::new(Inventory::new(config, SystemTime::now()), SystemTime::now())
+        .with_config(config, keys);
     app.notice = notice.or_else(|| engine.unavailable().map(str::to_string));
     app.cold_migration_available = engine.unavailable().is_none();
     let result = Terminal::new(CrosstermBackend::new(stdout))

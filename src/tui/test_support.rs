@@ -15,7 +15,7 @@ use crate::policy::nova::data_gib;
 use crate::policy::{AdaptivePolicyConfig, PolicyAction, PolicyChoice};
 use crate::progress::{EngineEvent, MigrationPhase, ProgressConfig, ProgressModel};
 
-use super::migrations::{MigrationChange, MigrationEvent};
+use super::state::migrations::{MigrationChange, MigrationEvent};
 
 pub fn at(seconds: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seconds)
@@ -359,7 +359,7 @@ pub fn cold_run_events(
     fixture: &str,
     lines: usize,
 ) -> Vec<MigrationEvent> {
-    use super::cold_migrations::ColdChange;
+    use super::state::cold_detail::ColdChange;
     use crate::engine::cold::{ColdOutcome, ColdUpdate};
     let text = std::fs::read_to_string(fixtures_dir().join("cold").join(fixture)).unwrap();
     let launched = at(launched_at_seconds);

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use crate::engine::cold::{ColdMigrationPlan, ColdOutcome, ColdPhase, ColdUpdate, CopyProgress};
 use crate::engine::history::MigrationId;
 
-use super::migrations::{OperatorMessage, OperatorMessageKind, OPERATOR_MESSAGES_KEPT};
+use super::operator_messages::{OperatorMessage, OperatorMessageKind, OPERATOR_MESSAGES_KEPT};
 
 /// A cold migration's change, as the engine reports it.
 pub use crate::engine::service::ColdEvent as ColdChange;
@@ -293,7 +293,7 @@ impl TrackedCold {
 mod tests {
     use super::*;
     use crate::engine::cold::DiskAction;
-    use crate::tui::migrations::{Listed, MigrationChange, MigrationEvent, MigrationStore};
+    use crate::tui::state::migrations::{Listed, MigrationChange, MigrationEvent, MigrationStore};
     use crate::tui::test_support::{at, cold_run_events};
 
     const AWAITING_RUN: &str = "lab-cold-disk-hv1-hv2.jsonl";
