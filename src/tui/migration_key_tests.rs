@@ -11,7 +11,7 @@ use crate::progress::MigrationPhase;
 use super::action::{Action, PolicyKind, PrecheckRequest};
 use super::app::{App, InstanceKey, Screen};
 use super::keys::{KeyPress, KeyScreen, KeyTable, EVERYWHERE};
-use super::state::cold_detail::ColdChange;
+use super::state::cold_detail::ColdEvent;
 use super::state::migrations::{MigrationChange, MigrationEvent};
 use super::state::prompt::{ColdQuestion, OperatorPrompt};
 use super::test_support::{
@@ -306,7 +306,7 @@ fn c_and_r_ask_first_then_settle_an_awaiting_cold_migration() {
     app.on_migration_event(MigrationEvent {
         id: MigrationId(5),
         at: at(300),
-        change: MigrationChange::Cold(ColdChange::Settling { keep: false }),
+        change: MigrationChange::Cold(ColdEvent::Settling { keep: false }),
     });
     press(&mut app, "C");
     assert!(app.prompt.is_none());

@@ -12,7 +12,7 @@ use crate::policy::nova::data_gib;
 use crate::policy::{DowntimeStep, PolicyAction, PolicyEvent};
 use crate::progress::{MigrationPhase, MigrationProgress};
 
-use super::cold_detail::{ColdChange, ColdFigures, ColdStage, TrackedCold};
+use super::cold_detail::{ColdEvent, ColdFigures, ColdStage, TrackedCold};
 use super::operator_messages::{OperatorMessage, OperatorMessageKind, OPERATOR_MESSAGES_KEPT};
 
 /// Finished migrations kept for the list; older ones are in `ferry history`.
@@ -44,7 +44,7 @@ pub enum MigrationChange {
     /// What the engine reported, in the order it did.
     Engine(MigrationUpdate),
     /// Everything of a cold migration (they are not queued: each runs on its own worker).
-    Cold(ColdChange),
+    Cold(ColdEvent),
 }
 
 /// Where a migration is in its life.
@@ -583,14 +583,14 @@ impl MigrationStore {
         changed
     }
 
-    fn apply_cold(&mut self, id: MigrationId, at: SystemTime, change: ColdChange) -> bool {
+    fn apply_cold(&mut self, id: MigrationId, at: SystemTime, change: ColdEvent) -> bool {
         let known = self.get_listed(id).is_some();
         match change {
-            ColdChange::Launched(plan) if !known => {
+            ColdEvent::Launched(plan) if !known => {
                 self.cold.push(TrackedCold::launched(id, at, *plan));
                 return true;
             }
-            ColdChange::FoundAwaiting {
+            ColdEvent::FoundAwaiting {
                 plan,
                 started_at,
                 total_time_ms,

@@ -11,7 +11,7 @@ use crate::engine::queue::{QueuePosition, WaitingFor};
 use crate::model::HostName;
 use crate::tui::action::Action;
 use crate::tui::app::App;
-use crate::tui::state::cold_detail::ColdChange;
+use crate::tui::state::cold_detail::ColdEvent;
 use crate::tui::state::migrations::{MigrationChange, MigrationEvent};
 use crate::tui::test_support::{
     abort_run_events, adaptive_run_events, app_with_events, at, busy_plan, cold_run_events,
@@ -547,18 +547,18 @@ fn cold_detail_rolled_back_80x24() {
 fn cold_detail_confirmed_after_a_failed_revert() {
     let mut app = cold_list_app();
     for (seconds, change) in [
-        (200, ColdChange::Settling { keep: false }),
+        (200, ColdEvent::Settling { keep: false }),
         (
             201,
-            ColdChange::Settled {
+            ColdEvent::Settled {
                 keep: false,
                 result: Err("hv2: unreachable: timed out after 15 s".into()),
             },
         ),
-        (300, ColdChange::Settling { keep: true }),
+        (300, ColdEvent::Settling { keep: true }),
         (
             302,
-            ColdChange::Settled {
+            ColdEvent::Settled {
                 keep: true,
                 result: Ok(vec![
                     "hv1: removed the definition of disk".into(),
