@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use virt::connect::Connect;
 
-use crate::libvirt::{HostConnection, LibvirtError};
+use crate::libvirt::provision::DirectoryPool;
+use crate::libvirt::HostConnection;
 use guest::GuestSpec;
 use plan::{
     LabHost, LabPlan, BRIDGE_NAME, CACHE_DIR, LAB_DIR, NAME_PREFIX, SUBNET_BITS, SUBNET_PREFIX,
@@ -673,29 +673,16 @@ fn connect_checked(plan: &LabPlan, host: &LabHost) -> Result<HostConnection> {
 
 fn ensure_pools(plan: &LabPlan, connection: &HostConnection) -> Result<()> {
     let pools = [
-        ("local".to_string(), "/var/lib/libvirt/images".to_string()),
-        (
-            "shared".to_string(),
-            plan.shared_dir().join("instances").display().to_string(),
-        ),
+        DirectoryPool {
+            name: "local".into(),
+            path: "/var/lib/libvirt/images".into(),
+        },
+        DirectoryPool {
+            name: "shared".into(),
+            path: plan.shared_dir().join("instances").display().to_string(),
+        },
     ];
-    connection.call("ensuring storage pools", CALL_TIMEOUT, move |connect| {
-        for (name, path) in &pools {
-            let pool = match connect.lookup_storage_pool_by_name(name) {
-                Ok(pool) => pool,
-                Err(_) => connect
-                    .define_storage_pool_xml(&guest::dir_pool_xml(name, path), 0)
-                    .map_err(|e| LibvirtError::call(format!("defining pool {name}"), e))?,
-            };
-            if !pool.is_active().unwrap_or(false) {
-                pool.create(0)
-                    .map_err(|e| LibvirtError::call(format!("starting pool {name}"), e))?;
-            }
-            let _ = pool.set_autostart(true);
-            let _ = pool.refresh(0);
-        }
-        Ok(())
-    })?;
+    crate::runtime::wait(connection.ensure_directory_pools(&pools, CALL_TIMEOUT))?;
     Ok(())
 }
 
@@ -707,20 +694,14 @@ fn ensure_guest(
 ) -> Result<()> {
     let mut placement = None;
     for (host, connection) in plan.hosts.iter().zip(connections) {
-        let name = spec.name.to_string();
-        let found = connection.call("looking up guest", CALL_TIMEOUT, move |connect| {
-            Ok(connect
-                .lookup_domain_by_name(&name)
-                .ok()
-                .map(|d| d.is_active().unwrap_or(false)))
-        })?;
-        if let Some(found) = found {
-            placement = Some((host, connection, found));
+        let found = crate::runtime::wait(connection.guest_is_active(spec.name, CALL_TIMEOUT))?;
+        if let Some(active) = found {
+            placement = Some((host, connection, active));
             break;
         }
     }
     let (host, connection, active) = match placement {
-        Some((host, connection, active)) => (host, connection, active),
+        Some(placement) => placement,
         None => {
             let host = &plan.hosts[0];
             let connection = &connections[0];
@@ -729,37 +710,15 @@ fn ensure_guest(
                 state.data_disk_sha256.insert(spec.name.to_string(), sha256);
             }
             let xml = guest::domain_xml(spec, plan);
-            connection.call("defining guest", CALL_TIMEOUT, move |connect| {
-                if let Ok(pool) = connect.lookup_storage_pool_by_name("local") {
-                    let _ = pool.refresh(0);
-                }
-                connect
-                    .define_domain_xml(&xml)
-                    .map(|_| ())
-                    .map_err(|e| LibvirtError::call("defining guest", e))
-            })?;
+            crate::runtime::wait(connection.define_guest("local", &xml, CALL_TIMEOUT))?;
             (host, connection, false)
         }
     };
     if spec.start_at_lab_up && !active {
-        let name = spec.name.to_string();
-        connection
-            .call("starting guest", CALL_TIMEOUT, move |connect| {
-                start_domain(connect, &name)
-            })
+        crate::runtime::wait(connection.start_guest(spec.name, CALL_TIMEOUT))
             .with_context(|| format!("starting guest {} on {}", spec.name, host.name))?;
     }
     Ok(())
-}
-
-fn start_domain(connect: &Connect, name: &str) -> Result<(), LibvirtError> {
-    let domain = connect
-        .lookup_domain_by_name(name)
-        .map_err(|e| LibvirtError::call(format!("looking up {name}"), e))?;
-    domain
-        .create()
-        .map(|_| ())
-        .map_err(|e| LibvirtError::call(format!("starting {name}"), e))
 }
 
 /// Writes the known content as raw, converts it to qcow2 in the host's local pool, and

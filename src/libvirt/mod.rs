@@ -10,6 +10,7 @@ pub mod job_stats;
 pub mod lifecycle;
 pub mod migrate;
 pub mod precheck_facts;
+pub mod provision;
 pub mod standing;
 pub mod storage;
 pub mod volume_copy;
