@@ -5,6 +5,7 @@
 
 pub mod cpio;
 pub mod guest;
+mod link_delay;
 pub mod plan;
 mod system;
 
@@ -43,6 +44,10 @@ pub struct LabState {
     /// sha256 of each data disk's content (raw, full size) as the lab wrote it.
     #[serde(default)]
     pub data_disk_sha256: BTreeMap<String, String>,
+    /// The delay each way on the lab's ssh links (`lab up --link-delay-ms`); 0 when none.
+    /// Kept here so `lab status` shows it and `lab up` knows what it changes.
+    #[serde(default)]
+    pub link_delay_ms: u32,
 }
 
 impl LabState {
@@ -125,10 +130,14 @@ struct MadeThisRun {
     hosts: Vec<LabHost>,
 }
 
-pub fn up(host_count: u32) -> Result<UpReport> {
+/// Brings up `host_count` hosts whose ssh links carry `link_delay_ms` each way (0: none).
+/// Idempotent; a lab of another shape or delay is changed to this one.
+pub fn up(host_count: u32, link_delay_ms: u32) -> Result<UpReport> {
     let started = Instant::now();
     preflight()?;
-    let plan = LabPlan::new(host_count).map_err(|e| anyhow!(e))?;
+    let plan = LabPlan::new(host_count)
+        .and_then(|plan| plan.with_link_delay_ms(link_delay_ms))
+        .map_err(|e| anyhow!(e))?;
     let previous = LabState::load();
     let mut made = MadeThisRun {
         lab_dir: !plan.dir.exists(),
@@ -242,6 +251,7 @@ fn bring_up(
         data_disk_sha256: LabState::load()
             .map(|s| s.data_disk_sha256)
             .unwrap_or_default(),
+        link_delay_ms: plan.link_delay_ms,
     };
     for spec in guest::lab_guests() {
         ensure_guest(plan, &connections, &spec, &mut state)?;
@@ -412,6 +422,8 @@ fn write_ssh_files(plan: &LabPlan) -> Result<()> {
         &plan.known_hosts(),
         plan.render_known_hosts(&public_keys).as_bytes(),
     )?;
+    // The relay is built whatever the delay, so that a change of delay is only a config.
+    link_delay::build_link_relay(&plan.dir.join("build"), &plan.link_relay())?;
     system::write_atomically(&plan.ssh_config_path(), plan.render_ssh_config().as_bytes())?;
     system::write_atomically(&plan.ssh_wrapper(), plan.render_ssh_wrapper().as_bytes())?;
     system::set_mode(&plan.ssh_wrapper(), 0o755)?;
@@ -841,10 +853,18 @@ pub struct HostStatus {
     pub answers: Result<Vec<String>, String>,
 }
 
-/// Each host: namespace, daemons, and whether it answers over qemu+ssh (with its guests).
-pub fn status() -> Result<Vec<HostStatus>> {
+pub struct LabStatus {
+    pub link_delay_ms: u32,
+    pub hosts: Vec<HostStatus>,
+}
+
+/// The link delay, and each host: namespace, daemons, and whether it answers over qemu+ssh
+/// (with its guests).
+pub fn status() -> Result<LabStatus> {
     let state = LabState::load().ok_or_else(|| anyhow!("no lab here (run `ferry lab up`)"))?;
-    let plan = LabPlan::new(state.host_count).map_err(|e| anyhow!(e))?;
+    let plan = LabPlan::new(state.host_count)
+        .and_then(|plan| plan.with_link_delay_ms(state.link_delay_ms))
+        .map_err(|e| anyhow!(e))?;
     let namespaces = system::netns_list();
     // Each host is asked on a thread of its own: one host that does not answer costs its own
     // timeout, not everyone's.
@@ -866,7 +886,7 @@ pub fn status() -> Result<Vec<HostStatus>> {
             })
         })
         .collect();
-    Ok(plan
+    let hosts = plan
         .hosts
         .iter()
         .zip(answers)
@@ -879,7 +899,11 @@ pub fn status() -> Result<Vec<HostStatus>> {
                 .join()
                 .unwrap_or_else(|_| Err("status thread panicked".into())),
         })
-        .collect())
+        .collect();
+    Ok(LabStatus {
+        link_delay_ms: plan.link_delay_ms,
+        hosts,
+    })
 }
 
 #[cfg(test)]

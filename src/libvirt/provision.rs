@@ -63,7 +63,10 @@ impl HostConnection {
                     .map(Some)
                     .map_err(|e| LibvirtError::call(format!("reading guest {name}"), e)),
                 Err(error) if error.code().is(ErrorNumber::NoDomain) => Ok(None),
-                Err(error) => Err(LibvirtError::call(format!("looking up guest {name}"), error)),
+                Err(error) => Err(LibvirtError::call(
+                    format!("looking up guest {name}"),
+                    error,
+                )),
             },
         )
         .await
