@@ -334,13 +334,35 @@ fn median(mut times: Vec<Duration>) -> Duration {
     times[times.len() / 2]
 }
 
-fn memory_available_mib() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
+/// Resident memory of every process inside the lab hosts' namespaces (daemons and guests).
+fn lab_hosts_resident_mib() -> u64 {
+    let output = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let resident_kib = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let kib: u64 = output(&["netns", "list"])
         .lines()
-        .find_map(|line| line.strip_prefix("MemAvailable:"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(0, |kib| kib >> 10)
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|netns| netns.starts_with("ferry-hv"))
+        .flat_map(|netns| {
+            output(&["netns", "pids", netns])
+                .lines()
+                .map(|pid| resident_kib(pid.trim()))
+                .collect::<Vec<_>>()
+        })
+        .sum();
+    kib >> 10
 }
 
 /// One `virsh hostname` (a fresh qemu+ssh connection and one call): the delay as a client sees it.
@@ -392,9 +414,9 @@ fn bench_inventory_fan_out_over_delayed_links() {
             .map(|_| time_virsh_hostname(&default_lab.plan.uri(&probe_host)))
             .collect(),
     );
-    let memory_before_mib = memory_available_mib();
+    let resident_before_mib = lab_hosts_resident_mib();
     let (_shape, shape_took) = LabShape::take(FAN_OUT_HOSTS, FAN_OUT_LINK_DELAY_MS);
-    let memory_used_mib = memory_before_mib.saturating_sub(memory_available_mib());
+    let resident_after_mib = lab_hosts_resident_mib();
     let config = Config::load(Path::new("/var/lib/ferry-lab/ferry.toml")).expect("lab config");
     assert_eq!(config.hosts.len(), FAN_OUT_HOSTS as usize);
     let virsh_delayed = median(
@@ -462,9 +484,11 @@ fn bench_inventory_fan_out_over_delayed_links() {
          median of {runs} run(s)"
     );
     println!(
-        "lab up --hosts {FAN_OUT_HOSTS} --link-delay-ms {FAN_OUT_LINK_DELAY_MS}: {:.1} s, \
-         {memory_used_mib} MiB more memory in use",
-        shape_took.as_secs_f64()
+        "lab up --hosts {FAN_OUT_HOSTS} --link-delay-ms {FAN_OUT_LINK_DELAY_MS}: {:.1} s; \
+         the lab hosts' processes hold {resident_after_mib} MiB resident ({} hosts: \
+         {resident_before_mib} MiB)",
+        shape_took.as_secs_f64(),
+        default_lab.plan.hosts.len()
     );
     println!(
         "virsh hostname on {}: {:.0} ms without delay, {:.0} ms with it",
