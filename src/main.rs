@@ -180,6 +180,10 @@ enum LabAction {
         /// Number of hypervisor hosts, named hv1…hvN.
         #[arg(long, default_value_t = 3)]
         hosts: u32,
+        /// Delay added to every lab ssh link in each direction, in milliseconds, so the hosts
+        /// answer as separate machines would (a relay in the ssh path). Without it, none.
+        #[arg(long, value_name = "MS", default_value_t = 0)]
+        link_delay_ms: u32,
     },
     /// Show each lab host: namespace, daemons, and whether it answers over qemu+ssh.
     Status,
@@ -330,8 +334,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 fn run_lab(action: LabAction) -> Result<ExitCode> {
     match action {
-        LabAction::Up { hosts } => {
-            let report = lab::up(hosts)?;
+        LabAction::Up {
+            hosts,
+            link_delay_ms,
+        } => {
+            let report = lab::up(hosts, link_delay_ms)?;
             println!(
                 "lab up in {:.1} s: {} host(s) started{}, {} kept",
                 report.elapsed.as_secs_f64(),
@@ -351,6 +358,7 @@ fn run_lab(action: LabAction) -> Result<ExitCode> {
                     report.plan.uri(host)
                 );
             }
+            println!("link delay: {}", link_delay_text(report.plan.link_delay_ms));
             println!(
                 "ferry config: {}",
                 report.plan.ferry_config_path().display()
@@ -358,9 +366,10 @@ fn run_lab(action: LabAction) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LabAction::Status => {
-            let hosts = lab::status()?;
+            let status = lab::status()?;
+            println!("link delay: {}", link_delay_text(status.link_delay_ms));
             let mut all_up = true;
-            for host in hosts {
+            for host in status.hosts {
                 let answers = match &host.answers {
                     Ok(guests) => format!("answers; guests: {}", guests.join(", ")),
                     Err(error) => {
@@ -406,6 +415,14 @@ fn run_lab(action: LabAction) -> Result<ExitCode> {
             lab::install_dependencies()?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn link_delay_text(link_delay_ms: u32) -> String {
+    if link_delay_ms == 0 {
+        "none".to_string()
+    } else {
+        format!("{link_delay_ms} ms each way on every ssh link (lab relay)")
     }
 }
 

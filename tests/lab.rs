@@ -363,6 +363,70 @@ fn lab_up_restarts_a_dead_libvirtd_and_leaves_its_running_guests_alone() {
     assert!(ok && !stdout.contains("NOT RUNNING"), "{stdout}");
 }
 
+/// `lab up --link-delay-ms` puts a delay on every lab ssh link, kept in the lab's state and
+/// named by `lab status`; `lab up` without it takes the delay away and keeps the hosts.
+#[test]
+fn lab_up_link_delay_delays_every_ssh_link_until_lab_up_without_it() {
+    let Some(lab) = lab_or_skip("lab_up_link_delay") else {
+        return;
+    };
+    /// Back to no delay even when an assertion below fails.
+    struct NoDelayAfter;
+    impl Drop for NoDelayAfter {
+        fn drop(&mut self) {
+            let _ = ferry(&["lab", "up"]);
+        }
+    }
+    let uri = lab.plan.uri(&lab.plan.hosts[1]);
+    let time_hostname = || {
+        let started = Instant::now();
+        let output = std::process::Command::new("virsh")
+            .args(["-c", &uri, "hostname"])
+            .output()
+            .expect("run virsh");
+        assert!(output.status.success(), "virsh hostname");
+        started.elapsed()
+    };
+    let undelayed = time_hostname();
+
+    const DELAY_MS: u64 = 200;
+    let _restore = NoDelayAfter;
+    let (ok, stdout, stderr) = ferry(&["lab", "up", "--link-delay-ms", &DELAY_MS.to_string()]);
+    assert!(ok, "lab up with a delay: {stdout}{stderr}");
+    assert!(stdout.contains("0 host(s) started, 3 kept"), "{stdout}");
+    assert_eq!(
+        ferry::lab::LabState::load().map(|s| s.link_delay_ms),
+        Some(DELAY_MS as u32)
+    );
+    let (ok, stdout, _) = ferry(&["lab", "status"]);
+    assert!(
+        ok && stdout.contains(&format!("link delay: {DELAY_MS} ms each way")),
+        "{stdout}"
+    );
+    // An ssh connection needs several round trips before libvirt says a word: at least one
+    // round trip of delay is a floor no load on the machine can lower.
+    let delayed = time_hostname();
+    assert!(
+        delayed >= Duration::from_millis(2 * DELAY_MS),
+        "virsh hostname took {delayed:?} with {DELAY_MS} ms each way"
+    );
+    eprintln!(
+        "virsh hostname: {undelayed:?} without delay, {delayed:?} with {DELAY_MS} ms each way"
+    );
+
+    let (ok, stdout, stderr) = ferry(&["lab", "up"]);
+    assert!(ok, "lab up without a delay: {stdout}{stderr}");
+    assert!(stdout.contains("link delay: none"), "{stdout}");
+    assert_eq!(
+        ferry::lab::LabState::load().map(|s| s.link_delay_ms),
+        Some(0)
+    );
+    let ssh_config = std::fs::read_to_string(lab.plan.ssh_config_path()).unwrap();
+    assert!(!ssh_config.contains("ProxyCommand"), "{ssh_config}");
+    let (ok, stdout, _) = ferry(&["lab", "status"]);
+    assert!(ok && stdout.contains("link delay: none"), "{stdout}");
+}
+
 /// Benchmark, not a timed test: prints the wall time of plain peer-to-peer live migrations of
 /// the idle guest back and forth. Run with
 /// `cargo test --release --test lab -- --ignored --nocapture bench_plain_live_migration`.

@@ -1,21 +1,31 @@
-//! Benchmark, not a test: the same hostile workload (the busy guest dirtying 200 MiB/s of its
-//! 512 MiB while the link is capped at 100 MiB/s) under ferry's `adaptive` policy (with and
-//! without post-copy), under `nova`, and under plain `virsh migrate --live`, side by side in
-//! one run. Prints a table; asserts nothing about speed.
+//! Benchmarks, not tests: each prints its figures side by side in one run and asserts nothing
+//! about speed.
+//!
+//! - Policies: the same hostile workload (the busy guest dirtying 200 MiB/s of its 512 MiB
+//!   while the link is capped at 100 MiB/s) under ferry's `adaptive` policy (with and without
+//!   post-copy), under `nova`, and under plain `virsh migrate --live`.
+//! - Inventory fan-out: 8 hosts behind 50 ms of link delay each way, read all at once versus
+//!   the slowest host alone, from cold (fresh connections) and warm (connections kept).
 //!
 //! ```text
-//! cargo test --release --test lab_bench -- --ignored --nocapture --test-threads=1
+//! flock /tmp/ferry-lab.lock cargo test --release --test lab_bench -- --ignored --nocapture --test-threads=1
 //! FERRY_BENCH_RUNS=3 (default) runs of each; FERRY_RECORD_TRACES=DIR keeps adaptive traces.
+//! cargo test --release --test lab_bench bench_inventory -- --ignored --nocapture   (fan-out only)
 //! ```
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{lab_or_skip, Lab};
+use common::{ferry, lab_or_skip, Lab, CALL_TIMEOUT};
+use ferry::config::Config;
 use ferry::engine::live::{self, HostTarget, LiveMigrationPlan, LiveOutcome, MigrationUpdate};
+use ferry::inventory::collect_once;
+use ferry::inventory::worker::read_host;
 use ferry::lab::plan::LabHost;
+use ferry::libvirt::HostConnection;
 use ferry::policy::{AdaptivePolicyConfig, NovaPolicyConfig, PolicyChoice};
 
 const BANDWIDTH_MIB_PER_SECOND: u64 = 100;
@@ -31,6 +41,13 @@ struct Run {
     downtime_ms: Option<u64>,
     bytes_moved: Option<u64>,
     note: String,
+}
+
+fn runs_each() -> usize {
+    std::env::var("FERRY_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
 }
 
 fn target(lab: &Lab, host: &LabHost) -> HostTarget {
@@ -202,10 +219,7 @@ fn bench_policies_on_a_guest_that_never_converges_on_its_own() {
     let Some(lab) = lab_or_skip("bench_policies") else {
         return;
     };
-    let runs_each: usize = std::env::var("FERRY_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let runs_each = runs_each();
     let adaptive = AdaptivePolicyConfig::default();
     let adaptive_post_copy = AdaptivePolicyConfig {
         permit_post_copy: true,
@@ -272,6 +286,252 @@ fn bench_policies_on_a_guest_that_never_converges_on_its_own() {
                 .map_or("-".into(), |b| (b >> 20).to_string()),
             run.total.as_secs_f64() / bound_seconds,
             run.note
+        );
+    }
+}
+
+const FAN_OUT_HOSTS: u32 = 8;
+const FAN_OUT_LINK_DELAY_MS: u32 = 50;
+
+/// The lab in a shape of a benchmark's choosing, put back to the default shape (3 hosts, no
+/// link delay) when dropped, a failed benchmark included. The caller holds the lab lock
+/// throughout, as every lab run does.
+struct LabShape;
+
+impl LabShape {
+    fn take(hosts: u32, link_delay_ms: u32) -> (LabShape, Duration) {
+        let started = Instant::now();
+        let (ok, stdout, stderr) = ferry(&[
+            "lab",
+            "up",
+            "--hosts",
+            &hosts.to_string(),
+            "--link-delay-ms",
+            &link_delay_ms.to_string(),
+        ]);
+        let shape = LabShape;
+        assert!(
+            ok,
+            "lab up --hosts {hosts} --link-delay-ms {link_delay_ms}:\n{stdout}\n{stderr}"
+        );
+        (shape, started.elapsed())
+    }
+}
+
+impl Drop for LabShape {
+    fn drop(&mut self) {
+        let (ok, stdout, stderr) = ferry(&["lab", "up"]);
+        if !ok {
+            eprintln!(
+                "!!! the lab could not be put back to its default shape:\n{stdout}\n{stderr}"
+            );
+        }
+    }
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// Resident memory of every process inside the lab hosts' namespaces (daemons and guests).
+fn lab_hosts_resident_mib() -> u64 {
+    let output = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let resident_kib = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let kib: u64 = output(&["netns", "list"])
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|netns| netns.starts_with("ferry-hv"))
+        .flat_map(|netns| {
+            output(&["netns", "pids", netns])
+                .lines()
+                .map(|pid| resident_kib(pid.trim()))
+                .collect::<Vec<_>>()
+        })
+        .sum();
+    kib >> 10
+}
+
+/// One `virsh hostname` (a fresh qemu+ssh connection and one call): the delay as a client sees it.
+fn time_virsh_hostname(uri: &str) -> Duration {
+    let started = Instant::now();
+    let output = Command::new("virsh")
+        .args(["-c", uri, "hostname"])
+        .output()
+        .expect("run virsh");
+    assert!(output.status.success(), "virsh -c {uri} hostname");
+    started.elapsed()
+}
+
+/// Every host read at once, each in a task of its own over its kept connection, as the
+/// inventory's host tasks read them.
+fn read_all_warm(connections: &[HostConnection], call_timeout: Duration) -> Duration {
+    let started = Instant::now();
+    ferry::runtime::wait(async {
+        let readers: Vec<_> = connections
+            .iter()
+            .cloned()
+            .map(|connection| {
+                tokio::spawn(async move {
+                    let reading = read_host(&connection, call_timeout).await;
+                    (connection.uri.clone(), reading)
+                })
+            })
+            .collect();
+        for reader in readers {
+            let (uri, reading) = reader.await.expect("reader task");
+            if let Err(error) = reading {
+                panic!("{uri}: {error}");
+            }
+        }
+    });
+    started.elapsed()
+}
+
+fn collect_cold(config: &Config) -> Duration {
+    let started = Instant::now();
+    let inventory = collect_once(config);
+    assert_eq!(inventory.unreachable_count(), 0, "every lab host answers");
+    started.elapsed()
+}
+
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+fn bench_inventory_fan_out_over_delayed_links() {
+    let Some(default_lab) = lab_or_skip("bench_inventory_fan_out") else {
+        return;
+    };
+    let runs = runs_each();
+    let probe_host = default_lab.plan.hosts[1].clone();
+    let virsh_undelayed = median(
+        (0..runs)
+            .map(|_| time_virsh_hostname(&default_lab.plan.uri(&probe_host)))
+            .collect(),
+    );
+    let resident_before_mib = lab_hosts_resident_mib();
+    let (_shape, shape_took) = LabShape::take(FAN_OUT_HOSTS, FAN_OUT_LINK_DELAY_MS);
+    let resident_after_mib = lab_hosts_resident_mib();
+    let config = Config::load(Path::new("/var/lib/ferry-lab/ferry.toml")).expect("lab config");
+    assert_eq!(config.hosts.len(), FAN_OUT_HOSTS as usize);
+    let virsh_delayed = median(
+        (0..runs)
+            .map(|_| time_virsh_hostname(&config.hosts[1].uri))
+            .collect(),
+    );
+
+    // Cold: every reading opens its connections afresh (ssh handshake, libvirt's greeting).
+    let cold_single: Vec<(String, Duration)> = config
+        .hosts
+        .iter()
+        .map(|host| {
+            let alone = Config {
+                hosts: vec![host.clone()],
+                ..config.clone()
+            };
+            (
+                host.name.to_string(),
+                median((0..runs).map(|_| collect_cold(&alone)).collect()),
+            )
+        })
+        .collect();
+    let cold_all = median((0..runs).map(|_| collect_cold(&config)).collect());
+
+    // Warm: connections opened once and kept, as the TUI's workers keep theirs.
+    let call_timeout = config.call_timeout();
+    let connections: Vec<HostConnection> = config
+        .hosts
+        .iter()
+        .map(|host| HostConnection::open(&host.uri, CALL_TIMEOUT).expect("connect"))
+        .collect();
+    let warm_single: Vec<(String, Duration)> = config
+        .hosts
+        .iter()
+        .zip(&connections)
+        .map(|(host, connection)| {
+            let alone = std::slice::from_ref(connection);
+            (
+                host.name.to_string(),
+                median(
+                    (0..runs)
+                        .map(|_| read_all_warm(alone, call_timeout))
+                        .collect(),
+                ),
+            )
+        })
+        .collect();
+    let warm_all = median(
+        (0..runs)
+            .map(|_| read_all_warm(&connections, call_timeout))
+            .collect(),
+    );
+
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let slowest = |singles: &[(String, Duration)]| {
+        singles
+            .iter()
+            .max_by_key(|(_, took)| *took)
+            .cloned()
+            .expect("lab has hosts")
+    };
+    println!(
+        "\ninventory fan-out: {FAN_OUT_HOSTS} hosts, {FAN_OUT_LINK_DELAY_MS} ms link delay each way, \
+         median of {runs} run(s)"
+    );
+    println!(
+        "lab up --hosts {FAN_OUT_HOSTS} --link-delay-ms {FAN_OUT_LINK_DELAY_MS}: {:.1} s; \
+         the lab hosts' processes hold {resident_after_mib} MiB resident ({} hosts: \
+         {resident_before_mib} MiB)",
+        shape_took.as_secs_f64(),
+        default_lab.plan.hosts.len()
+    );
+    println!(
+        "virsh hostname on {}: {:.0} ms without delay, {:.0} ms with it",
+        probe_host.name,
+        ms(virsh_undelayed),
+        ms(virsh_delayed)
+    );
+    println!("{:<6} {:>12} {:>12}", "host", "cold ms", "warm ms");
+    for ((name, cold), (_, warm)) in cold_single.iter().zip(&warm_single) {
+        println!("{name:<6} {:>12.0} {:>12.0}", ms(*cold), ms(*warm));
+    }
+    let (cold_slowest_name, cold_slowest) = slowest(&cold_single);
+    let (warm_slowest_name, warm_slowest) = slowest(&warm_single);
+    println!(
+        "{:<26} {:>12} {:>12} {:>8}",
+        "", "all hosts ms", "slowest ms", "ratio"
+    );
+    for (label, all, slowest_name, slowest) in [
+        (
+            "cold (fresh connections)",
+            cold_all,
+            cold_slowest_name,
+            cold_slowest,
+        ),
+        (
+            "warm (connections kept)",
+            warm_all,
+            warm_slowest_name,
+            warm_slowest,
+        ),
+    ] {
+        println!(
+            "{label:<26} {:>12.0} {:>12.0} {:>8.2}  (slowest alone: {slowest_name}; goal <= 1.2)",
+            ms(all),
+            ms(slowest),
+            all.as_secs_f64() / slowest.as_secs_f64()
         );
     }
 }

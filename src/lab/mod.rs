@@ -5,11 +5,12 @@
 
 pub mod cpio;
 pub mod guest;
+mod host;
+mod link_delay;
 pub mod plan;
 mod system;
 
 use std::collections::BTreeMap;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,10 +18,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use virt::connect::Connect;
 
-use crate::libvirt::{HostConnection, LibvirtError};
+use crate::libvirt::provision::DirectoryPool;
+use crate::libvirt::HostConnection;
 use guest::GuestSpec;
+use host::{host_is_healthy, remove_host, restart_dead_daemons, start_host};
 use plan::{
     LabHost, LabPlan, BRIDGE_NAME, CACHE_DIR, LAB_DIR, NAME_PREFIX, SUBNET_BITS, SUBNET_PREFIX,
 };
@@ -29,7 +31,6 @@ const HOST_UP_SCRIPT: &str = include_str!("host_up.sh");
 const GUEST_INIT_SOURCE: &str = include_str!("guest_init.c");
 pub const INSTALL_DEPS_SCRIPT: &str = include_str!("install-deps.sh");
 
-const HOST_READY_TIMEOUT: Duration = Duration::from_secs(40);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -43,6 +44,10 @@ pub struct LabState {
     /// sha256 of each data disk's content (raw, full size) as the lab wrote it.
     #[serde(default)]
     pub data_disk_sha256: BTreeMap<String, String>,
+    /// The delay each way on the lab's ssh links (`lab up --link-delay-ms`); 0 when none.
+    /// Kept here so `lab status` shows it and `lab up` knows what it changes.
+    #[serde(default)]
+    pub link_delay_ms: u32,
 }
 
 impl LabState {
@@ -125,10 +130,14 @@ struct MadeThisRun {
     hosts: Vec<LabHost>,
 }
 
-pub fn up(host_count: u32) -> Result<UpReport> {
+/// Brings up `host_count` hosts whose ssh links carry `link_delay_ms` each way (0: none).
+/// Idempotent; a lab of another shape or delay is changed to this one.
+pub fn up(host_count: u32, link_delay_ms: u32) -> Result<UpReport> {
     let started = Instant::now();
     preflight()?;
-    let plan = LabPlan::new(host_count).map_err(|e| anyhow!(e))?;
+    let plan = LabPlan::new(host_count)
+        .and_then(|plan| plan.with_link_delay_ms(link_delay_ms))
+        .map_err(|e| anyhow!(e))?;
     let previous = LabState::load();
     let mut made = MadeThisRun {
         lab_dir: !plan.dir.exists(),
@@ -242,6 +251,7 @@ fn bring_up(
         data_disk_sha256: LabState::load()
             .map(|s| s.data_disk_sha256)
             .unwrap_or_default(),
+        link_delay_ms: plan.link_delay_ms,
     };
     for spec in guest::lab_guests() {
         ensure_guest(plan, &connections, &spec, &mut state)?;
@@ -412,240 +422,13 @@ fn write_ssh_files(plan: &LabPlan) -> Result<()> {
         &plan.known_hosts(),
         plan.render_known_hosts(&public_keys).as_bytes(),
     )?;
+    // The relay is built whatever the delay, so that a change of delay is only a config.
+    link_delay::build_link_relay(&plan.dir.join("build"), &plan.link_relay())?;
     system::write_atomically(&plan.ssh_config_path(), plan.render_ssh_config().as_bytes())?;
     system::write_atomically(&plan.ssh_wrapper(), plan.render_ssh_wrapper().as_bytes())?;
     system::set_mode(&plan.ssh_wrapper(), 0o755)?;
     std::fs::write(plan.dir.join("host_up.sh"), HOST_UP_SCRIPT)?;
     Ok(())
-}
-
-fn read_pids(plan: &LabPlan, host: &LabHost) -> BTreeMap<String, i32> {
-    std::fs::read_to_string(plan.host_dir(host).join("pids"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| {
-            let (name, pid) = line.split_once(' ')?;
-            Some((name.to_string(), pid.trim().parse().ok()?))
-        })
-        .collect()
-}
-
-fn host_is_healthy(plan: &LabPlan, host: &LabHost) -> bool {
-    let status = std::fs::read_to_string(plan.host_dir(host).join("status")).unwrap_or_default();
-    if !status.starts_with("ready") || !system::netns_list().contains(&host.netns) {
-        return false;
-    }
-    let pids = read_pids(plan, host);
-    let in_netns = system::netns_pids(&host.netns);
-    ["holder", "libvirtd", "virtlogd", "sshd"]
-        .iter()
-        .all(|daemon| {
-            pids.get(*daemon)
-                .is_some_and(|pid| system::process_alive(*pid) && in_netns.contains(pid))
-        })
-}
-
-/// Restarts the dead daemons of a host whose namespace holder still runs, inside the holder's
-/// namespaces, and leaves every other process (QEMU above all) alone: libvirtd reconnects to
-/// the running guests. Ok(false) when the holder is gone, and the host must be rebuilt.
-fn restart_dead_daemons(plan: &LabPlan, host: &LabHost) -> Result<bool> {
-    let status = std::fs::read_to_string(plan.host_dir(host).join("status")).unwrap_or_default();
-    if !status.starts_with("ready") || !system::netns_list().contains(&host.netns) {
-        return Ok(false);
-    }
-    let mut pids = read_pids(plan, host);
-    let in_netns = system::netns_pids(&host.netns);
-    let Some(holder) = pids
-        .get("holder")
-        .copied()
-        .filter(|pid| system::process_alive(*pid) && in_netns.contains(pid))
-    else {
-        return Ok(false);
-    };
-    let host_dir = plan.host_dir(host);
-    let sshd_config = host_dir.join("sshd_config");
-    let sshd_log = host_dir.join("sshd.log");
-    let holder_run = PathBuf::from(format!("/proc/{holder}/root/run"));
-    // virtlogd before libvirtd: libvirtd hands guests' logs to it.
-    let daemons: [(&str, Vec<&str>, &str); 3] = [
-        ("virtlogd", vec!["virtlogd", "-d"], "virtlogd.pid"),
-        ("libvirtd", vec!["libvirtd", "-d"], "libvirtd.pid"),
-        (
-            "sshd",
-            vec![
-                "/usr/sbin/sshd",
-                "-f",
-                path_str(&sshd_config)?,
-                "-E",
-                path_str(&sshd_log)?,
-            ],
-            "sshd.pid",
-        ),
-    ];
-    for (daemon, command, pid_file) in daemons {
-        let alive = pids
-            .get(daemon)
-            .is_some_and(|pid| system::process_alive(*pid) && in_netns.contains(pid));
-        if alive {
-            continue;
-        }
-        let pid_path = holder_run.join(pid_file);
-        let _ = std::fs::remove_file(&pid_path);
-        let holder_arg = holder.to_string();
-        let mut args = vec!["-t", holder_arg.as_str(), "-m", "-u", "-n", "--"];
-        args.extend(command.iter().copied());
-        system::start_daemon("nsenter", &args)
-            .with_context(|| format!("{}: starting {daemon} again", host.name))?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let pid = loop {
-            let pid = std::fs::read_to_string(&pid_path)
-                .ok()
-                .and_then(|text| text.trim().parse::<i32>().ok());
-            if let Some(pid) = pid.filter(|pid| system::process_alive(*pid)) {
-                break pid;
-            }
-            if Instant::now() > deadline {
-                bail!("{}: {daemon} did not come back within 20 s", host.name);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        tracing::info!("{}: {daemon} restarted as pid {pid}", host.name);
-        pids.insert(daemon.to_string(), pid);
-    }
-    let text: String = ["holder", "virtlogd", "libvirtd", "sshd"]
-        .iter()
-        .filter_map(|name| pids.get(*name).map(|pid| format!("{name} {pid}\n")))
-        .collect();
-    system::write_atomically(&host_dir.join("pids"), text.as_bytes())?;
-    Ok(true)
-}
-
-/// Stops every process in the host's namespace and removes the namespace and its link.
-/// Touches nothing that is not the lab's: only processes inside the lab's own namespace.
-fn remove_host(host: &LabHost) {
-    if system::netns_list().contains(&host.netns) {
-        let pids = system::netns_pids(&host.netns);
-        system::terminate(&pids, Duration::from_secs(5));
-        if let Err(e) = system::run("ip", &["netns", "del", &host.netns]) {
-            tracing::warn!("{e:#}");
-        }
-    }
-    if system::link_exists(&host.veth) {
-        let _ = system::run("ip", &["link", "del", &host.veth]);
-    }
-}
-
-fn start_host(plan: &LabPlan, host: &LabHost) -> Result<()> {
-    let host_dir = plan.host_dir(host);
-    for sub in [
-        "var-lib-libvirt/images",
-        "var-lib-libvirt/qemu",
-        "var-lib-libvirt/boot",
-        "log-libvirt/qemu",
-        "cache-libvirt/qemu",
-    ] {
-        std::fs::create_dir_all(host_dir.join(sub))?;
-    }
-    // The host's /etc/libvirt is made once and then kept: it holds the host's persistent
-    // domain definitions. Only the two config files are rewritten, from the machine's.
-    let etc = host_dir.join("etc-libvirt");
-    if !etc.exists() {
-        system::run("cp", &["-a", "/etc/libvirt", path_str(&etc)?])?;
-        let _ = std::fs::remove_dir_all(etc.join("qemu/networks/autostart"));
-    }
-    let machine_libvirtd =
-        std::fs::read_to_string("/etc/libvirt/libvirtd.conf").unwrap_or_default();
-    std::fs::write(
-        etc.join("libvirtd.conf"),
-        machine_libvirtd + &plan.render_libvirtd_conf(host),
-    )?;
-    let machine_qemu = std::fs::read_to_string("/etc/libvirt/qemu.conf").unwrap_or_default();
-    std::fs::write(
-        etc.join("qemu.conf"),
-        machine_qemu + &plan.render_qemu_conf(),
-    )?;
-    std::fs::write(host_dir.join("sshd_config"), plan.render_sshd_config(host))?;
-    let _ = std::fs::remove_file(host_dir.join("status"));
-    let _ = std::fs::remove_file(host_dir.join("pids"));
-
-    system::run("ip", &["netns", "add", &host.netns])?;
-    system::run(
-        "ip",
-        &[
-            "link",
-            "add",
-            &host.veth,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &host.netns,
-        ],
-    )?;
-    system::run(
-        "ip",
-        &["link", "set", &host.veth, "master", BRIDGE_NAME, "up"],
-    )?;
-    let address = format!("{}/{SUBNET_BITS}", host.address);
-    system::run(
-        "ip",
-        &["-n", &host.netns, "addr", "add", &address, "dev", "eth0"],
-    )?;
-    system::run("ip", &["-n", &host.netns, "link", "set", "eth0", "up"])?;
-
-    let log = std::fs::File::create(host_dir.join("host.log"))?;
-    let mut command = Command::new("ip");
-    command
-        .args(["netns", "exec", &host.netns])
-        .args(["unshare", "--mount", "--uts", "--propagation", "private"])
-        .arg("sh")
-        .arg(plan.dir.join("host_up.sh"))
-        .arg(&host_dir)
-        .arg(&host.name)
-        .arg(&host.address)
-        .arg(&plan.dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    // SAFETY: setsid is async-signal-safe; the host must not share ferry's session or
-    // terminal, so it outlives this command and ignores the operator's Ctrl-C.
-    unsafe {
-        command.pre_exec(|| {
-            libc::setsid();
-            system::close_inherited_descriptors_at_exec()
-        });
-    }
-    let mut child = command.spawn().context("cannot start the lab host")?;
-
-    let deadline = Instant::now() + HOST_READY_TIMEOUT;
-    loop {
-        let status = std::fs::read_to_string(host_dir.join("status")).unwrap_or_default();
-        if status.starts_with("ready") {
-            return Ok(());
-        }
-        if let Some(reason) = status.strip_prefix("failed: ") {
-            bail!("lab host {}: {}", host.name, reason.trim());
-        }
-        if let Ok(Some(exit)) = child.try_wait() {
-            let log = std::fs::read_to_string(host_dir.join("host.log")).unwrap_or_default();
-            bail!(
-                "lab host {} stopped while starting ({exit}): {}",
-                host.name,
-                log.trim()
-            );
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "lab host {} was not ready within {:?}; see {}",
-                host.name,
-                HOST_READY_TIMEOUT,
-                host_dir.join("host.log").display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Connects over qemu+ssh and checks the host says its own name (sshd may take a moment).
@@ -673,29 +456,16 @@ fn connect_checked(plan: &LabPlan, host: &LabHost) -> Result<HostConnection> {
 
 fn ensure_pools(plan: &LabPlan, connection: &HostConnection) -> Result<()> {
     let pools = [
-        ("local".to_string(), "/var/lib/libvirt/images".to_string()),
-        (
-            "shared".to_string(),
-            plan.shared_dir().join("instances").display().to_string(),
-        ),
+        DirectoryPool {
+            name: "local".into(),
+            path: "/var/lib/libvirt/images".into(),
+        },
+        DirectoryPool {
+            name: "shared".into(),
+            path: plan.shared_dir().join("instances").display().to_string(),
+        },
     ];
-    connection.call("ensuring storage pools", CALL_TIMEOUT, move |connect| {
-        for (name, path) in &pools {
-            let pool = match connect.lookup_storage_pool_by_name(name) {
-                Ok(pool) => pool,
-                Err(_) => connect
-                    .define_storage_pool_xml(&guest::dir_pool_xml(name, path), 0)
-                    .map_err(|e| LibvirtError::call(format!("defining pool {name}"), e))?,
-            };
-            if !pool.is_active().unwrap_or(false) {
-                pool.create(0)
-                    .map_err(|e| LibvirtError::call(format!("starting pool {name}"), e))?;
-            }
-            let _ = pool.set_autostart(true);
-            let _ = pool.refresh(0);
-        }
-        Ok(())
-    })?;
+    crate::runtime::wait(connection.ensure_directory_pools(&pools, CALL_TIMEOUT))?;
     Ok(())
 }
 
@@ -707,20 +477,14 @@ fn ensure_guest(
 ) -> Result<()> {
     let mut placement = None;
     for (host, connection) in plan.hosts.iter().zip(connections) {
-        let name = spec.name.to_string();
-        let found = connection.call("looking up guest", CALL_TIMEOUT, move |connect| {
-            Ok(connect
-                .lookup_domain_by_name(&name)
-                .ok()
-                .map(|d| d.is_active().unwrap_or(false)))
-        })?;
-        if let Some(found) = found {
-            placement = Some((host, connection, found));
+        let found = crate::runtime::wait(connection.guest_is_active(spec.name, CALL_TIMEOUT))?;
+        if let Some(active) = found {
+            placement = Some((host, connection, active));
             break;
         }
     }
     let (host, connection, active) = match placement {
-        Some((host, connection, active)) => (host, connection, active),
+        Some(placement) => placement,
         None => {
             let host = &plan.hosts[0];
             let connection = &connections[0];
@@ -729,37 +493,15 @@ fn ensure_guest(
                 state.data_disk_sha256.insert(spec.name.to_string(), sha256);
             }
             let xml = guest::domain_xml(spec, plan);
-            connection.call("defining guest", CALL_TIMEOUT, move |connect| {
-                if let Ok(pool) = connect.lookup_storage_pool_by_name("local") {
-                    let _ = pool.refresh(0);
-                }
-                connect
-                    .define_domain_xml(&xml)
-                    .map(|_| ())
-                    .map_err(|e| LibvirtError::call("defining guest", e))
-            })?;
+            crate::runtime::wait(connection.define_guest("local", &xml, CALL_TIMEOUT))?;
             (host, connection, false)
         }
     };
     if spec.start_at_lab_up && !active {
-        let name = spec.name.to_string();
-        connection
-            .call("starting guest", CALL_TIMEOUT, move |connect| {
-                start_domain(connect, &name)
-            })
+        crate::runtime::wait(connection.start_guest(spec.name, CALL_TIMEOUT))
             .with_context(|| format!("starting guest {} on {}", spec.name, host.name))?;
     }
     Ok(())
-}
-
-fn start_domain(connect: &Connect, name: &str) -> Result<(), LibvirtError> {
-    let domain = connect
-        .lookup_domain_by_name(name)
-        .map_err(|e| LibvirtError::call(format!("looking up {name}"), e))?;
-    domain
-        .create()
-        .map(|_| ())
-        .map_err(|e| LibvirtError::call(format!("starting {name}"), e))
 }
 
 /// Writes the known content as raw, converts it to qcow2 in the host's local pool, and
@@ -882,10 +624,18 @@ pub struct HostStatus {
     pub answers: Result<Vec<String>, String>,
 }
 
-/// Each host: namespace, daemons, and whether it answers over qemu+ssh (with its guests).
-pub fn status() -> Result<Vec<HostStatus>> {
+pub struct LabStatus {
+    pub link_delay_ms: u32,
+    pub hosts: Vec<HostStatus>,
+}
+
+/// The link delay, and each host: namespace, daemons, and whether it answers over qemu+ssh
+/// (with its guests).
+pub fn status() -> Result<LabStatus> {
     let state = LabState::load().ok_or_else(|| anyhow!("no lab here (run `ferry lab up`)"))?;
-    let plan = LabPlan::new(state.host_count).map_err(|e| anyhow!(e))?;
+    let plan = LabPlan::new(state.host_count)
+        .and_then(|plan| plan.with_link_delay_ms(state.link_delay_ms))
+        .map_err(|e| anyhow!(e))?;
     let namespaces = system::netns_list();
     // Each host is asked on a thread of its own: one host that does not answer costs its own
     // timeout, not everyone's.
@@ -907,7 +657,7 @@ pub fn status() -> Result<Vec<HostStatus>> {
             })
         })
         .collect();
-    Ok(plan
+    let hosts = plan
         .hosts
         .iter()
         .zip(answers)
@@ -920,7 +670,11 @@ pub fn status() -> Result<Vec<HostStatus>> {
                 .join()
                 .unwrap_or_else(|_| Err("status thread panicked".into())),
         })
-        .collect())
+        .collect();
+    Ok(LabStatus {
+        link_delay_ms: plan.link_delay_ms,
+        hosts,
+    })
 }
 
 #[cfg(test)]

@@ -13,6 +13,9 @@ pub const BRIDGE_NAME: &str = "ferry-br0";
 pub const SUBNET_PREFIX: &str = "10.77.0";
 pub const SUBNET_BITS: u8 = 24;
 pub const MAX_HOSTS: u32 = 40;
+/// Keep-alive probes every 5 s, 3 may go unanswered (`libvirt::KEEPALIVE_*`): a link delay of
+/// seconds would have hosts dropped as dead, which is not what the delay is for.
+pub const MAX_LINK_DELAY_MS: u32 = 2000;
 /// Prefix of every network namespace and link the lab makes; `lab down` removes exactly these.
 pub const NAME_PREFIX: &str = "ferry-hv";
 
@@ -46,6 +49,9 @@ impl LabHost {
 pub struct LabPlan {
     pub dir: PathBuf,
     pub hosts: Vec<LabHost>,
+    /// Added to every lab ssh connection in each direction by the lab's relay, so that the
+    /// hosts answer as separate machines on a long link would. 0: no relay at all.
+    pub link_delay_ms: u32,
 }
 
 impl LabPlan {
@@ -58,6 +64,21 @@ impl LabPlan {
         Ok(LabPlan {
             dir: PathBuf::from(LAB_DIR),
             hosts: (1..=host_count).map(LabHost::new).collect(),
+            link_delay_ms: 0,
+        })
+    }
+
+    /// The same lab with `link_delay_ms` of delay each way on its ssh links.
+    pub fn with_link_delay_ms(self, link_delay_ms: u32) -> Result<LabPlan, String> {
+        if link_delay_ms > MAX_LINK_DELAY_MS {
+            return Err(format!(
+                "--link-delay-ms {link_delay_ms}: at most {MAX_LINK_DELAY_MS} ms (libvirt's \
+                 keep-alive gives up on links slower than that)"
+            ));
+        }
+        Ok(LabPlan {
+            link_delay_ms,
+            ..self
         })
     }
 
@@ -71,6 +92,11 @@ impl LabPlan {
     /// so the operator's ~/.ssh is never read or written.
     pub fn ssh_wrapper(&self) -> PathBuf {
         self.ssh_dir().join("ssh")
+    }
+    /// The delay line ssh runs as its ProxyCommand when the lab has a link delay
+    /// (`link_relay.c`, built by `lab up`).
+    pub fn link_relay(&self) -> PathBuf {
+        self.ssh_dir().join("link-relay")
     }
     pub fn ssh_config_path(&self) -> PathBuf {
         self.ssh_dir().join("config")
@@ -141,6 +167,14 @@ impl LabPlan {
             key = self.operator_key().display(),
             known = self.known_hosts().display(),
         );
+        if self.link_delay_ms > 0 {
+            // %h is the HostName below (the host's address), %p sshd's port.
+            text.push_str(&format!(
+                "  ProxyCommand {relay} {delay} %h %p\n",
+                relay = self.link_relay().display(),
+                delay = self.link_delay_ms
+            ));
+        }
         for host in &self.hosts {
             text.push_str(&format!(
                 "Host {name}\n  HostName {address}\n  HostKeyAlias {name}\n",
@@ -285,6 +319,23 @@ mod tests {
         assert!(plan
             .render_ssh_wrapper()
             .contains("-F /var/lib/ferry-lab/ssh/config"));
+    }
+
+    #[test]
+    fn ssh_goes_through_the_link_relay_only_with_a_link_delay() {
+        let plain = LabPlan::new(2).unwrap();
+        assert!(!plain.render_ssh_config().contains("ProxyCommand"));
+        let delayed = LabPlan::new(2).unwrap().with_link_delay_ms(50).unwrap();
+        assert!(delayed
+            .render_ssh_config()
+            .contains("\n  ProxyCommand /var/lib/ferry-lab/ssh/link-relay 50 %h %p\n"));
+        assert!(LabPlan::new(2)
+            .unwrap()
+            .with_link_delay_ms(MAX_LINK_DELAY_MS + 1)
+            .is_err());
+        // Back to no delay: the relay leaves the path entirely.
+        let undone = delayed.with_link_delay_ms(0).unwrap();
+        assert_eq!(undone.render_ssh_config(), plain.render_ssh_config());
     }
 
     #[test]

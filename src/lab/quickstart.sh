@@ -7,11 +7,27 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-if ! command -v cargo >/dev/null; then
-  echo "quickstart: cargo is missing; install a Rust toolchain (1.85 or newer) first" >&2
-  exit 1
-fi
 bash src/lab/install-deps.sh
+
+# Rust. A toolchain the machine has is used as it is: on PATH, or rustup's in ~/.cargo/bin
+# (which sudo's PATH leaves out). Without one, Debian's own: bookworm's rustc is 1.63, too old,
+# but bookworm-security carries rustc-web and cargo-web (1.96), which install plain
+# /usr/bin/rustc and /usr/bin/cargo. They conflict only with Debian's rustup package, never
+# with a rustup under ~/.cargo, and are not installed when a toolchain is there.
+if ! command -v cargo >/dev/null && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
+  export PATH="${HOME:-/root}/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null; then
+  echo "quickstart: no Rust toolchain; installing Debian's rustc-web and cargo-web"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  if ! apt-get install -y -q --no-install-recommends rustc-web cargo-web; then
+    echo "quickstart: cannot install rustc-web and cargo-web (is bookworm-security in the apt sources?);" \
+      "install a Rust toolchain (1.85 or newer) and run this again" >&2
+    exit 1
+  fi
+fi
+echo "quickstart: building with $(cargo --version) at $(command -v cargo)"
 
 case "${1:-lab}" in
   lab)

@@ -11,6 +11,7 @@ pub mod job_stats;
 pub mod lifecycle;
 pub mod migrate;
 pub mod probe;
+pub mod provision;
 pub mod readings;
 pub mod standing;
 pub mod storage;
