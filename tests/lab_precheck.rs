@@ -69,8 +69,7 @@ fn failed(report: &PrecheckReport) -> Vec<CheckId> {
 
 /// (name, state) of every domain of a host.
 fn domains_on(lab: &Lab, host: &LabHost) -> BTreeSet<(String, &'static str)> {
-    lab.connect(host)
-        .domains(CALL_TIMEOUT)
+    ferry::runtime::wait(lab.connect(host).domains(CALL_TIMEOUT))
         .expect("list domains")
         .into_iter()
         .map(|d| (d.name, d.state.as_virsh_str()))

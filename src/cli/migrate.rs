@@ -114,7 +114,7 @@ pub fn migrate(
         return Ok(ExitCode::FAILURE);
     }
     let history = History::open(&history::default_path())?;
-    let supervisor = Supervisor::start(SupervisorSettings {
+    let mut supervisor = Supervisor::start(SupervisorSettings {
         history,
         limits: config.migration.queue_limits(),
     });
@@ -127,7 +127,7 @@ pub fn migrate(
     for plan in &plans {
         supervisor.submit(plan.clone());
     }
-    let completed = watch(&supervisor, plans.len(), output)?;
+    let completed = watch(&mut supervisor, plans.len(), output)?;
     Ok(if completed == plans.len() && refused == 0 {
         ExitCode::SUCCESS
     } else {
@@ -242,14 +242,14 @@ fn resume_matching(output: Output, only: Option<&str>) -> Result<ExitCode> {
             ExitCode::SUCCESS
         });
     }
-    let supervisor = Supervisor::start(SupervisorSettings {
+    let mut supervisor = Supervisor::start(SupervisorSettings {
         history,
         limits: Default::default(),
     });
     for (id, plan) in &plans {
         supervisor.resume(*id, plan.clone());
     }
-    let completed = watch(&supervisor, plans.len(), output)?;
+    let completed = watch(&mut supervisor, plans.len(), output)?;
     Ok(
         if completed == plans.len() && cold_recovered != Some(false) {
             ExitCode::SUCCESS
@@ -342,7 +342,7 @@ fn recover_cold(history: &mut History, output: Output) -> Result<Option<bool>> {
 
 /// Prints every event until each submitted migration has its outcome; returns how many
 /// completed.
-fn watch(supervisor: &Supervisor, submitted: usize, output: Output) -> Result<usize> {
+fn watch(supervisor: &mut Supervisor, submitted: usize, output: Output) -> Result<usize> {
     let mut remaining = submitted;
     let mut completed = 0;
     let mut plans = std::collections::HashMap::new();
@@ -350,7 +350,7 @@ fn watch(supervisor: &Supervisor, submitted: usize, output: Output) -> Result<us
     while remaining > 0 {
         let event = supervisor
             .events
-            .recv()
+            .blocking_recv()
             .context("the supervisor stopped before every migration ended")?;
         match &event {
             SupervisorEvent::Queued { request, plan } => {
@@ -545,10 +545,12 @@ fn abort_unwatched(config: &Config, instance: &str) -> Result<ExitCode> {
     let key = DomainKey::Name(instance.to_string());
     let mut holders = Vec::new();
     for host in &config.hosts {
-        let Ok(connection) = HostConnection::open(&host.uri, timeout) else {
-            continue;
-        };
-        if let HostAnswer::Holds(standing) = connection.domain_standing(&key, timeout) {
+        let reading = ferry::runtime::wait(async {
+            let connection = HostConnection::open_async(&host.uri, timeout).await.ok()?;
+            let answer = connection.domain_standing(&key, timeout).await;
+            Some((connection, answer))
+        });
+        if let Some((connection, HostAnswer::Holds(standing))) = reading {
             holders.push((host, connection, standing));
         }
     }
@@ -569,8 +571,7 @@ fn abort_unwatched(config: &Config, instance: &str) -> Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
-    connection
-        .abort_migration_job(&key, timeout)
+    ferry::runtime::wait(connection.abort_migration_job(&key, timeout))
         .map_err(|error| error_with_host(error, host.name.as_str()))?;
     println!(
         "{instance}: abort sent to libvirt on {}; the guest stays there. No ferry was watching: \

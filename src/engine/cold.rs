@@ -362,8 +362,7 @@ fn gather(
     let destination_host = &destination_target.name;
     let mut problems = Vec::new();
 
-    let domain = source
-        .domains(timeout)?
+    let domain = crate::runtime::wait(source.domains(timeout))?
         .into_iter()
         .find(|d| d.name == instance)
         .ok_or_else(|| LibvirtError::Call {
@@ -382,13 +381,13 @@ fn gather(
             "{instance}: a libvirt job (migration, backup…) is running on it"
         ));
     }
-    let source_facts = source.host_facts(timeout)?;
+    let source_facts = crate::runtime::wait(source.host_facts(timeout))?;
     let source_pools = source.storage_pools(timeout)?;
 
     // The destination's side; unreachable leaves these empty and the up-check fails.
     let destination_side = destination.ok().map(|connection| {
         (
-            connection.host_facts(timeout),
+            crate::runtime::wait(connection.host_facts(timeout)),
             connection.storage_pools(timeout),
             connection.domain_presence(&key, timeout),
             connection.domain_presence(&DomainKey::Uuid(domain.uuid.clone()), timeout),

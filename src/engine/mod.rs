@@ -13,3 +13,4 @@ pub mod queue;
 pub mod report;
 pub mod settle;
 pub mod supervisor;
+pub mod target;

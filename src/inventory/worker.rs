@@ -43,8 +43,8 @@ pub fn read_host(
     connection: &HostConnection,
     call_timeout: Duration,
 ) -> Result<(HostFacts, Vec<DomainFacts>), LibvirtError> {
-    let facts = connection.host_facts(call_timeout)?;
-    let domains = connection.domains(call_timeout)?;
+    let facts = crate::runtime::wait(connection.host_facts(call_timeout))?;
+    let domains = crate::runtime::wait(connection.domains(call_timeout))?;
     Ok((facts, domains))
 }
 

@@ -150,13 +150,13 @@ impl Bridge {
         let Ok(supervisor) = &mut self.supervisor else {
             return Ok(());
         };
-        let (_, placeholder) = mpsc::channel();
-        let events = std::mem::replace(&mut supervisor.events, placeholder);
+        let (_, placeholder) = tokio::sync::mpsc::unbounded_channel();
+        let mut events = std::mem::replace(&mut supervisor.events, placeholder);
         let app_events = self.events.clone();
         thread::Builder::new()
             .name("supervisor-events".into())
             .spawn(move || {
-                while let Ok(event) = events.recv() {
+                while let Some(event) = events.blocking_recv() {
                     if app_events
                         .send(AppEvent::Migration(Box::new(event)))
                         .is_err()
