@@ -20,7 +20,8 @@ fn migrate_live(
     request: &LiveMigrationRequest,
     timeout: Duration,
 ) -> Result<(), String> {
-    match ferry::runtime::wait(tokio::time::timeout(timeout, source.migrate_live(request))) {
+    let migration = async { tokio::time::timeout(timeout, source.migrate_live(request)).await };
+    match ferry::runtime::wait(migration) {
         Ok(Ok(LaunchEnd::Migrated)) => Ok(()),
         Ok(Ok(LaunchEnd::RefusedBusy { what })) => Err(format!("refused: {what} runs")),
         Ok(Err(error)) => Err(error.to_string()),

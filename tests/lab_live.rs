@@ -95,10 +95,9 @@ fn migrate_busy(
             Instant::now() < deadline,
             "migration did not end within 10 minutes"
         );
-        let update = match ferry::runtime::wait(tokio::time::timeout(
-            Duration::from_secs(5),
-            handle.updates.recv(),
-        )) {
+        let next =
+            async { tokio::time::timeout(Duration::from_secs(5), handle.updates.recv()).await };
+        let update = match ferry::runtime::wait(next) {
             Ok(Some(update)) => update,
             Err(_elapsed) => continue,
             Ok(None) => break,
