@@ -331,7 +331,8 @@ impl State {
                         reply: Some(reply_tx),
                     })
                     .map_err(|_| "this ferry is shutting down".to_string())?;
-                match crate::runtime::wait(tokio::time::timeout(control::REPLY_TIMEOUT, reply_rx)) {
+                let answer = async { tokio::time::timeout(control::REPLY_TIMEOUT, reply_rx).await };
+                match crate::runtime::wait(answer) {
                     Ok(Ok(answer)) => answer,
                     Ok(Err(_)) | Err(_) => Err("no answer from the migration".to_string()),
                 }
