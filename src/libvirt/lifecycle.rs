@@ -95,11 +95,9 @@ impl HostConnection {
         timeout: Duration,
         action: impl FnOnce(&Domain) -> Result<T, virt::error::Error> + Send + 'static,
     ) -> Result<T, LibvirtError> {
-        let key = key.clone();
         let context = format!("{what} {key}");
-        self.run(context.clone(), timeout, move |connect| {
-            let domain = lookup(connect, &key).map_err(|e| LibvirtError::call(&context, e))?;
-            action(&domain).map_err(|e| LibvirtError::call(&context, e))
+        self.with_domain_ffi(key, what, timeout, move |domain| {
+            action(domain).map_err(|e| LibvirtError::call(&context, e))
         })
         .await
     }

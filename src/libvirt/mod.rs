@@ -45,6 +45,14 @@ impl LibvirtError {
             message: error.message().to_string(),
         }
     }
+
+    /// libvirt's own refusal of a second job on the domain ("another migration job is already
+    /// running", or the job lock held by another call): nothing of this call's started.
+    pub fn is_another_job_running(&self) -> bool {
+        let text = self.to_string();
+        text.contains("another migration job is already running")
+            || text.contains("cannot acquire state change lock")
+    }
 }
 
 /// Once per process: stop libvirt printing errors on stderr (the TUI owns the terminal), and

@@ -27,14 +27,6 @@ pub(super) fn job_words(job: RunningJob) -> &'static str {
     }
 }
 
-/// libvirt's own refusal of a second job on the domain ("another migration job is already
-/// running", or the job lock held by another call).
-pub(super) fn libvirt_refused_for_another_job(error: &LibvirtError) -> bool {
-    let text = error.to_string();
-    text.contains("another migration job is already running")
-        || text.contains("cannot acquire state change lock")
-}
-
 /// Whether the launch call failed because ferry's own connection under it dropped (rather
 /// than libvirt answering that the migration failed): libvirt says so of that connection.
 pub(super) async fn call_lost_its_connection(

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::finish::ended_job_result;
-use super::launch::{call_lost_its_connection, libvirt_refused_for_another_job, CallEnd};
+use super::launch::{call_lost_its_connection, CallEnd};
 use super::{
     CommandReply, HostTarget, Inbox, LiveMigrationPlan, MigrationStream, MigrationUpdate,
     OperatorCommand, ALIVE_CHECK_TIMEOUT, DESTINATION_CHECK_EVERY_POLLS, JOB_AGE_SLACK_MS,
@@ -570,7 +570,7 @@ pub(super) async fn watch(
                     }
                     CallEnd::Returned(Ok(())) => return Ok(Ok(())),
                     CallEnd::Returned(Err(error)) => {
-                        if libvirt_refused_for_another_job(&error) {
+                        if error.is_another_job_running() {
                             monitor.ownership.launch_refused_for_another_job = true;
                             return Err(error.to_string());
                         }
