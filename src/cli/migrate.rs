@@ -546,7 +546,7 @@ fn abort_unwatched(config: &Config, instance: &str) -> Result<ExitCode> {
     let mut holders = Vec::new();
     for host in &config.hosts {
         let reading = ferry::runtime::wait(async {
-            let connection = HostConnection::open_async(&host.uri, timeout).await.ok()?;
+            let connection = HostConnection::connect(&host.uri, timeout).await.ok()?;
             let answer = connection.domain_standing(&key, timeout).await;
             Some((connection, answer))
         });

@@ -137,7 +137,7 @@ pub struct HostConnection {
 impl HostConnection {
     /// Opens `uri` (e.g. `qemu+ssh://root@hv1/system`) with keep-alive, within `timeout`.
     /// Transitional for synchronous callers; code on the runtime uses
-    /// [`HostConnection::open_async`].
+    /// [`HostConnection::connect`].
     pub fn open(uri: &str, timeout: Duration) -> Result<HostConnection, LibvirtError> {
         init();
         let owned_uri = uri.to_string();
@@ -148,7 +148,7 @@ impl HostConnection {
 
     /// Opens `uri` as [`HostConnection::open`] does, awaited on the blocking pool: for callers
     /// on the runtime (the live engine's monitors and their reconnects).
-    pub async fn open_async(uri: &str, timeout: Duration) -> Result<HostConnection, LibvirtError> {
+    pub async fn connect(uri: &str, timeout: Duration) -> Result<HostConnection, LibvirtError> {
         init();
         let owned_uri = uri.to_string();
         off_runtime(format!("connecting to {uri}"), timeout, move || {

@@ -85,7 +85,7 @@ impl HostConnection {
 
     /// A fresh connection to the same URI.
     pub async fn reopen(&self, timeout: Duration) -> Result<HostConnection, LibvirtError> {
-        HostConnection::open_async(&self.uri, timeout).await
+        HostConnection::connect(&self.uri, timeout).await
     }
 
     /// `virDomainAbortJob` on the domain's migration job: the guest stays on this (source) host.

@@ -273,7 +273,7 @@ async fn run(
 ) -> LiveOutcome {
     let started = Instant::now();
     let fail = |detail: String| LiveOutcome::Failed { detail };
-    let source = match HostConnection::open_async(&plan.source.uri, plan.call_timeout).await {
+    let source = match HostConnection::connect(&plan.source.uri, plan.call_timeout).await {
         Ok(c) => c,
         Err(e) if mode == Mode::Attach => {
             return LiveOutcome::Unsettled {
@@ -364,16 +364,16 @@ async fn run(
                 };
             // The migrate call blocks for the whole migration: it gets a connection of its own
             // so the monitor's polls never queue behind it.
-            let launcher =
-                match HostConnection::open_async(&plan.source.uri, plan.call_timeout).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        return fail(format!(
-                            "not started: {} did not answer ({e})",
-                            plan.source.name
-                        ))
-                    }
-                };
+            let launcher = match HostConnection::connect(&plan.source.uri, plan.call_timeout).await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    return fail(format!(
+                        "not started: {} did not answer ({e})",
+                        plan.source.name
+                    ))
+                }
+            };
             if !plan.block_migration_disks.is_empty() {
                 if let Err(error) = launch::prepare_block_migration(&mut monitor).await {
                     return fail(format!("preparing the block migration: {error}"));

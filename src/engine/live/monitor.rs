@@ -73,7 +73,7 @@ impl Link {
         if Instant::now() < self.next_attempt_at {
             return None;
         }
-        match HostConnection::open_async(&self.uri, timeout).await {
+        match HostConnection::connect(&self.uri, timeout).await {
             Ok(connection) => {
                 self.connection = Some(connection.clone());
                 Some(connection)
