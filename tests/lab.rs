@@ -11,7 +11,23 @@ use std::time::{Duration, Instant};
 use common::{disk_content_sha256, ferry, lab_or_skip, CALL_TIMEOUT};
 use ferry::lab::guest::lab_guests;
 use ferry::lab::plan::{BRIDGE_NAME, LAB_DIR, NAME_PREFIX};
-use ferry::libvirt::migrate::LiveMigrationRequest;
+use ferry::libvirt::migrate::{LaunchEnd, LiveMigrationRequest};
+use ferry::libvirt::HostConnection;
+
+/// Runs `request` from `source` to its end through the libvirt door, at most `timeout`.
+fn migrate_live(
+    source: &HostConnection,
+    request: &LiveMigrationRequest,
+    timeout: Duration,
+) -> Result<(), String> {
+    let migration = async { tokio::time::timeout(timeout, source.migrate_live(request)).await };
+    match ferry::runtime::wait(migration) {
+        Ok(Ok(LaunchEnd::Migrated)) => Ok(()),
+        Ok(Ok(LaunchEnd::RefusedBusy { what })) => Err(format!("refused: {what} runs")),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_elapsed) => Err(format!("no end within {timeout:?}")),
+    }
+}
 
 #[test]
 fn every_lab_host_answers_with_its_own_hostname_and_uuid() {
@@ -105,16 +121,16 @@ fn plain_live_migration_moves_the_idle_guest_and_back() {
     for (from, to) in [(&source, &destination), (&destination, &source)] {
         let console_offset = lab.console_length(to, "idle");
         let started = Instant::now();
-        lab.connect(from)
-            .migrate_live_peer_to_peer(
-                &LiveMigrationRequest {
-                    domain_name: "idle".into(),
-                    destination_uri: lab.plan.uri(to),
-                    bandwidth_mib_per_second: None,
-                },
-                Duration::from_secs(300),
-            )
-            .unwrap_or_else(|e| panic!("migrating idle {} → {}: {e}", from.name, to.name));
+        migrate_live(
+            &lab.connect(from),
+            &LiveMigrationRequest {
+                domain_name: "idle".into(),
+                destination_uri: lab.plan.uri(to),
+                ..Default::default()
+            },
+            Duration::from_secs(300),
+        )
+        .unwrap_or_else(|e| panic!("migrating idle {} → {}: {e}", from.name, to.name));
         eprintln!(
             "plain live migration of idle {} → {}: {:.2} s",
             from.name,
@@ -441,16 +457,16 @@ fn bench_plain_live_migration() {
     for round in 0..10 {
         let to = lab.next_host(&from);
         let started = Instant::now();
-        lab.connect(&from)
-            .migrate_live_peer_to_peer(
-                &LiveMigrationRequest {
-                    domain_name: "idle".into(),
-                    destination_uri: lab.plan.uri(&to),
-                    bandwidth_mib_per_second: None,
-                },
-                Duration::from_secs(300),
-            )
-            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        migrate_live(
+            &lab.connect(&from),
+            &LiveMigrationRequest {
+                domain_name: "idle".into(),
+                destination_uri: lab.plan.uri(&to),
+                ..Default::default()
+            },
+            Duration::from_secs(300),
+        )
+        .unwrap_or_else(|e| panic!("round {round}: {e}"));
         seconds.push(started.elapsed().as_secs_f64());
         assert_eq!(lab.host_of("idle").0.name, to.name);
         from = to;

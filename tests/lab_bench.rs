@@ -65,7 +65,7 @@ fn ferry_run(lab: &Lab, label: &str, policy: PolicyChoice, trace: Option<String>
         PolicyChoice::Nova(c) => c.permit_post_copy,
     };
     let started = Instant::now();
-    let handle = live::start(LiveMigrationPlan {
+    let mut handle = live::start(LiveMigrationPlan {
         instance_name: "busy".into(),
         source: target(lab, &source),
         destination: target(lab, &destination),
@@ -86,7 +86,7 @@ fn ferry_run(lab: &Lab, label: &str, policy: PolicyChoice, trace: Option<String>
     });
     let mut last_processed = None;
     let mut decisions = Vec::new();
-    for update in handle.updates.iter() {
+    while let Some(update) = handle.updates.blocking_recv() {
         match &update {
             MigrationUpdate::Sample(sample) => {
                 // The last sample after an abort may read 0: keep the most seen.
@@ -100,7 +100,7 @@ fn ferry_run(lab: &Lab, label: &str, policy: PolicyChoice, trace: Option<String>
             _ => {}
         }
     }
-    let outcome = handle.thread.join().unwrap();
+    let outcome = ferry::runtime::wait(handle.task).unwrap();
     let total = started.elapsed();
     let last_decision = decisions.last().cloned().unwrap_or_default();
     match outcome {

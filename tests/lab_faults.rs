@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use common::operator::{of_type, Operator};
 use common::{lab_or_skip, Lab, CALL_TIMEOUT};
 use ferry::lab::plan::LabHost;
-use ferry::libvirt::LibvirtError;
 use serde_json::Value;
 
 /// The lab's `busy` at this cap never converges in pre-copy (it dirties 200 MiB/s), so the
@@ -374,13 +373,8 @@ impl Drop for StreamsReset {
 /// libvirtd still runs on every lab host (nothing ferry did crashed one).
 fn assert_every_libvirtd_runs(lab: &Lab) {
     for host in &lab.plan.hosts {
-        let answers = lab
-            .connect(host)
-            .call("reading the hostname", CALL_TIMEOUT, |connect| {
-                connect
-                    .hostname()
-                    .map_err(|e| LibvirtError::call("hostname", e))
-            })
+        let answers = ferry::runtime::wait(lab.connect(host).host_facts(CALL_TIMEOUT))
+            .map(|facts| facts.hostname)
             .unwrap_or_else(|e| panic!("{}'s libvirtd does not answer: {e}", host.name));
         assert_eq!(answers, host.name);
     }

@@ -61,7 +61,7 @@ fn migrate_busy(
         .unwrap();
     }
     let destination = lab.next_host(&source);
-    let handle = live::start(LiveMigrationPlan {
+    let mut handle = live::start(LiveMigrationPlan {
         instance_name: "busy".into(),
         source: HostTarget {
             name: source.name.clone(),
@@ -95,10 +95,12 @@ fn migrate_busy(
             Instant::now() < deadline,
             "migration did not end within 10 minutes"
         );
-        let update = match handle.updates.recv_timeout(Duration::from_secs(5)) {
-            Ok(update) => update,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(_) => break,
+        let next =
+            async { tokio::time::timeout(Duration::from_secs(5), handle.updates.recv()).await };
+        let update = match ferry::runtime::wait(next) {
+            Ok(Some(update)) => update,
+            Err(_elapsed) => continue,
+            Ok(None) => break,
         };
         if let (Some(file), MigrationUpdate::Sample(sample)) = (recorder.as_mut(), &update) {
             use std::io::Write;
@@ -115,7 +117,7 @@ fn migrate_busy(
             break;
         }
     }
-    let outcome = handle.thread.join().expect("migration thread");
+    let outcome = ferry::runtime::wait(handle.task).expect("migration task");
     BusyRun {
         source,
         destination,

@@ -6,6 +6,9 @@
 //! One socket per migrating instance, `$XDG_STATE_HOME/ferry/control/<instance>.sock`, mode
 //! 0600 in a 0700 directory: only the operator's own account can steer its migrations. The
 //! protocol is one JSON line each way: the command, then the engine's answer.
+//!
+//! Each socket is served by a std thread of its own, never a runtime worker: its accept loop
+//! sleeps between looks at a stop flag, and its handler waits (bounded) for the engine's answer.
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -93,10 +96,10 @@ impl ControlServer {
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
+        // Not joined: the supervisor task drops this, and the thread may be waiting on the
+        // supervisor's answer to a command; it sees the flag within one poll interval.
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        drop(self.thread.take());
         let _ = std::fs::remove_file(&self.path);
     }
 }

@@ -15,4 +15,5 @@ pub mod report;
 pub mod service;
 pub mod settle;
 pub mod supervisor;
+pub mod target;
 pub mod unwatched;

@@ -3,15 +3,19 @@
 //! history, serves its control socket for other terminals, and reports everything as one
 //! stream of [`SupervisorEvent`]s for the CLI or the TUI.
 //!
-//! One thread owns the queue and the history connection; engines and control sockets talk to
-//! it through its inbox, so nothing here is shared behind a lock.
+//! One tokio task owns the queue and the history connection; engines (each a task of its
+//! own) and control sockets talk to it through its inbox, so nothing here is shared behind a
+//! lock. The history is SQLite on local disk: its writes run under `block_in_place`, so the
+//! runtime moves other tasks off the worker while one waits for the disk.
+//!
+//! The queue and its limits know migrations by id and hosts only; the live plan is carried
+//! beside them, so another kind of migration can go through the same queue.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
 
 use super::control::{self, ControlServer};
 use super::history::{
@@ -73,7 +77,7 @@ enum Inbox {
     Command {
         request: RequestId,
         command: OperatorCommand,
-        reply: Option<Sender<CommandReply>>,
+        reply: Option<oneshot::Sender<CommandReply>>,
     },
     Engine {
         request: RequestId,
@@ -109,10 +113,12 @@ pub fn unfinished_live_migrations(history: &History) -> Result<Unfinished, histo
     Ok(found)
 }
 
+/// The handle on the supervisor task. Its methods are plain sends, callable from synchronous
+/// code (the CLI, the TUI) and from tasks alike; the events come out in order on `events`
+/// (`blocking_recv` from synchronous code).
 pub struct Supervisor {
-    inbox: Sender<Inbox>,
-    pub events: Receiver<SupervisorEvent>,
-    thread: Option<JoinHandle<()>>,
+    inbox: mpsc::UnboundedSender<Inbox>,
+    pub events: mpsc::UnboundedReceiver<SupervisorEvent>,
 }
 
 /// Where the supervisor keeps its record. Opening the history happens before anything starts,
@@ -123,27 +129,22 @@ pub struct SupervisorSettings {
 }
 
 impl Supervisor {
+    /// Starts the supervisor as a task on the shared runtime. The task ends when every sender
+    /// of its inbox is gone: this handle, the engines' forwarders and the control sockets.
     pub fn start(settings: SupervisorSettings) -> Supervisor {
-        let (inbox_tx, inbox_rx) = mpsc::channel();
-        let (events_tx, events_rx) = mpsc::channel();
-        let own_inbox = inbox_tx.clone();
-        let thread = thread::Builder::new()
-            .name("supervisor".into())
-            .spawn(move || {
-                State {
-                    history: settings.history,
-                    queue: MigrationQueue::new(settings.limits),
-                    requests: HashMap::new(),
-                    inbox: own_inbox,
-                    events: events_tx,
-                }
-                .run(inbox_rx)
-            })
-            .expect("spawn supervisor thread");
+        let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let state = State {
+            history: settings.history,
+            queue: MigrationQueue::new(settings.limits),
+            requests: HashMap::new(),
+            inbox: inbox_tx.clone(),
+            events: events_tx,
+        };
+        crate::runtime::handle().spawn(state.run(inbox_rx));
         Supervisor {
             inbox: inbox_tx,
             events: events_rx,
-            thread: Some(thread),
         }
     }
 
@@ -171,14 +172,6 @@ impl Supervisor {
             command,
             reply: None,
         });
-    }
-}
-
-impl Drop for Supervisor {
-    fn drop(&mut self) {
-        // Engines keep running in libvirt regardless; the thread ends when its inbox closes,
-        // which needs every engine forwarder gone, so it is not waited for here.
-        drop(self.thread.take());
     }
 }
 
@@ -236,8 +229,8 @@ struct State {
     history: History,
     queue: MigrationQueue<RequestId>,
     requests: HashMap<RequestId, Request>,
-    inbox: Sender<Inbox>,
-    events: Sender<SupervisorEvent>,
+    inbox: mpsc::UnboundedSender<Inbox>,
+    events: mpsc::UnboundedSender<SupervisorEvent>,
 }
 
 impl State {
@@ -250,22 +243,22 @@ impl State {
         self.emit(SupervisorEvent::Notice { request, message });
     }
 
-    fn run(mut self, inbox: Receiver<Inbox>) {
-        while let Ok(message) = inbox.recv() {
-            match message {
-                Inbox::Submit { plan, resume } => self.submit(*plan, resume),
-                Inbox::Command {
-                    request,
-                    command,
-                    reply,
-                } => {
-                    let answer = self.command(request, command);
-                    if let Some(reply) = reply {
-                        let _ = reply.send(answer);
-                    }
-                }
-                Inbox::Engine { request, update } => self.on_update(request, update),
-            }
+    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Inbox>) {
+        while let Some(message) = inbox.recv().await {
+            // History writes, run locks and control sockets touch the local disk.
+            tokio::task::block_in_place(|| self.handle(message));
+        }
+    }
+
+    fn handle(&mut self, message: Inbox) {
+        match message {
+            Inbox::Submit { plan, resume } => self.submit(*plan, resume),
+            Inbox::Command {
+                request,
+                command,
+                reply,
+            } => self.command(request, command, reply),
+            Inbox::Engine { request, update } => self.on_update(request, update),
         }
     }
 
@@ -328,8 +321,9 @@ impl State {
         let inbox = self.inbox.clone();
         let control = control::serve(
             &instance,
+            // Called on the control socket's own thread, never on the runtime.
             Box::new(move |command| {
-                let (reply_tx, reply_rx) = mpsc::channel();
+                let (reply_tx, reply_rx) = oneshot::channel();
                 inbox
                     .send(Inbox::Command {
                         request,
@@ -337,9 +331,11 @@ impl State {
                         reply: Some(reply_tx),
                     })
                     .map_err(|_| "this ferry is shutting down".to_string())?;
-                reply_rx
-                    .recv_timeout(control::REPLY_TIMEOUT)
-                    .unwrap_or_else(|_| Err("no answer from the migration".to_string()))
+                let answer = async { tokio::time::timeout(control::REPLY_TIMEOUT, reply_rx).await };
+                match crate::runtime::wait(answer) {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(_)) | Err(_) => Err("no answer from the migration".to_string()),
+                }
             }),
         );
         let control = match control {
@@ -413,32 +409,54 @@ impl State {
             live::start(plan.clone())
         };
         let inbox = self.inbox.clone();
-        let updates = handle.updates;
-        thread::Builder::new()
-            .name(format!("forward-{}", plan.instance_name))
-            .spawn(move || {
-                while let Ok(update) = updates.recv() {
-                    if inbox.send(Inbox::Engine { request, update }).is_err() {
-                        break;
-                    }
+        let mut updates = handle.updates;
+        crate::runtime::handle().spawn(async move {
+            while let Some(update) = updates.recv().await {
+                if inbox.send(Inbox::Engine { request, update }).is_err() {
+                    break;
                 }
-            })
-            .expect("spawn forwarder thread");
+            }
+        });
         if let Some(entry) = self.requests.get_mut(&request) {
             entry.commands = Some(handle.commands);
         }
         self.emit(SupervisorEvent::Started { request, attached });
     }
 
-    fn command(&mut self, request: RequestId, command: OperatorCommand) -> CommandReply {
+    /// Carries out an operator command; its answer goes to `reply` (if someone waits for it)
+    /// and comes as an `Update` (OperatorAction or Refused).
+    fn command(
+        &mut self,
+        request: RequestId,
+        command: OperatorCommand,
+        reply: Option<oneshot::Sender<CommandReply>>,
+    ) {
         let Some(entry) = self.requests.get(&request) else {
-            return Err("this migration has already ended".into());
+            answer(reply, Err("this migration has already ended".into()));
+            return;
         };
         if let Some(commands) = &entry.commands {
-            // Answered by the engine; the forwarder delivers the matching update. Waiting
-            // here is bounded and only this thread's other messages wait behind it.
-            return commands.request(command, Duration::from_secs(35));
+            // Answered by the engine; the forwarder delivers the matching update. The answer
+            // is awaited beside the supervisor, which goes on with its other messages.
+            let commands = commands.clone();
+            match reply {
+                None => {
+                    let _ = commands.send(command);
+                }
+                Some(reply) => {
+                    crate::runtime::handle().spawn(async move {
+                        let _ = reply.send(commands.ask(command, ENGINE_REPLY_TIMEOUT).await);
+                    });
+                }
+            }
+            return;
         }
+        let result = self.command_queued(request, command);
+        answer(reply, result);
+    }
+
+    /// A command to a migration still in the queue: only abort applies.
+    fn command_queued(&mut self, request: RequestId, command: OperatorCommand) -> CommandReply {
         match command {
             OperatorCommand::Abort => {
                 let _ = self.queue.cancel_queued(&request);
@@ -625,6 +643,16 @@ impl State {
         if let Err(error) = result {
             self.notice(Some(request), format!("history: {error}"));
         }
+    }
+}
+
+/// How long an operator command waits for the engine's answer: one libvirt call under the
+/// call timeout, with room to spare.
+const ENGINE_REPLY_TIMEOUT: Duration = Duration::from_secs(35);
+
+fn answer(reply: Option<oneshot::Sender<CommandReply>>, result: CommandReply) {
+    if let Some(reply) = reply {
+        let _ = reply.send(result);
     }
 }
 

@@ -3,8 +3,6 @@
 //! host that runs its outgoing side; the destination holds the incoming side, which cannot be
 //! aborted there.
 
-use std::time::Duration;
-
 use crate::config::Config;
 use crate::libvirt::lifecycle::DomainKey;
 use crate::libvirt::HostConnection;
@@ -30,7 +28,7 @@ pub async fn abort_unwatched(config: &Config, instance: &str) -> Result<Unwatche
         let Ok(connection) = HostConnection::connect(&host.uri, timeout).await else {
             continue;
         };
-        if let HostAnswer::Holds(standing) = standing_of(&connection, &key, timeout).await {
+        if let HostAnswer::Holds(standing) = connection.domain_standing(&key, timeout).await {
             holders.push((host.name.to_string(), connection, standing));
         }
     }
@@ -47,33 +45,9 @@ pub async fn abort_unwatched(config: &Config, instance: &str) -> Result<Unwatche
     if standing.paused_for_post_copy || standing.post_copy_failed {
         return Ok(UnwatchedAbort::RefusedInPostCopy { host: host.clone() });
     }
-    abort_job(connection, &key, timeout)
+    connection
+        .abort_migration_job(&key, timeout)
         .await
         .map_err(|error| format!("{host}: {error}"))?;
     Ok(UnwatchedAbort::Sent { host: host.clone() })
-}
-
-async fn standing_of(
-    connection: &HostConnection,
-    key: &DomainKey,
-    timeout: Duration,
-) -> HostAnswer {
-    let (connection, key) = (connection.clone(), key.clone());
-    tokio::task::spawn_blocking(move || connection.domain_standing(&key, timeout))
-        .await
-        .unwrap_or_else(|error| HostAnswer::Silent {
-            why: error.to_string(),
-        })
-}
-
-async fn abort_job(
-    connection: &HostConnection,
-    key: &DomainKey,
-    timeout: Duration,
-) -> Result<(), String> {
-    let (connection, key) = (connection.clone(), key.clone());
-    tokio::task::spawn_blocking(move || connection.abort_migration_job(&key, timeout))
-        .await
-        .map_err(|error| error.to_string())?
-        .map_err(|error| error.to_string())
 }

@@ -1,6 +1,7 @@
 //! A domain's life on one host, for cold migration: power it off (ACPI request, or a hard
 //! power off), start it, define it from XML, undefine it, and its XML rewritten for another
-//! host. Each operation is one bounded call (see `HostConnection::call`).
+//! host, and the presence of a domain and the removal of a copy, for both engines. Each
+//! operation is one bounded call on the blocking pool (see `HostConnection::run`).
 
 use std::time::Duration;
 
@@ -61,25 +62,139 @@ const UNDEFINE_EVERYTHING: u32 = virt::sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
     | virt::sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
     | virt::sys::VIR_DOMAIN_UNDEFINE_NVRAM;
 
+/// The domain's presence, or None when libvirt says there is no such domain.
+fn presence_in(connect: &Connect, key: &DomainKey) -> Result<Option<DomainPresence>, LibvirtError> {
+    match lookup(connect, key) {
+        Ok(domain) => presence(&domain)
+            .map(Some)
+            .map_err(|e| LibvirtError::call(format!("reading {key}"), e)),
+        Err(error) if error.code().is(ErrorNumber::NoDomain) => Ok(None),
+        Err(error) => Err(LibvirtError::call(format!("looking up {key}"), error)),
+    }
+}
+
+/// Removes the definition and what libvirt keeps beside it. Libvirt versions that do not know
+/// one of the extra flags get a plain undefine.
+fn undefine_everything(domain: &Domain) -> Result<(), virt::error::Error> {
+    domain.undefine_flags(UNDEFINE_EVERYTHING).or_else(|error| {
+        if error.code().is(ErrorNumber::InvalidArg) || error.code().is(ErrorNumber::NoSupport) {
+            domain.undefine()
+        } else {
+            Err(error)
+        }
+    })
+}
+
 impl HostConnection {
+    /// Runs `action` on the domain named by `key` (which must exist), within `timeout`;
+    /// libvirt's errors come back as "{what} {key}: …".
+    pub(in crate::libvirt) async fn with_domain<T: Send + 'static>(
+        &self,
+        key: &DomainKey,
+        what: &str,
+        timeout: Duration,
+        action: impl FnOnce(&Domain) -> Result<T, virt::error::Error> + Send + 'static,
+    ) -> Result<T, LibvirtError> {
+        let context = format!("{what} {key}");
+        self.with_domain_ffi(key, what, timeout, move |domain| {
+            action(domain).map_err(|e| LibvirtError::call(&context, e))
+        })
+        .await
+    }
+
+    /// As [`HostConnection::with_domain`], for actions of the FFI module that carry their own
+    /// context in their errors.
+    pub(in crate::libvirt) async fn with_domain_ffi<T: Send + 'static>(
+        &self,
+        key: &DomainKey,
+        what: &str,
+        timeout: Duration,
+        action: impl FnOnce(&Domain) -> Result<T, LibvirtError> + Send + 'static,
+    ) -> Result<T, LibvirtError> {
+        let key = key.clone();
+        let context = format!("{what} {key}");
+        self.run(context.clone(), timeout, move |connect| {
+            let domain = lookup(connect, &key).map_err(|e| LibvirtError::call(&context, e))?;
+            action(&domain)
+        })
+        .await
+    }
+
     /// The domain, or None when the host has no domain with that name or UUID.
+    pub async fn presence(
+        &self,
+        key: &DomainKey,
+        timeout: Duration,
+    ) -> Result<Option<DomainPresence>, LibvirtError> {
+        let owned_key = key.clone();
+        self.run(format!("looking up {key}"), timeout, move |connect| {
+            presence_in(connect, &owned_key)
+        })
+        .await
+    }
+
+    /// Stops (hard: the copy is being discarded) and undefines the domain on this host.
+    /// Returns what was done; nothing when it is not there. Callers decide first that the
+    /// copy is theirs to remove.
+    pub async fn remove_copy(
+        &self,
+        key: &DomainKey,
+        timeout: Duration,
+    ) -> Result<Vec<String>, LibvirtError> {
+        let mut done = Vec::new();
+        let Some(presence) = self.presence(key, timeout).await? else {
+            return Ok(done);
+        };
+        if presence.active {
+            self.with_domain(key, "powering off", timeout, |d| d.destroy())
+                .await?;
+            done.push(format!("stopped {}", presence.name));
+        }
+        if presence.persistent {
+            self.with_domain(key, "undefining", timeout, undefine_everything)
+                .await?;
+            done.push(format!("removed the definition of {}", presence.name));
+        }
+        Ok(done)
+    }
+
+    /// Removes the definition the domain left on this host if it is inactive (true), leaving
+    /// an active domain alone (false). A plain undefine, as a migration's UNDEFINE_SOURCE does.
+    pub async fn undefine_if_inactive(
+        &self,
+        key: &DomainKey,
+        timeout: Duration,
+    ) -> Result<bool, LibvirtError> {
+        self.with_domain(key, "removing the inactive definition of", timeout, |d| {
+            if d.is_active().unwrap_or(true) {
+                return Ok(false);
+            }
+            d.undefine().map(|_| true)
+        })
+        .await
+    }
+
+    /// The guest's disks, as its live definition lists them.
+    pub async fn domain_disks(
+        &self,
+        key: &DomainKey,
+        timeout: Duration,
+    ) -> Result<Vec<super::facts::DiskFacts>, LibvirtError> {
+        self.with_domain(key, "reading the disks of", timeout, |d| {
+            d.xml_desc(0)
+                .map(|xml| super::facts::disks_from_domain_xml(&xml))
+        })
+        .await
+    }
+
+    /// The domain, or None when the host has no domain with that name or UUID.
+    /// Transitional, for synchronous callers (the cold engine): [`HostConnection::presence`].
     pub fn domain_presence(
         &self,
         key: &DomainKey,
         timeout: Duration,
     ) -> Result<Option<DomainPresence>, LibvirtError> {
-        let key = key.clone();
-        self.call(
-            format!("looking up {key}"),
-            timeout,
-            move |connect| match lookup(connect, &key) {
-                Ok(domain) => presence(&domain)
-                    .map(Some)
-                    .map_err(|e| LibvirtError::call(format!("reading {key}"), e)),
-                Err(error) if error.code().is(ErrorNumber::NoDomain) => Ok(None),
-                Err(error) => Err(LibvirtError::call(format!("looking up {key}"), error)),
-            },
-        )
+        crate::runtime::wait(self.presence(key, timeout))
     }
 
     /// Runs `action` on the domain named by `key` (which must exist), within `timeout`.
@@ -90,12 +205,7 @@ impl HostConnection {
         timeout: Duration,
         action: impl FnOnce(&Domain) -> Result<T, virt::error::Error> + Send + 'static,
     ) -> Result<T, LibvirtError> {
-        let key = key.clone();
-        let context = format!("{what} {key}");
-        self.call(context.clone(), timeout, move |connect| {
-            let domain = lookup(connect, &key).map_err(|e| LibvirtError::call(&context, e))?;
-            action(&domain).map_err(|e| LibvirtError::call(&context, e))
-        })
+        crate::runtime::wait(self.with_domain(key, what, timeout, action))
     }
 
     /// Asks the guest to power off (ACPI power button, or the guest agent where libvirt
@@ -109,27 +219,13 @@ impl HostConnection {
         self.on_domain(key, "powering off", timeout, |d| d.destroy())
     }
 
-    /// Stops (hard: the copy is being discarded) and undefines the domain on this host.
-    /// Returns what was done; nothing when it is not there. Callers decide first that the
-    /// copy is theirs to remove.
+    /// Synchronous [`HostConnection::remove_copy`], for the cold engine (transitional).
     pub fn remove_domain_copy(
         &self,
         key: &DomainKey,
         timeout: Duration,
     ) -> Result<Vec<String>, LibvirtError> {
-        let mut done = Vec::new();
-        let Some(presence) = self.domain_presence(key, timeout)? else {
-            return Ok(done);
-        };
-        if presence.active {
-            self.power_off(key, timeout)?;
-            done.push(format!("stopped {}", presence.name));
-        }
-        if presence.persistent {
-            self.undefine_domain(key, timeout)?;
-            done.push(format!("removed the definition of {}", presence.name));
-        }
-        Ok(done)
+        crate::runtime::wait(self.remove_copy(key, timeout))
     }
 
     pub fn start_domain(&self, key: &DomainKey, timeout: Duration) -> Result<(), LibvirtError> {
@@ -167,20 +263,9 @@ impl HostConnection {
         })
     }
 
-    /// Removes the definition (the domain must be inactive to vanish at once). Libvirt versions
-    /// that do not know one of the extra flags get a plain undefine.
+    /// Removes the definition (the domain must be inactive to vanish at once).
     pub fn undefine_domain(&self, key: &DomainKey, timeout: Duration) -> Result<(), LibvirtError> {
-        self.on_domain(key, "undefining", timeout, |d| {
-            d.undefine_flags(UNDEFINE_EVERYTHING).or_else(|error| {
-                if error.code().is(ErrorNumber::InvalidArg)
-                    || error.code().is(ErrorNumber::NoSupport)
-                {
-                    d.undefine()
-                } else {
-                    Err(error)
-                }
-            })
-        })
+        self.on_domain(key, "undefining", timeout, undefine_everything)
     }
 }
 

@@ -1,12 +1,14 @@
 //! The one door to libvirt. Every libvirt call in ferry goes through here.
 //!
 //! libvirt calls block (an ssh connection to a slow host can stall for minutes), so each call
-//! runs on a worker thread and the caller waits at most a timeout. A call that times out is
-//! abandoned: its thread finishes or fails on its own when libvirt's keep-alive notices the dead
-//! connection, and nothing waits for it.
+//! runs on tokio's blocking pool and the caller awaits it at most a timeout. A call that times
+//! out is abandoned: its thread finishes or fails on its own when libvirt's keep-alive notices
+//! the dead connection, and nothing waits for it. Callers get typed `async fn` operations
+//! (`migrate.rs`, `lifecycle.rs`, `standing.rs`, `job_control.rs`), never a raw connection.
 
 pub mod cpu;
 pub mod facts;
+pub mod job_control;
 pub mod job_stats;
 pub mod lifecycle;
 pub mod migrate;
@@ -45,6 +47,14 @@ impl LibvirtError {
             context: context.into(),
             message: error.message().to_string(),
         }
+    }
+
+    /// libvirt's own refusal of a second job on the domain ("another migration job is already
+    /// running", or the job lock held by another call): nothing of this call's started.
+    pub fn is_another_job_running(&self) -> bool {
+        let text = self.to_string();
+        text.contains("another migration job is already running")
+            || text.contains("cannot acquire state change lock")
     }
 }
 
@@ -108,6 +118,18 @@ pub(crate) async fn off_runtime<T: Send + 'static>(
     }
 }
 
+/// The blocking open: keep-alive set, as every connection of ferry has it.
+fn open_blocking(uri: String) -> Result<HostConnection, LibvirtError> {
+    let connect = Connect::open(Some(&uri))
+        .map_err(|e| LibvirtError::call(format!("connecting to {uri}"), e))?;
+    // Keep-alive needs the event loop; without it libvirt refuses, which is harmless.
+    let _ = connect.set_keep_alive(KEEPALIVE_INTERVAL_SECONDS, KEEPALIVE_MISSED_PROBES);
+    Ok(HostConnection {
+        uri,
+        connect: Arc::new(connect),
+    })
+}
+
 /// An open connection to one hypervisor host.
 #[derive(Clone)]
 pub struct HostConnection {
@@ -117,22 +139,31 @@ pub struct HostConnection {
 
 impl HostConnection {
     /// Opens `uri` (e.g. `qemu+ssh://root@hv1/system`) with keep-alive, within `timeout`.
+    /// Transitional for synchronous callers; code on the runtime uses
+    /// [`HostConnection::connect`].
     pub fn open(uri: &str, timeout: Duration) -> Result<HostConnection, LibvirtError> {
         init();
         let owned_uri = uri.to_string();
         call_with_timeout(format!("connecting to {uri}"), timeout, move || {
-            let connect = Connect::open(Some(&owned_uri))
-                .map_err(|e| LibvirtError::call(format!("connecting to {owned_uri}"), e))?;
-            // Keep-alive needs the event loop; without it libvirt refuses, which is harmless.
-            let _ = connect.set_keep_alive(KEEPALIVE_INTERVAL_SECONDS, KEEPALIVE_MISSED_PROBES);
-            Ok(HostConnection {
-                uri: owned_uri,
-                connect: Arc::new(connect),
-            })
+            open_blocking(owned_uri)
         })
     }
 
+    /// Opens `uri` as [`HostConnection::open`] does, awaited on the blocking pool: for callers
+    /// on the runtime (the live engine's monitors and their reconnects).
+    pub async fn connect(uri: &str, timeout: Duration) -> Result<HostConnection, LibvirtError> {
+        init();
+        let owned_uri = uri.to_string();
+        off_runtime(format!("connecting to {uri}"), timeout, move || {
+            open_blocking(owned_uri)
+        })
+        .await
+    }
+
     /// Runs `call` with this connection on a worker thread, at most `timeout`.
+    ///
+    /// Transitional: for code not yet on the typed operations (the cold engine, the lab,
+    /// tests); removed once nothing outside this module calls it.
     pub fn call<T: Send + 'static>(
         &self,
         context: impl Into<String>,
@@ -174,8 +205,47 @@ impl HostConnection {
         .await
     }
 
+    /// Runs `call` on the blocking pool with no bound: for the one call that lasts as long as
+    /// its work, the migrate call (the policy and the operator decide when a migration has
+    /// run too long, not a timeout).
+    pub(in crate::libvirt) async fn run_unbounded<T: Send + 'static>(
+        &self,
+        context: impl Into<String>,
+        call: impl FnOnce(&Connect) -> Result<T, LibvirtError> + Send + 'static,
+    ) -> Result<T, LibvirtError> {
+        let connect = Arc::clone(&self.connect);
+        let context = format!("{}: {}", self.uri, context.into());
+        match tokio::task::spawn_blocking(move || call(&connect)).await {
+            Ok(result) => result,
+            Err(join_error) => Err(LibvirtError::Call {
+                context,
+                message: format!("the libvirt worker failed: {join_error}"),
+            }),
+        }
+    }
+
+    /// Runs `call` with this connection and `other` (this one first) on the blocking pool, at
+    /// most `timeout`: for work that reads one host and writes the other.
+    pub(in crate::libvirt) async fn run_with<T: Send + 'static>(
+        &self,
+        other: &HostConnection,
+        context: impl Into<String>,
+        timeout: Duration,
+        call: impl FnOnce(&Connect, &Connect) -> Result<T, LibvirtError> + Send + 'static,
+    ) -> Result<T, LibvirtError> {
+        let first = Arc::clone(&self.connect);
+        let second = Arc::clone(&other.connect);
+        off_runtime(
+            format!("{} and {}: {}", self.uri, other.uri, context.into()),
+            timeout,
+            move || call(&first, &second),
+        )
+        .await
+    }
+
     /// Runs `call` with this connection and `other` (this one first) on one worker thread,
-    /// at most `timeout`: for work that reads one host and writes the other.
+    /// at most `timeout`: for work that reads one host and writes the other. Transitional, as
+    /// [`HostConnection::call`].
     pub fn call_with<T: Send + 'static>(
         &self,
         other: &HostConnection,
@@ -190,15 +260,6 @@ impl HostConnection {
             timeout,
             move || call(&first, &second),
         )
-    }
-
-    /// Opens `uri` like [`HostConnection::open`], off the runtime's workers.
-    pub async fn connect(uri: &str, timeout: Duration) -> Result<HostConnection, LibvirtError> {
-        let owned_uri = uri.to_string();
-        off_runtime(format!("connecting to {uri}"), timeout, move || {
-            HostConnection::open(&owned_uri, timeout)
-        })
-        .await
     }
 
     pub async fn host_facts(&self, timeout: Duration) -> Result<HostFacts, LibvirtError> {

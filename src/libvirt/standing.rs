@@ -20,7 +20,7 @@ const INCOMING_JOB_ANSWER: &str = "migration statistics are available only on th
 const NO_DOMAIN_ANSWER: &str = "Domain not found";
 
 /// Reads the domain's standing. Errors are libvirt's; "no such domain" is `Ok(None)`.
-pub fn read_standing(domain: &Domain) -> Result<DomainStanding, LibvirtError> {
+pub(in crate::libvirt) fn read_standing(domain: &Domain) -> Result<DomainStanding, LibvirtError> {
     let (state, reason) = domain
         .state()
         .map_err(|e| LibvirtError::call("reading the domain state", e))?;
@@ -75,57 +75,58 @@ pub fn read_standing(domain: &Domain) -> Result<DomainStanding, LibvirtError> {
 impl HostConnection {
     /// Whether libvirt still considers the connection usable (keep-alive answered, socket open).
     /// A closed connection is reopened with [`HostConnection::reopen`].
-    pub fn is_alive(&self, timeout: Duration) -> bool {
-        let connect = std::sync::Arc::clone(&self.connect);
-        super::call_with_timeout("checking the connection", timeout, move || {
+    pub async fn is_alive(&self, timeout: Duration) -> bool {
+        self.run("checking the connection", timeout, |connect| {
             Ok(connect.is_alive().unwrap_or(false))
         })
+        .await
         .unwrap_or(false)
     }
 
     /// A fresh connection to the same URI.
-    pub fn reopen(&self, timeout: Duration) -> Result<HostConnection, LibvirtError> {
-        HostConnection::open(&self.uri, timeout)
+    pub async fn reopen(&self, timeout: Duration) -> Result<HostConnection, LibvirtError> {
+        HostConnection::connect(&self.uri, timeout).await
     }
 
     /// `virDomainAbortJob` on the domain's migration job: the guest stays on this (source) host.
-    pub fn abort_migration_job(
+    pub async fn abort_migration_job(
         &self,
         key: &DomainKey,
         timeout: Duration,
     ) -> Result<(), LibvirtError> {
-        let owned_key = key.clone();
-        self.call(
-            format!("aborting the migration of {key}"),
+        self.with_domain_ffi(
+            key,
+            "aborting the migration of",
             timeout,
-            move |connect| {
-                let domain = lookup(connect, &owned_key)
-                    .map_err(|e| LibvirtError::call(format!("looking up {owned_key}"), e))?;
-                job_stats::abort_job(&domain)
-            },
+            job_stats::abort_job,
         )
+        .await
     }
 
     /// Where the guest stands on this host. Never concludes from silence: a call that fails or
     /// times out is `Silent`, only libvirt's own "no such domain" is `Absent`.
-    pub fn domain_standing(&self, key: &DomainKey, timeout: Duration) -> HostAnswer {
+    pub async fn domain_standing(&self, key: &DomainKey, timeout: Duration) -> HostAnswer {
         let owned_key = key.clone();
-        let answer = self.call(
-            format!("reading where {key} stands"),
-            timeout,
-            move |connect| {
-                match lookup(connect, &owned_key) {
-                    // Gone between the lookup and the reading (a migration's end undefines it):
-                    // libvirt's answer is "no such domain".
-                    Ok(domain) => match read_standing(&domain) {
-                        Err(error) if error.to_string().contains(NO_DOMAIN_ANSWER) => Ok(None),
-                        other => other.map(Some),
-                    },
-                    Err(error) if error.code().is(ErrorNumber::NoDomain) => Ok(None),
-                    Err(error) => Err(LibvirtError::call(format!("looking up {owned_key}"), error)),
-                }
-            },
-        );
+        let answer = self
+            .run(
+                format!("reading where {key} stands"),
+                timeout,
+                move |connect| {
+                    match lookup(connect, &owned_key) {
+                        // Gone between the lookup and the reading (a migration's end undefines
+                        // it): libvirt's answer is "no such domain".
+                        Ok(domain) => match read_standing(&domain) {
+                            Err(error) if error.to_string().contains(NO_DOMAIN_ANSWER) => Ok(None),
+                            other => other.map(Some),
+                        },
+                        Err(error) if error.code().is(ErrorNumber::NoDomain) => Ok(None),
+                        Err(error) => {
+                            Err(LibvirtError::call(format!("looking up {owned_key}"), error))
+                        }
+                    }
+                },
+            )
+            .await;
         match answer {
             Ok(Some(standing)) => HostAnswer::Holds(standing),
             Ok(None) => HostAnswer::Absent,

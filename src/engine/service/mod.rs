@@ -265,13 +265,12 @@ impl Engine {
     }
 }
 
-/// Moves the supervisor's events onto the engine's stream. The supervisor's receiver blocks,
-/// so it is read off the runtime's workers.
+/// Moves the supervisor's events onto the engine's stream.
 fn forward_supervisor_events(supervisor: &mut Supervisor, events: UnboundedSender<EngineEvent>) {
-    let (_, placeholder) = std::sync::mpsc::channel();
-    let supervisor_events = std::mem::replace(&mut supervisor.events, placeholder);
-    crate::runtime::handle().spawn_blocking(move || {
-        while let Ok(event) = supervisor_events.recv() {
+    let (_, placeholder) = mpsc::unbounded_channel();
+    let mut supervisor_events = std::mem::replace(&mut supervisor.events, placeholder);
+    crate::runtime::handle().spawn(async move {
+        while let Some(event) = supervisor_events.recv().await {
             if events.send(EngineEvent::Live(Box::new(event))).is_err() {
                 return;
             }
