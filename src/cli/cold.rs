@@ -36,14 +36,15 @@ pub fn migrate(
     let mut all_awaiting = true;
     let mut history = History::open(&history::default_path())?;
     for instance in instances {
-        let planning = match cold::plan(config, instance, destination, options) {
-            Ok(planning) => planning,
-            Err(error) => {
-                all_awaiting = false;
-                eprintln!("ferry: {instance}: {error}");
-                continue;
-            }
-        };
+        let planning =
+            match ferry::runtime::wait(cold::plan(config, instance, destination, options)) {
+                Ok(planning) => planning,
+                Err(error) => {
+                    all_awaiting = false;
+                    eprintln!("ferry: {instance}: {error}");
+                    continue;
+                }
+            };
         output.line(
             "precheck",
             &format!(
@@ -101,9 +102,9 @@ fn run_one(history: &mut History, plan: ColdMigrationPlan, output: Output) -> Re
     let _running = cold_record::lock_run(&plan)?;
     let id = cold_record::record_start(history, &plan)?;
     let started = Instant::now();
-    let handle = cold::start(plan);
+    let mut handle = cold::start(plan);
     let mut outcome = None;
-    for update in handle.updates.iter() {
+    while let Some(update) = handle.updates.blocking_recv() {
         let at_ms = started.elapsed().as_millis() as u64;
         if let Err(error) = cold_record::record_update(history, id, at_ms, &update) {
             eprintln!("ferry: {error}");
@@ -128,7 +129,7 @@ fn run_one(history: &mut History, plan: ColdMigrationPlan, output: Output) -> Re
         }
     }
     let outcome = outcome
-        .or_else(|| handle.thread.join().ok())
+        .or_else(|| ferry::runtime::wait(handle.task).ok())
         .context("the cold migration ended without an outcome")?;
     cold_record::record_outcome(history, id, &outcome)?;
     let awaiting = matches!(outcome, ColdOutcome::AwaitingConfirm { .. });

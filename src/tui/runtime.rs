@@ -68,7 +68,7 @@ enum AppEvent {
 #[derive(Default)]
 struct ColdWorkers {
     /// The abort channel of each cold migration running now.
-    commands: Mutex<HashMap<MigrationId, Sender<ColdCommand>>>,
+    commands: Mutex<HashMap<MigrationId, cold::ColdCommandSender>>,
     /// Confirm or revert under way: a second answer to the same migration is dropped.
     settling: Mutex<HashSet<MigrationId>>,
 }
@@ -302,12 +302,12 @@ impl Bridge {
             let spawned = thread::Builder::new()
                 .name("cold-prechecks".into())
                 .spawn(move || {
-                    let report = cold::plan(
+                    let report = crate::runtime::wait(cold::plan(
                         &config,
                         &instance,
                         destination.as_str(),
                         &cold::ColdOptions::default(),
-                    )
+                    ))
                     .map(|planning| planning.report)
                     .map_err(|error| error.to_string());
                     let _ = events.send(AppEvent::Prechecks {
@@ -338,12 +338,12 @@ impl Bridge {
                 let notice = |message: String| {
                     let _ = events.send(AppEvent::Notice(message));
                 };
-                let planning = match cold::plan(
+                let planning = match crate::runtime::wait(cold::plan(
                     &config,
                     name,
                     request.destination.as_str(),
                     &request.cold_options(),
-                ) {
+                )) {
                     Ok(planning) => planning,
                     Err(error) => return notice(format!("{name} not started: {error}")),
                 };
@@ -377,13 +377,13 @@ impl Bridge {
                 let send = |change: ColdChange| events.send(AppEvent::Cold(id, change)).is_ok();
                 send(ColdChange::Launched(Box::new(plan.clone())));
                 let started = Instant::now();
-                let handle = cold::start(plan);
+                let mut handle = cold::start(plan);
                 workers
                     .commands
                     .lock()
                     .expect("cold commands lock")
                     .insert(id, handle.commands.clone());
-                for update in handle.updates.iter() {
+                while let Some(update) = handle.updates.blocking_recv() {
                     let at_ms = started.elapsed().as_millis() as u64;
                     if let Err(error) = cold_record::record_update(&mut history, id, at_ms, &update)
                     {
@@ -403,7 +403,7 @@ impl Bridge {
                     .lock()
                     .expect("cold commands lock")
                     .remove(&id);
-                let _ = handle.thread.join();
+                let _ = crate::runtime::wait(handle.task);
             });
         if let Err(error) = spawned {
             self.notice(format!("cold migration not started: {error}"));
