@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::door;
-use super::settle::{open, SettleError};
+use super::settle::{open, remove_destination_copy, start_on_source_again, SettleError};
 use super::{ColdMigrationPlan, CLEANUP_RETRY_PAUSE};
 use crate::libvirt::lifecycle::DomainPresence;
 use crate::libvirt::volume_copy::VolumeRef;
@@ -171,30 +171,12 @@ pub async fn recover(
         } => (reason, remove_destination_domain, start_on_source),
     };
     let mut done = Vec::new();
-    let partial = |done: &Vec<String>, error| SettleError::Partial {
-        done: done.clone(),
-        error,
-    };
     if remove_destination_domain {
-        // By UUID: a domain of the same name there is another guest and stays.
-        let removed = door::remove_domain_copy(&destination, &key, timeout)
-            .await
-            .map_err(|e| partial(&done, e))?;
-        done.extend(
-            removed
-                .into_iter()
-                .map(|d| format!("{destination_name}: {d}")),
-        );
+        remove_destination_copy(plan, &destination, &mut done, timeout).await?;
     }
     // First the guest, then the disk cleanup, which may have to wait for the destination.
     if start_on_source {
-        door::start_domain(&source, &key, timeout)
-            .await
-            .map_err(|e| partial(&done, e))?;
-        done.push(format!(
-            "{source_name}: started {} again",
-            plan.instance_name
-        ));
+        start_on_source_again(plan, &source, &mut done, timeout).await?;
     }
     let leftovers = delete_destination_volumes(plan, destination, &mut done, timeout).await;
     Ok(Recovery::RolledBack {

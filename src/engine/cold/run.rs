@@ -104,6 +104,78 @@ impl CopyMeter {
     }
 }
 
+/// One stream's progress on its way to the watchers (at most every [`PROGRESS_INTERVAL`]), and
+/// the operator's abort on its way in, checked after every chunk.
+struct StreamProgress<'r> {
+    updates: &'r UnboundedSender<ColdUpdate>,
+    commands: &'r mut UnboundedReceiver<ColdCommand>,
+    meter: CopyMeter,
+    last_sent: Option<Instant>,
+    started: Instant,
+    /// The last sample sent: which disk, which stream, and its total.
+    sample: CopyProgress,
+    /// Also send the sample of the last chunk, however soon after the one before.
+    reports_the_end: bool,
+}
+
+/// The progress of a stream not begun yet.
+fn stream_sample(
+    disk_number: usize,
+    disk_count: usize,
+    disk: &ColdDisk,
+    verifying: bool,
+    bytes_total: u64,
+) -> CopyProgress {
+    CopyProgress {
+        disk_number,
+        disk_count,
+        target: disk.target.clone(),
+        verifying,
+        bytes_done: 0,
+        bytes_total,
+        rate_bytes_per_second: None,
+        eta_ms: None,
+    }
+}
+
+impl<'r> StreamProgress<'r> {
+    fn new(
+        updates: &'r UnboundedSender<ColdUpdate>,
+        commands: &'r mut UnboundedReceiver<ColdCommand>,
+        sample: CopyProgress,
+        reports_the_end: bool,
+    ) -> StreamProgress<'r> {
+        StreamProgress {
+            updates,
+            commands,
+            meter: CopyMeter::new(Duration::from_secs(3)),
+            last_sent: None,
+            started: Instant::now(),
+            sample,
+            reports_the_end,
+        }
+    }
+
+    fn on_chunk(&mut self, bytes_done: u64) -> ControlFlow<String> {
+        let total = self.sample.bytes_total;
+        let (rate, eta_ms) = self.meter.record(self.started.elapsed(), bytes_done, total);
+        let due = self
+            .last_sent
+            .is_none_or(|t| t.elapsed() >= PROGRESS_INTERVAL);
+        if due || (self.reports_the_end && bytes_done >= total) {
+            self.last_sent = Some(Instant::now());
+            self.sample.bytes_done = bytes_done;
+            self.sample.rate_bytes_per_second = rate;
+            self.sample.eta_ms = eta_ms;
+            let _ = self.updates.send(ColdUpdate::Progress(self.sample.clone()));
+        }
+        match self.commands.try_recv() {
+            Ok(ColdCommand::Abort) => ControlFlow::Break("aborted by the operator".into()),
+            Err(_) => ControlFlow::Continue(()),
+        }
+    }
+}
+
 /// What the migration has changed so far: exactly what a rollback undoes.
 #[derive(Debug, Default)]
 struct Changes {
@@ -476,40 +548,19 @@ impl Run<'_> {
             .created_volumes
             .push(copy.destination_volume.clone());
         let settings = self.copy_settings();
-        let mut meter = CopyMeter::new(Duration::from_secs(3));
-        let mut last_sent: Option<Instant> = None;
-        let stream_started = Instant::now();
-        let updates = self.updates;
-        let commands = &mut *self.commands;
-        let mut on_progress = |bytes_done: u64| {
-            let (rate, eta_ms) =
-                meter.record(stream_started.elapsed(), bytes_done, copy.stream_bytes);
-            let due = last_sent.is_none_or(|t| t.elapsed() >= PROGRESS_INTERVAL);
-            if due || bytes_done >= copy.stream_bytes {
-                last_sent = Some(Instant::now());
-                let _ = updates.send(ColdUpdate::Progress(CopyProgress {
-                    disk_number,
-                    disk_count,
-                    target: disk.target.clone(),
-                    verifying: false,
-                    bytes_done,
-                    bytes_total: copy.stream_bytes,
-                    rate_bytes_per_second: rate,
-                    eta_ms,
-                }));
-            }
-            match commands.try_recv() {
-                Ok(ColdCommand::Abort) => ControlFlow::Break("aborted by the operator".into()),
-                Err(_) => ControlFlow::Continue(()),
-            }
-        };
+        let mut progress = StreamProgress::new(
+            self.updates,
+            &mut *self.commands,
+            stream_sample(disk_number, disk_count, disk, false, copy.stream_bytes),
+            true,
+        );
         let digest = copy_volume(
             &self.source,
             &copy.source_volume,
             &self.destination,
             &copy.destination_volume,
             settings,
-            &mut on_progress,
+            &mut |bytes_done| progress.on_chunk(bytes_done),
         )
         .await
         .map_err(|e| {
@@ -556,37 +607,18 @@ impl Run<'_> {
         let mut settings = self.copy_settings();
         // The check reads at full speed: the cap protects the hosts during the copy itself.
         settings.bandwidth_bytes_per_second = None;
-        let mut meter = CopyMeter::new(Duration::from_secs(3));
-        let mut last_sent: Option<Instant> = None;
-        let stream_started = Instant::now();
-        let updates = self.updates;
-        let commands = &mut *self.commands;
-        let total = source_digest.bytes;
-        let mut on_progress = |bytes_done: u64| {
-            let (rate, eta_ms) = meter.record(stream_started.elapsed(), bytes_done, total);
-            if last_sent.is_none_or(|t| t.elapsed() >= PROGRESS_INTERVAL) {
-                last_sent = Some(Instant::now());
-                let _ = updates.send(ColdUpdate::Progress(CopyProgress {
-                    disk_number,
-                    disk_count,
-                    target: disk.target.clone(),
-                    verifying: true,
-                    bytes_done,
-                    bytes_total: total,
-                    rate_bytes_per_second: rate,
-                    eta_ms,
-                }));
-            }
-            match commands.try_recv() {
-                Ok(ColdCommand::Abort) => ControlFlow::Break("aborted by the operator".into()),
-                Err(_) => ControlFlow::Continue(()),
-            }
-        };
+        // The verification ends with its own update (`Verified`), not a last sample.
+        let mut progress = StreamProgress::new(
+            self.updates,
+            &mut *self.commands,
+            stream_sample(disk_number, disk_count, disk, true, source_digest.bytes),
+            false,
+        );
         let landed = volume_digest(
             &self.destination,
             &copy.destination_volume,
             settings,
-            &mut on_progress,
+            &mut |bytes_done| progress.on_chunk(bytes_done),
         )
         .await
         .map_err(|e| {

@@ -141,14 +141,7 @@ pub async fn revert(
         done: done.clone(),
         error,
     };
-    let removed = door::remove_domain_copy(&destination, &key, timeout)
-        .await
-        .map_err(|e| partial(&done, e))?;
-    done.extend(
-        removed
-            .into_iter()
-            .map(|d| format!("{destination_name}: {d}")),
-    );
+    remove_destination_copy(plan, &destination, &mut done, timeout).await?;
     for (_, copy) in plan.copied_disks() {
         let deleted = destination
             .delete_volume(&copy.destination_volume, timeout)
@@ -162,13 +155,50 @@ pub async fn revert(
         }
     }
     if plan.instance_was_running && !on_source.active {
-        door::start_domain(&source, &key, timeout)
-            .await
-            .map_err(|e| partial(&done, e))?;
-        done.push(format!(
-            "{source_name}: started {} again",
-            plan.instance_name
-        ));
+        start_on_source_again(plan, &source, &mut done, timeout).await?;
     }
     Ok(SettleReport { steps: done })
+}
+
+/// Stops and undefines the destination's copy, found by UUID (a domain of the same name there
+/// is another guest and stays), and notes each step in `done`.
+pub(super) async fn remove_destination_copy(
+    plan: &ColdMigrationPlan,
+    destination: &HostConnection,
+    done: &mut Vec<String>,
+    timeout: Duration,
+) -> Result<(), SettleError> {
+    let removed = door::remove_domain_copy(destination, &plan.key(), timeout)
+        .await
+        .map_err(|error| SettleError::Partial {
+            done: done.clone(),
+            error,
+        })?;
+    let destination_name = &plan.destination.name;
+    done.extend(
+        removed
+            .into_iter()
+            .map(|d| format!("{destination_name}: {d}")),
+    );
+    Ok(())
+}
+
+/// Starts the instance on its source again and notes it in `done`.
+pub(super) async fn start_on_source_again(
+    plan: &ColdMigrationPlan,
+    source: &HostConnection,
+    done: &mut Vec<String>,
+    timeout: Duration,
+) -> Result<(), SettleError> {
+    door::start_domain(source, &plan.key(), timeout)
+        .await
+        .map_err(|error| SettleError::Partial {
+            done: done.clone(),
+            error,
+        })?;
+    done.push(format!(
+        "{}: started {} again",
+        plan.source.name, plan.instance_name
+    ));
+    Ok(())
 }
