@@ -411,8 +411,13 @@ impl VolumeStream {
     }
 
     /// Fills `buffer` (cleared first) up to its capacity, or less at the end of the volume;
-    /// an empty buffer means the end.
-    async fn read_chunk(&self, mut buffer: Vec<u8>) -> Result<Vec<u8>, LibvirtError> {
+    /// an empty buffer means the end. What was read is fed to `hasher` in the same call, on the
+    /// blocking pool: hashing is work, and the runtime's workers only wait.
+    async fn read_chunk(
+        &self,
+        mut buffer: Vec<u8>,
+        mut hasher: Sha256,
+    ) -> Result<(Vec<u8>, Sha256), LibvirtError> {
         let stream = Arc::clone(&self.stream);
         let context = format!("reading the {}", self.label);
         self.connection
@@ -430,7 +435,8 @@ impl VolumeStream {
                     filled += received as usize;
                 }
                 buffer.truncate(filled);
-                Ok(buffer)
+                hasher.update(&buffer);
+                Ok((buffer, hasher))
             })
             .await
     }
@@ -546,11 +552,11 @@ async fn pump_download(
         let buffer = recycled
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(settings.chunk_bytes));
-        match reader.read_chunk(buffer).await {
-            Ok(chunk) if chunk.is_empty() => {
+        match reader.read_chunk(buffer, hasher).await {
+            Ok((chunk, fed)) if chunk.is_empty() => {
                 let digest = StreamDigest {
                     bytes,
-                    sha256: hex(&hasher.finalize()),
+                    sha256: hex(&fed.finalize()),
                 };
                 let delivery = match reader.finish().await {
                     Ok(()) => Delivery::End(digest),
@@ -559,8 +565,8 @@ async fn pump_download(
                 let _ = deliver.send(delivery).await;
                 return;
             }
-            Ok(chunk) => {
-                hasher.update(&chunk);
+            Ok((chunk, fed)) => {
+                hasher = fed;
                 bytes += chunk.len() as u64;
                 if deliver.send(Delivery::Chunk(chunk)).await.is_err() {
                     reader.abort().await;
