@@ -297,3 +297,21 @@ fn contradicting_facts_are_refused_with_the_reason() {
         "refuse"
     );
 }
+
+/// The engine API runs its calls as tasks (`tokio::spawn`), which take only `Send` futures;
+/// creating the futures runs nothing.
+#[test]
+fn the_engine_calls_are_futures_a_task_can_run() {
+    fn spawnable<F: std::future::Future + Send>(_: F) {}
+    let config = crate::config::Config::default();
+    let plan = sample_plan();
+    spawnable(super::plan(
+        &config,
+        "cold-a",
+        "hv2",
+        &ColdOptions::default(),
+    ));
+    spawnable(confirm(&plan, Duration::from_secs(1)));
+    spawnable(revert(&plan, Duration::from_secs(1)));
+    spawnable(recover(&plan, false, Duration::from_secs(1)));
+}
