@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::queue::QueueLimits;
 use crate::model::HostName;
 use crate::policy::{AdaptivePolicyConfig, NovaPolicyConfig};
 
@@ -43,6 +42,35 @@ pub struct Config {
     pub migration: MigrationDefaults,
     #[serde(default)]
     pub hosts: Vec<HostConfig>,
+    /// `[keys.SCREEN]` tables remapping the TUI's keys: `abort = "A"`, or a list of keys
+    /// (`move_down = ["j", "down"]`, `[]` unbinds). The TUI checks the screens, actions and
+    /// keys against its key table when it starts (`tui::keys`).
+    #[serde(default, skip_serializing_if = "KeyOverrides::is_empty")]
+    pub keys: KeyOverrides,
+    /// The file this was loaded from, for errors found later (a `[keys]` entry the TUI refuses).
+    #[serde(skip)]
+    pub source_path: Option<PathBuf>,
+}
+
+/// `[keys]`: screen name, then action name, then the keys that trigger it.
+pub type KeyOverrides =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, KeyList>>;
+
+/// One key (`"A"`, `"ctrl-r"`) or several (`["j", "down"]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum KeyList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl KeyList {
+    pub fn keys(&self) -> Vec<&str> {
+        match self {
+            KeyList::One(key) => vec![key.as_str()],
+            KeyList::Many(keys) => keys.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 /// Defaults for migrations (`[migration]`); the CLI's and the launch dialog's options start
@@ -118,6 +146,26 @@ impl MigrationDefaults {
     }
 }
 
+/// How many migrations may run at once, as the engine's queue applies them; read from
+/// `[migration]` by [`MigrationDefaults::queue_limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueLimits {
+    /// Migrations leaving one host at once; Nova's `max_concurrent_live_migrations`.
+    pub per_source_host_outbound: NonZeroUsize,
+    /// Migrations running at once across all hosts.
+    pub global: NonZeroUsize,
+}
+
+impl Default for QueueLimits {
+    fn default() -> QueueLimits {
+        QueueLimits {
+            // Nova's default for max_concurrent_live_migrations.
+            per_source_host_outbound: NonZeroUsize::MIN,
+            global: NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN),
+        }
+    }
+}
+
 fn default_refresh_interval_seconds() -> u64 {
     5
 }
@@ -140,6 +188,8 @@ impl Default for Config {
             shared_storage_prefixes: default_shared_storage_prefixes(),
             migration: MigrationDefaults::default(),
             hosts: Vec::new(),
+            keys: KeyOverrides::new(),
+            source_path: None,
         }
     }
 }
@@ -187,7 +237,9 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text, path)
+        let mut config = Config::parse(&text, path)?;
+        config.source_path = Some(path.to_path_buf());
+        Ok(config)
     }
 
     pub fn refresh_interval(&self) -> Duration {
@@ -359,6 +411,49 @@ pub fn xdg_dir(var: &str, home_fallback: &str) -> PathBuf {
     }
 }
 
+/// Runs the cases of tests/invalid_configs/: each file starts with `# expect: TEXT` lines, and
+/// `error_of` must give an error naming the file and containing every TEXT. `keys_*` files are
+/// the TUI key table's cases (their `[keys]` parses as config; the table refuses it), checked
+/// when `keys_cases` is set; the others otherwise. Returns how many were checked.
+#[cfg(test)]
+pub(crate) fn check_invalid_configs(keys_cases: bool, error_of: impl Fn(&Path) -> String) -> usize {
+    let dir = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/invalid_configs"
+    ));
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let is_keys_case = path
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("keys_"));
+        if is_keys_case != keys_cases {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# expect: "))
+            .collect();
+        assert!(
+            !expected.is_empty(),
+            "{} has no # expect: line",
+            path.display()
+        );
+        let error = error_of(&path);
+        assert!(error.contains(&*path.display().to_string()), "{error}");
+        for fragment in expected {
+            assert!(
+                error.contains(fragment),
+                "{}: {error:?} lacks {fragment:?}",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    checked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,36 +528,11 @@ group = "lab"
     /// fail with an error containing every TEXT (the key, the line, what was wrong).
     #[test]
     fn every_invalid_config_gives_its_own_error() {
-        let dir = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/invalid_configs"
-        ));
-        let mut checked = 0;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let text = std::fs::read_to_string(&path).unwrap();
-            let expected: Vec<&str> = text
-                .lines()
-                .filter_map(|line| line.strip_prefix("# expect: "))
-                .collect();
-            assert!(
-                !expected.is_empty(),
-                "{} has no # expect: line",
-                path.display()
-            );
-            let error = Config::load(&path)
+        let checked = check_invalid_configs(false, |path| {
+            Config::load(path)
                 .expect_err(&path.display().to_string())
-                .to_string();
-            assert!(error.contains(&*path.display().to_string()), "{error}");
-            for fragment in expected {
-                assert!(
-                    error.contains(fragment),
-                    "{}: {error:?} lacks {fragment:?}",
-                    path.display()
-                );
-            }
-            checked += 1;
-        }
+                .to_string()
+        });
         assert!(checked >= 6, "only {checked} invalid configs");
     }
 

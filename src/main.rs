@@ -308,7 +308,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let config = load_config(cli.config.as_deref())?;
             cli::cold::settle(&config, &instance, false)
         }
-        Some(Commands::Resume { json }) => cli::migrate::resume(cli::migrate::Output { json }),
+        Some(Commands::Resume { json }) => {
+            let config = config_for_resume(cli.config.as_deref())?;
+            cli::migrate::resume(&config, cli::migrate::Output { json })
+        }
         Some(Commands::Abort { instance }) => {
             let config = load_config(cli.config.as_deref())?;
             cli::migrate::operator_command(&config, &instance, OperatorCommand::Abort)
@@ -318,7 +321,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cli::migrate::operator_command(&config, &instance, OperatorCommand::ForceComplete)
         }
         Some(Commands::Recover { instance, json }) => {
-            cli::migrate::recover(&instance, cli::migrate::Output { json })
+            let config = config_for_resume(cli.config.as_deref())?;
+            cli::migrate::recover(&config, &instance, cli::migrate::Output { json })
         }
         None => run_tui(cli.config, cli.theme),
     }
@@ -421,6 +425,17 @@ fn run_tui(config_path: Option<PathBuf>, theme_choice: Option<String>) -> Result
 fn load_config(explicit: Option<&std::path::Path>) -> Result<config::Config> {
     let path = config::resolve_path(explicit)?;
     Ok(config::Config::load(&path)?)
+}
+
+/// A resumed migration carries its hosts in its stored plan, so `ferry resume` works without a
+/// config file (with the default limits and timeouts); a config that exists must be valid.
+fn config_for_resume(explicit: Option<&std::path::Path>) -> Result<config::Config> {
+    let path = config::resolve_path(explicit)?;
+    if path.exists() {
+        Ok(config::Config::load(&path)?)
+    } else {
+        Ok(config::Config::default())
+    }
 }
 
 /// Exit status of the scriptable commands: non-zero when any host could not be read, so a

@@ -20,7 +20,7 @@ fn every_lab_host_answers_with_its_own_hostname_and_uuid() {
     };
     let mut uuids = Vec::new();
     for host in &lab.plan.hosts {
-        let facts = lab.connect(host).host_facts(CALL_TIMEOUT).unwrap();
+        let facts = ferry::runtime::wait(lab.connect(host).host_facts(CALL_TIMEOUT)).unwrap();
         assert_eq!(facts.hostname, host.name);
         assert_eq!(facts.host_uuid, host.host_uuid);
         assert_eq!(facts.hypervisor_type, "QEMU");

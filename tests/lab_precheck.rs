@@ -15,13 +15,11 @@ use std::time::{Duration, Instant};
 
 use common::{lab_or_skip, Lab, CALL_TIMEOUT};
 use ferry::config::Config;
+use ferry::engine::plan::PrecheckError;
 use ferry::lab::guest::{domain_xml, GuestSpec};
 use ferry::lab::plan::LabHost;
 use ferry::libvirt::facts::DomainRunState;
-use ferry::libvirt::precheck_facts::{
-    free_memory_bytes, pick_auto_destination, precheck_live_migration, PrecheckError,
-    PROBE_NAME_PREFIX,
-};
+use ferry::libvirt::probe::PROBE_NAME_PREFIX;
 use ferry::libvirt::{job_stats, LibvirtError};
 use ferry::model::units::MIB;
 use ferry::precheck::{
@@ -69,8 +67,7 @@ fn failed(report: &PrecheckReport) -> Vec<CheckId> {
 
 /// (name, state) of every domain of a host.
 fn domains_on(lab: &Lab, host: &LabHost) -> BTreeSet<(String, &'static str)> {
-    lab.connect(host)
-        .domains(CALL_TIMEOUT)
+    ferry::runtime::wait(lab.connect(host).domains(CALL_TIMEOUT))
         .expect("list domains")
         .into_iter()
         .map(|d| (d.name, d.state.as_virsh_str()))
@@ -235,13 +232,13 @@ fn checked(
     source: Option<&str>,
     destination: &str,
 ) -> (PrecheckFacts, PrecheckReport) {
-    let (facts, report) = precheck_live_migration(
+    let (facts, report) = ferry::runtime::wait(ferry::engine::plan::precheck_live_migration(
         config,
         instance,
         source,
         destination,
         BlockMigrationChoice::Auto,
-    )
+    ))
     .unwrap_or_else(|error| panic!("{instance} to {destination}: {error}"));
     print(&facts, &report);
     (facts, report)
@@ -330,13 +327,13 @@ fn disk_guest_needs_block_migration_of_its_local_disk() {
     assert!(facts.destination_free_disk_bytes.unwrap_or(0) > data.size_bytes);
 
     // Refusing block migration leaves the local disk behind: refused, with every check listed.
-    let (_, refused) = precheck_live_migration(
+    let (_, refused) = ferry::runtime::wait(ferry::engine::plan::precheck_live_migration(
         &config,
         "disk",
         Some(&source.name),
         &destination.name,
         BlockMigrationChoice::No,
-    )
+    ))
     .expect("facts gathered");
     assert_eq!(failed(&refused), [CheckId::Storage]);
     assert!(reason(&refused, CheckId::Storage).contains("local disks vdb"));
@@ -388,13 +385,13 @@ fn bad_destination_names_are_refused_without_contacting_anyone() {
         assert_every_check_listed(&report);
     }
     // The same names as a source are refused before anything is read.
-    let error = precheck_live_migration(
+    let error = ferry::runtime::wait(ferry::engine::plan::precheck_live_migration(
         &config,
         "idle",
         Some("hv1;reboot"),
         "hv2",
         BlockMigrationChoice::Auto,
-    )
+    ))
     .unwrap_err();
     assert!(
         matches!(error, PrecheckError::InvalidSourceName(_)),
@@ -528,10 +525,9 @@ fn guest_larger_than_the_destination_free_memory_is_refused() {
     let config = lab_config(&lab);
     let source = lab.plan.hosts[0].clone();
     let destination = lab.next_host(&source);
-    let destination_free_bytes = lab
-        .connect(&destination)
-        .call("reading free memory", CALL_TIMEOUT, free_memory_bytes)
-        .expect("free memory");
+    let destination_free_bytes =
+        ferry::runtime::wait(lab.connect(&destination).free_memory(CALL_TIMEOUT))
+            .expect("free memory");
     // The kernel's MemTotal: node info reads sysfs's NUMA node, which covers only part of the
     // lab machine's memory.
     let total_bytes = lab
@@ -597,8 +593,13 @@ fn automatic_destination_is_the_passing_host_with_most_free_memory() {
     let source = running_host_of(&lab, "idle").expect("lab up keeps idle running");
     let before = all_domains(&lab);
 
-    let auto = pick_auto_destination(&config, "idle", None, BlockMigrationChoice::Auto)
-        .expect("candidates checked");
+    let auto = ferry::runtime::wait(ferry::engine::plan::pick_auto_destination(
+        &config,
+        "idle",
+        None,
+        BlockMigrationChoice::Auto,
+    ))
+    .expect("candidates checked");
     for candidate in &auto.candidates {
         print(&candidate.facts, &candidate.report);
         assert_every_check_listed(&candidate.report);
@@ -642,13 +643,13 @@ fn instance_not_on_the_named_source_is_an_error_naming_the_fix() {
     let host = lab.plan.hosts[0].clone();
     let elsewhere = lab.next_host(&host);
     let _guard = define_throwaway(&lab, &host, "ferry-precheck-elsewhere");
-    let error = precheck_live_migration(
+    let error = ferry::runtime::wait(ferry::engine::plan::precheck_live_migration(
         &config,
         "ferry-precheck-elsewhere",
         Some(&elsewhere.name),
         &host.name,
         BlockMigrationChoice::Auto,
-    )
+    ))
     .unwrap_err();
     assert!(
         matches!(error, PrecheckError::InstanceNotOnSource { .. }),
@@ -662,13 +663,13 @@ fn instance_not_on_the_named_source_is_an_error_naming_the_fix() {
             elsewhere.name
         )
     );
-    let error = precheck_live_migration(
+    let error = ferry::runtime::wait(ferry::engine::plan::precheck_live_migration(
         &config,
         "no-such-guest",
         None,
         "hv2",
         BlockMigrationChoice::Auto,
-    )
+    ))
     .unwrap_err();
     assert!(
         error

@@ -2,17 +2,20 @@
 //! shell. The migration stops at "awaiting confirm" with the source copy kept; the operator
 //! settles it later, from any terminal (or the TUI), with the plan the history kept.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use ferry::config::Config;
-use ferry::engine::cold::{self, ColdMigrationPlan, ColdOptions, ColdOutcome, ColdUpdate};
+use ferry::engine::cold::{ColdOptions, ColdOutcome, ColdUpdate};
 use ferry::engine::cold_record;
-use ferry::engine::history::{self, History};
+use ferry::engine::history::{self, History, MigrationId, MigrationKind};
+use ferry::engine::service::{ColdEvent, Engine, EngineEvent, EngineRequest, TakeOver};
 use ferry::model::units::{format_bytes, format_duration_ms, format_rate};
 use ferry::precheck::render_report;
 use serde::Serialize;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::migrate::Output;
 
@@ -33,42 +36,103 @@ pub fn migrate(
     options: &ColdOptions,
     output: Output,
 ) -> Result<ExitCode> {
-    let mut all_awaiting = true;
-    let mut history = History::open(&history::default_path())?;
-    for instance in instances {
-        let planning =
-            match ferry::runtime::wait(cold::plan(config, instance, destination, options)) {
-                Ok(planning) => planning,
-                Err(error) => {
-                    all_awaiting = false;
-                    eprintln!("ferry: {instance}: {error}");
-                    continue;
-                }
-            };
-        output.line(
-            "precheck",
-            &format!(
-                "cold prechecks for {instance} → {destination}:\n{}",
-                render_report(&planning.report)
-            ),
-            &Line {
-                instance,
-                at_ms: None,
-                value: &planning.report,
-            },
-        );
-        let Some(plan) = planning.plan else {
-            all_awaiting = false;
-            eprintln!("ferry: {instance}: not started; fix the failed checks above and retry");
-            continue;
-        };
-        all_awaiting &= run_one(&mut history, plan, output)?;
+    let (engine, mut events) = Engine::start(config, TakeOver::Nothing);
+    if let Some(reason) = engine.unavailable() {
+        bail!("{reason}");
     }
-    Ok(if all_awaiting {
+    for instance in instances {
+        engine.send(EngineRequest::LaunchCold {
+            instance: instance.clone(),
+            source: None,
+            destination: destination.to_string(),
+            options: options.clone(),
+        });
+    }
+    let awaiting = watch(&mut events, instances.len(), output)?;
+    Ok(if awaiting == instances.len() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Prints the engine's events until each cold launch ended (awaiting confirm, rolled back,
+/// failed) or was refused; returns how many await confirm.
+fn watch(
+    events: &mut UnboundedReceiver<EngineEvent>,
+    expected: usize,
+    output: Output,
+) -> Result<usize> {
+    let mut remaining = expected;
+    let mut awaiting = 0;
+    // Each migration's instance and when its run began: `at_ms` counts from there.
+    let mut runs: HashMap<MigrationId, (String, Instant)> = HashMap::new();
+    while remaining > 0 {
+        let event = events
+            .blocking_recv()
+            .context("the engine stopped before every cold migration ended")?;
+        match event {
+            EngineEvent::Planned {
+                kind: MigrationKind::Cold,
+                instance,
+                destination,
+                report,
+                ..
+            } => output.line(
+                "precheck",
+                &format!(
+                    "cold prechecks for {instance} → {destination}:\n{}",
+                    render_report(&report)
+                ),
+                &Line {
+                    instance: &instance,
+                    at_ms: None,
+                    value: &report,
+                },
+            ),
+            EngineEvent::Refused {
+                kind: MigrationKind::Cold,
+                instance,
+                reason,
+            } => {
+                remaining -= 1;
+                eprintln!("ferry: {instance}: not started: {reason}");
+            }
+            EngineEvent::Notice(message) => eprintln!("ferry: note: {message}"),
+            EngineEvent::Cold(id, ColdEvent::Launched(plan)) => {
+                runs.insert(id, (plan.instance_name.clone(), Instant::now()));
+            }
+            EngineEvent::Cold(id, ColdEvent::Engine(update)) => {
+                let Some((instance, started)) = runs.get(&id) else {
+                    continue;
+                };
+                let at_ms = started.elapsed().as_millis() as u64;
+                if let ColdUpdate::Finished(outcome) = &update {
+                    remaining -= 1;
+                    if matches!(outcome, ColdOutcome::AwaitingConfirm { .. }) {
+                        awaiting += 1;
+                    }
+                    print_summary(instance, at_ms, outcome, output)?;
+                } else if let Some(text) = update_text(instance, at_ms, &update) {
+                    let kind = match &update {
+                        ColdUpdate::Progress(_) => "progress",
+                        _ => "update",
+                    };
+                    output.line(
+                        kind,
+                        &text,
+                        &Line {
+                            instance,
+                            at_ms: Some(at_ms),
+                            value: &update,
+                        },
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(awaiting)
 }
 
 /// The text line of an update; None for those the text output leaves out.
@@ -96,44 +160,9 @@ fn update_text(instance: &str, at_ms: u64, update: &ColdUpdate) -> Option<String
     }
 }
 
-fn run_one(history: &mut History, plan: ColdMigrationPlan, output: Output) -> Result<bool> {
-    let instance = plan.instance_name.clone();
-    // Held until the outcome is recorded: `ferry resume` leaves this migration alone meanwhile.
-    let _running = cold_record::lock_run(&plan)?;
-    let id = cold_record::record_start(history, &plan)?;
-    let started = Instant::now();
-    let mut handle = cold::start(plan);
-    let mut outcome = None;
-    while let Some(update) = handle.updates.blocking_recv() {
-        let at_ms = started.elapsed().as_millis() as u64;
-        if let Err(error) = cold_record::record_update(history, id, at_ms, &update) {
-            eprintln!("ferry: {error}");
-        }
-        if let ColdUpdate::Finished(finished) = &update {
-            outcome = Some(finished.clone());
-        }
-        if let Some(text) = update_text(&instance, at_ms, &update) {
-            let kind = match &update {
-                ColdUpdate::Progress(_) => "progress",
-                _ => "update",
-            };
-            output.line(
-                kind,
-                &text,
-                &Line {
-                    instance: &instance,
-                    at_ms: Some(at_ms),
-                    value: &update,
-                },
-            );
-        }
-    }
-    let outcome = outcome
-        .or_else(|| ferry::runtime::wait(handle.task).ok())
-        .context("the cold migration ended without an outcome")?;
-    cold_record::record_outcome(history, id, &outcome)?;
-    let awaiting = matches!(outcome, ColdOutcome::AwaitingConfirm { .. });
-    let text = match &outcome {
+/// The last line of a cold migration: where it stands and what the operator does next.
+fn print_summary(instance: &str, at_ms: u64, outcome: &ColdOutcome, output: Output) -> Result<()> {
+    let text = match outcome {
         ColdOutcome::AwaitingConfirm {
             total_time_ms,
             downtime_ms,
@@ -152,12 +181,12 @@ fn run_one(history: &mut History, plan: ColdMigrationPlan, output: Output) -> Re
         "summary",
         &text,
         &Line {
-            instance: &instance,
-            at_ms: Some(started.elapsed().as_millis() as u64),
-            value: &outcome,
+            instance,
+            at_ms: Some(at_ms),
+            value: outcome,
         },
     );
-    Ok(awaiting)
+    Ok(())
 }
 
 /// `ferry confirm` (keep the move, remove the source copy) or `ferry revert` (go back).

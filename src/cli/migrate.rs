@@ -2,6 +2,7 @@
 //! shell, one line per sample, a summary at the end, exit 0 only when every guest runs on its
 //! destination.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -9,19 +10,16 @@ use ferry::config::Config;
 use ferry::engine::cold::Recovery;
 use ferry::engine::cold_record;
 use ferry::engine::control::{self, ControlError};
-use ferry::engine::history::{self, History, MigrationId};
-use ferry::engine::live::{MigrationUpdate, OperatorCommand};
-use ferry::engine::options::{self, LiveOptions};
+use ferry::engine::history::{self, History, MigrationId, MigrationKind};
+use ferry::engine::live::{LiveMigrationPlan, MigrationUpdate, OperatorCommand};
+use ferry::engine::options::LiveOptions;
 use ferry::engine::report::{self, ProgressLine, Summary};
-use ferry::engine::supervisor::{
-    unfinished_live_migrations, Supervisor, SupervisorEvent, SupervisorSettings,
-};
-use ferry::libvirt::lifecycle::DomainKey;
-use ferry::libvirt::precheck_facts;
-use ferry::libvirt::{HostConnection, LibvirtError};
-use ferry::model::standing::{HostAnswer, RunningJob};
-use ferry::precheck::{render_report, PrecheckFacts, PrecheckReport};
+use ferry::engine::service::{Destination, Engine, EngineEvent, EngineRequest, TakeOver};
+use ferry::engine::supervisor::SupervisorEvent;
+use ferry::engine::unwatched::{abort_unwatched, UnwatchedAbort};
+use ferry::precheck::{render_report, PrecheckReport};
 use serde::Serialize;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Where the output goes: text for people, JSON lines for scripts.
 #[derive(Clone, Copy)]
@@ -51,7 +49,8 @@ struct PrecheckLine<'a> {
     report: &'a PrecheckReport,
 }
 
-/// Runs the prechecks for each instance, then every migration that passed, under the queue.
+/// Asks the engine to check and launch each instance; every migration that passes runs under
+/// the queue. One line per event, a summary per migration.
 pub fn migrate(
     config: &Config,
     instances: &[String],
@@ -59,130 +58,45 @@ pub fn migrate(
     options: &LiveOptions,
     output: Output,
 ) -> Result<ExitCode> {
-    let mut plans = Vec::new();
-    let mut refused = 0;
+    let (engine, mut events) = Engine::start(config, TakeOver::Nothing);
+    if let Some(reason) = engine.unavailable() {
+        bail!("{reason}");
+    }
+    let destination = if destination == "auto" {
+        Destination::Auto
+    } else {
+        Destination::Named(destination.to_string())
+    };
     for instance in instances {
-        let checked = if destination == "auto" {
-            auto_destination(config, instance, options, output)
-        } else {
-            precheck_facts::precheck_live_migration(
-                config,
-                instance,
-                None,
-                destination,
-                options.block,
-            )
-            .map_err(anyhow::Error::from)
-        };
-        let (facts, report) = match checked {
-            Ok(checked) => checked,
-            Err(error) => {
-                refused += 1;
-                eprintln!("ferry: {instance}: {error:#}");
-                continue;
-            }
-        };
-        output.line(
-            "precheck",
-            &format!(
-                "prechecks for {instance} {} → {}:\n{}",
-                facts.source_host,
-                facts.destination_host,
-                render_report(&report)
-            ),
-            &PrecheckLine {
-                instance,
-                destination: &facts.destination_host,
-                passed: report.passed(),
-                report: &report,
-            },
-        );
-        if !report.passed() {
-            refused += 1;
-            eprintln!("ferry: {instance}: not started; fix the failed checks above and retry");
-            continue;
-        }
-        match options::live_plan(config, &facts, &report, options) {
-            Some(plan) => plans.push(plan),
-            None => {
-                refused += 1;
-                eprintln!("ferry: {instance}: a host is missing from the config");
-            }
-        }
+        engine.send(EngineRequest::LaunchLive {
+            instance: instance.clone(),
+            source: None,
+            destination: destination.clone(),
+            options: options.clone(),
+        });
     }
-    if plans.is_empty() {
-        return Ok(ExitCode::FAILURE);
-    }
-    let history = History::open(&history::default_path())?;
-    let supervisor = Supervisor::start(SupervisorSettings {
-        history,
-        limits: config.migration.queue_limits(),
-    });
-    if !output.json {
-        println!(
-            "Ctrl-C leaves the migrations running in libvirt: `ferry resume` watches them \
-             again, `ferry abort NAME` stops one."
-        );
-    }
-    for plan in &plans {
-        supervisor.submit(plan.clone());
-    }
-    let completed = watch(&supervisor, plans.len(), output)?;
-    Ok(if completed == plans.len() && refused == 0 {
+    let completed = watch(&mut events, instances.len(), output)?;
+    Ok(if completed == instances.len() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
 }
 
-/// `--to auto`: every other host is checked; the passing one with the most free memory wins.
-/// The refused candidates are listed with their reasons, so the choice can be understood.
-fn auto_destination(
-    config: &Config,
-    instance: &str,
-    options: &LiveOptions,
-    output: Output,
-) -> Result<(PrecheckFacts, PrecheckReport)> {
-    let auto = precheck_facts::pick_auto_destination(config, instance, None, options.block)?;
-    for candidate in &auto.candidates {
-        if Some(&candidate.host) != auto.chosen.as_ref() && !output.json {
-            let verdict = if candidate.report.passed() {
-                "passes, less free memory".to_string()
-            } else {
-                candidate.report.failure_reasons()
-            };
-            println!("auto: {} not chosen: {verdict}", candidate.host);
-        }
-    }
-    let chosen = auto.chosen.clone().ok_or_else(|| {
-        anyhow::anyhow!(
-            "--to auto: no host passes the prechecks from {}; run with --to HOST to see one \
-             host's full report",
-            auto.source_host
-        )
-    })?;
-    let candidate = auto
-        .candidates
-        .into_iter()
-        .find(|c| c.host == chosen)
-        .expect("the chosen host is a candidate");
-    Ok((candidate.facts, candidate.report))
-}
-
 /// Settles the cold migrations a ferry that died left mid-way (`cold_record::recover_interrupted`),
 /// then takes over every live migration the history shows unfinished: a ferry that died left
 /// them to libvirt, which carried on.
-pub fn resume(output: Output) -> Result<ExitCode> {
-    resume_matching(output, None)
+pub fn resume(config: &Config, output: Output) -> Result<ExitCode> {
+    resume_matching(config, output, None)
 }
 
 /// `ferry recover INSTANCE`: the ferry that watches the migration resumes its broken post-copy
 /// at once; with none watching, this ferry takes the migration over from the history, which
 /// resumes a broken post-copy as soon as both hosts answer, and watches it to its end.
-pub fn recover(instance: &str, output: Output) -> Result<ExitCode> {
+pub fn recover(config: &Config, instance: &str, output: Output) -> Result<ExitCode> {
     match send_to_watcher(instance, OperatorCommand::RecoverPostCopy)? {
         Some(exit) => Ok(exit),
-        None => resume_matching(output, Some(instance)),
+        None => resume_matching(config, output, Some(instance)),
     }
 }
 
@@ -203,23 +117,22 @@ fn send_to_watcher(instance: &str, command: OperatorCommand) -> Result<Option<Ex
     }
 }
 
-fn resume_matching(output: Output, only: Option<&str>) -> Result<ExitCode> {
+fn resume_matching(config: &Config, output: Output, only: Option<&str>) -> Result<ExitCode> {
     let path = history::default_path();
-    let mut history = History::open(&path)?;
     let cold_recovered = match only {
-        None => recover_cold(&mut history, output)?,
+        None => recover_cold(&mut History::open(&path)?, output)?,
         Some(_) => None,
     };
-    let unfinished = unfinished_live_migrations(&history)?;
-    for problem in &unfinished.unreadable {
-        eprintln!("ferry: {problem}");
+    let take_over = match only {
+        None => TakeOver::Everything,
+        Some(instance) => TakeOver::Only(instance.to_string()),
+    };
+    let (engine, mut events) = Engine::start(config, take_over);
+    if let Some(reason) = engine.unavailable() {
+        bail!("{reason}");
     }
-    let plans: Vec<_> = unfinished
-        .resumable
-        .into_iter()
-        .filter(|(_, plan)| only.is_none_or(|name| plan.instance_name == name))
-        .collect();
-    if let (Some(instance), true) = (only, plans.is_empty()) {
+    let resumed = engine.resumed().len();
+    if let (Some(instance), 0) = (only, resumed) {
         bail!(
             "{instance}: no unfinished live migration of it in {}; a broken post-copy that \
              ferry did not start can be resumed from its source with both hosts' connections \
@@ -228,7 +141,7 @@ fn resume_matching(output: Output, only: Option<&str>) -> Result<ExitCode> {
             path.display()
         );
     }
-    if plans.is_empty() {
+    if resumed == 0 {
         if cold_recovered.is_none() {
             println!(
                 "nothing to resume: no unfinished live migration and no interrupted cold \
@@ -242,21 +155,12 @@ fn resume_matching(output: Output, only: Option<&str>) -> Result<ExitCode> {
             ExitCode::SUCCESS
         });
     }
-    let supervisor = Supervisor::start(SupervisorSettings {
-        history,
-        limits: Default::default(),
-    });
-    for (id, plan) in &plans {
-        supervisor.resume(*id, plan.clone());
-    }
-    let completed = watch(&supervisor, plans.len(), output)?;
-    Ok(
-        if completed == plans.len() && cold_recovered != Some(false) {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        },
-    )
+    let completed = watch(&mut events, resumed, output)?;
+    Ok(if completed == resumed && cold_recovered != Some(false) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 #[derive(Serialize)]
@@ -340,18 +244,77 @@ fn recover_cold(history: &mut History, output: Output) -> Result<Option<bool>> {
     Ok(Some(all_settled))
 }
 
-/// Prints every event until each submitted migration has its outcome; returns how many
-/// completed.
-fn watch(supervisor: &Supervisor, submitted: usize, output: Output) -> Result<usize> {
-    let mut remaining = submitted;
+/// Prints every event of the engine until each launched or resumed live migration has its
+/// outcome (or was refused); returns how many completed.
+fn watch(
+    events: &mut UnboundedReceiver<EngineEvent>,
+    expected: usize,
+    output: Output,
+) -> Result<usize> {
+    let mut remaining = expected;
     let mut completed = 0;
-    let mut plans = std::collections::HashMap::new();
-    let mut iterations = std::collections::HashMap::new();
+    let mut plans: HashMap<MigrationId, Box<LiveMigrationPlan>> = HashMap::new();
+    let mut iterations = HashMap::new();
+    let mut note_printed = false;
     while remaining > 0 {
-        let event = supervisor
-            .events
-            .recv()
-            .context("the supervisor stopped before every migration ended")?;
+        let event = events
+            .blocking_recv()
+            .context("the engine stopped before every migration ended")?;
+        let event = match event {
+            EngineEvent::Live(event) => *event,
+            EngineEvent::Planned {
+                kind: MigrationKind::Live,
+                instance,
+                source,
+                destination,
+                report,
+                passed_over,
+            } => {
+                if !output.json {
+                    for (host, why) in &passed_over {
+                        println!("auto: {host} not chosen: {why}");
+                    }
+                }
+                output.line(
+                    "precheck",
+                    &format!(
+                        "prechecks for {instance} {source} → {destination}:\n{}",
+                        render_report(&report)
+                    ),
+                    &PrecheckLine {
+                        instance: &instance,
+                        destination: &destination,
+                        passed: report.passed(),
+                        report: &report,
+                    },
+                );
+                if report.passed() && !output.json && !note_printed {
+                    note_printed = true;
+                    println!(
+                        "Ctrl-C leaves the migrations running in libvirt: `ferry resume` \
+                         watches them again, `ferry abort NAME` stops one."
+                    );
+                }
+                continue;
+            }
+            EngineEvent::Refused {
+                kind: MigrationKind::Live,
+                instance,
+                reason,
+            } => {
+                remaining -= 1;
+                eprintln!("ferry: {instance}: not started: {reason}");
+                continue;
+            }
+            EngineEvent::Notice(message) => {
+                eprintln!("ferry: note: {message}");
+                continue;
+            }
+            EngineEvent::Planned { .. }
+            | EngineEvent::Refused { .. }
+            | EngineEvent::Cold(..)
+            | EngineEvent::Prechecks { .. } => continue,
+        };
         match &event {
             SupervisorEvent::Queued { request, plan } => {
                 output.line(
@@ -528,7 +491,7 @@ pub fn operator_command(
     match send_to_watcher(instance, command.clone())? {
         Some(exit) => Ok(exit),
         None => match command {
-            OperatorCommand::Abort => abort_unwatched(config, instance),
+            OperatorCommand::Abort => abort_unwatched_now(config, instance),
             _ => bail!(
                 "no ferry is watching a migration of {instance}; run `ferry resume` to watch it \
                  again (force-complete needs a watching ferry, which resumes a paused guest at \
@@ -538,48 +501,23 @@ pub fn operator_command(
     }
 }
 
-/// Aborts a migration nobody watches: finds the host where the guest has an outgoing job (its
-/// destination holds the incoming side, which cannot be aborted there).
-fn abort_unwatched(config: &Config, instance: &str) -> Result<ExitCode> {
-    let timeout = config.call_timeout();
-    let key = DomainKey::Name(instance.to_string());
-    let mut holders = Vec::new();
-    for host in &config.hosts {
-        let Ok(connection) = HostConnection::open(&host.uri, timeout) else {
-            continue;
-        };
-        if let HostAnswer::Holds(standing) = connection.domain_standing(&key, timeout) {
-            holders.push((host, connection, standing));
+/// Aborts a migration nobody watches, through the engine.
+fn abort_unwatched_now(config: &Config, instance: &str) -> Result<ExitCode> {
+    match ferry::runtime::wait(abort_unwatched(config, instance)) {
+        Err(reason) => bail!("{reason}"),
+        Ok(UnwatchedAbort::RefusedInPostCopy { host }) => {
+            eprintln!(
+                "ferry: {instance} on {host}: abort refused: the migration is in post-copy; it \
+                 can only finish (`ferry recover {instance}` resumes a broken one)"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        Ok(UnwatchedAbort::Sent { host }) => {
+            println!(
+                "{instance}: abort sent to libvirt on {host}; the guest stays there. No ferry \
+                 was watching: `ferry resume` records the outcome."
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
-    let Some((host, connection, standing)) = holders
-        .iter()
-        .find(|(_, _, standing)| standing.job == Some(RunningJob::MigrationOut))
-    else {
-        if holders.is_empty() {
-            bail!("{instance}: not found on any reachable host in the config");
-        }
-        bail!("{instance}: no job runs on it on any reachable host (nothing to abort)");
-    };
-    if standing.paused_for_post_copy || standing.post_copy_failed {
-        eprintln!(
-            "ferry: {instance} on {}: abort refused: the migration is in post-copy; it can \
-             only finish (`ferry recover {instance}` resumes a broken one)",
-            host.name
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    connection
-        .abort_migration_job(&key, timeout)
-        .map_err(|error| error_with_host(error, host.name.as_str()))?;
-    println!(
-        "{instance}: abort sent to libvirt on {}; the guest stays there. No ferry was watching: \
-         `ferry resume` records the outcome.",
-        host.name
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-fn error_with_host(error: LibvirtError, host: &str) -> anyhow::Error {
-    anyhow::anyhow!("{host}: {error}")
 }

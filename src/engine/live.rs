@@ -1804,7 +1804,7 @@ fn launch(
                 let domain = connect
                     .lookup_domain_by_name(&instance)
                     .map_err(|e| LibvirtError::call(format!("looking up {instance}"), e))?;
-                if let Some(what) = crate::libvirt::precheck_facts::job_in_progress(&domain)? {
+                if let Some(what) = crate::libvirt::readings::job_in_progress(&domain)? {
                     let refusal = crate::precheck::JobInProgress {
                         host: source_name,
                         what,

@@ -10,30 +10,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::num::NonZeroUsize;
 
 use serde::{Deserialize, Serialize};
 
+/// The limits are the config's (`[migration]`); the queue only applies them.
+pub use crate::config::QueueLimits;
 use crate::model::units::ordinal;
 use crate::model::HostName;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueLimits {
-    /// Migrations leaving one host at once; Nova's `max_concurrent_live_migrations`.
-    pub per_source_host_outbound: NonZeroUsize,
-    /// Migrations running at once across all hosts.
-    pub global: NonZeroUsize,
-}
-
-impl Default for QueueLimits {
-    fn default() -> QueueLimits {
-        QueueLimits {
-            // Nova's default for max_concurrent_live_migrations.
-            per_source_host_outbound: NonZeroUsize::MIN,
-            global: NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN),
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueueError<R: fmt::Debug> {
@@ -308,6 +291,8 @@ impl<R: Clone + PartialEq + fmt::Debug> MigrationQueue<R> {
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroUsize;
+
     use super::*;
 
     fn host(name: &str) -> HostName {

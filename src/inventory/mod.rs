@@ -4,7 +4,8 @@
 //! [`InventoryEvent`]s; [`Inventory::apply`] folds them into plain data that the TUI and the
 //! scriptable CLI (`ferry hosts`, `ferry instances`) render. Nothing here does I/O.
 
-pub mod storage;
+/// Transitional path: classification is plain data in `model::storage` now.
+pub use crate::model::storage;
 pub mod worker;
 
 use std::time::{Duration, SystemTime};
@@ -36,7 +37,15 @@ pub enum InventoryEvent {
         at: SystemTime,
         took: Duration,
     },
-    /// Connecting or reading failed (refused, timed out, connection lost).
+    /// A reading found no answer within the call timeout, `in_a_row` times running, fewer
+    /// than the bound that makes the host unreachable: the connection is kept.
+    Late {
+        host: HostName,
+        error: String,
+        at: SystemTime,
+        in_a_row: u32,
+    },
+    /// Connecting or reading failed (refused, connection lost, too many late answers).
     Unreachable {
         host: HostName,
         error: String,
@@ -50,6 +59,7 @@ impl InventoryEvent {
         match self {
             InventoryEvent::Connecting { host, .. }
             | InventoryEvent::Refreshed { host, .. }
+            | InventoryEvent::Late { host, .. }
             | InventoryEvent::Unreachable { host, .. } => host,
         }
     }
@@ -60,6 +70,8 @@ impl InventoryEvent {
 pub enum HostState {
     Connecting,
     Up,
+    /// Up, but its latest reading found no answer in time; its last reading is shown.
+    Slow,
     Unreachable,
 }
 
@@ -68,6 +80,7 @@ impl HostState {
         match self {
             HostState::Connecting => "connecting",
             HostState::Up => "up",
+            HostState::Slow => "slow",
             HostState::Unreachable => "unreachable",
         }
     }
@@ -287,6 +300,15 @@ impl Inventory {
                     .map(|d| Instance::from_domain(&name, d, shared_prefixes))
                     .collect();
             }
+            InventoryEvent::Late { error, at, .. } => {
+                // Only a host that was up turns slow; one never reached stays as it was.
+                if host.state == HostState::Up {
+                    host.state = HostState::Slow;
+                    host.state_since = at;
+                }
+                host.last_error = Some(error);
+                host.last_error_at = Some(at);
+            }
             InventoryEvent::Unreachable { error, at, .. } => {
                 if host.state != HostState::Unreachable {
                     host.state = HostState::Unreachable;
@@ -477,6 +499,44 @@ mod tests {
         assert_eq!((host.state, host.state_since), (HostState::Up, at(20)));
         assert_eq!(host.connect_attempts, 0);
         assert_eq!(host.last_error.as_deref(), Some("connection refused"));
+    }
+
+    #[test]
+    fn a_late_answer_makes_an_up_host_slow_with_its_instances_kept() {
+        let mut inventory = sample::inventory(2, 3, at(0));
+        let late = |seconds, in_a_row| InventoryEvent::Late {
+            host: hv("hv2"),
+            error: "listing domains: no answer within 5s".into(),
+            at: at(seconds),
+            in_a_row,
+        };
+        assert!(inventory.apply(late(10, 1)));
+        let host = inventory.host(&hv("hv2")).unwrap();
+        assert_eq!((host.state, host.state_since), (HostState::Slow, at(10)));
+        assert_eq!(host.instances.len(), 3);
+        assert_eq!(inventory.unreachable_count(), 0, "slow is not unreachable");
+        inventory.apply(late(15, 2));
+        assert_eq!(inventory.host(&hv("hv2")).unwrap().state_since, at(10));
+
+        inventory.apply(InventoryEvent::Refreshed {
+            host: hv("hv2"),
+            facts: sample::host_facts("hv2"),
+            domains: vec![],
+            at: at(20),
+            took: Duration::from_millis(5),
+        });
+        assert_eq!(inventory.host(&hv("hv2")).unwrap().state, HostState::Up);
+
+        // A host never reached does not turn slow: it stays connecting.
+        let mut fresh = sample::inventory(1, 0, at(0));
+        fresh.hosts[0].state = HostState::Connecting;
+        fresh.apply(InventoryEvent::Late {
+            host: hv("hv1"),
+            error: "late".into(),
+            at: at(1),
+            in_a_row: 1,
+        });
+        assert_eq!(fresh.hosts[0].state, HostState::Connecting);
     }
 
     #[test]

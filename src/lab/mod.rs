@@ -653,7 +653,7 @@ fn connect_checked(plan: &LabPlan, host: &LabHost) -> Result<HostConnection> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     loop {
         let attempt = HostConnection::open(&plan.uri(host), CONNECT_TIMEOUT)
-            .and_then(|c| c.host_facts(CALL_TIMEOUT).map(|facts| (c, facts)));
+            .and_then(|c| crate::runtime::wait(c.host_facts(CALL_TIMEOUT)).map(|facts| (c, facts)));
         match attempt {
             Ok((connection, facts)) if facts.hostname == host.name => return Ok(connection),
             Ok((_, facts)) => bail!(
@@ -896,7 +896,7 @@ pub fn status() -> Result<Vec<HostStatus>> {
             let uri = plan.uri(host);
             std::thread::spawn(move || {
                 HostConnection::open(&uri, Duration::from_secs(10))
-                    .and_then(|c| c.domains(Duration::from_secs(10)))
+                    .and_then(|c| crate::runtime::wait(c.domains(Duration::from_secs(10))))
                     .map(|domains| {
                         domains
                             .into_iter()

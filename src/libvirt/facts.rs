@@ -1,39 +1,12 @@
 //! Reading what a host and its domains are, through the `virt` crate. Runs on worker threads
 //! only (see `HostConnection::call`).
 
-use serde::Serialize;
 use virt::connect::Connect;
 use virt::domain::Domain;
 
 use super::LibvirtError;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HostFacts {
-    pub hostname: String,
-    /// The host UUID libvirt reports in its capabilities; migration refuses two hosts that share one.
-    pub host_uuid: String,
-    pub hypervisor_type: String,
-    pub hypervisor_version: String,
-    pub libvirt_version: String,
-    pub cpu_arch: String,
-    pub cpu_model: String,
-    pub cpu_count: u32,
-    pub memory_total_bytes: u64,
-    pub memory_free_bytes: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DomainRunState {
-    Running,
-    Blocked,
-    Paused,
-    ShuttingDown,
-    ShutOff,
-    Crashed,
-    Suspended,
-    Unknown,
-}
+pub use crate::model::domain::{DiskFacts, DiskSource, DomainFacts, DomainRunState, HostFacts};
 
 impl DomainRunState {
     pub fn from_libvirt(state: virt::domain::DomainStateEnum) -> DomainRunState {
@@ -49,60 +22,6 @@ impl DomainRunState {
             S::NoState => DomainRunState::Unknown,
         }
     }
-
-    /// The words `virsh list` uses, so operators can compare.
-    pub fn as_virsh_str(self) -> &'static str {
-        match self {
-            DomainRunState::Running => "running",
-            DomainRunState::Blocked => "idle",
-            DomainRunState::Paused => "paused",
-            DomainRunState::ShuttingDown => "in shutdown",
-            DomainRunState::ShutOff => "shut off",
-            DomainRunState::Crashed => "crashed",
-            DomainRunState::Suspended => "pmsuspended",
-            DomainRunState::Unknown => "no state",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DomainFacts {
-    pub name: String,
-    pub uuid: String,
-    pub state: DomainRunState,
-    pub vcpus: u32,
-    pub memory_bytes: u64,
-    pub persistent: bool,
-    /// Disks from the domain XML, in the order the guest sees them.
-    pub disks: Vec<DiskFacts>,
-    /// A libvirt job (migration, save, dump, backup) is running on it now.
-    pub job_running: bool,
-}
-
-/// One `<disk>` of a domain: what the guest calls it and where its data lives.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DiskFacts {
-    /// Guest device name, e.g. `vda`.
-    pub target: String,
-    /// `disk`, `cdrom`, `floppy` or `lun`.
-    pub device: String,
-    pub source: DiskSource,
-    /// The guest cannot write it (`<readonly/>`; libvirt makes every CD-ROM read-only), so a
-    /// migration never needs to copy it.
-    pub read_only: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "type")]
-pub enum DiskSource {
-    /// `type='file'` (image file) or `type='block'` (device node) on a path of the host.
-    Path { path: String },
-    /// `type='network'`: served over the network (rbd, iscsi, nbd, gluster…).
-    Network { protocol: String, name: String },
-    /// `type='volume'`: a volume of a libvirt storage pool.
-    Volume { pool: String, volume: String },
-    /// No medium (an empty CD-ROM drive) or a source ferry does not understand.
-    None,
 }
 
 /// libvirt packs versions as major * 1,000,000 + minor * 1,000 + release.

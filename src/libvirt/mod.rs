@@ -5,11 +5,13 @@
 //! abandoned: its thread finishes or fails on its own when libvirt's keep-alive notices the dead
 //! connection, and nothing waits for it.
 
+pub mod cpu;
 pub mod facts;
 pub mod job_stats;
 pub mod lifecycle;
 pub mod migrate;
-pub mod precheck_facts;
+pub mod probe;
+pub mod readings;
 pub mod standing;
 pub mod storage;
 pub mod volume_copy;
@@ -144,6 +146,15 @@ impl HostConnection {
         )
     }
 
+    /// Lets go of this handle off the caller's thread: closing the last handle of a connection
+    /// talks to the host (and the binding panics on a failed close), which must not hold up or
+    /// kill a runtime worker.
+    pub fn close_in_background(self) {
+        std::thread::spawn(move || {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(self)));
+        });
+    }
+
     /// Runs `call` with this connection on tokio's blocking pool, at most `timeout`. Only the
     /// typed operations of this module call it: callers outside get typed methods, never the
     /// raw connection.
@@ -180,11 +191,22 @@ impl HostConnection {
         )
     }
 
-    pub fn host_facts(&self, timeout: Duration) -> Result<HostFacts, LibvirtError> {
-        self.call("reading host facts", timeout, facts::read_host_facts)
+    /// Opens `uri` like [`HostConnection::open`], off the runtime's workers.
+    pub async fn connect(uri: &str, timeout: Duration) -> Result<HostConnection, LibvirtError> {
+        let owned_uri = uri.to_string();
+        off_runtime(format!("connecting to {uri}"), timeout, move || {
+            HostConnection::open(&owned_uri, timeout)
+        })
+        .await
     }
 
-    pub fn domains(&self, timeout: Duration) -> Result<Vec<DomainFacts>, LibvirtError> {
-        self.call("listing domains", timeout, facts::read_domains)
+    pub async fn host_facts(&self, timeout: Duration) -> Result<HostFacts, LibvirtError> {
+        self.run("reading host facts", timeout, facts::read_host_facts)
+            .await
+    }
+
+    pub async fn domains(&self, timeout: Duration) -> Result<Vec<DomainFacts>, LibvirtError> {
+        self.run("listing domains", timeout, facts::read_domains)
+            .await
     }
 }

@@ -5,18 +5,17 @@
 
 use std::time::Duration;
 
+use crate::config::{MigrationDefaults, PolicyName};
 use crate::engine::cold::ColdOptions;
 use crate::engine::history::{MigrationId, MigrationKind};
 use crate::engine::live::{HostTarget, LiveMigrationPlan, OperatorCommand};
 use crate::model::units::format_bytes;
 use crate::model::HostName;
 use crate::policy::nova::{resolve_timeout_action, MIN_DOWNTIME_MS};
-use crate::policy::{
-    AdaptivePolicyConfig, NovaPolicyConfig, PolicyAction, PolicyChoice, TimeoutAction,
-};
+use crate::policy::{AdaptivePolicyConfig, PolicyAction, PolicyChoice, TimeoutAction};
 use crate::precheck::{BlockMigrationChoice, MigrationPlan};
 
-use super::app::InstanceKey;
+use super::state::instances::InstanceKey;
 
 /// Something for the runtime to carry out.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,31 +76,61 @@ impl PolicyKind {
         }
     }
 
-    /// The policy's own top of the ladder: adaptive's last rung, Nova's
-    /// `live_migration_downtime`.
-    pub fn default_downtime_ceiling_ms(self) -> u64 {
+    /// The config's name for it.
+    pub fn config_name(self) -> PolicyName {
         match self {
-            PolicyKind::Adaptive => AdaptivePolicyConfig::default()
+            PolicyKind::Adaptive => PolicyName::Adaptive,
+            PolicyKind::Nova => PolicyName::Nova,
+        }
+    }
+
+    pub fn of(name: PolicyName) -> PolicyKind {
+        match name {
+            PolicyName::Adaptive => PolicyKind::Adaptive,
+            PolicyName::Nova => PolicyKind::Nova,
+        }
+    }
+
+    /// The policy's top of the ladder in `[migration]`: adaptive's last rung, Nova's
+    /// `live_migration_downtime`.
+    pub fn downtime_ceiling_ms(self, defaults: &MigrationDefaults) -> u64 {
+        match self {
+            PolicyKind::Adaptive => defaults
+                .adaptive
                 .downtime_ladder_ms
                 .last()
                 .copied()
                 .unwrap_or(2000),
-            PolicyKind::Nova => NovaPolicyConfig::default().downtime_ms,
+            PolicyKind::Nova => defaults.nova.downtime_ms,
         }
     }
 
-    /// Adaptive starts with auto-converge; Nova only with `live_migration_permit_auto_converge`,
-    /// which defaults to off.
-    pub fn default_auto_converge(self) -> bool {
+    /// Adaptive's `auto_converge`, Nova's `permit_auto_converge` (off in Nova's defaults).
+    pub fn auto_converge(self, defaults: &MigrationDefaults) -> bool {
         match self {
-            PolicyKind::Adaptive => AdaptivePolicyConfig::default().auto_converge,
-            PolicyKind::Nova => NovaPolicyConfig::default().permit_auto_converge,
+            PolicyKind::Adaptive => defaults.adaptive.auto_converge,
+            PolicyKind::Nova => defaults.nova.permit_auto_converge,
+        }
+    }
+
+    fn post_copy_permitted(self, defaults: &MigrationDefaults) -> bool {
+        match self {
+            PolicyKind::Adaptive => defaults.adaptive.permit_post_copy,
+            PolicyKind::Nova => defaults.nova.permit_post_copy,
+        }
+    }
+
+    fn timeout_action(self, defaults: &MigrationDefaults) -> TimeoutAction {
+        match self {
+            PolicyKind::Adaptive => defaults.adaptive.timeout_action,
+            PolicyKind::Nova => defaults.nova.timeout_action,
         }
     }
 }
 
-/// The settings the launch dialog edits.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The settings the launch dialog edits, over the config's `[migration]` table they start
+/// from (which also holds the thresholds the dialog does not show).
+#[derive(Debug, Clone, PartialEq)]
 pub struct LaunchOptions {
     pub policy: PolicyKind,
     /// None: no limit (libvirt's default).
@@ -112,19 +141,38 @@ pub struct LaunchOptions {
     pub auto_converge: bool,
     pub block_migration: BlockMigrationChoice,
     pub timeout_action: TimeoutAction,
+    /// The config's `[migration]`: what the options started from, and the thresholds of the
+    /// policy the engine will run (rungs below the ceiling, completion timeout).
+    pub defaults: MigrationDefaults,
 }
 
 impl LaunchOptions {
-    pub fn defaults_for(policy: PolicyKind) -> LaunchOptions {
+    /// What the config's `[migration]` table says, as `ferry migrate` without flags would
+    /// run it: the dialog opens with these.
+    pub fn from_config(defaults: &MigrationDefaults) -> LaunchOptions {
+        let mut options = LaunchOptions::for_policy(PolicyKind::of(defaults.policy), defaults);
+        options.bandwidth_mib_per_second =
+            Some(defaults.bandwidth_mib_per_second).filter(|mib| *mib > 0);
+        options
+    }
+
+    /// `policy` as the config sets it up.
+    pub fn for_policy(policy: PolicyKind, defaults: &MigrationDefaults) -> LaunchOptions {
         LaunchOptions {
             policy,
             bandwidth_mib_per_second: None,
-            max_downtime_ceiling_ms: policy.default_downtime_ceiling_ms(),
-            post_copy_permitted: false,
-            auto_converge: policy.default_auto_converge(),
+            max_downtime_ceiling_ms: policy.downtime_ceiling_ms(defaults),
+            post_copy_permitted: policy.post_copy_permitted(defaults),
+            auto_converge: policy.auto_converge(defaults),
             block_migration: BlockMigrationChoice::Auto,
-            timeout_action: TimeoutAction::Abort,
+            timeout_action: policy.timeout_action(defaults),
+            defaults: defaults.clone(),
         }
+    }
+
+    /// `policy` with the built-in defaults (no config file).
+    pub fn defaults_for(policy: PolicyKind) -> LaunchOptions {
+        LaunchOptions::for_policy(policy, &MigrationDefaults::default())
     }
 
     /// Why these options cannot be launched, in words the dialog shows.
@@ -143,23 +191,23 @@ impl LaunchOptions {
         Ok(())
     }
 
-    /// The policy and its settings, exactly as the engine will run them.
+    /// The policy and its settings, exactly as the engine will run them: the engine's own
+    /// rule lays these options over the config's thresholds.
     pub fn policy_choice(&self) -> PolicyChoice {
-        match self.policy {
-            PolicyKind::Adaptive => PolicyChoice::Adaptive(AdaptivePolicyConfig {
-                downtime_ladder_ms: adaptive_ladder_up_to(self.max_downtime_ceiling_ms),
-                auto_converge: self.auto_converge,
-                permit_post_copy: self.post_copy_permitted,
-                timeout_action: self.timeout_action,
-                ..AdaptivePolicyConfig::default()
-            }),
-            PolicyKind::Nova => PolicyChoice::Nova(NovaPolicyConfig {
-                downtime_ms: self.max_downtime_ceiling_ms,
-                permit_post_copy: self.post_copy_permitted,
-                permit_auto_converge: self.auto_converge,
-                timeout_action: self.timeout_action,
-                ..NovaPolicyConfig::default()
-            }),
+        crate::engine::options::policy_choice(&self.defaults, &self.live_options())
+    }
+
+    /// The options as the engine takes them; the config's thresholds fill in the rest.
+    pub fn live_options(&self) -> crate::engine::options::LiveOptions {
+        crate::engine::options::LiveOptions {
+            policy: Some(self.policy.config_name()),
+            bandwidth_mib_per_second: Some(self.bandwidth_mib_per_second.unwrap_or(0)),
+            max_downtime_ms: Some(self.max_downtime_ceiling_ms),
+            post_copy: Some(self.post_copy_permitted),
+            auto_converge: Some(self.auto_converge),
+            block: self.block_migration,
+            timeout_action: Some(self.timeout_action),
+            completion_timeout_seconds_per_gib: None,
         }
     }
 }
@@ -207,20 +255,7 @@ impl LaunchRequest {
 
     /// The options as the engine takes them; the config's thresholds fill in the rest.
     pub fn live_options(&self) -> crate::engine::options::LiveOptions {
-        let options = &self.options;
-        crate::engine::options::LiveOptions {
-            policy: Some(match options.policy {
-                PolicyKind::Adaptive => crate::config::PolicyName::Adaptive,
-                PolicyKind::Nova => crate::config::PolicyName::Nova,
-            }),
-            bandwidth_mib_per_second: Some(options.bandwidth_mib_per_second.unwrap_or(0)),
-            max_downtime_ms: Some(options.max_downtime_ceiling_ms),
-            post_copy: Some(options.post_copy_permitted),
-            auto_converge: Some(options.auto_converge),
-            block: options.block_migration,
-            timeout_action: Some(options.timeout_action),
-            completion_timeout_seconds_per_gib: None,
-        }
+        self.options.live_options()
     }
 
     /// One line that says exactly what confirming does, e.g. "live-migrate busy hv1 → hv2,

@@ -7,17 +7,20 @@ use std::time::SystemTime;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use crate::config::{Config, MigrationDefaults};
 use crate::engine::history::{MigrationId, MigrationKind};
 use crate::inventory::{HostEntry, HostState, Instance, Inventory, InventoryEvent};
-use crate::libvirt::facts::DomainRunState;
 use crate::model::HostName;
 use crate::precheck::PrecheckReport;
 
 use super::action::Action;
-use super::filter::Matcher;
-use super::launch::{DialogOutcome, LaunchDialog};
-use super::migrations::{Listed, MigrationEvent, MigrationStore, TrackedMigration};
-use super::operator::{
+use super::keys::{KeyAction, KeyScreen, KeyTable};
+pub use super::state::hosts::HostSort;
+use super::state::instances::state_rank;
+pub use super::state::instances::{FilterState, InstanceKey, InstanceSort, Pane};
+use super::state::launch::{DialogOutcome, LaunchDialog};
+use super::state::migrations::{Listed, MigrationEvent, MigrationStore, TrackedMigration};
+use super::state::prompt::{
     prompt_for_listed, ColdQuestion, OperatorKey, OperatorPrompt, PromptOutcome,
 };
 
@@ -31,137 +34,13 @@ pub enum Screen {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pane {
-    Hosts,
-    Instances,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overlay {
     Help,
     Details,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostSort {
-    /// The order of the config file: operators group hosts there on purpose.
-    Config,
-    Name,
-    State,
-    MemoryFree,
-}
-
-impl HostSort {
-    pub fn label(self) -> &'static str {
-        match self {
-            HostSort::Config => "config",
-            HostSort::Name => "name",
-            HostSort::State => "state",
-            HostSort::MemoryFree => "free mem",
-        }
-    }
-    fn next(self) -> HostSort {
-        match self {
-            HostSort::Config => HostSort::Name,
-            HostSort::Name => HostSort::State,
-            HostSort::State => HostSort::MemoryFree,
-            HostSort::MemoryFree => HostSort::Config,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InstanceSort {
-    Name,
-    Host,
-    State,
-    Memory,
-    Vcpus,
-}
-
-impl InstanceSort {
-    pub fn label(self) -> &'static str {
-        match self {
-            InstanceSort::Name => "name",
-            InstanceSort::Host => "host",
-            InstanceSort::State => "state",
-            InstanceSort::Memory => "memory",
-            InstanceSort::Vcpus => "vcpus",
-        }
-    }
-    fn next(self) -> InstanceSort {
-        match self {
-            InstanceSort::Name => InstanceSort::Host,
-            InstanceSort::Host => InstanceSort::State,
-            InstanceSort::State => InstanceSort::Memory,
-            InstanceSort::Memory => InstanceSort::Vcpus,
-            InstanceSort::Vcpus => InstanceSort::Name,
-        }
-    }
-}
-
-/// What the `/` line holds. `applied` is the last text that parsed, so a half-typed regex
-/// never empties the list.
-#[derive(Debug, Clone)]
-pub struct FilterState {
-    pub text: String,
-    pub editing: bool,
-    pub error: Option<String>,
-    pub matcher: Matcher,
-}
-
-impl Default for FilterState {
-    fn default() -> Self {
-        FilterState {
-            text: String::new(),
-            editing: false,
-            error: None,
-            matcher: Matcher::Everything,
-        }
-    }
-}
-
-impl FilterState {
-    fn set_text(&mut self, text: String) {
-        match Matcher::parse(&text) {
-            Ok(matcher) => {
-                self.matcher = matcher;
-                self.error = None;
-            }
-            Err(error) => self.error = Some(error),
-        }
-        self.text = text;
-    }
-
-    pub fn is_active(&self) -> bool {
-        !matches!(self.matcher, Matcher::Everything)
-    }
-}
-
 /// Rows the page keys move by; the real page height is not known to the pure state.
 const PAGE_ROWS: usize = 10;
-
-/// An instance as the operator points at it: this domain on this host, wherever the list
-/// puts it. The UUID, not the name: a name can be reused after an undefine. The host too: while
-/// a migration runs, the same UUID is listed on both hosts, and an action names one of them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceKey {
-    pub host: HostName,
-    pub uuid: String,
-}
-
-impl InstanceKey {
-    pub fn of(instance: &Instance) -> InstanceKey {
-        InstanceKey {
-            host: instance.host.clone(),
-            uuid: instance.uuid.clone(),
-        }
-    }
-
-    fn is(&self, instance: &Instance) -> bool {
-        self.uuid == instance.uuid && self.host == instance.host
-    }
-}
 
 /// What just changed under the selection, which decides where it goes if it is no longer
 /// listed.
@@ -225,6 +104,11 @@ pub struct App {
     pub cold_migration_available: bool,
     /// First line of the help overlay on screen; the view clamps it.
     pub help_scroll: u16,
+    /// Every key of every screen: dispatch, footer and help read it.
+    pub keys: KeyTable,
+    /// The config's `[migration]`: the launch dialog opens with its values, as the launch
+    /// fills in what the dialog does not show from it.
+    pub migration_defaults: MigrationDefaults,
     /// What the operator asked for since the runtime last took them.
     actions: Vec<Action>,
     last_precheck_request_id: u64,
@@ -258,11 +142,21 @@ impl App {
             flash: None,
             cold_migration_available: false,
             help_scroll: 0,
+            keys: KeyTable::default(),
+            migration_defaults: MigrationDefaults::default(),
             actions: Vec::new(),
             last_precheck_request_id: 0,
         };
         app.reanchor(Change::Inventory);
         app
+    }
+
+    /// The config's part of the app: the key table (already checked against the config's
+    /// `[keys]`, see [`KeyTable::from_config`]) and the `[migration]` defaults.
+    pub fn with_config(mut self, config: &Config, keys: KeyTable) -> App {
+        self.keys = keys;
+        self.migration_defaults = config.migration.clone();
+        self
     }
 
     /// Folds one event of the queue or the engine in; true if the screen must be redrawn.
@@ -365,8 +259,9 @@ impl App {
         let mut hosts: Vec<&HostEntry> = self.inventory.hosts.iter().collect();
         let rank = |state: HostState| match state {
             HostState::Unreachable => 0,
-            HostState::Connecting => 1,
-            HostState::Up => 2,
+            HostState::Slow => 1,
+            HostState::Connecting => 2,
+            HostState::Up => 3,
         };
         match self.host_sort {
             HostSort::Config => {}
@@ -553,50 +448,63 @@ impl App {
         self.route_key(key) || had_flash
     }
 
-    /// The innermost thing open gets the key: filter line, overlay, operator prompt, launch
-    /// dialog, then the screen.
-    fn route_key(&mut self, key: KeyEvent) -> bool {
+    /// The screen whose keys apply now: the innermost thing open.
+    pub fn key_screen(&self) -> KeyScreen {
         if self.filter.editing {
-            return self.handle_filter_key(key);
+            return KeyScreen::Filter;
         }
-        if let Some(overlay) = self.overlay {
-            return match key.code {
-                KeyCode::Esc | KeyCode::Enter => {
+        match self.overlay {
+            Some(Overlay::Help) => return KeyScreen::Help,
+            Some(Overlay::Details) => return KeyScreen::Details,
+            None => {}
+        }
+        if self.prompt.is_some() {
+            KeyScreen::Prompt
+        } else if self.launch.is_some() {
+            KeyScreen::Launch
+        } else {
+            match self.screen {
+                Screen::Inventory => KeyScreen::Inventory,
+                Screen::Migrations => KeyScreen::Migrations,
+            }
+        }
+    }
+
+    /// The innermost thing open gets the key: filter line, overlay, operator prompt, launch
+    /// dialog, then the screen. The key table says which action the key is there.
+    fn route_key(&mut self, key: KeyEvent) -> bool {
+        let screen = self.key_screen();
+        let action = self.keys.action(screen, &key);
+        match screen {
+            KeyScreen::Filter => self.handle_filter_key(action, key),
+            // The details overlay has no scroll keys in the table: only the help scrolls.
+            KeyScreen::Help | KeyScreen::Details => match action {
+                Some(KeyAction::Close) => {
                     self.overlay = None;
                     true
                 }
-                KeyCode::Char('?') if overlay == Overlay::Help => {
-                    self.overlay = None;
-                    true
-                }
-                KeyCode::Char('q') => {
+                Some(KeyAction::Quit) => {
                     self.quit = true;
                     true
                 }
-                KeyCode::Down | KeyCode::Char('j') if overlay == Overlay::Help => {
+                Some(KeyAction::ScrollDown) => {
                     // The view stops earlier when the help fits; past its last line, never.
-                    let last_line = super::keymap::line_count().saturating_sub(1) as u16;
+                    let last_line = self.keys.help_line_count().saturating_sub(1) as u16;
                     let before = self.help_scroll;
                     self.help_scroll = (self.help_scroll + 1).min(last_line);
                     before != self.help_scroll
                 }
-                KeyCode::Up | KeyCode::Char('k') if overlay == Overlay::Help => {
+                Some(KeyAction::ScrollUp) => {
                     let before = self.help_scroll;
                     self.help_scroll = self.help_scroll.saturating_sub(1);
                     before != self.help_scroll
                 }
                 _ => false,
-            };
-        }
-        if self.prompt.is_some() {
-            return self.handle_prompt_key(key);
-        }
-        if self.launch.is_some() {
-            return self.handle_launch_key(key);
-        }
-        match self.screen {
-            Screen::Inventory => self.handle_inventory_key(key),
-            Screen::Migrations => self.handle_migrations_key(key),
+            },
+            KeyScreen::Prompt => self.handle_prompt_key(action, key),
+            KeyScreen::Launch => self.handle_launch_key(action, key),
+            KeyScreen::Inventory => self.handle_inventory_key(action),
+            KeyScreen::Migrations => self.handle_migrations_key(action),
         }
     }
 
@@ -605,23 +513,21 @@ impl App {
         self.help_scroll = 0;
     }
 
-    fn handle_inventory_key(&mut self, key: KeyEvent) -> bool {
-        match key.code {
-            KeyCode::Char('q') => self.quit = true,
-            KeyCode::Char('?') => self.open_help(),
-            KeyCode::Char('m') => return self.open_launch(MigrationKind::Live),
-            KeyCode::Char('c') => return self.open_launch(MigrationKind::Cold),
-            KeyCode::Char('2') => self.screen = Screen::Migrations,
-            KeyCode::Enter => self.overlay = Some(Overlay::Details),
-            KeyCode::Tab
-            | KeyCode::BackTab
-            | KeyCode::Left
-            | KeyCode::Right
-            | KeyCode::Char('h')
-            | KeyCode::Char('l') => {
-                let wanted = match key.code {
-                    KeyCode::Left | KeyCode::Char('h') => Pane::Hosts,
-                    KeyCode::Right | KeyCode::Char('l') => Pane::Instances,
+    fn handle_inventory_key(&mut self, action: Option<KeyAction>) -> bool {
+        let Some(action) = action else {
+            return false;
+        };
+        match action {
+            KeyAction::Quit => self.quit = true,
+            KeyAction::Help => self.open_help(),
+            KeyAction::LiveMigrate => return self.open_launch(MigrationKind::Live),
+            KeyAction::ColdMigrate => return self.open_launch(MigrationKind::Cold),
+            KeyAction::ShowMigrations => self.screen = Screen::Migrations,
+            KeyAction::Details => self.overlay = Some(Overlay::Details),
+            KeyAction::SwitchPane | KeyAction::HostsPane | KeyAction::InstancesPane => {
+                let wanted = match action {
+                    KeyAction::HostsPane => Pane::Hosts,
+                    KeyAction::InstancesPane => Pane::Instances,
                     _ if self.focus == Pane::Hosts => Pane::Instances,
                     _ => Pane::Hosts,
                 };
@@ -630,29 +536,29 @@ impl App {
                 }
                 self.focus = wanted;
             }
-            KeyCode::Up | KeyCode::Char('k') => return self.move_cursor(-1),
-            KeyCode::Down | KeyCode::Char('j') => return self.move_cursor(1),
-            KeyCode::PageUp => return self.move_cursor(-(PAGE_ROWS as isize)),
-            KeyCode::PageDown => return self.move_cursor(PAGE_ROWS as isize),
-            KeyCode::Home | KeyCode::Char('g') => return self.move_cursor(isize::MIN / 2),
-            KeyCode::End | KeyCode::Char('G') => return self.move_cursor(isize::MAX / 2),
-            KeyCode::Char('/') => {
+            KeyAction::MoveUp => return self.move_cursor(-1),
+            KeyAction::MoveDown => return self.move_cursor(1),
+            KeyAction::PageUp => return self.move_cursor(-(PAGE_ROWS as isize)),
+            KeyAction::PageDown => return self.move_cursor(PAGE_ROWS as isize),
+            KeyAction::First => return self.move_cursor(isize::MIN / 2),
+            KeyAction::Last => return self.move_cursor(isize::MAX / 2),
+            KeyAction::Filter => {
                 self.filter.editing = true;
                 // Typing a filter is about instances: show them.
                 self.focus = Pane::Instances;
             }
-            KeyCode::Char('s') => {
+            KeyAction::Sort => {
                 match self.focus {
                     Pane::Hosts => self.host_sort = self.host_sort.next(),
                     Pane::Instances => self.instance_sort = self.instance_sort.next(),
                 }
                 self.reanchor(Change::Order);
             }
-            KeyCode::Char('S') => {
+            KeyAction::ReverseSort => {
                 self.sort_descending = !self.sort_descending;
                 self.reanchor(Change::Order);
             }
-            KeyCode::Esc => {
+            KeyAction::Back => {
                 // Back out one level: filter first, then the host selection.
                 if self.filter.is_active() || !self.filter.text.is_empty() {
                     self.filter = FilterState::default();
@@ -694,6 +600,7 @@ impl App {
             &instance,
             &self.inventory,
             request_id,
+            &self.migration_defaults,
         );
         if let Some(request) = dialog.precheck_request() {
             self.actions.push(Action::RequestPrechecks(request));
@@ -702,15 +609,15 @@ impl App {
         true
     }
 
-    fn handle_launch_key(&mut self, key: KeyEvent) -> bool {
-        if key.code == KeyCode::Char('?') {
+    fn handle_launch_key(&mut self, action: Option<KeyAction>, key: KeyEvent) -> bool {
+        if action == Some(KeyAction::Help) {
             self.open_help();
             return true;
         }
         let Some(dialog) = self.launch.as_mut() else {
             return false;
         };
-        match dialog.handle_key(key, &self.inventory) {
+        match dialog.handle_key(action, key.code, &self.inventory) {
             DialogOutcome::Unchanged => return false,
             DialogOutcome::Changed => {}
             DialogOutcome::Flash(reason) => self.flash = Some(reason),
@@ -727,18 +634,18 @@ impl App {
                     .summary(&self.inventory)
                     .unwrap_or_else(|reason| reason);
                 self.flash = Some(format!("requested: {summary}; 2 shows the migrations"));
-                self.actions.push(action);
+                self.actions.push(*action);
                 self.launch = None;
             }
         }
         true
     }
 
-    fn handle_prompt_key(&mut self, key: KeyEvent) -> bool {
+    fn handle_prompt_key(&mut self, action: Option<KeyAction>, key: KeyEvent) -> bool {
         let Some(prompt) = self.prompt.as_mut() else {
             return false;
         };
-        match prompt.handle_key(key.code) {
+        match prompt.handle_key(action, key.code) {
             PromptOutcome::Unchanged => false,
             PromptOutcome::Changed => true,
             PromptOutcome::Flash(reason) => {
@@ -789,11 +696,11 @@ impl App {
         }
     }
 
-    fn handle_migrations_key(&mut self, key: KeyEvent) -> bool {
-        if let Some(operator_key) = match key.code {
-            KeyCode::Char(c) => OperatorKey::from_char(c),
-            _ => None,
-        } {
+    fn handle_migrations_key(&mut self, action: Option<KeyAction>) -> bool {
+        let Some(action) = action else {
+            return false;
+        };
+        if let Some(operator_key) = OperatorKey::from_action(action) {
             match self
                 .selected_listed()
                 .map(|m| prompt_for_listed(operator_key, m))
@@ -804,33 +711,31 @@ impl App {
             }
             return true;
         }
-        match key.code {
-            KeyCode::Char('q') => self.quit = true,
-            KeyCode::Char('?') => self.open_help(),
-            KeyCode::Char('1') => {
+        match action {
+            KeyAction::Quit => self.quit = true,
+            KeyAction::Help => self.open_help(),
+            KeyAction::ShowInventory => {
                 self.screen = Screen::Inventory;
                 self.migration_detail = false;
             }
-            KeyCode::Esc if self.migration_detail => self.migration_detail = false,
-            KeyCode::Esc => self.screen = Screen::Inventory,
-            _ if self.migration_detail => match key.code {
-                KeyCode::Char('2') => self.migration_detail = false,
+            KeyAction::Back if self.migration_detail => self.migration_detail = false,
+            KeyAction::Back => self.screen = Screen::Inventory,
+            _ if self.migration_detail => match action {
+                KeyAction::ShowMigrations => self.migration_detail = false,
                 _ => return false,
             },
-            KeyCode::Enter => {
+            KeyAction::Open => {
                 if self.selected_listed().is_none() {
                     return false;
                 }
                 self.migration_detail = true;
             }
-            KeyCode::Up | KeyCode::Char('k') => return self.move_migration_cursor(-1),
-            KeyCode::Down | KeyCode::Char('j') => return self.move_migration_cursor(1),
-            KeyCode::PageUp => return self.move_migration_cursor(-(PAGE_ROWS as isize)),
-            KeyCode::PageDown => return self.move_migration_cursor(PAGE_ROWS as isize),
-            KeyCode::Home | KeyCode::Char('g') => {
-                return self.move_migration_cursor(isize::MIN / 2)
-            }
-            KeyCode::End | KeyCode::Char('G') => return self.move_migration_cursor(isize::MAX / 2),
+            KeyAction::MoveUp => return self.move_migration_cursor(-1),
+            KeyAction::MoveDown => return self.move_migration_cursor(1),
+            KeyAction::PageUp => return self.move_migration_cursor(-(PAGE_ROWS as isize)),
+            KeyAction::PageDown => return self.move_migration_cursor(PAGE_ROWS as isize),
+            KeyAction::First => return self.move_migration_cursor(isize::MIN / 2),
+            KeyAction::Last => return self.move_migration_cursor(isize::MAX / 2),
             _ => return false,
         }
         true
@@ -849,18 +754,18 @@ impl App {
         true
     }
 
-    fn handle_filter_key(&mut self, key: KeyEvent) -> bool {
-        match key.code {
-            KeyCode::Enter => self.filter.editing = false,
-            KeyCode::Esc => self.filter = FilterState::default(),
-            KeyCode::Backspace => {
+    fn handle_filter_key(&mut self, action: Option<KeyAction>, key: KeyEvent) -> bool {
+        match (action, key.code) {
+            (Some(KeyAction::Apply), _) => self.filter.editing = false,
+            (Some(KeyAction::Clear), _) => self.filter = FilterState::default(),
+            (_, KeyCode::Backspace) => {
                 let mut text = self.filter.text.clone();
                 if text.pop().is_none() {
                     self.filter.editing = false;
                 }
                 self.filter.set_text(text);
             }
-            KeyCode::Char(c) => {
+            (_, KeyCode::Char(c)) => {
                 let text = format!("{}{c}", self.filter.text);
                 self.filter.set_text(text);
             }
@@ -920,487 +825,5 @@ fn command_words(command: &crate::engine::live::OperatorCommand) -> String {
     }
 }
 
-/// Troubles first: an operator scanning by state wants what is not running on top.
-fn state_rank(state: DomainRunState) -> u8 {
-    match state {
-        DomainRunState::Crashed => 0,
-        DomainRunState::Unknown => 1,
-        DomainRunState::Paused => 2,
-        DomainRunState::Suspended => 3,
-        DomainRunState::ShuttingDown => 4,
-        DomainRunState::Blocked => 5,
-        DomainRunState::Running => 6,
-        DomainRunState::ShutOff => 7,
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::inventory::sample;
-
-    fn key(code: KeyCode) -> KeyEvent {
-        KeyEvent::new(code, KeyModifiers::NONE)
-    }
-
-    fn app() -> App {
-        App::new(
-            sample::inventory(3, 4, SystemTime::UNIX_EPOCH),
-            SystemTime::UNIX_EPOCH,
-        )
-    }
-
-    fn type_keys(app: &mut App, text: &str) {
-        for c in text.chars() {
-            app.handle_key(key(KeyCode::Char(c)));
-        }
-    }
-
-    fn names(app: &App) -> Vec<String> {
-        app.visible_instances()
-            .iter()
-            .map(|i| i.name.clone())
-            .collect()
-    }
-
-    #[test]
-    fn all_hosts_row_lists_every_instance_then_j_selects_a_host() {
-        let mut app = app();
-        assert_eq!(app.visible_instances().len(), 12);
-        assert!(app.handle_key(key(KeyCode::Char('j'))));
-        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv1");
-        assert_eq!(
-            names(&app),
-            ["vm-00000", "vm-00001", "vm-00002", "vm-00003"]
-        );
-        app.handle_key(key(KeyCode::Down));
-        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv2");
-        app.handle_key(key(KeyCode::Char('G')));
-        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv3");
-        assert!(!app.handle_key(key(KeyCode::Down)), "already at the bottom");
-        app.handle_key(key(KeyCode::Char('k')));
-        app.handle_key(key(KeyCode::Char('g')));
-        assert!(app.selected_host().is_none());
-    }
-
-    #[test]
-    fn tab_moves_between_panes_and_cursor_follows_the_focus() {
-        let mut app = app();
-        app.handle_key(key(KeyCode::Tab));
-        assert_eq!(app.focus, Pane::Instances);
-        app.handle_key(key(KeyCode::Down));
-        app.handle_key(key(KeyCode::Down));
-        assert_eq!(app.selected_instance().unwrap().name, "vm-00002");
-        assert_eq!(app.host_cursor(), 0);
-        app.handle_key(key(KeyCode::BackTab));
-        assert_eq!(app.focus, Pane::Hosts);
-        app.handle_key(key(KeyCode::PageDown));
-        assert_eq!(app.host_cursor(), 3, "page down stops at the last host");
-    }
-
-    #[test]
-    fn filter_substring_regex_and_escape() {
-        let mut app = app();
-        app.handle_key(key(KeyCode::Char('/')));
-        assert!(app.filter.editing);
-        type_keys(&mut app, "VM-0001");
-        assert_eq!(names(&app), ["vm-00010", "vm-00011"]);
-        app.handle_key(key(KeyCode::Enter));
-        assert!(!app.filter.editing);
-        assert!(
-            !app.quit,
-            "q typed into the filter does not quit, and after Enter it is a key again"
-        );
-        app.handle_key(key(KeyCode::Esc));
-        assert_eq!(app.visible_instances().len(), 12);
-
-        app.handle_key(key(KeyCode::Char('/')));
-        type_keys(&mut app, "~0000[13]$");
-        assert_eq!(names(&app), ["vm-00001", "vm-00003"]);
-        // A half-typed regex keeps the last good list and says what is wrong.
-        type_keys(&mut app, "(");
-        assert!(app.filter.error.as_deref().unwrap().contains("regex"));
-        assert_eq!(names(&app), ["vm-00001", "vm-00003"]);
-        app.handle_key(key(KeyCode::Backspace));
-        assert!(app.filter.error.is_none());
-        app.handle_key(key(KeyCode::Esc));
-        assert!(!app.filter.editing && !app.filter.is_active());
-    }
-
-    #[test]
-    fn q_in_the_filter_is_text_but_ctrl_c_always_quits() {
-        let mut app = app();
-        app.handle_key(key(KeyCode::Char('/')));
-        type_keys(&mut app, "q");
-        assert!(!app.quit);
-        assert_eq!(app.filter.text, "q");
-        app.handle_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
-        assert!(app.quit);
-
-        let mut app = app_fresh();
-        app.handle_key(key(KeyCode::Char('q')));
-        assert!(app.quit);
-    }
-
-    fn app_fresh() -> App {
-        app()
-    }
-
-    #[test]
-    fn sort_cycles_per_pane_and_reverses() {
-        let mut app = app();
-        app.handle_key(key(KeyCode::Tab));
-        app.handle_key(key(KeyCode::Char('s')));
-        assert_eq!(app.instance_sort, InstanceSort::Host);
-        app.handle_key(key(KeyCode::Char('s')));
-        assert_eq!(app.instance_sort, InstanceSort::State);
-        let first = app.visible_instances()[0].state;
-        assert_eq!(first, DomainRunState::Paused, "troubles first");
-        app.handle_key(key(KeyCode::Char('s')));
-        assert_eq!(app.instance_sort, InstanceSort::Memory);
-        let memory: Vec<u64> = app
-            .visible_instances()
-            .iter()
-            .map(|i| i.memory_bytes)
-            .collect();
-        assert!(memory.windows(2).all(|w| w[0] >= w[1]), "largest first");
-        app.handle_key(key(KeyCode::Char('S')));
-        let memory: Vec<u64> = app
-            .visible_instances()
-            .iter()
-            .map(|i| i.memory_bytes)
-            .collect();
-        assert!(memory.windows(2).all(|w| w[0] <= w[1]), "reversed");
-
-        app.handle_key(key(KeyCode::BackTab));
-        app.handle_key(key(KeyCode::Char('s')));
-        assert_eq!(app.host_sort, HostSort::Name);
-    }
-
-    #[test]
-    fn overlays_open_and_esc_backs_out_one_level() {
-        let mut app = app();
-        app.handle_key(key(KeyCode::Char('?')));
-        assert_eq!(app.overlay, Some(Overlay::Help));
-        // j scrolls the help; it never reaches the lists under it.
-        app.handle_key(key(KeyCode::Char('j')));
-        assert_eq!(app.help_scroll, 1);
-        assert_eq!(
-            app.host_cursor(),
-            0,
-            "keys under the help are not for the lists"
-        );
-        assert!(
-            !app.handle_key(key(KeyCode::Char('s'))),
-            "other keys under the help are ignored"
-        );
-        app.handle_key(key(KeyCode::Esc));
-        assert_eq!(app.overlay, None);
-        app.handle_key(key(KeyCode::Char('j')));
-        app.handle_key(key(KeyCode::Enter));
-        assert_eq!(app.overlay, Some(Overlay::Details));
-        app.handle_key(key(KeyCode::Esc));
-        app.handle_key(key(KeyCode::Tab));
-        app.handle_key(key(KeyCode::Esc));
-        assert_eq!(app.focus, Pane::Hosts);
-        app.handle_key(key(KeyCode::Esc));
-        assert_eq!(app.host_cursor(), 0);
-        assert!(
-            !app.handle_key(key(KeyCode::Esc)),
-            "nothing left to back out of"
-        );
-        assert!(!app.quit);
-    }
-
-    #[test]
-    fn cursor_is_clamped_when_instances_vanish() {
-        let mut app = app();
-        app.handle_key(key(KeyCode::Tab));
-        app.handle_key(key(KeyCode::End));
-        assert_eq!(app.instance_cursor(), 11);
-        let host = app.inventory.hosts[2].name.clone();
-        app.apply_inventory(InventoryEvent::Refreshed {
-            host,
-            facts: sample::host_facts("hv3"),
-            domains: vec![],
-            at: SystemTime::UNIX_EPOCH,
-            took: std::time::Duration::ZERO,
-        });
-        assert_eq!(app.instance_cursor(), 7);
-    }
-
-    /// hv1 holds vm-00000..03, hv2 vm-00004..07, hv3 vm-00008..11; `indices` are sample
-    /// domain numbers, so each keeps its UUID across refreshes.
-    fn refresh(app: &mut App, host: &str, indices: &[usize]) {
-        let domains = indices
-            .iter()
-            .map(|&n| sample::domain(&format!("vm-{n:05}"), n))
-            .collect();
-        refresh_with(app, host, sample::host_facts(host), domains);
-    }
-
-    fn refresh_with(
-        app: &mut App,
-        host: &str,
-        facts: crate::libvirt::facts::HostFacts,
-        domains: Vec<crate::libvirt::facts::DomainFacts>,
-    ) {
-        app.apply_inventory(InventoryEvent::Refreshed {
-            host: HostName::parse(host).unwrap(),
-            facts,
-            domains,
-            at: SystemTime::UNIX_EPOCH,
-            took: std::time::Duration::ZERO,
-        });
-    }
-
-    fn selected(app: &App) -> String {
-        app.selected_instance().unwrap().name.clone()
-    }
-
-    /// The selection and the highlighted row are one and the same.
-    fn assert_cursor_on_selection(app: &App) {
-        let row = app.visible_instances()[app.instance_cursor()].clone();
-        assert_eq!(
-            Some(InstanceKey::of(&row)),
-            app.selected_instance_key(),
-            "highlighted row {} is not the selection",
-            row.name
-        );
-        if let Some(host) = app.selected_host() {
-            assert_eq!(
-                app.sorted_hosts()[app.host_cursor() - 1].name,
-                host.name,
-                "highlighted host row is not the selected host"
-            );
-        } else {
-            assert_eq!(app.host_cursor(), 0);
-        }
-    }
-
-    /// Instances pane, all hosts, vm-00005 (hv2) selected.
-    fn app_on_vm5() -> App {
-        let mut app = app();
-        app.handle_key(key(KeyCode::Tab));
-        type_keys(&mut app, "jjjjj");
-        assert_eq!(selected(&app), "vm-00005");
-        app
-    }
-
-    #[test]
-    fn a_refresh_adding_an_instance_above_keeps_the_selection_on_the_same_instance() {
-        let mut app = app_on_vm5();
-        let before = app.selected_instance_key().unwrap();
-        let mut domains: Vec<_> = (0..4)
-            .map(|n| sample::domain(&format!("vm-{n:05}"), n))
-            .collect();
-        domains.push(sample::domain("vm-00000a", 100));
-        refresh_with(&mut app, "hv1", sample::host_facts("hv1"), domains);
-        assert_eq!(
-            app.visible_instances()[5].name,
-            "vm-00004",
-            "rows moved down"
-        );
-        assert_eq!(app.selected_instance_key().unwrap(), before);
-        assert_eq!(app.instance_cursor(), 6);
-        assert_cursor_on_selection(&app);
-    }
-
-    #[test]
-    fn a_refresh_removing_the_selected_instance_moves_to_its_neighbour_only() {
-        let mut app = app_on_vm5();
-        app.handle_key(key(KeyCode::Char('/')));
-        type_keys(&mut app, "vm");
-        app.handle_key(key(KeyCode::Enter));
-        // Removed, and at the same time one added above: the neighbour is the next in sort
-        // order (vm-00006), not whatever slid into row 5.
-        let mut domains: Vec<_> = [0, 1, 2, 3]
-            .iter()
-            .map(|&n| sample::domain(&format!("vm-{n:05}"), n))
-            .collect();
-        domains.push(sample::domain("vm-00000a", 100));
-        refresh_with(&mut app, "hv1", sample::host_facts("hv1"), domains);
-        refresh(&mut app, "hv2", &[4, 6, 7]);
-        assert_eq!(selected(&app), "vm-00006");
-        assert_cursor_on_selection(&app);
-        assert_eq!(app.filter.text, "vm", "nothing else changes");
-        assert_eq!(app.focus, Pane::Instances);
-
-        // The last row vanishing: its neighbour is the row above.
-        app.handle_key(key(KeyCode::End));
-        assert_eq!(selected(&app), "vm-00011");
-        refresh(&mut app, "hv3", &[8, 9, 10]);
-        assert_eq!(selected(&app), "vm-00010");
-        assert_cursor_on_selection(&app);
-
-        // Every instance gone: nothing selected, and no panic.
-        for host in ["hv1", "hv2", "hv3"] {
-            refresh(&mut app, host, &[]);
-        }
-        assert!(app.selected_instance().is_none());
-        assert_eq!(app.instance_cursor(), 0);
-        refresh(&mut app, "hv2", &[4, 5]);
-        assert_eq!(
-            selected(&app),
-            "vm-00004",
-            "the first to appear is selected"
-        );
-    }
-
-    #[test]
-    fn a_sort_change_keeps_the_selection() {
-        let mut app = app_on_vm5();
-        let before = app.selected_instance_key().unwrap();
-        for keys in ["s", "s", "S", "s", "s", "S", "s"] {
-            type_keys(&mut app, keys);
-            assert_eq!(app.selected_instance_key().unwrap(), before, "after {keys}");
-            assert_cursor_on_selection(&app);
-        }
-        assert_eq!(app.instance_sort, InstanceSort::Name);
-    }
-
-    #[test]
-    fn a_filter_that_hides_the_selection_picks_the_first_match_and_clearing_it_restores() {
-        let mut app = app_on_vm5();
-        // A filter the selection still matches does not move it.
-        app.handle_key(key(KeyCode::Char('/')));
-        type_keys(&mut app, "vm-0000");
-        assert_eq!(selected(&app), "vm-00005");
-        assert_cursor_on_selection(&app);
-        // One that hides it: the first match, as before.
-        app.handle_key(key(KeyCode::Esc));
-        app.handle_key(key(KeyCode::Char('/')));
-        type_keys(&mut app, "vm-0001");
-        assert_eq!(names(&app), ["vm-00010", "vm-00011"]);
-        assert_eq!(selected(&app), "vm-00010");
-        // Backspacing until it matches again brings it back.
-        app.handle_key(key(KeyCode::Backspace));
-        assert_eq!(selected(&app), "vm-00005");
-        assert_cursor_on_selection(&app);
-
-        // Hidden, then the filter cleared by Esc outside the filter line.
-        type_keys(&mut app, "1");
-        app.handle_key(key(KeyCode::Enter));
-        assert_eq!(selected(&app), "vm-00010");
-        app.handle_key(key(KeyCode::Esc));
-        assert!(!app.filter.is_active());
-        assert_eq!(selected(&app), "vm-00005");
-        assert_cursor_on_selection(&app);
-
-        // Moving while filtered is a new choice: clearing the filter keeps it.
-        app.handle_key(key(KeyCode::Char('/')));
-        type_keys(&mut app, "vm-0001");
-        app.handle_key(key(KeyCode::Enter));
-        app.handle_key(key(KeyCode::Char('j')));
-        assert_eq!(selected(&app), "vm-00011");
-        app.handle_key(key(KeyCode::Esc));
-        assert_eq!(selected(&app), "vm-00011");
-        assert_cursor_on_selection(&app);
-    }
-
-    #[test]
-    fn a_refresh_never_pulls_the_selection_back_to_a_hidden_instance() {
-        let mut app = app_on_vm5();
-        app.handle_key(key(KeyCode::Char('/')));
-        type_keys(&mut app, "vm-0001");
-        app.handle_key(key(KeyCode::Enter));
-        assert_eq!(selected(&app), "vm-00010");
-        // vm-00005 comes to match the filter through a refresh, not an edit: the operator's
-        // row stays where it is.
-        let mut domains: Vec<_> = [4, 6, 7]
-            .iter()
-            .map(|&n| sample::domain(&format!("vm-{n:05}"), n))
-            .collect();
-        domains.push(sample::domain("vm-00015", 5));
-        refresh_with(&mut app, "hv2", sample::host_facts("hv2"), domains);
-        assert_eq!(names(&app), ["vm-00010", "vm-00011", "vm-00015"]);
-        assert_eq!(selected(&app), "vm-00010");
-        assert_cursor_on_selection(&app);
-    }
-
-    #[test]
-    fn selected_instance_is_never_another_one_on_the_same_row() {
-        let mut app = app_on_vm5();
-        // Even if the inventory is changed behind the app's back.
-        let extra = Instance::from_domain(
-            &HostName::parse("hv1").unwrap(),
-            sample::domain("vm-00000a", 100),
-            &[],
-        );
-        app.inventory.hosts[0].instances.push(extra);
-        assert_eq!(app.visible_instances()[5].name, "vm-00004");
-        assert_eq!(selected(&app), "vm-00005");
-        app.inventory.hosts[1]
-            .instances
-            .retain(|i| i.name != "vm-00005");
-        assert!(app.selected_instance().is_none());
-    }
-
-    #[test]
-    fn host_selection_survives_reordering_sort_and_filter() {
-        let mut app = app();
-        type_keys(&mut app, "jj");
-        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv2");
-        type_keys(&mut app, "sss");
-        assert_eq!(app.host_sort, HostSort::MemoryFree);
-        // hv3 gains free memory: it moves above hv2 in this sort.
-        let mut facts = sample::host_facts("hv3");
-        facts.memory_free_bytes = 30 << 30;
-        refresh_with(&mut app, "hv3", facts, vec![]);
-        assert_eq!(app.sorted_hosts()[0].name.as_str(), "hv3");
-        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv2");
-        assert_eq!(app.host_cursor(), 3);
-        // A state sort, with hv3 unreachable: it goes first.
-        type_keys(&mut app, "ss");
-        assert_eq!(app.host_sort, HostSort::Name);
-        app.handle_key(key(KeyCode::Char('s')));
-        app.apply_inventory(InventoryEvent::Unreachable {
-            host: HostName::parse("hv3").unwrap(),
-            error: "connection refused".into(),
-            at: SystemTime::UNIX_EPOCH,
-            retry_in: std::time::Duration::from_secs(1),
-        });
-        assert_eq!(app.sorted_hosts()[0].name.as_str(), "hv3");
-        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv2");
-        assert_eq!(app.host_cursor(), 3);
-        // The filter is about instances: the host stays.
-        app.handle_key(key(KeyCode::Char('/')));
-        type_keys(&mut app, "nothing matches this");
-        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv2");
-        assert!(app.selected_instance().is_none());
-        app.handle_key(key(KeyCode::Esc));
-        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv2");
-        assert_eq!(selected(&app), "vm-00004");
-        assert_cursor_on_selection(&app);
-    }
-
-    #[test]
-    fn a_host_that_leaves_the_inventory_hands_over_to_its_neighbour() {
-        let mut app = app();
-        type_keys(&mut app, "jj");
-        app.handle_key(key(KeyCode::Tab));
-        type_keys(&mut app, "jj");
-        assert_eq!(selected(&app), "vm-00006");
-        let mut inventory = app.inventory.clone();
-        inventory.hosts.retain(|h| h.name.as_str() != "hv2");
-        app.replace_inventory(inventory);
-        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv3");
-        assert_eq!(selected(&app), "vm-00008", "another host: from its top");
-        assert_cursor_on_selection(&app);
-        assert_eq!(app.focus, Pane::Instances, "nothing else changes");
-
-        let mut inventory = app.inventory.clone();
-        inventory.hosts.pop();
-        app.replace_inventory(inventory);
-        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv1");
-        assert_cursor_on_selection(&app);
-
-        // A host unchanged by the new inventory keeps its instance too.
-        app.replace_inventory(sample::inventory(3, 4, SystemTime::UNIX_EPOCH));
-        type_keys(&mut app, "jj");
-        assert_eq!(selected(&app), "vm-00002");
-        app.replace_inventory(sample::inventory(3, 4, SystemTime::UNIX_EPOCH));
-        assert_eq!(app.selected_host().unwrap().name.as_str(), "hv1");
-        assert_eq!(selected(&app), "vm-00002");
-    }
-}
+mod tests;

@@ -10,7 +10,8 @@ use ratatui::Terminal;
 
 use crate::inventory::sample;
 
-use super::app::{App, InstanceKey};
+use super::app::App;
+use super::state::instances::InstanceKey;
 use super::theme::Theme;
 use super::views;
 

@@ -10,10 +10,10 @@ use crate::progress::MigrationPhase;
 
 use super::action::{Action, PolicyKind, PrecheckRequest};
 use super::app::{App, InstanceKey, Screen};
-use super::cold_migrations::ColdChange;
-use super::keymap;
-use super::migrations::{MigrationChange, MigrationEvent};
-use super::operator::{ColdQuestion, OperatorPrompt};
+use super::keys::{KeyPress, KeyScreen, KeyTable, EVERYWHERE};
+use super::state::cold_detail::ColdEvent;
+use super::state::migrations::{MigrationChange, MigrationEvent};
+use super::state::prompt::{ColdQuestion, OperatorPrompt};
 use super::test_support::{
     adaptive_run_events, app_with_events, at, busy_plan, cold_run_events, hands_off_plan,
     post_copy_run_events, precheck_report, press, Replay,
@@ -88,7 +88,7 @@ fn m_opens_the_live_dialog_on_the_selected_instance_and_asks_for_prechecks() {
     assert!(dialog
         .candidates
         .iter()
-        .all(|c| c.check == super::launch::DestinationCheck::Checking));
+        .all(|c| c.check == super::state::launch::DestinationCheck::Checking));
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn cold_is_shown_disabled_until_the_flag_says_it_exists() {
     press(&mut app, "\n");
     assert_eq!(
         app.flash.as_deref(),
-        Some(super::launch::COLD_NOT_AVAILABLE)
+        Some(super::state::launch::COLD_NOT_AVAILABLE)
     );
     assert!(app.take_actions().is_empty());
     press(&mut app, "\u{1b}");
@@ -306,7 +306,7 @@ fn c_and_r_ask_first_then_settle_an_awaiting_cold_migration() {
     app.on_migration_event(MigrationEvent {
         id: MigrationId(5),
         at: at(300),
-        change: MigrationChange::Cold(ColdChange::Settling { keep: false }),
+        change: MigrationChange::Cold(ColdEvent::Settling { keep: false }),
     });
     press(&mut app, "C");
     assert!(app.prompt.is_none());
@@ -605,7 +605,7 @@ fn screens_and_esc_back_out_one_level_at_a_time() {
     assert_eq!(app.screen, Screen::Inventory);
     assert!(!app.migration_detail);
     press(&mut app, "?");
-    assert_eq!(keymap::sections(&app)[0].title, keymap::INVENTORY.title);
+    assert_eq!(super::views::help::sections(&app)[0], KeyScreen::Inventory);
 }
 
 #[test]
@@ -646,17 +646,23 @@ fn the_selection_follows_a_migration_as_the_list_reorders() {
 /// of the footer (j/k is j and k) is a token of some help entry.
 #[test]
 fn every_footer_key_is_in_the_help() {
-    let help_tokens: Vec<String> = [
-        keymap::INVENTORY,
-        keymap::LAUNCH,
-        keymap::MIGRATIONS,
-        keymap::EVERYWHERE,
-    ]
-    .iter()
-    .flat_map(|s| s.keys.iter())
-    .flat_map(|(key, _)| key.split_whitespace())
-    .map(str::to_lowercase)
-    .collect();
+    let table = KeyTable::default();
+    let help_tokens: Vec<String> = KeyScreen::ALL
+        .iter()
+        .map(|&screen| table.screen(screen))
+        .flat_map(|keys| {
+            keys.bindings
+                .iter()
+                .flat_map(|b| b.keys.iter().map(KeyPress::to_string))
+                .chain(
+                    keys.typed
+                        .iter()
+                        .chain(EVERYWHERE)
+                        .flat_map(|(key, _)| key.split_whitespace().map(str::to_string)),
+                )
+        })
+        .map(|token| token.to_lowercase())
+        .collect();
     let check = |app: &App, context: &str| {
         for key in footer_keys(app) {
             // "j/k" is two keys; "/" is the filter key itself.
@@ -695,12 +701,73 @@ fn every_footer_key_is_in_the_help() {
 
     let mut app = cold(usize::MAX);
     check(&app, "cold migration awaiting confirm");
-    let enabled: Vec<&str> = footer_keys(&app)
+    let footer = footer_keys(&app);
+    let enabled: Vec<&str> = footer
         .iter()
         .filter(|k| k.enabled)
-        .map(|k| k.key)
+        .map(|k| k.key.as_str())
         .collect();
     assert!(enabled.starts_with(&["C", "R"]), "{enabled:?}");
     press(&mut app, "C");
     check(&app, "cold confirmation");
+}
+
+/// The config's `[migration]` for the launch-dialog tests: Nova, 800 ms, 100 MiB/s, post-copy
+/// permitted, force-complete at timeout, and a completion timeout the dialog does not show.
+fn nova_config() -> crate::config::Config {
+    let mut config = crate::config::Config::default();
+    config.migration.policy = crate::config::PolicyName::Nova;
+    config.migration.bandwidth_mib_per_second = 100;
+    config.migration.nova.downtime_ms = 800;
+    config.migration.nova.permit_post_copy = true;
+    config.migration.nova.timeout_action = TimeoutAction::ForceComplete;
+    config.migration.nova.completion_timeout_seconds_per_gib = 300;
+    config
+}
+
+/// The dialog opens with the config's `[migration]` values, and what it launches is what it
+/// showed, with the config's thresholds for the rest.
+#[test]
+fn the_launch_dialog_starts_from_the_configs_migration_table() {
+    let mut app = app_with_events(Vec::new()).with_config(&nova_config(), KeyTable::default());
+    press(&mut app, "\tjm");
+    let request = precheck_request(&mut app);
+    let dialog = app.launch.as_ref().unwrap();
+    use super::state::launch::LaunchField;
+    let shown: Vec<String> = LaunchField::LIVE
+        .iter()
+        .map(|&field| dialog.value_text(field))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "nova",
+            "100",
+            "800",
+            "permitted",
+            "off",
+            "auto",
+            "force-complete"
+        ]
+    );
+    answer_all(&mut app, &request);
+    press(&mut app, "\n");
+    let actions = app.take_actions();
+    let [Action::LaunchLiveMigration(launch)] = actions.as_slice() else {
+        panic!("{actions:?}");
+    };
+    let PolicyChoice::Nova(nova) = launch.policy_choice() else {
+        panic!("nova expected");
+    };
+    assert_eq!(nova.downtime_ms, 800);
+    assert_eq!(nova.completion_timeout_seconds_per_gib, 300, "the config's");
+    assert_eq!(launch.live_options().bandwidth_mib_per_second, Some(100));
+    assert!(launch.summary().contains("≤100 MiB/s, downtime ≤ 800 ms"));
+
+    // Without a config file: the built-in defaults, as before.
+    let (app, _) = dialog_on_vm1();
+    let dialog = app.launch.as_ref().unwrap();
+    assert_eq!(dialog.value_text(LaunchField::Policy), "adaptive");
+    assert_eq!(dialog.value_text(LaunchField::MaxDowntime), "2000");
+    assert_eq!(dialog.value_text(LaunchField::Bandwidth), "no limit");
 }

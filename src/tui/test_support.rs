@@ -15,7 +15,7 @@ use crate::policy::nova::data_gib;
 use crate::policy::{AdaptivePolicyConfig, PolicyAction, PolicyChoice};
 use crate::progress::{EngineEvent, MigrationPhase, ProgressConfig, ProgressModel};
 
-use super::migrations::{MigrationChange, MigrationEvent};
+use super::state::migrations::{MigrationChange, MigrationEvent};
 
 pub fn at(seconds: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seconds)
@@ -359,16 +359,16 @@ pub fn cold_run_events(
     fixture: &str,
     lines: usize,
 ) -> Vec<MigrationEvent> {
-    use super::cold_migrations::ColdChange;
+    use super::state::cold_detail::ColdEvent;
     use crate::engine::cold::{ColdOutcome, ColdUpdate};
     let text = std::fs::read_to_string(fixtures_dir().join("cold").join(fixture)).unwrap();
     let launched = at(launched_at_seconds);
-    let event = |at_ms: u64, change: ColdChange| MigrationEvent {
+    let event = |at_ms: u64, change: ColdEvent| MigrationEvent {
         id,
         at: launched + Duration::from_millis(at_ms),
         change: MigrationChange::Cold(change),
     };
-    let mut events = vec![event(0, ColdChange::Launched(Box::new(cold_disk_plan())))];
+    let mut events = vec![event(0, ColdEvent::Launched(Box::new(cold_disk_plan())))];
     for line in text.lines().take(lines) {
         let mut value: serde_json::Value = serde_json::from_str(line).unwrap();
         let Some(at_ms) = value["at_ms"].as_u64() else {
@@ -383,7 +383,7 @@ pub fn cold_run_events(
         } else {
             serde_json::from_value::<ColdUpdate>(value).unwrap()
         };
-        events.push(event(at_ms, ColdChange::Engine(update)));
+        events.push(event(at_ms, ColdEvent::Engine(update)));
     }
     events
 }

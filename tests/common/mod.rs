@@ -81,9 +81,7 @@ impl Lab {
             .hosts
             .iter()
             .filter_map(|host| {
-                let domains = self
-                    .connect(host)
-                    .domains(CALL_TIMEOUT)
+                let domains = ferry::runtime::wait(self.connect(host).domains(CALL_TIMEOUT))
                     .expect("list domains");
                 domains
                     .into_iter()

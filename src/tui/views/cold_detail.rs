@@ -12,8 +12,8 @@ use ratatui::Frame;
 use crate::engine::cold::{ColdOutcome, ColdPhase, DiskAction};
 use crate::model::units::{format_bytes, format_duration_ms, format_rate};
 use crate::tui::app::App;
-use crate::tui::cold_migrations::{ColdEnd, ColdStage, TrackedCold};
-use crate::tui::migrations::OperatorMessageKind;
+use crate::tui::state::cold_detail::{ColdEnd, ColdStage, TrackedCold};
+use crate::tui::state::operator_messages::OperatorMessageKind;
 use crate::tui::theme::Theme;
 
 use super::migrations::cold_phase_label;

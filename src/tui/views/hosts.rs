@@ -1,6 +1,7 @@
 //! The hosts pane: an "all hosts" row, then every configured host with its state and size.
 
 use ratatui::layout::{Constraint, Rect};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Row, Table};
 use ratatui::Frame;
@@ -9,12 +10,13 @@ use crate::inventory::{HostEntry, HostState};
 use crate::tui::app::{App, Pane};
 use crate::tui::theme::Theme;
 
-use super::{age, human_bytes, scroll_offset};
+use super::{age, human_bytes, on_row, scroll_offset};
 
 pub fn state_style(state: HostState, theme: &Theme) -> ratatui::style::Style {
     match state {
         HostState::Up => theme.state_up,
         HostState::Connecting => theme.state_connecting,
+        HostState::Slow => theme.warning,
         HostState::Unreachable => theme.state_down,
     }
 }
@@ -55,21 +57,25 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Cell::from(""),
         Cell::from(""),
     ]);
+    let highlight = if focused {
+        theme.selected
+    } else {
+        theme.selected.add_modifier(ratatui::style::Modifier::DIM)
+    };
+    let highlight_of = |row: usize| (row == app.host_cursor()).then_some(highlight);
     let rows = std::iter::once(all_row)
-        .chain(hosts.iter().map(|host| host_row(host, app, theme)))
+        .chain(
+            hosts
+                .iter()
+                .enumerate()
+                .map(|(index, host)| host_row(host, app, highlight_of(index + 1), theme)),
+        )
         .enumerate()
         .skip(offset)
         .take(inner_rows)
-        .map(|(index, row)| {
-            if index == app.host_cursor() {
-                row.style(if focused {
-                    theme.selected
-                } else {
-                    theme.selected.add_modifier(ratatui::style::Modifier::DIM)
-                })
-            } else {
-                row
-            }
+        .map(|(index, row)| match highlight_of(index) {
+            Some(highlight) => row.style(highlight),
+            None => row,
         });
     let header = Row::new([
         "HOST",
@@ -96,7 +102,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     frame.render_widget(table, area);
 }
 
-fn host_row<'a>(host: &'a HostEntry, app: &App, theme: &Theme) -> Row<'a> {
+fn host_row<'a>(
+    host: &'a HostEntry,
+    app: &App,
+    highlight: Option<Style>,
+    theme: &Theme,
+) -> Row<'a> {
     let (memory, detail) = match (&host.facts, host.state) {
         (_, HostState::Unreachable) | (None, _) => (
             String::from("-"),
@@ -128,13 +139,17 @@ fn host_row<'a>(host: &'a HostEntry, app: &App, theme: &Theme) -> Row<'a> {
     };
     Row::new(vec![
         Cell::from(host.name.as_str()),
-        Cell::from(host.state.as_str()).style(state_style(host.state, theme)),
+        Cell::from(host.state.as_str()).style(on_row(
+            state_style(host.state, theme),
+            highlight,
+            theme,
+        )),
         Cell::from(age(app.now, host.state_since)),
         Cell::from(format!(
             "{}/{}",
             host.instances_running, host.instances_defined
         )),
         Cell::from(memory),
-        Cell::from(detail).style(detail_style),
+        Cell::from(detail).style(on_row(detail_style, highlight, theme)),
     ])
 }

@@ -11,7 +11,7 @@ use crate::libvirt::facts::DomainRunState;
 use crate::tui::app::{App, Pane};
 use crate::tui::theme::Theme;
 
-use super::{human_bytes, scroll_offset};
+use super::{human_bytes, on_row, scroll_offset};
 
 pub fn state_style(state: DomainRunState, theme: &Theme) -> Style {
     match state {
@@ -75,11 +75,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .skip(offset)
         .take(inner_rows)
         .map(|(index, instance)| {
-            let row = instance_row(instance, theme);
-            if index == app.instance_cursor() && focused {
-                row.style(theme.selected)
-            } else {
-                row
+            let highlight = (index == app.instance_cursor() && focused).then_some(theme.selected);
+            let row = instance_row(instance, highlight, theme);
+            match highlight {
+                Some(highlight) => row.style(highlight),
+                None => row,
             }
         });
     let header = Row::new([
@@ -104,7 +104,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     frame.render_widget(table, area);
 }
 
-fn instance_row<'a>(instance: &'a Instance, theme: &Theme) -> Row<'a> {
+fn instance_row<'a>(instance: &'a Instance, highlight: Option<Style>, theme: &Theme) -> Row<'a> {
     let disks = match instance.storage_summary() {
         Some(storage) => format!("{} {}", instance.disks.len(), storage.as_str()),
         None => "-".to_string(),
@@ -112,13 +112,17 @@ fn instance_row<'a>(instance: &'a Instance, theme: &Theme) -> Row<'a> {
     Row::new(vec![
         Cell::from(instance.name.as_str()),
         Cell::from(instance.host.as_str()),
-        Cell::from(instance.state.as_virsh_str()).style(state_style(instance.state, theme)),
+        Cell::from(instance.state.as_virsh_str()).style(on_row(
+            state_style(instance.state, theme),
+            highlight,
+            theme,
+        )),
         Cell::from(instance.vcpus.to_string()),
         Cell::from(human_bytes(instance.memory_bytes)),
         Cell::from(if instance.persistent { "pers" } else { "trans" }),
         Cell::from(disks),
         if instance.job_running {
-            Cell::from("JOB").style(theme.job)
+            Cell::from("JOB").style(on_row(theme.job, highlight, theme))
         } else {
             Cell::from("-")
         },

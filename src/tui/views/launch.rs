@@ -10,12 +10,13 @@ use ratatui::Frame;
 
 use crate::engine::history::MigrationKind;
 use crate::tui::app::App;
-use crate::tui::launch::{
+use crate::tui::keys::{KeyAction, KeyScreen, KeyTable};
+use crate::tui::state::launch::{
     Candidate, DestinationCheck, DialogFocus, LaunchDialog, COLD_NOT_AVAILABLE,
 };
 use crate::tui::theme::Theme;
 
-use super::{centred, human_bytes, scroll_offset, wrap_words};
+use super::{centred, human_bytes, on_row, scroll_offset, wrap_words};
 
 /// The summary says everything that will happen; it wraps onto up to this many rows.
 const SUMMARY_ROWS_MAX: usize = 4;
@@ -81,7 +82,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, dialog: &LaunchDialog, the
         );
     }
     draw_destinations(frame, destinations_area, app, dialog, theme);
-    draw_options(frame, options_area, dialog, theme);
+    draw_options(frame, options_area, dialog, &app.keys, theme);
 
     let summary: Vec<Line> = summary_rows
         .into_iter()
@@ -92,11 +93,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, dialog: &LaunchDialog, the
     let last_line = match &app.flash {
         Some(flash) => Line::from(Span::styled(format!(" {flash}"), theme.warning)),
         None => Line::from(Span::styled(
-            match dialog.focus {
-                _ if dialog.is_disabled() => " esc close",
-                DialogFocus::Destinations => " enter launch · tab options · esc cancel",
-                DialogFocus::Options => " ← → change · 0-9 type · enter launch · tab destinations",
-            },
+            keys_line(&app.keys, dialog),
             theme.footer_text,
         )),
     };
@@ -132,12 +129,14 @@ fn draw_destinations(
         ),
         Err(reason) => (reason, theme.disabled),
     };
+    let highlight_of =
+        |row: usize| (focused && row == dialog.destination_cursor).then_some(theme.selected);
     let auto_row = Row::new(vec![
         Cell::from(marker(0)),
         Cell::from("auto"),
         Cell::from(""),
         Cell::from(""),
-        Cell::from(auto_text).style(auto_style),
+        Cell::from(auto_text).style(on_row(auto_style, highlight_of(0), theme)),
     ]);
     let rows = std::iter::once(auto_row)
         .chain(
@@ -145,17 +144,17 @@ fn draw_destinations(
                 .candidates
                 .iter()
                 .enumerate()
-                .map(|(index, candidate)| candidate_row(app, candidate, marker(index + 1), theme)),
+                .map(|(index, candidate)| {
+                    let highlight = highlight_of(index + 1);
+                    candidate_row(app, candidate, marker(index + 1), highlight, theme)
+                }),
         )
         .enumerate()
         .skip(offset)
         .take(rows_on_screen)
-        .map(|(index, row)| {
-            if focused && index == dialog.destination_cursor {
-                row.style(theme.selected)
-            } else {
-                row
-            }
+        .map(|(index, row)| match highlight_of(index) {
+            Some(highlight) => row.style(highlight),
+            None => row,
         });
     let header = Row::new(["", "DESTINATION", "FREE", "CPUS", "PRECHECK"]).style(theme.header);
     let table = Table::new(
@@ -176,6 +175,7 @@ fn candidate_row<'a>(
     app: &App,
     candidate: &'a Candidate,
     marker: &'static str,
+    highlight: Option<Style>,
     theme: &Theme,
 ) -> Row<'a> {
     let facts = app
@@ -205,12 +205,51 @@ fn candidate_row<'a>(
         Cell::from(candidate.host.as_str()),
         Cell::from(free),
         Cell::from(cpus),
-        Cell::from(verdict).style(verdict_style),
+        Cell::from(verdict).style(on_row(verdict_style, highlight, theme)),
     ])
-    .style(row_style)
+    .style(on_row(row_style, highlight, theme))
 }
 
-fn draw_options(frame: &mut Frame, area: Rect, dialog: &LaunchDialog, theme: &Theme) {
+/// The dialog's own line of keys, named as the key table binds them.
+fn keys_line(keys: &KeyTable, dialog: &LaunchDialog) -> String {
+    let key = |action: KeyAction| {
+        keys.label_joined(KeyScreen::Launch, &[action], "")
+            .unwrap_or_else(|| "(unbound)".to_string())
+    };
+    let (launch, switch, close) = (
+        key(KeyAction::Launch),
+        key(KeyAction::SwitchFocus),
+        key(KeyAction::Close),
+    );
+    match dialog.focus {
+        _ if dialog.is_disabled() => format!(" {close} close"),
+        DialogFocus::Destinations => {
+            format!(" {launch} launch · {switch} options · {close} cancel")
+        }
+        DialogFocus::Options => format!(
+            " {} change · 0-9 type · {launch} launch · {switch} destinations",
+            change_keys(keys)
+        ),
+    }
+}
+
+/// "← →": the keys that change an option, from the key table.
+fn change_keys(keys: &KeyTable) -> String {
+    keys.label_joined(
+        KeyScreen::Launch,
+        &[KeyAction::PreviousValue, KeyAction::NextValue],
+        " ",
+    )
+    .unwrap_or_else(|| "(unbound)".to_string())
+}
+
+fn draw_options(
+    frame: &mut Frame,
+    area: Rect,
+    dialog: &LaunchDialog,
+    keys: &KeyTable,
+    theme: &Theme,
+) {
     let focused = dialog.focus == DialogFocus::Options;
     let lines: Vec<Line> = dialog
         .fields()
@@ -221,9 +260,9 @@ fn draw_options(frame: &mut Frame, area: Rect, dialog: &LaunchDialog, theme: &Th
             let on_cursor = focused && index == dialog.option_cursor;
             let value = dialog.value_text(*field);
             let hint = match (on_cursor, field.is_numeric()) {
-                (false, _) => "",
-                (true, true) => "  0-9 type, backspace erase",
-                (true, false) => "  ← → change",
+                (false, _) => String::new(),
+                (true, true) => "  0-9 type, backspace erase".to_string(),
+                (true, false) => format!("  {} change", change_keys(keys)),
             };
             let style = if !applies {
                 theme.disabled

@@ -17,7 +17,8 @@ use crate::model::units::{format_bytes, format_duration_ms, MIB};
 use crate::policy::{DowntimeStep, StepTrigger};
 use crate::progress::{ConvergenceVerdict, MigrationPhase, MigrationProgress};
 use crate::tui::app::App;
-use crate::tui::migrations::{OperatorMessageKind, Stage, TrackedMigration};
+use crate::tui::state::migrations::{Stage, TrackedMigration};
+use crate::tui::state::operator_messages::OperatorMessageKind;
 use crate::tui::theme::Theme;
 
 use super::migrations::{outcome_text, phase_label};
@@ -158,6 +159,9 @@ fn verdict_lines<'a>(migration: &TrackedMigration, width: usize, theme: &Theme) 
         Stage::Queued { .. } | Stage::Starting => ("not started".to_string(), theme.disabled),
         Stage::Running if migration.alert.is_some() => {
             super::migrations::alert_text(migration, theme)
+        }
+        Stage::Running if migration.is_ending() => {
+            (super::migrations::ENDING_TEXT.to_string(), theme.base)
         }
         Stage::Running => match progress.map(|p| &p.verdict) {
             Some(ConvergenceVerdict::Converging { eta_ms }) => (

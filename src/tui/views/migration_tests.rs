@@ -11,8 +11,8 @@ use crate::engine::queue::{QueuePosition, WaitingFor};
 use crate::model::HostName;
 use crate::tui::action::Action;
 use crate::tui::app::App;
-use crate::tui::cold_migrations::ColdChange;
-use crate::tui::migrations::{MigrationChange, MigrationEvent};
+use crate::tui::state::cold_detail::ColdEvent;
+use crate::tui::state::migrations::{MigrationChange, MigrationEvent};
 use crate::tui::test_support::{
     abort_run_events, adaptive_run_events, app_with_events, at, busy_plan, cold_run_events,
     hands_off_plan, pause_completed_events, post_copy_run_events, precheck_report, press,
@@ -70,6 +70,21 @@ fn launch_dialog_with_a_refused_destination_and_one_still_checking() {
     let (mut app, request_id) = launch_dialog();
     let arrived = reports(&app, &[("hv2", 20 << 30), ("hv3", 380 << 20)]);
     assert!(app.on_precheck_reports(request_id, arrived));
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
+
+/// The options as the config's `[migration]` sets them (Nova, 800 ms, 100 MiB/s, post-copy
+/// permitted), not the built-in ones.
+#[test]
+fn launch_dialog_options_from_the_config() {
+    let mut config = crate::config::Config::default();
+    config.migration.policy = crate::config::PolicyName::Nova;
+    config.migration.bandwidth_mib_per_second = 100;
+    config.migration.nova.downtime_ms = 800;
+    config.migration.nova.permit_post_copy = true;
+    let mut app =
+        app_with_events(Vec::new()).with_config(&config, crate::tui::keys::KeyTable::default());
+    press(&mut app, "	jm	");
     insta::assert_snapshot!(render(&app, 80, 24));
 }
 
@@ -532,18 +547,18 @@ fn cold_detail_rolled_back_80x24() {
 fn cold_detail_confirmed_after_a_failed_revert() {
     let mut app = cold_list_app();
     for (seconds, change) in [
-        (200, ColdChange::Settling { keep: false }),
+        (200, ColdEvent::Settling { keep: false }),
         (
             201,
-            ColdChange::Settled {
+            ColdEvent::Settled {
                 keep: false,
                 result: Err("hv2: unreachable: timed out after 15 s".into()),
             },
         ),
-        (300, ColdChange::Settling { keep: true }),
+        (300, ColdEvent::Settling { keep: true }),
         (
             302,
-            ColdChange::Settled {
+            ColdEvent::Settled {
                 keep: true,
                 result: Ok(vec![
                     "hv1: removed the definition of disk".into(),
@@ -588,5 +603,40 @@ fn tiny_terminals_do_not_panic_on_cold_screens() {
         press(&mut app, "\tjc\tj");
         render(&app, width, height);
         press(&mut app, "\u{1b}");
+    }
+}
+
+/// Right after `a`, `y`: libvirt's job statistics say cancelled before the engine's outcome
+/// comes. The list (phase, counters) and the detail (phase, verdict, timeline) read the same
+/// state: both say "ending", neither "cancelled", until the outcome; then both say cancelled.
+#[test]
+fn after_an_abort_the_list_and_the_detail_agree_until_the_outcome() {
+    let events = abort_run_events(MigrationId(3));
+    let (before_the_end, end) = events.split_at(events.len() - 1);
+    let mut app = app_with_events(before_the_end.to_vec());
+    press(&mut app, "2");
+    let list = render(&app, 120, 24).to_string();
+    press(&mut app, "\n");
+    let detail = render(&app, 120, 40).to_string();
+    for (view, screen) in [("list", &list), ("detail", &detail)] {
+        assert!(screen.contains("ending"), "{view}:\n{screen}");
+        assert!(
+            screen.contains("waiting for the engine's outcome"),
+            "{view}:\n{screen}"
+        );
+        assert!(
+            !screen.contains("cancelled"),
+            "{view} ahead of the engine:\n{screen}"
+        );
+        assert!(screen.contains(" 1 running "), "{view}:\n{screen}");
+    }
+    app.on_migration_event(end[0].clone());
+    let detail = render(&app, 120, 40).to_string();
+    press(&mut app, "\u{1b}");
+    let list = render(&app, 120, 24).to_string();
+    for (view, screen) in [("list", &list), ("detail", &detail)] {
+        assert!(screen.contains("cancelled"), "{view}:\n{screen}");
+        assert!(screen.contains(" 0 running "), "{view}:\n{screen}");
+        assert!(!screen.contains("ending"), "{view}:\n{screen}");
     }
 }

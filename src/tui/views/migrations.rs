@@ -11,23 +11,29 @@ use crate::engine::live::LiveOutcome;
 use crate::model::units::{format_bytes, format_duration_ms, format_rate};
 use crate::progress::{ConvergenceVerdict, MigrationPhase};
 use crate::tui::app::App;
-use crate::tui::cold_migrations::{ColdEnd, ColdStage, TrackedCold};
-use crate::tui::migrations::{Listed, MigrationStore, Stage, TrackedMigration};
+use crate::tui::state::cold_detail::{ColdEnd, ColdStage, TrackedCold};
+use crate::tui::state::migrations::{Listed, MigrationStore, Stage, TrackedMigration};
 use crate::tui::theme::Theme;
 
-use super::scroll_offset;
+use super::{on_row, scroll_offset};
 
 /// "copy pass 3", "post-copy", "queued": the phase in a few words.
 pub fn phase_label(migration: &TrackedMigration) -> String {
     match (&migration.stage, migration.phase()) {
         (Stage::Queued { .. }, _) => "queued".to_string(),
         (Stage::Starting, _) => "starting".to_string(),
+        // The job statistics said cancelled or failed; the migration ends when the engine says.
+        _ if migration.is_ending() => "ending".to_string(),
         (_, Some(MigrationPhase::CopyingMemory { iteration })) => format!("copy pass {iteration}"),
         (_, Some(MigrationPhase::SwitchingOver)) => "switch-over".to_string(),
         (_, Some(phase)) => phase.name().to_string(),
         (_, None) => "-".to_string(),
     }
 }
+
+/// The status while the job has stopped and the engine's outcome is on its way: the list's
+/// status and the detail's verdict.
+pub const ENDING_TEXT: &str = "job stopped; waiting for the engine's outcome";
 
 /// How it ended, in one line: "completed in 9.5 s, downtime 38 ms".
 pub fn outcome_text(outcome: &LiveOutcome) -> String {
@@ -76,6 +82,7 @@ pub fn status_text(
             (outcome_text(outcome), style)
         }
         Stage::Running if migration.alert.is_some() => alert_text(migration, theme),
+        Stage::Running if migration.is_ending() => (ENDING_TEXT.to_string(), theme.base),
         Stage::Running => match migration.progress.as_ref().map(|p| &p.verdict) {
             Some(ConvergenceVerdict::Converging { eta_ms }) => (
                 format!("converging, ETA {}", format_duration_ms(*eta_ms)),
@@ -246,14 +253,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .skip(offset)
         .take(inner_rows)
         .map(|(index, migration)| {
+            let highlight = (index == app.migration_cursor()).then_some(theme.selected);
             let row = match migration {
-                Listed::Live(live) => migration_row(store, live, theme),
-                Listed::Cold(cold) => cold_row(cold, theme),
+                Listed::Live(live) => migration_row(store, live, highlight, theme),
+                Listed::Cold(cold) => cold_row(cold, highlight, theme),
             };
-            if index == app.migration_cursor() {
-                row.style(theme.selected)
-            } else {
-                row
+            match highlight {
+                Some(highlight) => row.style(highlight),
+                None => row,
             }
         });
     let header =
@@ -277,7 +284,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     frame.render_widget(table, area);
 }
 
-fn cold_row<'a>(migration: &'a TrackedCold, theme: &Theme) -> Row<'a> {
+fn cold_row<'a>(migration: &'a TrackedCold, highlight: Option<Style>, theme: &Theme) -> Row<'a> {
     let streaming = migration.stage == ColdStage::Running && migration.streaming();
     let percent = match &migration.stage {
         ColdStage::AwaitingConfirm
@@ -304,6 +311,8 @@ fn cold_row<'a>(migration: &'a TrackedCold, theme: &Theme) -> Row<'a> {
         percent,
         rate,
         cold_status_text(migration, theme),
+        highlight,
+        theme,
     )
 }
 
@@ -314,6 +323,8 @@ fn list_row<'a>(
     percent: String,
     rate: String,
     (status, status_style): (String, Style),
+    highlight: Option<Style>,
+    theme: &Theme,
 ) -> Row<'a> {
     Row::new(vec![
         Cell::from(migration.id().to_string()),
@@ -323,16 +334,17 @@ fn list_row<'a>(
             migration.source(),
             migration.destination()
         )),
-        Cell::from(phase).style(phase_style),
+        Cell::from(phase).style(on_row(phase_style, highlight, theme)),
         Cell::from(percent),
         Cell::from(rate),
-        Cell::from(status).style(status_style),
+        Cell::from(status).style(on_row(status_style, highlight, theme)),
     ])
 }
 
 fn migration_row<'a>(
     store: &MigrationStore,
     migration: &'a TrackedMigration,
+    highlight: Option<Style>,
     theme: &Theme,
 ) -> Row<'a> {
     let running = matches!(migration.stage, Stage::Running);
@@ -358,5 +370,7 @@ fn migration_row<'a>(
         percent,
         rate,
         status_text(store, migration, theme),
+        highlight,
+        theme,
     )
 }

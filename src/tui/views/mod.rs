@@ -19,6 +19,7 @@ mod tests;
 use std::time::SystemTime;
 
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui::Frame;
@@ -48,7 +49,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
             instances::draw(frame, instances_area, app, theme);
         }
         Screen::Migrations if app.migration_detail => match app.selected_listed() {
-            Some(super::migrations::Listed::Cold(cold)) => {
+            Some(crate::tui::state::migrations::Listed::Cold(cold)) => {
                 cold_detail::draw(frame, main_area, app, cold, theme)
             }
             _ => migration_detail::draw(frame, main_area, app, theme),
@@ -101,7 +102,21 @@ fn draw_flash(frame: &mut Frame, area: Rect, flash: &str, theme: &Theme) {
     );
 }
 
-/// A centred rectangle of at most `width` x `height` inside `area`.
+/// A cell's own style on a row the cursor may highlight: on that row the highlight's colours
+/// win over the cell's (a warning's yellow or a pass's green on the highlight's background was
+/// hard to read), and the cell keeps only its modifiers (bold). An error stays loud: it keeps
+/// its colour on the theme's own background, cut out of the highlight, so a broken post-copy
+/// or an unreachable host under the cursor still reads as one.
+pub fn on_row(own: Style, highlight: Option<Style>, theme: &Theme) -> Style {
+    match highlight {
+        Some(_) if own == theme.error => {
+            own.bg(theme.base.bg.unwrap_or(ratatui::style::Color::Reset))
+        }
+        Some(highlight) => own.patch(highlight),
+        None => own,
+    }
+}
+
 /// The frame of a migration's detail, titled.
 pub fn detail_frame<'a>(title: String, theme: &Theme) -> Block<'a> {
     Block::new()
@@ -136,6 +151,7 @@ pub fn byte_gauge<'a>(
         .unfilled_style(theme.border)
 }
 
+/// A centred rectangle of at most `width` x `height` inside `area`.
 pub fn centred(area: Rect, width: u16, height: u16) -> Rect {
     let width = width.min(area.width);
     let height = height.min(area.height);

@@ -7,7 +7,8 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use ratatui::Frame;
 
 use crate::tui::app::App;
-use crate::tui::operator::OperatorPrompt;
+use crate::tui::keys::KeyScreen;
+use crate::tui::state::prompt::OperatorPrompt;
 use crate::tui::theme::Theme;
 
 use super::{centred, wrap_words};
@@ -44,7 +45,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, prompt: &OperatorPrompt, t
         Some(flash) => lines.push(Line::from(Span::styled(format!(" {flash}"), theme.warning))),
         None => {
             let mut keys = Vec::new();
-            for (key, what) in prompt.keys() {
+            for (actions, what) in prompt.keys() {
+                // Typed keys have no action: the digits of a number.
+                let key = match actions {
+                    [] => Some("0-9".to_string()),
+                    _ => app.keys.footer_label(KeyScreen::Prompt, actions),
+                };
+                let Some(key) = key else {
+                    continue;
+                };
                 keys.push(Span::styled(format!(" <{key}>"), theme.footer_key));
                 keys.push(Span::styled(format!(" {what}"), theme.footer_text));
             }

@@ -7,10 +7,11 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use crate::inventory::HostState;
-use crate::tui::app::{App, Overlay, Pane, Screen};
-use crate::tui::launch::DialogFocus;
-use crate::tui::migrations::Listed;
-use crate::tui::operator::{prompt_for_listed, OperatorKey};
+use crate::tui::app::{App, Pane, Screen};
+use crate::tui::keys::{KeyAction, KeyScreen};
+use crate::tui::state::launch::DialogFocus;
+use crate::tui::state::migrations::Listed;
+use crate::tui::state::prompt::{prompt_for_listed, OperatorKey};
 use crate::tui::theme::Theme;
 
 use super::age;
@@ -65,131 +66,195 @@ pub fn draw_status(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 
 /// One key of the footer. `enabled` is false for a key that would only say why it cannot
 /// act (cold migration while unavailable, abort on a finished migration): shown greyed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FooterKey {
-    pub key: &'static str,
+    /// As the key table names it: "j/k" for two actions, "0-9" for typed digits.
+    pub key: String,
     pub what: &'static str,
     pub enabled: bool,
 }
 
-const fn on(key: &'static str, what: &'static str) -> FooterKey {
-    FooterKey {
-        key,
-        what,
-        enabled: true,
+/// Builds one context's footer from the key table: each entry names the actions, and the
+/// table gives their keys and the word; an action the config unbound drops out.
+struct Footer<'a> {
+    app: &'a App,
+    screen: KeyScreen,
+    keys: Vec<FooterKey>,
+}
+
+impl<'a> Footer<'a> {
+    fn new(app: &'a App) -> Footer<'a> {
+        Footer {
+            app,
+            screen: app.key_screen(),
+            keys: Vec::new(),
+        }
+    }
+
+    /// The actions under the table's word for the first of them.
+    fn add(&mut self, actions: &[KeyAction]) -> &mut Self {
+        let word = actions
+            .first()
+            .and_then(|&first| self.app.keys.binding(self.screen, first))
+            .map_or("", |b| b.footer);
+        self.add_as(actions, word, true)
+    }
+
+    fn add_as(&mut self, actions: &[KeyAction], what: &'static str, enabled: bool) -> &mut Self {
+        if let Some(key) = self.app.keys.footer_label(self.screen, actions) {
+            self.keys.push(FooterKey { key, what, enabled });
+        }
+        self
+    }
+
+    fn add_if(&mut self, action: KeyAction, enabled: bool) -> &mut Self {
+        let word = self
+            .app
+            .keys
+            .binding(self.screen, action)
+            .map_or("", |b| b.footer);
+        self.add_as(&[action], word, enabled)
+    }
+
+    /// A key that is typed, not an action of the table (digits, the filter's `~`).
+    fn typed(&mut self, key: &str, what: &'static str) -> &mut Self {
+        self.keys.push(FooterKey {
+            key: key.to_string(),
+            what,
+            enabled: true,
+        });
+        self
+    }
+
+    fn done(&mut self) -> Vec<FooterKey> {
+        std::mem::take(&mut self.keys)
     }
 }
 
 /// The keys of the current context, most useful first: when the footer is too narrow the
-/// tail is dropped, except `?`, which is always last and always shown (the help lists all).
+/// tail is dropped, except the help key, which is always last and always shown (the help
+/// lists all).
 pub fn footer_keys(app: &App) -> Vec<FooterKey> {
-    if app.filter.editing {
-        return vec![
-            on("enter", "apply"),
-            on("esc", "clear"),
-            on("~re", "regex"),
-            on("ctrl-c", "quit"),
-        ];
-    }
-    match app.overlay {
-        Some(Overlay::Help) => {
-            return vec![on("esc", "close"), on("j/k", "scroll"), on("q", "quit")]
+    use KeyAction::*;
+    let mut footer = Footer::new(app);
+    match footer.screen {
+        KeyScreen::Filter => {
+            return footer
+                .add(&[Apply])
+                .add(&[Clear])
+                .typed("~re", "regex")
+                .typed("ctrl-c", "quit")
+                .done()
         }
-        Some(Overlay::Details) => return vec![on("esc", "close"), on("q", "quit")],
-        None => {}
-    }
-    if let Some(prompt) = &app.prompt {
-        return if prompt.is_confirmation() {
-            vec![on("y", "yes"), on("n", "no"), on("esc", "no")]
-        } else {
-            vec![
-                on("0-9", "digits"),
-                on("enter", "send"),
-                on("esc", "cancel"),
-            ]
-        };
-    }
-    if let Some(dialog) = &app.launch {
-        if dialog.is_disabled() {
-            return vec![on("esc", "close"), on("?", "help")];
+        KeyScreen::Help => {
+            return footer
+                .add(&[Close])
+                .add(&[ScrollDown, ScrollUp])
+                .add(&[Quit])
+                .done()
         }
-        let mut keys = vec![on("enter", "launch")];
-        if dialog.focus == DialogFocus::Options {
-            keys.extend([on("←/→", "change"), on("0-9", "type")]);
+        KeyScreen::Details => return footer.add(&[Close]).add(&[Quit]).done(),
+        KeyScreen::Prompt => {
+            let confirmation = app.prompt.as_ref().is_some_and(|p| p.is_confirmation());
+            return if confirmation {
+                footer
+                    .add(&[Yes])
+                    .add(&[No])
+                    .add_as(&[Cancel], "no", true)
+                    .done()
+            } else {
+                footer
+                    .typed("0-9", "digits")
+                    .add(&[Send])
+                    .add(&[Cancel])
+                    .done()
+            };
         }
-        keys.extend([
-            on("tab", "destinations/options"),
-            on("j/k", "move"),
-            on("esc", "cancel"),
-            on("?", "help"),
-        ]);
-        return keys;
-    }
-    let mut keys = match (app.screen, app.focus) {
-        (Screen::Migrations, _) => {
+        KeyScreen::Launch => {
+            let Some(dialog) = &app.launch else {
+                return Vec::new();
+            };
+            if dialog.is_disabled() {
+                return footer.add_as(&[Close], "close", true).add(&[Help]).done();
+            }
+            footer.add(&[Launch]);
+            if dialog.focus == DialogFocus::Options {
+                footer.add(&[PreviousValue, NextValue]).typed("0-9", "type");
+            }
+            return footer
+                .add(&[SwitchFocus])
+                .add(&[MoveDown, MoveUp])
+                .add(&[Close])
+                .add(&[Help])
+                .done();
+        }
+        KeyScreen::Migrations => {
             let selected = app.selected_listed();
             let allowed =
                 |key: OperatorKey| selected.is_some_and(|m| prompt_for_listed(key, m).is_ok());
-            let key =
-                |operator_key: OperatorKey, key: &'static str, what: &'static str| FooterKey {
-                    enabled: allowed(operator_key),
-                    ..on(key, what)
-                };
-            let mut keys = match selected {
-                Some(Listed::Cold(_)) => vec![
-                    key(OperatorKey::Confirm, "C", "confirm"),
-                    key(OperatorKey::Revert, "R", "revert"),
-                    key(OperatorKey::Abort, "a", "abort"),
+            let commands: &[OperatorKey] = match selected {
+                Some(Listed::Cold(_)) => &[
+                    OperatorKey::Confirm,
+                    OperatorKey::Revert,
+                    OperatorKey::Abort,
                 ],
-                _ => vec![
-                    key(OperatorKey::Abort, "a", "abort"),
-                    key(OperatorKey::ForceComplete, "f", "force"),
-                    key(OperatorKey::Bandwidth, "b", "bandwidth"),
-                    key(OperatorKey::MaxDowntime, "d", "downtime"),
+                _ => &[
+                    OperatorKey::Abort,
+                    OperatorKey::ForceComplete,
+                    OperatorKey::Bandwidth,
+                    OperatorKey::MaxDowntime,
                 ],
             };
+            for &command in commands {
+                footer.add_if(command.action(), allowed(command));
+            }
             // r shows only where it acts: a broken post-copy is rare, and loud in the row.
             if allowed(OperatorKey::Recover) {
-                keys.push(key(OperatorKey::Recover, "r", "recover"));
+                footer.add(&[Recover]);
             }
             if !app.migration_detail {
-                keys.push(on("enter", "open"));
+                footer.add(&[Open]);
             }
-            keys.extend([on("esc", "back"), on("j/k", "move"), on("1", "inventory")]);
-            if app.migration_detail {
-                keys.retain(|k| k.key != "j/k");
+            footer.add(&[Back]);
+            if !app.migration_detail {
+                footer.add(&[MoveDown, MoveUp]);
             }
-            keys.push(on("q", "quit"));
-            keys
+            footer.add(&[ShowInventory]).add(&[Quit]);
         }
         // Arrow keys move too, so j/k is the first to go on a narrow screen.
-        (Screen::Inventory, Pane::Hosts) => vec![
-            on("tab", "pane"),
-            on("enter", "details"),
-            on("2", "migrations"),
-            on("/", "filter"),
-            on("s", "sort"),
-            on("q", "quit"),
-            on("j/k", "move"),
-        ],
-        (Screen::Inventory, Pane::Instances) => vec![
-            on("m", "migrate"),
-            FooterKey {
-                enabled: app.cold_migration_available,
-                ..on("c", "cold")
-            },
-            on("enter", "details"),
-            on("2", "migrations"),
-            on("tab", "pane"),
-            on("/", "filter"),
-            on("s/S", "sort"),
-            on("esc", "back"),
-            on("j/k", "move"),
-            on("q", "quit"),
-        ],
-    };
-    keys.push(on("?", "help"));
-    keys
+        KeyScreen::Inventory => match app.focus {
+            Pane::Hosts => {
+                footer
+                    .add(&[SwitchPane])
+                    .add(&[Details])
+                    .add(&[ShowMigrations])
+                    .add(&[KeyAction::Filter])
+                    .add(&[Sort])
+                    .add(&[Quit])
+                    .add(&[MoveDown, MoveUp]);
+            }
+            Pane::Instances => {
+                footer
+                    .add(&[LiveMigrate])
+                    .add_if(ColdMigrate, app.cold_migration_available)
+                    .add(&[Details])
+                    .add(&[ShowMigrations])
+                    .add(&[SwitchPane])
+                    .add(&[KeyAction::Filter])
+                    .add(&[Sort, ReverseSort])
+                    .add(&[Back])
+                    .add(&[MoveDown, MoveUp])
+                    .add(&[Quit]);
+            }
+        },
+    }
+    footer.add(&[Help]);
+    footer.done()
+}
+
+/// The help key's label, which the footer keeps in view whatever its width.
+fn help_label(app: &App) -> Option<String> {
+    app.keys.footer_label(app.key_screen(), &[KeyAction::Help])
 }
 
 fn key_width(key: &FooterKey) -> usize {
@@ -199,9 +264,10 @@ fn key_width(key: &FooterKey) -> usize {
 
 pub fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let mut keys = footer_keys(app);
-    // `?` keeps its place at the end whatever the width; contexts without it (the filter
-    // line, overlays) just drop their tail.
-    let reserved = keys.pop_if(|k| k.key == "?");
+    // The help key keeps its place at the end whatever the width; contexts without it (the
+    // filter line, overlays) just drop their tail.
+    let help = help_label(app);
+    let reserved = keys.pop_if(|k| Some(&k.key) == help.as_ref());
     let mut room = (area.width as usize).saturating_sub(reserved.as_ref().map_or(0, key_width));
     let mut shown: Vec<FooterKey> = Vec::new();
     for key in keys {

@@ -165,3 +165,75 @@ fn tiny_terminal_does_not_panic() {
         press(&mut app, "\u{1b}");
     }
 }
+
+/// The first cell of `text` on the row that also holds `row_with`.
+fn cell_of<'a>(
+    buffer: &'a ratatui::buffer::Buffer,
+    row_with: &str,
+    text: &str,
+) -> &'a ratatui::buffer::Cell {
+    for y in 0..buffer.area.height {
+        let cells: Vec<String> = (0..buffer.area.width)
+            .map(|x| buffer[(x, y)].symbol().to_string())
+            .collect();
+        let line = cells.concat();
+        if line.contains(row_with) && line.contains(text) {
+            let x = (0..cells.len())
+                .find(|&x| cells[x..].concat().starts_with(text))
+                .unwrap();
+            return &buffer[(x as u16, y)];
+        }
+    }
+    panic!("no row with {row_with:?} and {text:?}");
+}
+
+/// The cursor row reads in the highlight's colours, whatever its cells' own: a paused
+/// instance's state under the cursor is drawn in the highlight's foreground on its
+/// background, in every theme of themes/ and in 16 colours. An error under the cursor (hv2
+/// unreachable) keeps its colour on the theme's background, never on the highlight's.
+#[test]
+fn the_highlight_wins_over_a_cells_own_colour_in_every_theme() {
+    use crate::tui::theme::{load, ColorSupport};
+    let mut hosts = lab_app();
+    press(&mut hosts, "jj");
+    assert_eq!(hosts.selected_host().unwrap().name.as_str(), "hv2");
+    let mut instances = lab_app();
+    press(&mut instances, "\tssg");
+    let paused = instances.selected_instance().unwrap().clone();
+    assert_eq!(
+        paused.state,
+        crate::libvirt::facts::DomainRunState::Paused,
+        "troubles first"
+    );
+    for name in ["dark", "light", "high-contrast"] {
+        let (theme, error) = load(Some(name));
+        assert!(error.is_none(), "{name}: {error:?}");
+        for theme in [theme, theme.for_terminal(ColorSupport::Ansi16)] {
+            let draw = |app: &App| {
+                let mut terminal = Terminal::new(TestBackend::new(120, 32)).unwrap();
+                terminal
+                    .draw(|frame| super::draw(frame, app, &theme))
+                    .unwrap();
+                terminal.backend().buffer().clone()
+            };
+            let (fg, bg) = (theme.selected.fg.unwrap(), theme.selected.bg.unwrap());
+            assert_ne!(fg, bg, "{name}: the highlight is readable");
+            let buffer = draw(&instances);
+            let cell = cell_of(&buffer, &paused.name, "paused");
+            assert_eq!(
+                (cell.fg, cell.bg),
+                (fg, bg),
+                "{name}: 'paused' under the cursor"
+            );
+            let buffer = draw(&hosts);
+            let cell = cell_of(&buffer, "hv2", "unreachable");
+            assert_ne!(
+                cell.fg, cell.bg,
+                "{name}: 'unreachable' under the cursor is readable"
+            );
+            if theme.state_down == theme.error {
+                assert_ne!(cell.bg, bg, "{name}: an error is cut out of the highlight");
+            }
+        }
+    }
+}

@@ -3,30 +3,27 @@
 //! migration. Pure state: prechecks arrive as data (`App::on_precheck_reports`), and confirming
 //! yields an [`Action`] for the runtime.
 
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::KeyCode;
 
+use crate::config::MigrationDefaults;
+use crate::engine::cold::DEFAULT_SHUTDOWN_TIMEOUT;
 use crate::engine::history::MigrationKind;
 use crate::inventory::{Instance, Inventory};
 use crate::model::HostName;
 use crate::policy::TimeoutAction;
 use crate::precheck::{BlockMigrationChoice, CheckOutcome, PrecheckReport};
 
-use super::action::{
-    Action, ColdLaunchRequest, LaunchOptions, LaunchRequest, PolicyKind, PrecheckRequest,
+use super::instances::InstanceKey;
+use crate::tui::action::{
+    Action, ColdLaunchRequest, LaunchOptions, LaunchRequest, PrecheckRequest,
 };
-use super::app::InstanceKey;
+use crate::tui::keys::KeyAction;
+use crate::tui::number_field::{NumberEdit, NumberField, MAX_DIGITS};
 
 /// Shown wherever cold migration is offered while it cannot run: without the history there
 /// is nowhere to keep the plan that confirm and revert need.
 pub const COLD_NOT_AVAILABLE: &str =
     "unavailable: the history could not be opened (see the status bar)";
-
-/// Nova's `shutdown_timeout` default: how long the guest gets to power off by itself.
-pub const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 60;
-
-/// Numbers typed into the dialog or a prompt stop at this many digits: enough for any real
-/// bandwidth or downtime, and never an overflow.
-pub const MAX_DIGITS: usize = 9;
 
 /// What is known of one destination's prechecks.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,7 +167,8 @@ pub enum DialogOutcome {
     Close,
     /// The block-migration choice changed: the verdicts are stale, ask again.
     RecheckNeeded,
-    Confirmed(Action),
+    /// Boxed: a launch request carries the config's whole `[migration]` table.
+    Confirmed(Box<Action>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -191,10 +189,10 @@ pub struct LaunchDialog {
     pub option_cursor: usize,
     pub options: LaunchOptions,
     /// What the operator typed; empty means no limit.
-    pub bandwidth_text: String,
-    pub max_downtime_text: String,
+    pub bandwidth: NumberField,
+    pub max_downtime: NumberField,
     /// Cold: seconds the guest gets to shut down by itself.
-    pub shutdown_timeout_text: String,
+    pub shutdown_timeout: NumberField,
     /// Cold: power the guest off hard when the shutdown timeout passes.
     pub hard_power_off_allowed: bool,
     /// Set once typed: switching the policy then keeps the operator's ceiling.
@@ -211,6 +209,7 @@ impl LaunchDialog {
         instance: &Instance,
         inventory: &Inventory,
         precheck_request_id: u64,
+        defaults: &MigrationDefaults,
     ) -> LaunchDialog {
         let checkable = kind == MigrationKind::Live || cold_available;
         let candidates = inventory
@@ -226,7 +225,7 @@ impl LaunchDialog {
                 },
             })
             .collect();
-        let options = LaunchOptions::defaults_for(PolicyKind::Adaptive);
+        let options = LaunchOptions::from_config(defaults);
         LaunchDialog {
             kind,
             cold_available,
@@ -239,9 +238,12 @@ impl LaunchDialog {
             focus: DialogFocus::Destinations,
             destination_cursor: 0,
             option_cursor: 0,
-            max_downtime_text: options.max_downtime_ceiling_ms.to_string(),
-            bandwidth_text: String::new(),
-            shutdown_timeout_text: DEFAULT_SHUTDOWN_TIMEOUT_SECONDS.to_string(),
+            max_downtime: NumberField::with_value(options.max_downtime_ceiling_ms),
+            bandwidth: options
+                .bandwidth_mib_per_second
+                .map_or_else(NumberField::default, NumberField::with_value),
+            // The engine's default (Nova's `shutdown_timeout`), not a copy of it.
+            shutdown_timeout: NumberField::with_value(DEFAULT_SHUTDOWN_TIMEOUT.as_secs()),
             hard_power_off_allowed: false,
             options,
             max_downtime_edited: false,
@@ -373,8 +375,8 @@ impl LaunchDialog {
         }
         let (candidate, automatic) = self.chosen_destination(inventory)?;
         if self.kind == MigrationKind::Cold {
-            let shutdown_timeout_seconds = match self.shutdown_timeout_text.parse::<u64>() {
-                Ok(seconds) if seconds > 0 => seconds,
+            let shutdown_timeout_seconds = match self.shutdown_timeout.value() {
+                Some(seconds) if seconds > 0 => seconds,
                 _ => {
                     return Err(
                         "type the shutdown timeout in seconds (at least 1), e.g. 60".to_string()
@@ -396,7 +398,7 @@ impl LaunchDialog {
                 copy_bandwidth_mib_per_second: self.options.bandwidth_mib_per_second,
             }));
         }
-        if self.max_downtime_text.is_empty() {
+        if self.max_downtime.is_empty() {
             return Err("type a max downtime in ms, e.g. 2000".to_string());
         }
         self.options.validate()?;
@@ -439,9 +441,9 @@ impl LaunchDialog {
         let options = &self.options;
         match field {
             LaunchField::Policy => options.policy.name().to_string(),
-            LaunchField::Bandwidth if self.bandwidth_text.is_empty() => "no limit".to_string(),
-            LaunchField::Bandwidth => self.bandwidth_text.clone(),
-            LaunchField::MaxDowntime => self.max_downtime_text.clone(),
+            LaunchField::Bandwidth if self.bandwidth.is_empty() => "no limit".to_string(),
+            LaunchField::Bandwidth => self.bandwidth.to_string(),
+            LaunchField::MaxDowntime => self.max_downtime.to_string(),
             LaunchField::PostCopy => {
                 if options.post_copy_permitted {
                     "permitted".to_string()
@@ -461,20 +463,27 @@ impl LaunchDialog {
                 "never (refuse instead)"
             }
             .to_string(),
-            LaunchField::ShutdownTimeout => self.shutdown_timeout_text.clone(),
+            LaunchField::ShutdownTimeout => self.shutdown_timeout.to_string(),
         }
     }
 
-    pub fn handle_key(&mut self, key: KeyEvent, inventory: &Inventory) -> DialogOutcome {
-        match key.code {
-            KeyCode::Esc => return DialogOutcome::Close,
-            KeyCode::Enter => {
+    /// One key: `action` is what the key table makes of it in the dialog, `code` the key
+    /// itself for a number field.
+    pub fn handle_key(
+        &mut self,
+        action: Option<KeyAction>,
+        code: KeyCode,
+        inventory: &Inventory,
+    ) -> DialogOutcome {
+        match action {
+            Some(KeyAction::Close) => return DialogOutcome::Close,
+            Some(KeyAction::Launch) => {
                 return match self.request(inventory) {
-                    Ok(action) => DialogOutcome::Confirmed(action),
+                    Ok(action) => DialogOutcome::Confirmed(Box::new(action)),
                     Err(reason) => DialogOutcome::Flash(reason),
                 }
             }
-            KeyCode::Tab | KeyCode::BackTab => {
+            Some(KeyAction::SwitchFocus) => {
                 if self.is_disabled() {
                     return DialogOutcome::Unchanged;
                 }
@@ -484,12 +493,12 @@ impl LaunchDialog {
                 };
                 return DialogOutcome::Changed;
             }
-            KeyCode::Up | KeyCode::Char('k') => return self.move_cursor(-1),
-            KeyCode::Down | KeyCode::Char('j') => return self.move_cursor(1),
+            Some(KeyAction::MoveUp) => return self.move_cursor(-1),
+            Some(KeyAction::MoveDown) => return self.move_cursor(1),
             _ => {}
         }
         if self.focus == DialogFocus::Options {
-            return self.edit_option(key);
+            return self.edit_option(action, code);
         }
         DialogOutcome::Unchanged
     }
@@ -507,14 +516,14 @@ impl LaunchDialog {
         DialogOutcome::Changed
     }
 
-    fn edit_option(&mut self, key: KeyEvent) -> DialogOutcome {
+    fn edit_option(&mut self, action: Option<KeyAction>, code: KeyCode) -> DialogOutcome {
         let field = self.field();
         if field.is_numeric() {
-            return self.edit_number(field, key.code);
+            return self.edit_number(field, code);
         }
-        let forward = match key.code {
-            KeyCode::Right | KeyCode::Char('l') | KeyCode::Char(' ') => true,
-            KeyCode::Left | KeyCode::Char('h') => false,
+        let forward = match action {
+            Some(KeyAction::NextValue) => true,
+            Some(KeyAction::PreviousValue) => false,
             _ => return DialogOutcome::Unchanged,
         };
         let options = &mut self.options;
@@ -524,11 +533,11 @@ impl LaunchDialog {
                 options.policy = policy;
                 // The other policy's own defaults, unless the operator chose otherwise.
                 if !self.max_downtime_edited {
-                    options.max_downtime_ceiling_ms = policy.default_downtime_ceiling_ms();
-                    self.max_downtime_text = options.max_downtime_ceiling_ms.to_string();
+                    options.max_downtime_ceiling_ms = policy.downtime_ceiling_ms(&options.defaults);
+                    self.max_downtime.set(options.max_downtime_ceiling_ms);
                 }
                 if !self.auto_converge_edited {
-                    options.auto_converge = policy.default_auto_converge();
+                    options.auto_converge = policy.auto_converge(&options.defaults);
                 }
             }
             LaunchField::PostCopy => options.post_copy_permitted = !options.post_copy_permitted,
@@ -567,38 +576,31 @@ impl LaunchDialog {
     }
 
     fn edit_number(&mut self, field: LaunchField, code: KeyCode) -> DialogOutcome {
-        let text = match field {
-            LaunchField::Bandwidth => &mut self.bandwidth_text,
-            LaunchField::ShutdownTimeout => &mut self.shutdown_timeout_text,
-            _ => &mut self.max_downtime_text,
+        let number = match field {
+            LaunchField::Bandwidth => &mut self.bandwidth,
+            LaunchField::ShutdownTimeout => &mut self.shutdown_timeout,
+            _ => &mut self.max_downtime,
         };
-        match code {
-            KeyCode::Backspace => {
-                if text.pop().is_none() {
-                    return DialogOutcome::Unchanged;
-                }
+        match number.edit(code) {
+            NumberEdit::Changed => {}
+            NumberEdit::Unchanged | NumberEdit::NotForTheField => return DialogOutcome::Unchanged,
+            NumberEdit::TooManyDigits => {
+                return DialogOutcome::Flash(format!(
+                    "{} takes at most {MAX_DIGITS} digits",
+                    field.label()
+                ))
             }
-            KeyCode::Char(c) if c.is_ascii_digit() => {
-                if text.len() >= MAX_DIGITS {
-                    return DialogOutcome::Flash(format!(
-                        "{} takes at most {MAX_DIGITS} digits",
-                        field.label()
-                    ));
-                }
-                text.push(c);
-            }
-            KeyCode::Char(c) => {
+            NumberEdit::NotADigit(c) => {
                 return DialogOutcome::Flash(format!(
                     "{} takes a whole number: {c:?} is not a digit",
                     field.label()
                 ))
             }
-            _ => return DialogOutcome::Unchanged,
         }
-        let value = text.parse::<u64>().ok();
+        let value = number.value();
         match field {
             LaunchField::Bandwidth => self.options.bandwidth_mib_per_second = value,
-            // Read from the text at launch, where an empty or zero value is refused.
+            // Read from the field at launch, where an empty or zero value is refused.
             LaunchField::ShutdownTimeout => {}
             _ => {
                 self.options.max_downtime_ceiling_ms = value.unwrap_or(0);

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use crate::libvirt::facts::DiskSource;
+use super::domain::DiskSource;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

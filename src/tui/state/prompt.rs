@@ -9,9 +9,10 @@ use crossterm::event::KeyCode;
 use crate::engine::history::MigrationId;
 use crate::engine::live::{LiveOutcome, OperatorCommand};
 
-use super::cold_migrations::{ColdEnd, ColdStage, TrackedCold};
-use super::launch::MAX_DIGITS;
-use super::migrations::{Listed, Stage, TrackedMigration};
+use super::cold_detail::{ColdEnd, ColdStage, TrackedCold};
+use super::migrations::{Listed, MigrationAlert, Stage, TrackedMigration};
+use crate::tui::keys::KeyAction;
+use crate::tui::number_field::{NumberEdit, NumberField, MAX_DIGITS};
 
 /// The commands, as keys name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,17 +30,31 @@ pub enum OperatorKey {
 }
 
 impl OperatorKey {
-    pub fn from_char(c: char) -> Option<OperatorKey> {
-        Some(match c {
-            'a' => OperatorKey::Abort,
-            'f' => OperatorKey::ForceComplete,
-            'b' => OperatorKey::Bandwidth,
-            'd' => OperatorKey::MaxDowntime,
-            'C' => OperatorKey::Confirm,
-            'R' => OperatorKey::Revert,
-            'r' => OperatorKey::Recover,
+    /// The command a key of the migrations screen asks for, if it asks for one.
+    pub fn from_action(action: KeyAction) -> Option<OperatorKey> {
+        Some(match action {
+            KeyAction::Abort => OperatorKey::Abort,
+            KeyAction::ForceComplete => OperatorKey::ForceComplete,
+            KeyAction::Bandwidth => OperatorKey::Bandwidth,
+            KeyAction::MaxDowntime => OperatorKey::MaxDowntime,
+            KeyAction::Confirm => OperatorKey::Confirm,
+            KeyAction::Revert => OperatorKey::Revert,
+            KeyAction::Recover => OperatorKey::Recover,
             _ => return None,
         })
+    }
+
+    /// The key table's action for this command.
+    pub fn action(self) -> KeyAction {
+        match self {
+            OperatorKey::Abort => KeyAction::Abort,
+            OperatorKey::ForceComplete => KeyAction::ForceComplete,
+            OperatorKey::Bandwidth => KeyAction::Bandwidth,
+            OperatorKey::MaxDowntime => KeyAction::MaxDowntime,
+            OperatorKey::Confirm => KeyAction::Confirm,
+            OperatorKey::Revert => KeyAction::Revert,
+            OperatorKey::Recover => KeyAction::Recover,
+        }
     }
 
     fn verb(self) -> &'static str {
@@ -81,11 +96,11 @@ pub enum OperatorPrompt {
     },
     Bandwidth {
         id: MigrationId,
-        typed: String,
+        typed: NumberField,
     },
     MaxDowntime {
         id: MigrationId,
-        typed: String,
+        typed: NumberField,
     },
     /// y/n on a cold migration.
     Cold {
@@ -217,17 +232,17 @@ pub fn prompt_for(
         }),
         OperatorKey::Bandwidth => Ok(OperatorPrompt::Bandwidth {
             id,
-            typed: String::new(),
+            typed: NumberField::default(),
         }),
         OperatorKey::MaxDowntime => Ok(OperatorPrompt::MaxDowntime {
             id,
-            typed: String::new(),
+            typed: NumberField::default(),
         }),
         OperatorKey::Recover
             if migration
                 .alert
                 .as_ref()
-                .is_some_and(super::migrations::MigrationAlert::is_severe) =>
+                .is_some_and(MigrationAlert::is_severe) =>
         {
             Ok(OperatorPrompt::ConfirmRecover { id })
         }
@@ -414,46 +429,53 @@ impl OperatorPrompt {
         }
     }
 
-    /// The keys line under the text.
-    pub fn keys(&self) -> &'static [(&'static str, &'static str)] {
+    /// The keys line under the text: the key table's actions, with what each does here.
+    pub fn keys(&self) -> &'static [(&'static [KeyAction], &'static str)] {
+        const NO: (&[KeyAction], &str) = (&[KeyAction::No, KeyAction::Cancel], "no");
         match self {
-            OperatorPrompt::ConfirmAbort { .. } => &[("y", "yes, abort"), ("n/esc", "no")],
-            OperatorPrompt::ConfirmRecover { .. } => &[("y", "yes, resume"), ("n/esc", "no")],
+            OperatorPrompt::ConfirmAbort { .. } => &[(&[KeyAction::Yes], "yes, abort"), NO],
+            OperatorPrompt::ConfirmRecover { .. } => &[(&[KeyAction::Yes], "yes, resume"), NO],
             OperatorPrompt::ConfirmForceComplete { .. } => {
-                &[("y", "yes, force-complete"), ("n/esc", "no")]
+                &[(&[KeyAction::Yes], "yes, force-complete"), NO]
             }
             OperatorPrompt::Cold { question, .. } => match question {
-                ColdQuestion::Abort => &[("y", "yes, abort"), ("n/esc", "no")],
-                ColdQuestion::Confirm => &[("y", "yes, remove the source copy"), ("n/esc", "no")],
-                ColdQuestion::Revert => &[("y", "yes, revert"), ("n/esc", "no")],
+                ColdQuestion::Abort => &[(&[KeyAction::Yes], "yes, abort"), NO],
+                ColdQuestion::Confirm => &[(&[KeyAction::Yes], "yes, remove the source copy"), NO],
+                ColdQuestion::Revert => &[(&[KeyAction::Yes], "yes, revert"), NO],
             },
-            _ => &[("0-9", "digits"), ("enter", "send"), ("esc", "cancel")],
+            _ => &[
+                (&[], "digits"),
+                (&[KeyAction::Send], "send"),
+                (&[KeyAction::Cancel], "cancel"),
+            ],
         }
     }
 
-    pub fn handle_key(&mut self, code: KeyCode) -> PromptOutcome {
+    /// One key: `action` is what the key table makes of it on the prompt screen, `code` the
+    /// key itself for the number field.
+    pub fn handle_key(&mut self, action: Option<KeyAction>, code: KeyCode) -> PromptOutcome {
         match self {
-            OperatorPrompt::Cold { question, .. } => match code {
-                KeyCode::Char('y') | KeyCode::Char('Y') => PromptOutcome::ColdYes(*question),
-                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => PromptOutcome::Cancelled,
+            OperatorPrompt::Cold { question, .. } => match action {
+                Some(KeyAction::Yes) => PromptOutcome::ColdYes(*question),
+                Some(KeyAction::No | KeyAction::Cancel) => PromptOutcome::Cancelled,
                 _ => PromptOutcome::Unchanged,
             },
             OperatorPrompt::ConfirmAbort { .. }
             | OperatorPrompt::ConfirmForceComplete { .. }
-            | OperatorPrompt::ConfirmRecover { .. } => match code {
-                KeyCode::Char('y') | KeyCode::Char('Y') => PromptOutcome::Send(match self {
+            | OperatorPrompt::ConfirmRecover { .. } => match action {
+                Some(KeyAction::Yes) => PromptOutcome::Send(match self {
                     OperatorPrompt::ConfirmAbort { .. } => OperatorCommand::Abort,
                     OperatorPrompt::ConfirmRecover { .. } => OperatorCommand::RecoverPostCopy,
                     _ => OperatorCommand::ForceComplete,
                 }),
-                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => PromptOutcome::Cancelled,
+                Some(KeyAction::No | KeyAction::Cancel) => PromptOutcome::Cancelled,
                 _ => PromptOutcome::Unchanged,
             },
             OperatorPrompt::Bandwidth { typed, .. } => {
-                edit_number(typed, code, NumberKind::Bandwidth)
+                edit_number(typed, action, code, NumberKind::Bandwidth)
             }
             OperatorPrompt::MaxDowntime { typed, .. } => {
-                edit_number(typed, code, NumberKind::MaxDowntime)
+                edit_number(typed, action, code, NumberKind::MaxDowntime)
             }
         }
     }
@@ -515,34 +537,40 @@ enum NumberKind {
     MaxDowntime,
 }
 
-/// Digits only, checked as they are typed; Enter sends a number above 0. Anything libvirt
-/// still refuses (a value out of QEMU's range) comes back as the engine's refusal.
-fn edit_number(typed: &mut String, code: KeyCode, kind: NumberKind) -> PromptOutcome {
+/// Digits only, checked as they are typed (the one [`NumberField`]); Enter sends a number
+/// above 0. Anything libvirt still refuses (a value out of QEMU's range) comes back as the
+/// engine's refusal.
+fn edit_number(
+    typed: &mut NumberField,
+    action: Option<KeyAction>,
+    code: KeyCode,
+    kind: NumberKind,
+) -> PromptOutcome {
     let (unit, example) = match kind {
         NumberKind::Bandwidth => ("MiB/s", "100"),
         NumberKind::MaxDowntime => ("ms", "1000"),
     };
-    match code {
-        KeyCode::Esc => PromptOutcome::Cancelled,
-        KeyCode::Backspace => {
-            if typed.pop().is_some() {
-                PromptOutcome::Changed
-            } else {
-                PromptOutcome::Unchanged
-            }
+    let typed_key = match action {
+        Some(KeyAction::Send | KeyAction::Cancel) => NumberEdit::NotForTheField,
+        _ => typed.edit(code),
+    };
+    match typed_key {
+        NumberEdit::Changed => return PromptOutcome::Changed,
+        NumberEdit::Unchanged => return PromptOutcome::Unchanged,
+        NumberEdit::TooManyDigits => {
+            return PromptOutcome::Flash(format!("at most {MAX_DIGITS} digits of {unit}"))
         }
-        KeyCode::Char(c) if c.is_ascii_digit() => {
-            if typed.len() >= MAX_DIGITS {
-                return PromptOutcome::Flash(format!("at most {MAX_DIGITS} digits of {unit}"));
-            }
-            typed.push(c);
-            PromptOutcome::Changed
+        NumberEdit::NotADigit(c) => {
+            return PromptOutcome::Flash(format!(
+                "{c:?} is not a digit: type a whole number of {unit}"
+            ))
         }
-        KeyCode::Char(c) => PromptOutcome::Flash(format!(
-            "{c:?} is not a digit: type a whole number of {unit}"
-        )),
-        KeyCode::Enter => {
-            let Ok(value) = typed.parse::<u64>() else {
+        NumberEdit::NotForTheField => {}
+    }
+    match action {
+        Some(KeyAction::Cancel) => PromptOutcome::Cancelled,
+        Some(KeyAction::Send) => {
+            let Some(value) = typed.value() else {
                 return PromptOutcome::Flash(format!(
                     "type a whole number of {unit} first, e.g. {example}"
                 ));

@@ -1,40 +1,16 @@
 //! What the TUI knows of one cold migration: the engine's phases with when each began, the
 //! copy and verification progress, the verified disks, the rollback steps, and the operator's
-//! answer (confirm or revert) once it awaits one. Pure: folded from [`ColdChange`]s only.
+//! answer (confirm or revert) once it awaits one. Pure: folded from [`ColdEvent`]s only.
 
 use std::time::SystemTime;
 
 use crate::engine::cold::{ColdMigrationPlan, ColdOutcome, ColdPhase, ColdUpdate, CopyProgress};
 use crate::engine::history::MigrationId;
 
-use super::migrations::{OperatorMessage, OperatorMessageKind, OPERATOR_MESSAGES_KEPT};
+use super::operator_messages::{OperatorMessage, OperatorMessageKind, OPERATOR_MESSAGES_KEPT};
 
-/// Something that happened to one cold migration.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ColdChange {
-    /// Recorded in the history and handed to the engine: the first event of a cold migration
-    /// launched from this TUI.
-    Launched(Box<ColdMigrationPlan>),
-    /// Found in the history at start: it awaits confirm or revert (launched from the CLI, or
-    /// by an earlier ferry).
-    FoundAwaiting {
-        plan: Box<ColdMigrationPlan>,
-        started_at: SystemTime,
-        total_time_ms: Option<u64>,
-        downtime_ms: Option<u64>,
-        bytes_copied: Option<u64>,
-    },
-    /// What the engine reported, in order.
-    Engine(ColdUpdate),
-    /// Confirm (`keep`) or revert was sent to a worker.
-    Settling { keep: bool },
-    /// Its answer: the steps done, or why nothing (or not everything) was done. A failed
-    /// answer leaves the migration awaiting one.
-    Settled {
-        keep: bool,
-        result: Result<Vec<String>, String>,
-    },
-}
+/// A cold migration's change, as the engine reports it.
+pub use crate::engine::service::ColdEvent;
 
 /// Where a cold migration is in its life.
 #[derive(Debug, Clone, PartialEq)]
@@ -209,25 +185,25 @@ impl TrackedCold {
     }
 
     /// Folds one change in; true if anything visible changed.
-    pub fn apply(&mut self, at: SystemTime, change: ColdChange) -> bool {
+    pub fn apply(&mut self, at: SystemTime, change: ColdEvent) -> bool {
         if self.is_finished() {
             return false;
         }
         match change {
-            ColdChange::Launched(_) | ColdChange::FoundAwaiting { .. } => return false,
-            ColdChange::Engine(update) => {
+            ColdEvent::Launched(_) | ColdEvent::FoundAwaiting { .. } => return false,
+            ColdEvent::Engine(update) => {
                 if self.stage != ColdStage::Running {
                     return false;
                 }
                 self.on_engine(at, update);
             }
-            ColdChange::Settling { keep } => {
+            ColdEvent::Settling { keep } => {
                 if self.stage != ColdStage::AwaitingConfirm {
                     return false;
                 }
                 self.stage = ColdStage::Settling { keep };
             }
-            ColdChange::Settled { keep, result } => match result {
+            ColdEvent::Settled { keep, result } => match result {
                 Ok(steps) => {
                     for step in steps {
                         self.message(at, OperatorMessageKind::Done, step);
@@ -317,7 +293,7 @@ impl TrackedCold {
 mod tests {
     use super::*;
     use crate::engine::cold::DiskAction;
-    use crate::tui::migrations::{Listed, MigrationChange, MigrationEvent, MigrationStore};
+    use crate::tui::state::migrations::{Listed, MigrationChange, MigrationEvent, MigrationStore};
     use crate::tui::test_support::{at, cold_run_events};
 
     const AWAITING_RUN: &str = "lab-cold-disk-hv1-hv2.jsonl";
@@ -331,7 +307,7 @@ mod tests {
         store
     }
 
-    fn settle(id: i64, seconds: u64, change: ColdChange) -> MigrationEvent {
+    fn settle(id: i64, seconds: u64, change: ColdEvent) -> MigrationEvent {
         MigrationEvent {
             id: MigrationId(id),
             at: at(seconds),
@@ -432,7 +408,7 @@ mod tests {
         assert!(migration.finished_at.is_some());
         assert_eq!(store.finished_count(), 1);
         assert!(
-            !store.apply(settle(3, 200, ColdChange::Settling { keep: true })),
+            !store.apply(settle(3, 200, ColdEvent::Settling { keep: true })),
             "nothing to settle after a rollback"
         );
     }
@@ -445,7 +421,7 @@ mod tests {
             AWAITING_RUN,
             usize::MAX,
         ));
-        assert!(store.apply(settle(5, 200, ColdChange::Settling { keep: false })));
+        assert!(store.apply(settle(5, 200, ColdEvent::Settling { keep: false })));
         assert_eq!(
             store.get_cold(MigrationId(5)).unwrap().stage,
             ColdStage::Settling { keep: false }
@@ -453,7 +429,7 @@ mod tests {
         assert!(store.apply(settle(
             5,
             201,
-            ColdChange::Settled {
+            ColdEvent::Settled {
                 keep: false,
                 result: Err("hv2: unreachable: timed out".into()),
             },
@@ -465,11 +441,11 @@ mod tests {
             "revert failed: hv2: unreachable: timed out"
         );
 
-        store.apply(settle(5, 300, ColdChange::Settling { keep: true }));
+        store.apply(settle(5, 300, ColdEvent::Settling { keep: true }));
         store.apply(settle(
             5,
             301,
-            ColdChange::Settled {
+            ColdEvent::Settled {
                 keep: true,
                 result: Ok(vec![
                     "hv1: removed the definition of disk".into(),
@@ -492,7 +468,7 @@ mod tests {
         events.push(settle(
             4,
             10,
-            ColdChange::FoundAwaiting {
+            ColdEvent::FoundAwaiting {
                 plan: Box::new(plan),
                 started_at: at(10),
                 total_time_ms: Some(11_773),
