@@ -1,8 +1,9 @@
 //! TRANSITIONAL: the libvirt door operations the cold engine needs that are still synchronous
-//! in files another branch of issue 12 converts to `async fn` under the same names
-//! (`HostConnection::open`, `host_facts` and `domains` in `libvirt/mod.rs`; `domain_presence`,
-//! `request_shutdown`, `power_off`, `start_domain`, `domain_definition_xml`, `define_domain`,
-//! `undefine_domain` and `remove_domain_copy` in `libvirt/lifecycle.rs`).
+//! in a file another branch of issue 12 converts to `async fn` under the same names
+//! (`domain_presence`, `request_shutdown`, `power_off`, `start_domain`,
+//! `domain_definition_xml`, `define_domain`, `undefine_domain` and `remove_domain_copy` in
+//! `libvirt/lifecycle.rs`). Opening a connection, the host facts and the domain list are
+//! async in the door already and only pass through here, so that the engine has one path.
 //!
 //! Until that lands, each is called here, and only here, on tokio's blocking pool, so that no
 //! runtime worker waits on libvirt. At the merge every wrapper becomes
@@ -30,24 +31,21 @@ async fn off_worker<T: Send + 'static>(
 }
 
 pub(super) async fn open(uri: &str, timeout: Duration) -> Result<HostConnection, LibvirtError> {
-    let uri = uri.to_string();
-    off_worker("connecting", move || HostConnection::open(&uri, timeout)).await
+    HostConnection::connect(uri, timeout).await
 }
 
 pub(super) async fn host_facts(
     connection: &HostConnection,
     timeout: Duration,
 ) -> Result<HostFacts, LibvirtError> {
-    let connection = connection.clone();
-    off_worker("reading host facts", move || connection.host_facts(timeout)).await
+    connection.host_facts(timeout).await
 }
 
 pub(super) async fn domains(
     connection: &HostConnection,
     timeout: Duration,
 ) -> Result<Vec<DomainFacts>, LibvirtError> {
-    let connection = connection.clone();
-    off_worker("listing domains", move || connection.domains(timeout)).await
+    connection.domains(timeout).await
 }
 
 pub(super) async fn domain_presence(

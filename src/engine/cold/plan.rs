@@ -12,14 +12,14 @@ use super::door;
 use super::{ColdDisk, ColdMigrationPlan, ColdOptions, DiskAction, DiskCopy, HostTarget};
 use crate::config::Config;
 use crate::inventory::storage::{classify_disk, Storage};
-use crate::libvirt::facts::{disks_from_domain_xml, DiskSource, DomainRunState, HostFacts};
+use crate::libvirt::facts::{disks_from_domain_xml, DiskSource, HostFacts};
 use crate::libvirt::lifecycle::DomainKey;
 use crate::libvirt::volume_copy::{PoolFacts, VolumeRef};
 use crate::libvirt::{HostConnection, LibvirtError};
 use crate::model::HostName;
 use crate::precheck::{
-    self, BlockMigrationChoice, CpuCompareResult, DiskFact, DiskStorage, HypervisorInfo,
-    InstanceState, PrecheckFacts, PrecheckReport, SharedStorageProbe,
+    self, unreachable_note, BlockMigrationChoice, CpuCompareResult, DiskFact, DiskStorage,
+    HypervisorInfo, InstanceState, PrecheckFacts, PrecheckReport, SharedStorageProbe,
 };
 
 /// The plan, and the prechecks that shaped it. `plan` is None when a check failed.
@@ -52,17 +52,6 @@ pub enum ColdPlanError {
     },
     #[error("{host}: {error}")]
     Source { host: String, error: LibvirtError },
-}
-
-fn unreachable_note(unreachable: &[String]) -> String {
-    if unreachable.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " that answered ({} did not: it may be there)",
-            unreachable.join(", ")
-        )
-    }
 }
 
 /// Plans a cold migration of `instance` to `destination`: finds the host that holds it,
@@ -158,15 +147,6 @@ pub(super) struct Gathered {
     pub(super) plan: Option<ColdMigrationPlan>,
     /// The source's persistent definition, defined on the destination later.
     pub(super) definition_xml: String,
-}
-
-pub(super) fn instance_state(state: DomainRunState) -> InstanceState {
-    match state {
-        DomainRunState::Running | DomainRunState::Blocked => InstanceState::Running,
-        DomainRunState::Paused => InstanceState::Paused,
-        DomainRunState::ShutOff => InstanceState::ShutOff,
-        other => InstanceState::Other(other.as_virsh_str().to_string()),
-    }
 }
 
 /// "10.0.2" back into libvirt's encoding (major × 1,000,000 + minor × 1,000 + release).
@@ -426,7 +406,7 @@ pub(super) async fn gather(
 
     let facts = PrecheckFacts {
         instance_name: instance.to_string(),
-        instance_state: instance_state(domain.state),
+        instance_state: InstanceState::from_run_state(domain.state),
         instance_memory_bytes: domain.memory_bytes,
         disks: disk_facts,
         source_host: source_host.clone(),
