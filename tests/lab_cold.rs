@@ -18,7 +18,6 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use common::cold_guests::{
@@ -36,7 +35,9 @@ use ferry::lab::plan::LabHost;
 use ferry::libvirt::lifecycle::DomainKey;
 use ferry::libvirt::volume_copy::{copy_volume, CopySettings, NewVolume, VolumeRef};
 use ferry::libvirt::HostConnection;
+use ferry::runtime::wait;
 use sha2::{Digest, Sha256};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 fn lab_config(lab: &Lab) -> Config {
     Config::load(&lab.plan.ferry_config_path()).expect("the lab's ferry config")
@@ -48,8 +49,13 @@ fn plan_for(
     destination: &LabHost,
     options: ColdOptions,
 ) -> ColdMigrationPlan {
-    let planning = cold::plan(&lab_config(lab), guest, &destination.name, &options)
-        .unwrap_or_else(|e| panic!("planning {guest}: {e}"));
+    let planning = wait(cold::plan(
+        &lab_config(lab),
+        guest,
+        &destination.name,
+        &options,
+    ))
+    .unwrap_or_else(|e| panic!("planning {guest}: {e}"));
     planning.plan.unwrap_or_else(|| {
         panic!(
             "prechecks of {guest} failed: {:?}",
@@ -60,19 +66,19 @@ fn plan_for(
 
 /// Runs the migration to its end, printing phases as they come; returns outcome and updates.
 fn drive(plan: &ColdMigrationPlan) -> (ColdOutcome, Vec<ColdUpdate>) {
-    let handle = cold::start(plan.clone());
-    let updates = collect(&handle.updates, |_| false);
-    let outcome = handle.thread.join().expect("cold migration thread");
+    let mut handle = cold::start(plan.clone());
+    let updates = collect(&mut handle.updates, |_| false);
+    let outcome = wait(handle.task).expect("cold migration task");
     (outcome, updates)
 }
 
 /// Reads updates (printing phases and steps) until `stop` says so or the migration ends.
 fn collect(
-    updates: &std::sync::mpsc::Receiver<ColdUpdate>,
+    updates: &mut UnboundedReceiver<ColdUpdate>,
     mut stop: impl FnMut(&ColdUpdate) -> bool,
 ) -> Vec<ColdUpdate> {
     let mut seen = Vec::new();
-    while let Ok(update) = updates.recv() {
+    while let Some(update) = updates.blocking_recv() {
         match &update {
             ColdUpdate::Progress(_) => {}
             other => eprintln!("  {}", serde_json::to_string(other).unwrap()),
@@ -184,14 +190,14 @@ fn running_guest_cold_migrates_and_confirm_removes_the_source_copy() {
         guests.sha256_of("cold-a")
     );
 
-    let report = cold::confirm(&plan, CALL_TIMEOUT).expect("confirm");
+    let report = wait(cold::confirm(&plan, CALL_TIMEOUT)).expect("confirm");
     eprintln!("confirm: {:?}", report.steps);
     assert_eq!(presence(&lab, &source, "cold-a"), None);
     assert!(!volume_exists(&lab, &source, "cold-a"));
     assert!(presence(&lab, &destination, "cold-a").unwrap().active);
     assert!(volume_exists(&lab, &destination, "cold-a"));
     // Confirm again: nothing left to do, no harm.
-    let again = cold::confirm(&plan, CALL_TIMEOUT).expect("second confirm");
+    let again = wait(cold::confirm(&plan, CALL_TIMEOUT)).expect("second confirm");
     assert!(
         again.steps.iter().all(|s| s.contains("already")),
         "{:?}",
@@ -221,7 +227,7 @@ fn revert_puts_the_guest_back_on_its_source() {
     assert!(presence(&lab, &destination, "cold-a").unwrap().active);
 
     let source_console = lab.console_length(&source, "cold-a");
-    let report = cold::revert(&plan, CALL_TIMEOUT).expect("revert");
+    let report = wait(cold::revert(&plan, CALL_TIMEOUT)).expect("revert");
     eprintln!("revert: {:?}", report.steps);
     lab.wait_for_console(&source, "cold-a", source_console, "up: acpi=", BOOT_TIMEOUT)
         .unwrap();
@@ -233,7 +239,7 @@ fn revert_puts_the_guest_back_on_its_source() {
     assert_eq!(presence(&lab, &destination, "cold-a"), None);
     assert!(!volume_exists(&lab, &destination, "cold-a"));
     // Confirm after a revert finds no copy on the destination and refuses.
-    let refused = cold::confirm(&plan, CALL_TIMEOUT).unwrap_err();
+    let refused = wait(cold::confirm(&plan, CALL_TIMEOUT)).unwrap_err();
     assert!(
         refused.to_string().contains("no copy anywhere"),
         "{refused}"
@@ -275,7 +281,7 @@ fn shut_off_guest_cold_migrates_and_stays_shut_off() {
         disk_sha256_on(&lab, &destination, "cold-b"),
         guests.sha256_of("cold-b")
     );
-    cold::confirm(&plan, CALL_TIMEOUT).expect("confirm");
+    wait(cold::confirm(&plan, CALL_TIMEOUT)).expect("confirm");
     assert_eq!(presence(&lab, &source, "cold-b"), None);
     assert!(!volume_exists(&lab, &source, "cold-b"));
     assert!(!presence(&lab, &destination, "cold-b").unwrap().active);
@@ -339,7 +345,7 @@ fn a_guest_ignoring_acpi_stays_running_unless_a_hard_power_off_is_allowed() {
         disk_sha256_on(&lab, &destination, "cold-c"),
         guests.sha256_of("cold-c")
     );
-    cold::revert(&hard, CALL_TIMEOUT).expect("revert");
+    wait(cold::revert(&hard, CALL_TIMEOUT)).expect("revert");
     assert!(presence(&lab, &source, "cold-c").unwrap().active);
     assert_eq!(presence(&lab, &destination, "cold-c"), None);
 }
@@ -393,15 +399,15 @@ fn destination_lost_mid_copy_rolls_back_to_the_running_source() {
     );
     plan.call_timeout = Duration::from_secs(5);
     let source_console = lab.console_length(&source, "cold-a");
-    let handle = cold::start(plan.clone());
+    let mut handle = cold::start(plan.clone());
     let mut updates = collect(
-        &handle.updates,
+        &mut handle.updates,
         |u| matches!(u, ColdUpdate::Progress(p) if !p.verifying && p.bytes_done >= 4 << 20),
     );
     let link = LinkDown::take(&destination.veth);
     let down_at = Instant::now();
     eprintln!("{} link down", destination.name);
-    updates.extend(collect(&handle.updates, |u| {
+    updates.extend(collect(&mut handle.updates, |u| {
         matches!(u, ColdUpdate::RollbackStep { description } if description.contains("started cold-a again"))
     }));
     assert!(
@@ -412,8 +418,8 @@ fn destination_lost_mid_copy_rolls_back_to_the_running_source() {
     std::thread::sleep(Duration::from_secs(20).saturating_sub(down_at.elapsed()));
     drop(link);
     eprintln!("{} link up after {:?}", destination.name, down_at.elapsed());
-    updates.extend(collect(&handle.updates, |_| false));
-    let outcome = handle.thread.join().unwrap();
+    updates.extend(collect(&mut handle.updates, |_| false));
+    let outcome = wait(handle.task).unwrap();
     let ColdOutcome::RolledBack { detail, leftovers } = &outcome else {
         panic!("expected rolled back, got {outcome:?}");
     };
@@ -463,7 +469,7 @@ impl Drop for BenchVolume<'_> {
     fn drop(&mut self) {
         for host in &self.hosts {
             let connection = self.lab.connect(host);
-            let _ = connection.delete_volume(&self.volume, CALL_TIMEOUT);
+            let _ = wait(connection.delete_volume(&self.volume, CALL_TIMEOUT));
             let _ = std::fs::remove_file(
                 self.lab
                     .plan
@@ -500,25 +506,23 @@ fn copy_throughput_ferry_stream_vs_virsh_pipe() {
     let destination_connection = lab.connect(&destination);
     write_bench_volume(&lab.plan.host_local_pool_dir(&source).join(&volume.name));
     refresh_local_pool(&source_connection);
-    let bytes = source_connection
-        .volume(&volume, CALL_TIMEOUT)
+    let bytes = wait(source_connection.volume(&volume, CALL_TIMEOUT))
         .unwrap()
         .expect("benchmark volume")
         .physical_bytes;
     assert_eq!(bytes, 1 << 30);
     let fresh_destination = || {
-        let _ = destination_connection.delete_volume(&volume, CALL_TIMEOUT);
-        destination_connection
-            .create_volume(
-                "local",
-                &NewVolume {
-                    name: volume.name.clone(),
-                    format: "raw".into(),
-                    capacity_bytes: bytes,
-                },
-                CALL_TIMEOUT,
-            )
-            .unwrap();
+        let _ = wait(destination_connection.delete_volume(&volume, CALL_TIMEOUT));
+        wait(destination_connection.create_volume(
+            "local",
+            &NewVolume {
+                name: volume.name.clone(),
+                format: "raw".into(),
+                capacity_bytes: bytes,
+            },
+            CALL_TIMEOUT,
+        ))
+        .unwrap();
     };
     let chunk_sizes_mib: Vec<u64> = std::env::var("FERRY_COLD_BENCH_CHUNKS_MIB")
         .ok()
@@ -545,7 +549,7 @@ fn copy_throughput_ferry_stream_vs_virsh_pipe() {
         for (index, chunk_mib) in chunk_sizes_mib.iter().enumerate() {
             fresh_destination();
             let started = Instant::now();
-            let digest = copy_volume(
+            let digest = wait(copy_volume(
                 &source_connection,
                 &volume,
                 &destination_connection,
@@ -556,7 +560,7 @@ fn copy_throughput_ferry_stream_vs_virsh_pipe() {
                     bandwidth_bytes_per_second: None,
                 },
                 &mut |_| std::ops::ControlFlow::Continue(()),
-            )
+            ))
             .unwrap();
             let seconds = started.elapsed().as_secs_f64();
             assert_eq!(digest.bytes, bytes);
@@ -629,14 +633,14 @@ fn operator_abort_mid_copy_leaves_the_shut_off_guest_as_it_was() {
             ..ColdOptions::default()
         },
     );
-    let handle = cold::start(plan.clone());
+    let mut handle = cold::start(plan.clone());
     let mut updates = collect(
-        &handle.updates,
+        &mut handle.updates,
         |u| matches!(u, ColdUpdate::Progress(p) if p.bytes_done >= 4 << 20),
     );
     handle.commands.send(ColdCommand::Abort).unwrap();
-    updates.extend(collect(&handle.updates, |_| false));
-    let outcome = handle.thread.join().unwrap();
+    updates.extend(collect(&mut handle.updates, |_| false));
+    let outcome = wait(handle.task).unwrap();
     let ColdOutcome::RolledBack { detail, leftovers } = &outcome else {
         panic!("expected rolled back, got {outcome:?}");
     };
@@ -657,8 +661,8 @@ fn operator_abort_mid_copy_leaves_the_shut_off_guest_as_it_was() {
 }
 
 /// Updates the migration has already sent, without waiting for more (printed as `collect` does).
-fn take_pending(updates: &Receiver<ColdUpdate>) -> Vec<ColdUpdate> {
-    let pending: Vec<ColdUpdate> = updates.try_iter().collect();
+fn take_pending(updates: &mut UnboundedReceiver<ColdUpdate>) -> Vec<ColdUpdate> {
+    let pending: Vec<ColdUpdate> = std::iter::from_fn(|| updates.try_recv().ok()).collect();
     for update in &pending {
         if !matches!(update, ColdUpdate::Progress(_)) {
             eprintln!("  {}", serde_json::to_string(update).unwrap());
@@ -744,9 +748,9 @@ fn a_definition_refused_by_the_destination_rolls_back_and_spares_the_operators_d
         },
     );
     let source_console = lab.console_length(&source, "cold-e");
-    let handle = cold::start(plan.clone());
+    let mut handle = cold::start(plan.clone());
     let mut updates = collect(
-        &handle.updates,
+        &mut handle.updates,
         |u| matches!(u, ColdUpdate::Progress(p) if !p.verifying && p.bytes_done >= 4 << 20),
     );
     // Declared after the guests, so dropped (undefined) before them.
@@ -758,13 +762,13 @@ fn a_definition_refused_by_the_destination_rolls_back_and_spares_the_operators_d
     assert_ne!(operators.uuid, plan.instance_uuid);
     // The engine announces Defining before it calls libvirt: not announced yet means ferry's
     // define comes after the conflict is in place, however the timing falls.
-    updates.extend(take_pending(&handle.updates));
+    updates.extend(take_pending(&mut handle.updates));
     assert!(
         !has_phase(&updates, |p| *p == ColdPhase::Defining),
         "the migration reached its define before the conflict was in place; copy slower"
     );
-    updates.extend(collect(&handle.updates, |_| false));
-    let outcome = handle.thread.join().unwrap();
+    updates.extend(collect(&mut handle.updates, |_| false));
+    let outcome = wait(handle.task).unwrap();
     let ColdOutcome::RolledBack { detail, leftovers } = &outcome else {
         panic!("expected rolled back, got {outcome:?}");
     };
@@ -880,9 +884,9 @@ fn a_copy_corrupted_on_the_destination_fails_verification_and_rolls_back() {
         .host_local_pool_dir(&destination)
         .join(data_volume_name("cold-f"));
     let source_console = lab.console_length(&source, "cold-f");
-    let handle = cold::start(plan.clone());
+    let mut handle = cold::start(plan.clone());
     let mut updates = collect(
-        &handle.updates,
+        &mut handle.updates,
         |u| matches!(u, ColdUpdate::Progress(p) if !p.verifying && p.bytes_done >= 4 << 20),
     );
     // The guest is off while its disk is copied and nothing else writes the image, so these
@@ -913,13 +917,13 @@ fn a_copy_corrupted_on_the_destination_fails_verification_and_rolls_back() {
     );
     // The engine announces Verifying before it opens the read-back: not announced yet means
     // the read-back starts after the corruption, however the timing falls.
-    updates.extend(take_pending(&handle.updates));
+    updates.extend(take_pending(&mut handle.updates));
     assert!(
         !has_phase(&updates, |p| matches!(p, ColdPhase::Verifying { .. })),
         "the copy finished before the corruption landed; copy slower"
     );
-    updates.extend(collect(&handle.updates, |_| false));
-    let outcome = handle.thread.join().unwrap();
+    updates.extend(collect(&mut handle.updates, |_| false));
+    let outcome = wait(handle.task).unwrap();
     // Read through the still-open file, deleted by now: the corruption was there to the end.
     let mut held = vec![0u8; CORRUPTION_LENGTH_BYTES];
     copy.read_exact_at(&mut held, CORRUPTION_OFFSET_BYTES)

@@ -4,7 +4,8 @@
 //! door to the on-disk SQLite history under the XDG state directory.
 
 pub mod cold;
-pub mod cold_record;
+/// The cold migration's history record; its old path, kept for the front ends.
+pub use cold::record as cold_record;
 pub mod control;
 pub mod history;
 pub mod live;

@@ -1,11 +1,16 @@
 //! Storage pools as ferry uses them: which pool serves a directory, transient directory pools
 //! for directories no pool serves, and the tiny volumes of the shared-storage probe. The
-//! functions taking a `Connect` block; run them on a worker (see `HostConnection::call`).
+//! functions taking a `Connect` block and are for the door's own code; callers outside
+//! `libvirt/` use the typed `async` methods on `HostConnection` at the end of this file
+//! ([`HostConnection::precreate_volumes_from`], [`HostConnection::delete_volumes_at`]).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use virt::connect::Connect;
 use virt::storage_pool::StoragePool;
 
-use super::LibvirtError;
+use super::{HostConnection, LibvirtError};
 
 /// One storage pool of a host, as far as choosing a pool for a directory needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,6 +293,45 @@ pub fn delete_volumes(connect: &Connect, paths: &[String]) -> Vec<String> {
             deleted.err().map(|e| format!("{path}: {e}"))
         })
         .collect()
+}
+
+impl HostConnection {
+    /// [`precreate_volumes`] with this host as the destination and `source` as the host the
+    /// disks come from, as one call bounded by `timeout`: what an incremental block migration
+    /// needs on its destination first. Returns the paths created.
+    pub async fn precreate_volumes_from(
+        &self,
+        source: &HostConnection,
+        paths: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<String>, LibvirtError> {
+        let source_connect = Arc::clone(&source.connect);
+        let destination_connect = Arc::clone(&self.connect);
+        let paths = paths.to_vec();
+        super::off_runtime(
+            format!(
+                "{} and {}: creating the copied disks' volumes on the destination",
+                source.uri, self.uri
+            ),
+            timeout,
+            move || precreate_volumes(&source_connect, &destination_connect, &paths),
+        )
+        .await
+    }
+
+    /// [`delete_volumes`] on this host, as one call bounded by `timeout`: what could not be
+    /// deleted, with the reason.
+    pub async fn delete_volumes_at(
+        &self,
+        paths: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<String>, LibvirtError> {
+        let paths = paths.to_vec();
+        self.run("deleting volumes", timeout, move |connect| {
+            Ok(delete_volumes(connect, &paths))
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -2,9 +2,12 @@
 //! streams (`virStorageVolDownload` on the source, `virStorageVolUpload` on the destination),
 //! both over the hosts' ordinary connections: no ssh or scp of ferry's own.
 //!
+//! Every operation here is an `async fn`: its libvirt call runs on tokio's blocking pool under
+//! the call timeout (`HostConnection::run`), never on a runtime worker.
+//!
 //! The copy is chunked so that a host that dies mid-copy fails it instead of hanging it: every
-//! chunk is one `HostConnection::call` bounded by the call timeout. Reading from the source and
-//! writing to the destination run on two threads with a few chunks in flight between them, as
+//! chunk is one bounded call. Reading from the source (a task of its own) and writing to the
+//! destination overlap, with a few chunks in flight between them, as
 //! `virsh vol-download | virsh vol-upload` overlaps its two ends through the pipe.
 //!
 //! The `virt` crate has no safe wrapper for sparse streams (`virStreamSparseRecvAll`,
@@ -12,25 +15,25 @@
 //! are plain: holes travel as zeros and land on the destination as written zeros.
 
 use std::ops::ControlFlow;
-use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::sync::mpsc::{self, Receiver, Sender};
 use virt::connect::Connect;
 use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
 use virt::stream::Stream;
 
+use super::storage::{pool_target_path, xml_escape};
 use super::{HostConnection, LibvirtError};
 
 /// The most one `virStreamSend` carries: libvirt's legacy stream packet payload, which is what
 /// virsh itself sends per packet, so no libvirt version refuses it.
 const STREAM_PACKET_BYTES: usize = 256 * 1024;
 
-/// Chunks queued between the reading and the writing thread: enough to keep both ends busy,
+/// Chunks queued between the reading task and the writer: enough to keep both ends busy,
 /// few enough that memory stays at a few chunks.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
@@ -98,14 +101,6 @@ impl NewVolume {
     }
 }
 
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('\'', "&apos;")
-        .replace('"', "&quot;")
-}
-
 /// How a stream copy runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CopySettings {
@@ -130,20 +125,6 @@ pub enum CopyError {
     Libvirt(#[from] LibvirtError),
     #[error("stopped at {bytes_done} bytes: {reason}")]
     Stopped { bytes_done: u64, reason: String },
-}
-
-/// Pulls `<target><path>` out of a pool XML.
-pub fn pool_target_path(xml: &str) -> Option<String> {
-    let document = roxmltree::Document::parse(xml).ok()?;
-    let target = document
-        .root_element()
-        .children()
-        .find(|n| n.has_tag_name("target"))?;
-    target
-        .children()
-        .find(|n| n.has_tag_name("path"))
-        .and_then(|n| n.text())
-        .map(|text| text.trim().to_string())
 }
 
 /// Reads format, sizes and backing store from a volume XML. Sizes in libvirt's volume XML are
@@ -245,8 +226,8 @@ fn is_missing(error: &virt::error::Error) -> bool {
 }
 
 impl HostConnection {
-    pub fn storage_pools(&self, timeout: Duration) -> Result<Vec<PoolFacts>, LibvirtError> {
-        self.call("listing storage pools", timeout, |connect| {
+    pub async fn storage_pools(&self, timeout: Duration) -> Result<Vec<PoolFacts>, LibvirtError> {
+        self.run("listing storage pools", timeout, |connect| {
             let pools = connect
                 .list_all_storage_pools(0)
                 .map_err(|e| LibvirtError::call("listing storage pools", e))?;
@@ -257,18 +238,19 @@ impl HostConnection {
             facts.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(facts)
         })
+        .await
     }
 
     /// The volume at `path` on this host, or None when no storage pool holds that path. Pools
     /// are refreshed once if the first lookup misses: a file added behind libvirt's back is only
     /// known after a refresh.
-    pub fn volume_by_path(
+    pub async fn volume_by_path(
         &self,
         path: &str,
         timeout: Duration,
     ) -> Result<Option<VolumeFacts>, LibvirtError> {
         let path = path.to_string();
-        self.call(
+        self.run(
             format!("looking up volume {path}"),
             timeout,
             move |connect| {
@@ -293,16 +275,17 @@ impl HostConnection {
                 read_volume_facts(&pool, &volume).map(Some)
             },
         )
+        .await
     }
 
     /// The named volume, or None when the pool holds no volume of that name.
-    pub fn volume(
+    pub async fn volume(
         &self,
         volume: &VolumeRef,
         timeout: Duration,
     ) -> Result<Option<VolumeFacts>, LibvirtError> {
         let volume = volume.clone();
-        self.call(
+        self.run(
             format!("looking up volume {volume}"),
             timeout,
             move |connect| match lookup_volume(connect, &volume) {
@@ -311,10 +294,11 @@ impl HostConnection {
                 Err(error) => Err(LibvirtError::call(format!("looking up {volume}"), error)),
             },
         )
+        .await
     }
 
     /// Creates an empty volume in `pool`; fails if one of that name exists (libvirt refuses).
-    pub fn create_volume(
+    pub async fn create_volume(
         &self,
         pool: &str,
         volume: &NewVolume,
@@ -323,7 +307,7 @@ impl HostConnection {
         let pool = pool.to_string();
         let xml = volume.xml();
         let context = format!("creating volume {pool}/{}", volume.name);
-        self.call(context.clone(), timeout, move |connect| {
+        self.run(context.clone(), timeout, move |connect| {
             let storage_pool = connect
                 .lookup_storage_pool_by_name(&pool)
                 .map_err(|e| LibvirtError::call(context.clone(), e))?;
@@ -331,16 +315,36 @@ impl HostConnection {
                 .map_err(|e| LibvirtError::call(context.clone(), e))?;
             read_volume_facts(&pool, &created)
         })
+        .await
+    }
+
+    /// Makes libvirt read the pool's directory again, so that files added or removed behind
+    /// its back are known (or forgotten).
+    pub async fn refresh_storage_pool(
+        &self,
+        pool: &str,
+        timeout: Duration,
+    ) -> Result<(), LibvirtError> {
+        let pool = pool.to_string();
+        let context = format!("refreshing pool {pool}");
+        self.run(context.clone(), timeout, move |connect| {
+            connect
+                .lookup_storage_pool_by_name(&pool)
+                .and_then(|found| found.refresh(0))
+                .map(|_| ())
+                .map_err(|e| LibvirtError::call(context, e))
+        })
+        .await
     }
 
     /// Deletes the volume; Ok(false) when it was not there (already deleted).
-    pub fn delete_volume(
+    pub async fn delete_volume(
         &self,
         volume: &VolumeRef,
         timeout: Duration,
     ) -> Result<bool, LibvirtError> {
         let volume = volume.clone();
-        self.call(
+        self.run(
             format!("deleting volume {volume}"),
             timeout,
             move |connect| match lookup_volume(connect, &volume) {
@@ -352,6 +356,7 @@ impl HostConnection {
                 Err(error) => Err(LibvirtError::call(format!("looking up {volume}"), error)),
             },
         )
+        .await
     }
 }
 
@@ -370,7 +375,7 @@ enum Direction {
 }
 
 impl VolumeStream {
-    fn open(
+    async fn open(
         connection: &HostConnection,
         volume: &VolumeRef,
         direction: Direction,
@@ -382,18 +387,21 @@ impl VolumeStream {
         };
         let volume = volume.clone();
         let context = format!("opening the {label}");
-        let stream = connection.call(context.clone(), timeout, move |connect| {
-            let found =
-                lookup_volume(connect, &volume).map_err(|e| LibvirtError::call(&context, e))?;
-            let stream = Stream::new(connect, 0).map_err(|e| LibvirtError::call(&context, e))?;
-            // Offset 0 and length 0: the whole volume.
-            let started = match direction {
-                Direction::Download => found.download(&stream, 0, 0, 0),
-                Direction::Upload => found.upload(&stream, 0, 0, 0),
-            };
-            started.map_err(|e| LibvirtError::call(&context, e))?;
-            Ok(Arc::new(stream))
-        })?;
+        let stream = connection
+            .run(context.clone(), timeout, move |connect| {
+                let found =
+                    lookup_volume(connect, &volume).map_err(|e| LibvirtError::call(&context, e))?;
+                let stream =
+                    Stream::new(connect, 0).map_err(|e| LibvirtError::call(&context, e))?;
+                // Offset 0 and length 0: the whole volume.
+                let started = match direction {
+                    Direction::Download => found.download(&stream, 0, 0, 0),
+                    Direction::Upload => found.upload(&stream, 0, 0, 0),
+                };
+                started.map_err(|e| LibvirtError::call(&context, e))?;
+                Ok(Arc::new(stream))
+            })
+            .await?;
         Ok(VolumeStream {
             connection: connection.clone(),
             stream,
@@ -403,12 +411,17 @@ impl VolumeStream {
     }
 
     /// Fills `buffer` (cleared first) up to its capacity, or less at the end of the volume;
-    /// an empty buffer means the end.
-    fn read_chunk(&self, mut buffer: Vec<u8>) -> Result<Vec<u8>, LibvirtError> {
+    /// an empty buffer means the end. What was read is fed to `hasher` in the same call, on the
+    /// blocking pool: hashing is work, and the runtime's workers only wait.
+    async fn read_chunk(
+        &self,
+        mut buffer: Vec<u8>,
+        mut hasher: Sha256,
+    ) -> Result<(Vec<u8>, Sha256), LibvirtError> {
         let stream = Arc::clone(&self.stream);
         let context = format!("reading the {}", self.label);
         self.connection
-            .call(context.clone(), self.timeout, move |_| {
+            .run(context.clone(), self.timeout, move |_| {
                 let wanted = buffer.capacity().max(STREAM_PACKET_BYTES);
                 buffer.resize(wanted, 0);
                 let mut filled = 0;
@@ -422,16 +435,18 @@ impl VolumeStream {
                     filled += received as usize;
                 }
                 buffer.truncate(filled);
-                Ok(buffer)
+                hasher.update(&buffer);
+                Ok((buffer, hasher))
             })
+            .await
     }
 
     /// Sends all of `chunk` and hands the buffer back for reuse.
-    fn write_chunk(&self, chunk: Vec<u8>) -> Result<Vec<u8>, LibvirtError> {
+    async fn write_chunk(&self, chunk: Vec<u8>) -> Result<Vec<u8>, LibvirtError> {
         let stream = Arc::clone(&self.stream);
         let context = format!("writing the {}", self.label);
         self.connection
-            .call(context.clone(), self.timeout, move |_| {
+            .run(context.clone(), self.timeout, move |_| {
                 let mut sent = 0;
                 while sent < chunk.len() {
                     let end = (sent + STREAM_PACKET_BYTES).min(chunk.len());
@@ -448,38 +463,44 @@ impl VolumeStream {
                 }
                 Ok(chunk)
             })
+            .await
     }
 
     /// Ends the transfer cleanly; for an upload, libvirt answers once the destination has
     /// written out what it still buffers, hence a longer bound than one chunk's.
-    fn finish(self) -> Result<(), LibvirtError> {
+    async fn finish(self) -> Result<(), LibvirtError> {
         let stream = Arc::clone(&self.stream);
         let context = format!("finishing the {}", self.label);
-        self.connection.call(
-            context.clone(),
-            self.timeout * FINISH_TIMEOUT_FACTOR,
-            move |_| {
-                stream
-                    .as_ref()
-                    .clone()
-                    .finish()
-                    .map_err(|e| LibvirtError::call(&context, e))
-            },
-        )
+        self.connection
+            .run(
+                context.clone(),
+                self.timeout * FINISH_TIMEOUT_FACTOR,
+                move |_| {
+                    stream
+                        .as_ref()
+                        .clone()
+                        .finish()
+                        .map_err(|e| LibvirtError::call(&context, e))
+                },
+            )
+            .await
     }
 
     /// Best effort: tells the host to drop the transfer. A dead host cannot be told, and its
     /// side ends when libvirt's keep-alive closes the connection.
-    fn abort(self) {
+    async fn abort(self) {
         let stream = Arc::clone(&self.stream);
-        let _ = self.connection.call(
-            format!("aborting the {}", self.label),
-            self.timeout,
-            move |_| {
-                let _ = stream.as_ref().clone().abort();
-                Ok(())
-            },
-        );
+        let _ = self
+            .connection
+            .run(
+                format!("aborting the {}", self.label),
+                self.timeout,
+                move |_| {
+                    let _ = stream.as_ref().clone().abort();
+                    Ok(())
+                },
+            )
+            .await;
     }
 }
 
@@ -494,31 +515,31 @@ struct Pacer {
 }
 
 impl Pacer {
-    fn wait(&self, bytes_so_far: u64) {
+    async fn wait(&self, bytes_so_far: u64) {
         let Some(rate) = self.bytes_per_second.filter(|r| *r > 0) else {
             return;
         };
         let due = Duration::from_secs_f64(bytes_so_far as f64 / rate as f64);
         if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
-            thread::sleep(ahead);
+            tokio::time::sleep(ahead).await;
         }
     }
 }
 
-/// What the reading thread hands to the writer.
+/// What the reading task hands to the writer.
 enum Delivery {
     Chunk(Vec<u8>),
     End(StreamDigest),
     Failed(LibvirtError),
 }
 
-/// Reads the whole download on this thread, hashing as it goes, sending chunks to `deliver`
-/// and taking emptied buffers back from `recycled`. Stops when the writer hangs up.
-fn pump_download(
+/// Reads the whole download, hashing as it goes, sending chunks to `deliver` and taking
+/// emptied buffers back from `recycled`. Stops when the writer hangs up.
+async fn pump_download(
     reader: VolumeStream,
     settings: CopySettings,
-    deliver: SyncSender<Delivery>,
-    recycled: Receiver<Vec<u8>>,
+    deliver: Sender<Delivery>,
+    mut recycled: Receiver<Vec<u8>>,
 ) {
     let pacer = Pacer {
         started: Instant::now(),
@@ -527,144 +548,142 @@ fn pump_download(
     let mut hasher = Sha256::new();
     let mut bytes: u64 = 0;
     loop {
-        pacer.wait(bytes);
+        pacer.wait(bytes).await;
         let buffer = recycled
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(settings.chunk_bytes));
-        match reader.read_chunk(buffer) {
-            Ok(chunk) if chunk.is_empty() => {
+        match reader.read_chunk(buffer, hasher).await {
+            Ok((chunk, fed)) if chunk.is_empty() => {
                 let digest = StreamDigest {
                     bytes,
-                    sha256: hex(&hasher.finalize()),
+                    sha256: hex(&fed.finalize()),
                 };
-                let delivery = match reader.finish() {
+                let delivery = match reader.finish().await {
                     Ok(()) => Delivery::End(digest),
                     Err(error) => Delivery::Failed(error),
                 };
-                let _ = deliver.send(delivery);
+                let _ = deliver.send(delivery).await;
                 return;
             }
-            Ok(chunk) => {
-                hasher.update(&chunk);
+            Ok((chunk, fed)) => {
+                hasher = fed;
                 bytes += chunk.len() as u64;
-                if deliver.send(Delivery::Chunk(chunk)).is_err() {
-                    reader.abort();
+                if deliver.send(Delivery::Chunk(chunk)).await.is_err() {
+                    reader.abort().await;
                     return;
                 }
             }
             Err(error) => {
-                reader.abort();
-                let _ = deliver.send(Delivery::Failed(error));
+                reader.abort().await;
+                let _ = deliver.send(Delivery::Failed(error)).await;
                 return;
             }
         }
     }
 }
 
-/// Starts reading `volume` on a thread of its own.
-fn spawn_download(
+/// Starts reading `volume` in a task of its own, so that reading and writing overlap.
+async fn spawn_download(
     connection: &HostConnection,
     volume: &VolumeRef,
     settings: CopySettings,
-) -> Result<(Receiver<Delivery>, SyncSender<Vec<u8>>), LibvirtError> {
+) -> Result<(Receiver<Delivery>, Sender<Vec<u8>>), LibvirtError> {
     let reader = VolumeStream::open(
         connection,
         volume,
         Direction::Download,
         settings.call_timeout,
-    )?;
-    let (deliver_tx, deliver_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
-    let (recycle_tx, recycle_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT + 2);
-    thread::Builder::new()
-        .name(format!("download-{}", volume.name))
-        .spawn(move || pump_download(reader, settings, deliver_tx, recycle_rx))
-        .map_err(|e| LibvirtError::Call {
-            context: format!("download of {volume}"),
-            message: format!("cannot start the reading thread: {e}"),
-        })?;
+    )
+    .await?;
+    let (deliver_tx, deliver_rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let (recycle_tx, recycle_rx) = mpsc::channel(CHUNKS_IN_FLIGHT + 2);
+    tokio::spawn(pump_download(reader, settings, deliver_tx, recycle_rx));
     Ok((deliver_rx, recycle_tx))
 }
+
+/// Told the bytes done so far after every chunk; `Break` stops the stream with its reason.
+pub type ProgressHook<'a> = &'a mut (dyn FnMut(u64) -> ControlFlow<String> + Send);
 
 /// Copies the source volume into the (existing) destination volume. `on_progress` hears the
 /// bytes written so far after every chunk and may stop the copy. Returns the length and sha256
 /// of what the source streamed.
-pub fn copy_volume(
+pub async fn copy_volume(
     source: &HostConnection,
     from: &VolumeRef,
     destination: &HostConnection,
     to: &VolumeRef,
     settings: CopySettings,
-    on_progress: &mut dyn FnMut(u64) -> ControlFlow<String>,
+    on_progress: ProgressHook<'_>,
 ) -> Result<StreamDigest, CopyError> {
-    let writer = VolumeStream::open(destination, to, Direction::Upload, settings.call_timeout)?;
-    let (chunks, recycle) = match spawn_download(source, from, settings) {
+    let writer =
+        VolumeStream::open(destination, to, Direction::Upload, settings.call_timeout).await?;
+    let (mut chunks, recycle) = match spawn_download(source, from, settings).await {
         Ok(pair) => pair,
         Err(error) => {
-            writer.abort();
+            writer.abort().await;
             return Err(error.into());
         }
     };
     let mut bytes_done: u64 = 0;
-    let stop = |writer: VolumeStream, error: CopyError| {
-        writer.abort();
-        Err(error)
-    };
-    loop {
-        let delivery = chunks.recv().unwrap_or_else(|_| {
+    // On every way out but the end, the writer tells the destination to drop the upload, and
+    // `chunks`, dropped on return, makes the reader abort its side.
+    let failure = loop {
+        let delivery = chunks.recv().await.unwrap_or_else(|| {
             Delivery::Failed(LibvirtError::Call {
                 context: format!("download of {from}"),
-                message: "the reading thread ended without a result".into(),
+                message: "the reading task ended without a result".into(),
             })
         });
         match delivery {
             Delivery::Chunk(chunk) => {
                 let length = chunk.len() as u64;
-                match writer.write_chunk(chunk) {
+                match writer.write_chunk(chunk).await {
                     Ok(buffer) => {
                         let _ = recycle.try_send(buffer);
                     }
-                    // Dropping `chunks` makes the reader abort its side.
-                    Err(error) => return stop(writer, error.into()),
+                    Err(error) => break error.into(),
                 }
                 bytes_done += length;
                 if let ControlFlow::Break(reason) = on_progress(bytes_done) {
-                    return stop(writer, CopyError::Stopped { bytes_done, reason });
+                    break CopyError::Stopped { bytes_done, reason };
                 }
             }
             Delivery::End(digest) => {
-                writer.finish()?;
+                writer.finish().await?;
                 return Ok(digest);
             }
-            Delivery::Failed(error) => return stop(writer, error.into()),
+            Delivery::Failed(error) => break error.into(),
         }
-    }
+    };
+    writer.abort().await;
+    Err(failure)
 }
 
 /// Streams `volume` back from its host and hashes it: the check that what landed there is what
 /// was sent. `on_progress` hears the bytes read so far and may stop it.
-pub fn volume_digest(
+pub async fn volume_digest(
     connection: &HostConnection,
     volume: &VolumeRef,
     settings: CopySettings,
-    on_progress: &mut dyn FnMut(u64) -> ControlFlow<String>,
+    on_progress: ProgressHook<'_>,
 ) -> Result<StreamDigest, CopyError> {
-    let (chunks, recycle) = spawn_download(connection, volume, settings)?;
+    let (mut chunks, recycle) = spawn_download(connection, volume, settings).await?;
     let mut bytes_done: u64 = 0;
     loop {
-        match chunks.recv() {
-            Ok(Delivery::Chunk(chunk)) => {
+        match chunks.recv().await {
+            Some(Delivery::Chunk(chunk)) => {
                 bytes_done += chunk.len() as u64;
                 let _ = recycle.try_send(chunk);
                 if let ControlFlow::Break(reason) = on_progress(bytes_done) {
                     return Err(CopyError::Stopped { bytes_done, reason });
                 }
             }
-            Ok(Delivery::End(digest)) => return Ok(digest),
-            Ok(Delivery::Failed(error)) => return Err(error.into()),
-            Err(_) => {
+            Some(Delivery::End(digest)) => return Ok(digest),
+            Some(Delivery::Failed(error)) => return Err(error.into()),
+            None => {
                 return Err(LibvirtError::Call {
                     context: format!("download of {volume}"),
-                    message: "the reading thread ended without a result".into(),
+                    message: "the reading task ended without a result".into(),
                 }
                 .into())
             }
@@ -746,20 +765,20 @@ mod tests {
         assert_eq!(text("allocation"), "0");
     }
 
-    #[test]
-    fn pacer_holds_a_copy_to_its_cap() {
+    #[tokio::test]
+    async fn pacer_holds_a_copy_to_its_cap() {
         let pacer = Pacer {
             started: Instant::now(),
             bytes_per_second: Some(10 << 20),
         };
-        pacer.wait(1 << 20);
+        pacer.wait(1 << 20).await;
         let elapsed = pacer.started.elapsed();
         assert!(elapsed >= Duration::from_millis(95), "{elapsed:?}");
         let unlimited = Pacer {
             started: Instant::now(),
             bytes_per_second: None,
         };
-        unlimited.wait(u64::MAX);
+        unlimited.wait(u64::MAX).await;
         assert!(unlimited.started.elapsed() < Duration::from_millis(50));
     }
 }

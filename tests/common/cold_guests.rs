@@ -11,7 +11,7 @@ use ferry::lab::cpio::{newc_archive, CpioEntry};
 use ferry::lab::plan::{LabHost, CACHE_DIR};
 use ferry::libvirt::lifecycle::{DomainKey, DomainPresence};
 use ferry::libvirt::volume_copy::VolumeRef;
-use ferry::libvirt::{HostConnection, LibvirtError};
+use ferry::libvirt::HostConnection;
 use sha2::{Digest, Sha256};
 
 use super::{disk_content_sha256, Lab, CALL_TIMEOUT};
@@ -240,18 +240,13 @@ pub fn local_volume(guest: &str) -> VolumeRef {
 pub fn volume_exists(lab: &Lab, host: &LabHost, guest: &str) -> bool {
     let connection = lab.connect(host);
     refresh_local_pool(&connection);
-    connection
-        .volume(&local_volume(guest), CALL_TIMEOUT)
+    ferry::runtime::wait(connection.volume(&local_volume(guest), CALL_TIMEOUT))
         .unwrap_or_else(|e| panic!("{}: {e}", host.name))
         .is_some()
 }
 
 pub fn refresh_local_pool(connection: &HostConnection) {
-    let _ = connection.call("refreshing pool local", CALL_TIMEOUT, |c| {
-        c.lookup_storage_pool_by_name("local")
-            .and_then(|p| p.refresh(0))
-            .map_err(|e| LibvirtError::call("refreshing pool local", e))
-    });
+    let _ = ferry::runtime::wait(connection.refresh_storage_pool("local", CALL_TIMEOUT));
 }
 
 pub fn disk_sha256_on(lab: &Lab, host: &LabHost, guest: &str) -> String {
@@ -277,7 +272,8 @@ pub fn remove_everywhere(lab: &Lab, names: &[&str]) {
                 }
                 let _ = connection.undefine_domain(&key, CALL_TIMEOUT);
             }
-            let _ = connection.delete_volume(&local_volume(name), CALL_TIMEOUT);
+            let _ =
+                ferry::runtime::wait(connection.delete_volume(&local_volume(name), CALL_TIMEOUT));
             // A file libvirt did not know about (a pool not refreshed) goes too.
             let _ = std::fs::remove_file(
                 lab.plan

@@ -92,7 +92,7 @@ pub(super) fn run_cold(around: &ColdSurroundings, launch: &ColdLaunch) {
         });
     };
     let checked = checking.blocking_lock();
-    let planning = match cold::plan(config, instance, destination, options) {
+    let planning = match crate::runtime::wait(cold::plan(config, instance, destination, options)) {
         Ok(planning) => planning,
         Err(error) => return refused(error.to_string()),
     };
@@ -143,12 +143,12 @@ pub(super) fn run_cold(around: &ColdSurroundings, launch: &ColdLaunch) {
     };
     send(ColdEvent::Launched(Box::new(plan.clone())));
     let started = Instant::now();
-    let handle = cold::start(plan);
+    let mut handle = cold::start(plan);
     let _ = inbox.send(Inbox::ColdStarted {
         id,
         commands: handle.commands.clone(),
     });
-    for update in handle.updates.iter() {
+    while let Some(update) = handle.updates.blocking_recv() {
         let at_ms = started.elapsed().as_millis() as u64;
         if let Err(error) = cold_record::record_update(&mut history, id, at_ms, &update) {
             notice(format!("#{id} {instance}: {error}"));
@@ -163,7 +163,7 @@ pub(super) fn run_cold(around: &ColdSurroundings, launch: &ColdLaunch) {
         send(ColdEvent::Engine(update));
     }
     let _ = inbox.send(Inbox::ColdEnded { id });
-    let _ = handle.thread.join();
+    let _ = crate::runtime::wait(handle.task);
 }
 
 /// Confirm or revert with the plan the history kept: the same path for every front end.

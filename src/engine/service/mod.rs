@@ -172,7 +172,7 @@ enum Inbox {
     Submit(Box<LiveMigrationPlan>),
     ColdStarted {
         id: MigrationId,
-        commands: std::sync::mpsc::Sender<ColdCommand>,
+        commands: cold::ColdCommandSender,
     },
     ColdEnded {
         id: MigrationId,
@@ -284,7 +284,7 @@ struct EngineTask {
     events: UnboundedSender<EngineEvent>,
     inbox: UnboundedSender<Inbox>,
     /// The abort channel of each cold migration running now.
-    cold_commands: HashMap<MigrationId, std::sync::mpsc::Sender<ColdCommand>>,
+    cold_commands: HashMap<MigrationId, cold::ColdCommandSender>,
     /// Confirm or revert under way: a second answer to the same migration is dropped.
     settling: HashSet<MigrationId>,
     /// Held while a launch checks its facts: launches asked for together are checked one
@@ -508,13 +508,14 @@ async fn cold_prechecks(
         .map(|destination| {
             let (config, instance, destination) =
                 (config.clone(), instance.to_string(), destination.clone());
-            tokio::task::spawn_blocking(move || {
+            tokio::spawn(async move {
                 cold::plan(
                     &config,
                     &instance,
                     destination.as_str(),
                     &ColdOptions::default(),
                 )
+                .await
                 .map(|planning| planning.report)
                 .map_err(|error| error.to_string())
             })

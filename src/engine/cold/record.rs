@@ -5,15 +5,19 @@
 //! started in one can be settled from the other, or by a later ferry. A row a dead ferry left
 //! with no outcome is recovered here too (`recover_interrupted`); a run lock tells it from one
 //! a live ferry is still running.
+//!
+//! The history is a file on disk and its writes block, so these functions run on a plain
+//! thread (a front end's worker, or `spawn_blocking`), never on a runtime worker: they wait on
+//! the runtime for the libvirt steps (`crate::runtime::wait`).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::cold::{
+use crate::engine::cold::{
     self, ColdMigrationPlan, ColdOutcome, ColdPhase, ColdUpdate, Recovery, SettleReport,
 };
-use super::history::{
+use crate::engine::history::{
     self, EventKind, History, HistoryError, MigrationId, MigrationKind, MigrationRecord,
     NewMigration, Outcome, OutcomeKind,
 };
@@ -277,13 +281,13 @@ pub fn settle(
 ) -> Result<SettleReport, ColdRecordError> {
     let (result, kind, verb) = if keep {
         (
-            cold::confirm(plan, call_timeout),
+            crate::runtime::wait(cold::confirm(plan, call_timeout)),
             OutcomeKind::Confirmed,
             "confirmed",
         )
     } else {
         (
-            cold::revert(plan, call_timeout),
+            crate::runtime::wait(cold::revert(plan, call_timeout)),
             OutcomeKind::Reverted,
             "reverted",
         )
@@ -467,7 +471,11 @@ fn recover_one(
     }
     let events = history.events(id).map_err(|e| e.to_string())?;
     let at_ms = elapsed_ms_since_start(history, id);
-    let recovery = match cold::recover(&plan, rollback_begun(&events), plan.call_timeout) {
+    let recovery = match crate::runtime::wait(cold::recover(
+        &plan,
+        rollback_begun(&events),
+        plan.call_timeout,
+    )) {
         Ok(recovery) => recovery,
         Err(error) => {
             let message = format!("not recovered after ferry stopped mid-migration: {error}");
