@@ -19,8 +19,8 @@ use ferry::engine::plan::PrecheckError;
 use ferry::lab::guest::{domain_xml, GuestSpec};
 use ferry::lab::plan::LabHost;
 use ferry::libvirt::facts::DomainRunState;
+use ferry::libvirt::lifecycle::DomainKey;
 use ferry::libvirt::probe::PROBE_NAME_PREFIX;
-use ferry::libvirt::{job_stats, LibvirtError};
 use ferry::model::units::MIB;
 use ferry::precheck::{
     render_report, BlockMigrationChoice, CheckId, CheckOutcome, CpuCompareResult, PrecheckFacts,
@@ -162,18 +162,12 @@ fn probe_leftovers(lab: &Lab) -> Vec<String> {
         .map(|entry| entry.path().display().to_string())
         .collect();
     for host in &lab.plan.hosts {
-        let pools = lab
-            .connect(host)
-            .call("listing pools", CALL_TIMEOUT, |connect| {
-                let pools = connect
-                    .list_all_storage_pools(0)
-                    .map_err(|e| LibvirtError::call("listing pools", e))?;
-                Ok(pools
-                    .iter()
-                    .filter_map(|pool| pool.name().ok())
-                    .collect::<Vec<_>>())
-            })
-            .expect("list pools");
+        let pools: Vec<String> =
+            ferry::runtime::wait(lab.connect(host).storage_pools(CALL_TIMEOUT))
+                .expect("list pools")
+                .into_iter()
+                .map(|pool| pool.name)
+                .collect();
         leftovers.extend(
             pools
                 .into_iter()
@@ -431,20 +425,13 @@ struct ThrowawayDomain {
 impl Drop for ThrowawayDomain {
     fn drop(&mut self) {
         let name = self.name.clone();
-        let removed =
-            ferry::libvirt::HostConnection::open(&self.uri, CALL_TIMEOUT).and_then(|connection| {
-                connection.call("removing a test domain", CALL_TIMEOUT, move |connect| {
-                    if let Ok(domain) = connect.lookup_domain_by_name(&name) {
-                        if domain.is_active().unwrap_or(false) {
-                            let _ = domain.destroy();
-                        }
-                        if domain.is_persistent().unwrap_or(false) {
-                            let _ = domain.undefine();
-                        }
-                    }
-                    Ok(())
-                })
-            });
+        let removed = ferry::runtime::wait(async {
+            let connection =
+                ferry::libvirt::HostConnection::connect(&self.uri, CALL_TIMEOUT).await?;
+            connection
+                .remove_copy(&DomainKey::Name(name), CALL_TIMEOUT)
+                .await
+        });
         if let Err(error) = removed {
             eprintln!("could not remove test domain {}: {error}", self.name);
         }
@@ -470,12 +457,7 @@ fn define_throwaway(lab: &Lab, host: &LabHost, name: &'static str) -> ThrowawayD
         name: name.to_string(),
     };
     lab.connect(host)
-        .call("defining a test guest", CALL_TIMEOUT, move |connect| {
-            connect
-                .define_domain_xml(&xml)
-                .map(|_| ())
-                .map_err(|e| LibvirtError::call("defining", e))
-        })
+        .define_domain(&xml, CALL_TIMEOUT)
         .unwrap_or_else(|e| panic!("define {name} on {}: {e}", host.name));
     guard
 }
@@ -530,11 +512,7 @@ fn guest_larger_than_the_destination_free_memory_is_refused() {
             .expect("free memory");
     // The kernel's MemTotal: node info reads sysfs's NUMA node, which covers only part of the
     // lab machine's memory.
-    let total_bytes = lab
-        .connect(&destination)
-        .call("reading memory statistics", CALL_TIMEOUT, |connect| {
-            job_stats::node_memory_stats(connect)
-        })
+    let total_bytes = ferry::runtime::wait(lab.connect(&destination).node_memory(CALL_TIMEOUT))
         .expect("memory statistics")
         .total_bytes
         .expect("MemTotal reported");
@@ -555,18 +533,11 @@ fn guest_larger_than_the_destination_free_memory_is_refused() {
         uri: lab.plan.uri(&source),
         name: spec.name.to_string(),
     };
-    lab.connect(&source)
-        .call(
-            "starting a transient test guest",
-            CALL_TIMEOUT,
-            move |connect| {
-                connect
-                    .create_domain_xml(&xml, 0)
-                    .map(|_| ())
-                    .map_err(|e| LibvirtError::call("creating", e))
-            },
-        )
-        .expect("start the transient big guest");
+    ferry::runtime::wait(
+        lab.connect(&source)
+            .start_transient_guest(&xml, CALL_TIMEOUT),
+    )
+    .expect("start the transient big guest");
     let before = domains_on(&lab, &destination);
 
     let (facts, report) = checked(&config, spec.name, Some(&source.name), &destination.name);

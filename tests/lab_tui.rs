@@ -19,8 +19,7 @@ use common::cold_guests::{
 };
 use common::{lab_or_skip, Lab, CALL_TIMEOUT};
 use ferry::lab::plan::LabHost;
-use ferry::libvirt::facts::DomainRunState;
-use ferry::libvirt::LibvirtError;
+use ferry::libvirt::lifecycle::DomainKey;
 use regex::Regex;
 use sha2::{Digest, Sha256};
 
@@ -160,25 +159,16 @@ impl Drop for AbortLeftovers<'_> {
         }
         for host in &self.lab.plan.hosts {
             let name = self.guest.to_string();
-            let result =
-                self.lab
-                    .connect(host)
-                    .call("abort a leftover migration", CALL_TIMEOUT, move |c| {
-                        let Ok(domain) = c.lookup_domain_by_name(&name) else {
-                            return Ok(());
-                        };
-                        let _ = ferry::libvirt::job_stats::abort_job(&domain);
-                        std::thread::sleep(Duration::from_secs(2));
-                        let paused = domain.state().is_ok_and(|(state, _)| {
-                            DomainRunState::from_libvirt(state) == DomainRunState::Paused
-                        });
-                        if paused {
-                            domain
-                                .resume()
-                                .map_err(|e| LibvirtError::call("resuming", e))?;
-                        }
-                        Ok(())
-                    });
+            let connection = self.lab.connect(host);
+            let key = DomainKey::Name(name);
+            let result = ferry::runtime::wait(async {
+                if connection.presence(&key, CALL_TIMEOUT).await?.is_none() {
+                    return Ok(());
+                }
+                let _ = connection.abort_migration_job(&key, CALL_TIMEOUT).await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                connection.resume_if_paused(&key, CALL_TIMEOUT).await
+            });
             if let Err(error) = result {
                 eprintln!("cleanup of {} on {}: {error}", self.guest, host.name);
             }

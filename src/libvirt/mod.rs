@@ -78,7 +78,7 @@ pub fn init() {
 }
 
 /// Runs a blocking libvirt call on a worker thread and waits at most `timeout` for it.
-pub fn call_with_timeout<T: Send + 'static>(
+pub(in crate::libvirt) fn call_with_timeout<T: Send + 'static>(
     context: impl Into<String>,
     timeout: Duration,
     call: impl FnOnce() -> Result<T, LibvirtError> + Send + 'static,
@@ -160,11 +160,10 @@ impl HostConnection {
         .await
     }
 
-    /// Runs `call` with this connection on a worker thread, at most `timeout`.
-    ///
-    /// Transitional: for code not yet on the typed operations (the cold engine, the lab,
-    /// tests); removed once nothing outside this module calls it.
-    pub fn call<T: Send + 'static>(
+    /// Runs `call` with this connection on a worker thread, at most `timeout`: for the door's
+    /// synchronous operations (callers on plain threads); callers outside get typed methods,
+    /// never the raw connection.
+    pub(in crate::libvirt) fn call<T: Send + 'static>(
         &self,
         context: impl Into<String>,
         timeout: Duration,
@@ -241,25 +240,6 @@ impl HostConnection {
             move || call(&first, &second),
         )
         .await
-    }
-
-    /// Runs `call` with this connection and `other` (this one first) on one worker thread,
-    /// at most `timeout`: for work that reads one host and writes the other. Transitional, as
-    /// [`HostConnection::call`].
-    pub fn call_with<T: Send + 'static>(
-        &self,
-        other: &HostConnection,
-        context: impl Into<String>,
-        timeout: Duration,
-        call: impl FnOnce(&Connect, &Connect) -> Result<T, LibvirtError> + Send + 'static,
-    ) -> Result<T, LibvirtError> {
-        let first = Arc::clone(&self.connect);
-        let second = Arc::clone(&other.connect);
-        call_with_timeout(
-            format!("{} and {}: {}", self.uri, other.uri, context.into()),
-            timeout,
-            move || call(&first, &second),
-        )
     }
 
     pub async fn host_facts(&self, timeout: Duration) -> Result<HostFacts, LibvirtError> {

@@ -108,4 +108,20 @@ impl HostConnection {
         })
         .await
     }
+
+    /// Starts a transient guest from `xml`: it vanishes when it stops.
+    pub async fn start_transient_guest(
+        &self,
+        xml: &str,
+        timeout: Duration,
+    ) -> Result<(), LibvirtError> {
+        let xml = xml.to_string();
+        self.run("starting a transient guest", timeout, move |connect| {
+            connect
+                .create_domain_xml(&xml, 0)
+                .map(|_| ())
+                .map_err(|e| LibvirtError::call("creating the transient guest", e))
+        })
+        .await
+    }
 }

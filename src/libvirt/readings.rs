@@ -252,6 +252,16 @@ impl HostConnection {
         .await
     }
 
+    /// The host's memory as its kernel counts it (total, free, buffers, cache).
+    pub async fn node_memory(&self, timeout: Duration) -> Result<NodeMemoryStats, LibvirtError> {
+        self.run(
+            "reading memory statistics",
+            timeout,
+            job_stats::node_memory_stats,
+        )
+        .await
+    }
+
     /// Free memory of the whole host, as the memory check counts it.
     pub async fn free_memory(&self, timeout: Duration) -> Result<u64, LibvirtError> {
         self.run("reading free memory", timeout, free_memory_bytes)

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ferry::lab::plan::{LabHost, LabPlan};
 use ferry::lab::LabState;
-use ferry::libvirt::{DomainFacts, HostConnection, LibvirtError};
+use ferry::libvirt::{DomainFacts, HostConnection};
 
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -116,20 +116,14 @@ impl Lab {
 
     /// Starts (`running`) or hard-stops the guest on `host`.
     pub fn set_running(&self, host: &LabHost, guest: &str, running: bool) {
-        let name = guest.to_string();
-        self.connect(host)
-            .call("start or stop a guest", CALL_TIMEOUT, move |c| {
-                let domain = c
-                    .lookup_domain_by_name(&name)
-                    .map_err(|e| LibvirtError::call(format!("looking up {name}"), e))?;
-                let result = if running {
-                    domain.create().map(|_| ())
-                } else {
-                    domain.destroy()
-                };
-                result.map_err(|e| LibvirtError::call(format!("starting/stopping {name}"), e))
-            })
-            .unwrap_or_else(|e| panic!("{guest} on {}: {e}", host.name));
+        let key = ferry::libvirt::lifecycle::DomainKey::Name(guest.to_string());
+        let connection = self.connect(host);
+        let result = if running {
+            connection.start_domain(&key, CALL_TIMEOUT)
+        } else {
+            connection.power_off(&key, CALL_TIMEOUT)
+        };
+        result.unwrap_or_else(|e| panic!("{guest} on {}: {e}", host.name));
     }
 
     /// Starts the busy guest where it is if it is off, and waits for this boot's "workload
