@@ -99,6 +99,14 @@ fn watch(
                 eprintln!("ferry: {instance}: not started: {reason}");
             }
             EngineEvent::Notice(message) => eprintln!("ferry: note: {message}"),
+            EngineEvent::Cold(id, ColdEvent::Queued { description }) => {
+                let instance = runs.get(&id).map_or("", |(instance, _)| instance.as_str());
+                output.line(
+                    "waiting",
+                    &format!("{instance}: {description}"),
+                    &serde_json::json!({ "instance": instance, "description": description }),
+                );
+            }
             EngineEvent::Cold(id, ColdEvent::Launched(plan)) => {
                 runs.insert(id, (plan.instance_name.clone(), Instant::now()));
             }

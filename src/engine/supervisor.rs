@@ -83,6 +83,15 @@ enum Inbox {
         request: RequestId,
         update: MigrationUpdate,
     },
+    /// A migration of another kind (cold) asks for its turn under the same limits.
+    Reserve {
+        request: RequestId,
+        source: HostName,
+        destination: HostName,
+        granted: oneshot::Sender<()>,
+    },
+    /// That migration is over, or gave up waiting: its place is free.
+    Release { request: RequestId },
 }
 
 /// What a restarted ferry must take over: the live migrations the history shows unfinished
@@ -138,6 +147,7 @@ impl Supervisor {
             history: settings.history,
             queue: MigrationQueue::new(settings.limits),
             requests: HashMap::new(),
+            reserved: HashMap::new(),
             inbox: inbox_tx.clone(),
             events: events_tx,
         };
@@ -163,6 +173,30 @@ impl Supervisor {
             plan: Box::new(plan),
             resume: Some(migration_id),
         });
+    }
+
+    /// Asks a turn under the limits for a migration the supervisor does not run (a cold one):
+    /// `granted` is answered when it may start, and dropped when it was not queued or was
+    /// released while waiting. Its
+    /// `Waiting` events carry `request`. [`Supervisor::release`] gives the place back.
+    pub fn reserve(
+        &self,
+        request: RequestId,
+        source: HostName,
+        destination: HostName,
+        granted: oneshot::Sender<()>,
+    ) {
+        let _ = self.inbox.send(Inbox::Reserve {
+            request,
+            source,
+            destination,
+            granted,
+        });
+    }
+
+    /// The reserved migration is over, or no longer waits.
+    pub fn release(&self, request: RequestId) {
+        let _ = self.inbox.send(Inbox::Release { request });
     }
 
     /// An operator command; the answer also comes as an `Update` (OperatorAction or Refused).
@@ -229,6 +263,8 @@ struct State {
     history: History,
     queue: MigrationQueue<RequestId>,
     requests: HashMap<RequestId, Request>,
+    /// Migrations of another kind waiting for their turn, answered when it comes.
+    reserved: HashMap<RequestId, oneshot::Sender<()>>,
     inbox: mpsc::UnboundedSender<Inbox>,
     events: mpsc::UnboundedSender<SupervisorEvent>,
 }
@@ -259,7 +295,44 @@ impl State {
                 reply,
             } => self.command(request, command, reply),
             Inbox::Engine { request, update } => self.on_update(request, update),
+            Inbox::Reserve {
+                request,
+                source,
+                destination,
+                granted,
+            } => self.reserve(request, source, destination, granted),
+            Inbox::Release { request } => self.release(request),
         }
+    }
+
+    /// Queues a migration the supervisor does not run itself (a cold one, run by the engine
+    /// service): it counts against the same per-host and global limits as the live ones, and
+    /// `granted` is answered when its turn comes.
+    fn reserve(
+        &mut self,
+        request: RequestId,
+        source: HostName,
+        destination: HostName,
+        granted: oneshot::Sender<()>,
+    ) {
+        if let Err(error) = self.queue.enqueue(request, source, destination) {
+            self.notice(Some(request), format!("not queued: {error}"));
+            // Dropping `granted` tells the waiting migration it will not get its turn.
+            return;
+        }
+        self.reserved.insert(request, granted);
+        self.start_ready();
+        self.report_queue();
+    }
+
+    fn release(&mut self, request: RequestId) {
+        if self.reserved.remove(&request).is_some() {
+            let _ = self.queue.cancel_queued(&request);
+        } else {
+            let _ = self.queue.finished(&request);
+        }
+        self.start_ready();
+        self.report_queue();
     }
 
     fn submit(&mut self, plan: LiveMigrationPlan, resume: Option<MigrationId>) {
@@ -398,6 +471,13 @@ impl State {
     }
 
     fn launch(&mut self, request: RequestId) {
+        if let Some(granted) = self.reserved.remove(&request) {
+            // Its engine runs it; if it stopped waiting meanwhile, its place is free again.
+            if granted.send(()).is_err() {
+                let _ = self.queue.finished(&request);
+            }
+            return;
+        }
         let Some(entry) = self.requests.get(&request) else {
             return;
         };

@@ -7,7 +7,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::{ColdEvent, EngineEvent, Inbox};
 use crate::config::Config;
-use crate::engine::cold::{self, ColdOptions, ColdUpdate, Recovery};
+use crate::engine::cold::{self, ColdOptions, ColdOutcome, ColdUpdate, Recovery};
 use crate::engine::cold_record;
 use crate::engine::history::{self, History, MigrationId, MigrationKind};
 use crate::model::HostName;
@@ -142,6 +142,30 @@ pub(super) fn run_cold(around: &ColdSurroundings, launch: &ColdLaunch) {
         let _ = events.send(EngineEvent::Cold(id, event));
     };
     send(ColdEvent::Launched(Box::new(plan.clone())));
+    // Its turn under the same per-host and global limits as the live migrations.
+    if let (Ok(source_host), Ok(destination_host)) = (
+        HostName::parse(&plan.source.name),
+        HostName::parse(&plan.destination.name),
+    ) {
+        let (granted, turn) = tokio::sync::oneshot::channel();
+        let _ = inbox.send(Inbox::ColdReserve {
+            id,
+            source: source_host,
+            destination: destination_host,
+            granted,
+        });
+        if turn.blocking_recv().is_err() {
+            let outcome = ColdOutcome::Refused {
+                detail: "taken out of the queue before it started; nothing was changed".into(),
+            };
+            if let Err(error) = cold_record::record_outcome(&mut history, id, &outcome) {
+                notice(format!("#{id} {instance}: {error}"));
+            }
+            send(ColdEvent::Engine(ColdUpdate::Finished(outcome)));
+            let _ = inbox.send(Inbox::ColdEnded { id });
+            return;
+        }
+    }
     let started = Instant::now();
     let mut handle = cold::start(plan);
     let _ = inbox.send(Inbox::ColdStarted {

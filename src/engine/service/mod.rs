@@ -105,6 +105,8 @@ pub enum ColdEvent {
     },
     /// What the cold engine reported, in order.
     Engine(ColdUpdate),
+    /// Waiting for its turn under the queue limits: "queued, 2nd behind 14".
+    Queued { description: String },
     /// Confirm (`keep`) or revert was started.
     Settling { keep: bool },
     /// Its answer: the steps done, or why nothing (or not everything) was done. A failed
@@ -177,6 +179,14 @@ enum Inbox {
     ColdEnded {
         id: MigrationId,
     },
+    /// A cold migration asks for its turn under the limits the live ones obey.
+    ColdReserve {
+        id: MigrationId,
+        source: HostName,
+        destination: HostName,
+        granted: tokio::sync::oneshot::Sender<()>,
+    },
+    Supervisor(Box<SupervisorEvent>),
     Settled {
         id: MigrationId,
     },
@@ -222,7 +232,7 @@ impl Engine {
                     resumed.push((id, plan.instance_name.clone()));
                     supervisor.resume(id, plan);
                 }
-                forward_supervisor_events(&mut supervisor, events.clone());
+                forward_supervisor_events(&mut supervisor, inbox.clone());
                 Ok(supervisor)
             }
         };
@@ -237,6 +247,7 @@ impl Engine {
             inbox: inbox.clone(),
             cold_commands: HashMap::new(),
             settling: HashSet::new(),
+            cold_queued: HashSet::new(),
             checking: Default::default(),
         };
         crate::runtime::handle().spawn(state.run(inbox_rx));
@@ -265,13 +276,14 @@ impl Engine {
     }
 }
 
-/// Moves the supervisor's events onto the engine's stream.
-fn forward_supervisor_events(supervisor: &mut Supervisor, events: UnboundedSender<EngineEvent>) {
+/// Moves the supervisor's events into the engine's inbox, where cold migrations' places in
+/// the queue are told apart from the live migrations' events.
+fn forward_supervisor_events(supervisor: &mut Supervisor, inbox: UnboundedSender<Inbox>) {
     let (_, placeholder) = mpsc::unbounded_channel();
     let mut supervisor_events = std::mem::replace(&mut supervisor.events, placeholder);
     crate::runtime::handle().spawn(async move {
         while let Some(event) = supervisor_events.recv().await {
-            if events.send(EngineEvent::Live(Box::new(event))).is_err() {
+            if inbox.send(Inbox::Supervisor(Box::new(event))).is_err() {
                 return;
             }
         }
@@ -287,6 +299,8 @@ struct EngineTask {
     cold_commands: HashMap<MigrationId, cold::ColdCommandSender>,
     /// Confirm or revert under way: a second answer to the same migration is dropped.
     settling: HashSet<MigrationId>,
+    /// Cold migrations waiting for their turn in the queue.
+    cold_queued: HashSet<MigrationId>,
     /// Held while a launch checks its facts: launches asked for together are checked one
     /// after another, as the shared-storage probes of one directory collide when run at once.
     checking: std::sync::Arc<tokio::sync::Mutex<()>>,
@@ -303,11 +317,28 @@ impl EngineTask {
                     }
                 }
                 Inbox::ColdStarted { id, commands } => {
+                    self.cold_queued.remove(&id);
                     self.cold_commands.insert(id, commands);
                 }
                 Inbox::ColdEnded { id } => {
                     self.cold_commands.remove(&id);
+                    self.cold_queued.remove(&id);
+                    if let Ok(supervisor) = &self.supervisor {
+                        supervisor.release(id);
+                    }
                 }
+                Inbox::ColdReserve {
+                    id,
+                    source,
+                    destination,
+                    granted,
+                } => {
+                    if let Ok(supervisor) = &self.supervisor {
+                        self.cold_queued.insert(id);
+                        supervisor.reserve(id, source, destination, granted);
+                    }
+                }
+                Inbox::Supervisor(event) => self.on_supervisor(*event),
                 Inbox::Settled { id } => {
                     self.settling.remove(&id);
                 }
@@ -317,6 +348,26 @@ impl EngineTask {
 
     fn notice(&self, message: String) {
         let _ = self.events.send(EngineEvent::Notice(message));
+    }
+
+    /// The supervisor's events go out as they are, but a cold migration's place in the queue
+    /// is the cold migration's own event.
+    fn on_supervisor(&self, event: SupervisorEvent) {
+        let event = match event {
+            SupervisorEvent::Waiting {
+                request,
+                description,
+                ..
+            } if self.cold_queued.contains(&request) => {
+                EngineEvent::Cold(request, ColdEvent::Queued { description })
+            }
+            SupervisorEvent::Notice {
+                request: Some(request),
+                message,
+            } if self.cold_queued.contains(&request) => EngineEvent::Notice(message),
+            event => EngineEvent::Live(Box::new(event)),
+        };
+        let _ = self.events.send(event);
     }
 
     fn on_request(&mut self, request: EngineRequest) {
@@ -443,6 +494,13 @@ impl EngineTask {
                 Err(reason) => self.notice(reason.clone()),
             },
             EngineRequest::AbortCold { id } => {
+                if self.cold_queued.remove(&id) {
+                    // Still waiting for its turn: taken out of the queue, nothing started.
+                    if let Ok(supervisor) = &self.supervisor {
+                        supervisor.release(id);
+                    }
+                    return;
+                }
                 let sent = self
                     .cold_commands
                     .get(&id)

@@ -75,6 +75,8 @@ pub struct TrackedCold {
     pub figures: ColdFigures,
     /// Warnings, rollback steps, and the steps of confirm or revert.
     pub messages: Vec<OperatorMessage>,
+    /// Its place while it waits for its turn under the queue limits ("queued, 2nd behind 14").
+    pub queued: Option<String>,
 }
 
 impl TrackedCold {
@@ -91,6 +93,7 @@ impl TrackedCold {
             verified: Vec::new(),
             figures: ColdFigures::default(),
             messages: Vec::new(),
+            queued: None,
         }
     }
 
@@ -191,10 +194,17 @@ impl TrackedCold {
         }
         match change {
             ColdEvent::Launched(_) | ColdEvent::FoundAwaiting { .. } => return false,
+            ColdEvent::Queued { description } => {
+                if self.stage != ColdStage::Running || self.queued.as_ref() == Some(&description) {
+                    return false;
+                }
+                self.queued = Some(description);
+            }
             ColdEvent::Engine(update) => {
                 if self.stage != ColdStage::Running {
                     return false;
                 }
+                self.queued = None;
                 self.on_engine(at, update);
             }
             ColdEvent::Settling { keep } => {

@@ -112,6 +112,7 @@ pub fn cold_phase_label(migration: &TrackedCold) -> String {
             }
             .to_string()
         }
+        ColdStage::Running if migration.queued.is_some() => return "queued".to_string(),
         ColdStage::Running => {}
     }
     match migration.phase() {
@@ -141,6 +142,9 @@ pub fn cold_status_text(migration: &TrackedCold, theme: &Theme) -> (String, Styl
     match &migration.stage {
         ColdStage::Running if migration.rolling_back() => {
             (format!("putting it back on {source}"), theme.warning)
+        }
+        ColdStage::Running if migration.queued.is_some() => {
+            (migration.queued.clone().unwrap_or_default(), theme.base)
         }
         ColdStage::Running => match (&migration.copy, migration.phase()) {
             (Some(copy), Some(ColdPhase::Copying { .. } | ColdPhase::Verifying { .. })) => (
