@@ -26,7 +26,8 @@ fn next_event(
     awaiting: &str,
 ) -> EngineEvent {
     let left = deadline.saturating_duration_since(Instant::now());
-    match wait(tokio::time::timeout(left, events.recv())) {
+    // The timer is made inside the runtime: tokio timers need its context.
+    match wait(async { tokio::time::timeout(left, events.recv()).await }) {
         Ok(Some(event)) => event,
         Ok(None) => panic!("the engine stopped while waiting for {awaiting}"),
         Err(_) => panic!("no {awaiting} in time"),
@@ -109,7 +110,7 @@ fn a_cold_migration_waits_its_turn_behind_a_live_one_then_runs() {
     while Instant::now() < watch_until {
         let left = watch_until.saturating_duration_since(Instant::now());
         if let Ok(Some(EngineEvent::Cold(id, ColdEvent::Engine(update)))) =
-            wait(tokio::time::timeout(left, events.recv()))
+            wait(async { tokio::time::timeout(left, events.recv()).await })
         {
             assert_ne!(
                 id, cold_id,
