@@ -67,7 +67,7 @@ fn each_guest_boots_and_runs_its_workload() {
     for spec in lab_guests() {
         let (host, facts) = lab.host_of(spec.name);
         let offset = lab.console_length(&host, spec.name);
-        let was_running = facts.state == ferry::libvirt::facts::DomainRunState::Running;
+        let was_running = facts.state == ferry::model::domain::DomainRunState::Running;
         if was_running {
             // Already up: a fresh heartbeat proves the workload loop is running now.
             lab.wait_for_console(
@@ -115,7 +115,7 @@ fn plain_live_migration_moves_the_idle_guest_and_back() {
         return;
     };
     let (source, facts) = lab.host_of("idle");
-    assert_eq!(facts.state, ferry::libvirt::facts::DomainRunState::Running);
+    assert_eq!(facts.state, ferry::model::domain::DomainRunState::Running);
     let destination = lab.next_host(&source);
 
     for (from, to) in [(&source, &destination), (&destination, &source)] {
@@ -139,7 +139,7 @@ fn plain_live_migration_moves_the_idle_guest_and_back() {
         );
         let (now_on, facts) = lab.host_of("idle");
         assert_eq!(now_on.name, to.name, "idle runs on the destination");
-        assert_eq!(facts.state, ferry::libvirt::facts::DomainRunState::Running);
+        assert_eq!(facts.state, ferry::model::domain::DomainRunState::Running);
         assert!(facts.persistent, "definition moved with the guest");
         // The workload goes on after the switch-over: a new heartbeat on the destination.
         lab.wait_for_console(
@@ -325,7 +325,7 @@ fn lab_down_leaves_nothing_and_lab_up_is_idempotent() {
     for spec in lab_guests() {
         let (_, facts) = lab.host_of(spec.name);
         assert_eq!(
-            facts.state == ferry::libvirt::facts::DomainRunState::Running,
+            facts.state == ferry::model::domain::DomainRunState::Running,
             spec.start_at_lab_up,
             "{} state after recovery",
             spec.name
@@ -346,7 +346,7 @@ fn lab_up_restarts_a_dead_libvirtd_and_leaves_its_running_guests_alone() {
     let (host, facts) = lab.host_of("idle");
     assert_eq!(
         facts.state,
-        ferry::libvirt::facts::DomainRunState::Running,
+        ferry::model::domain::DomainRunState::Running,
         "lab up keeps idle running"
     );
     let idle_qemu = qemu_pid_of("idle").expect("idle's QEMU");

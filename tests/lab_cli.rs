@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::operator::{collect_rest, json_lines, of_type, wait_for_iteration, Operator};
 use common::{disk_content_sha256, lab_or_skip};
-use ferry::libvirt::facts::DomainRunState;
+use ferry::model::domain::DomainRunState;
 
 #[test]
 fn migrate_prints_progress_and_a_summary_and_records_the_history() {

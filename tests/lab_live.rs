@@ -12,7 +12,7 @@ use ferry::engine::live::{
     self, HostTarget, LiveMigrationPlan, LiveOutcome, MigrationUpdate, OperatorCommand,
 };
 use ferry::lab::plan::LabHost;
-use ferry::libvirt::facts::DomainRunState;
+use ferry::model::domain::DomainRunState;
 use ferry::policy::{AdaptivePolicyConfig, PolicyChoice};
 use ferry::progress::MigrationPhase;
 

@@ -18,9 +18,9 @@ use ferry::config::Config;
 use ferry::engine::plan::PrecheckError;
 use ferry::lab::guest::{domain_xml, GuestSpec};
 use ferry::lab::plan::LabHost;
-use ferry::libvirt::facts::DomainRunState;
 use ferry::libvirt::lifecycle::DomainKey;
 use ferry::libvirt::probe::PROBE_NAME_PREFIX;
+use ferry::model::domain::DomainRunState;
 use ferry::model::units::MIB;
 use ferry::precheck::{
     render_report, BlockMigrationChoice, CheckId, CheckOutcome, CpuCompareResult, PrecheckFacts,

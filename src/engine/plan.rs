@@ -10,10 +10,10 @@
 use std::time::Duration;
 
 use crate::config::{Config, HostConfig};
-use crate::libvirt::facts::DomainRunState;
 use crate::libvirt::probe::{probe_plan, probe_shared_storage};
 use crate::libvirt::readings::{DestinationReading, SourceReading};
 use crate::libvirt::HostConnection;
+use crate::model::domain::DomainRunState;
 use crate::model::host_name::HostNameError;
 use crate::model::HostName;
 use crate::precheck::{

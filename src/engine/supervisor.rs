@@ -18,14 +18,13 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::control::{self, ControlServer};
-use super::history::{
-    self, EventKind, History, MigrationId, MigrationKind, NewMigration, Outcome, OutcomeKind,
-};
+use super::history::{self, EventKind, History, NewMigration, Outcome, OutcomeKind};
 use super::live::{
     self, CommandReply, CommandSender, LiveMigrationPlan, LiveOutcome, MigrationUpdate,
     OperatorCommand,
 };
 use super::queue::{MigrationQueue, QueueLimits, QueuePosition};
+use crate::model::migration::{MigrationId, MigrationKind};
 use crate::model::HostName;
 use crate::progress::MigrationPhase;
 

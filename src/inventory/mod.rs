@@ -4,8 +4,6 @@
 //! [`InventoryEvent`]s; [`Inventory::apply`] folds them into plain data that the TUI and the
 //! scriptable CLI (`ferry hosts`, `ferry instances`) render. Nothing here does I/O.
 
-/// Transitional path: classification is plain data in `model::storage` now.
-pub use crate::model::storage;
 pub mod worker;
 
 use std::time::{Duration, SystemTime};
@@ -13,11 +11,11 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::config::{Config, HostConfig};
-use crate::libvirt::facts::{DiskSource, DomainRunState};
-use crate::libvirt::{DomainFacts, HostFacts};
+use crate::model::domain::{DiskSource, DomainRunState};
+use crate::model::domain::{DomainFacts, HostFacts};
 use crate::model::HostName;
 
-pub use storage::{classify_disk, Storage};
+use crate::model::storage::{classify_disk, Storage};
 pub use worker::{collect_once, spawn_workers, WorkerSettings};
 
 /// What a host worker tells the rest of ferry.
@@ -348,7 +346,7 @@ mod unix_seconds_option {
 /// Test and benchmark data: hosts and instances without libvirt.
 pub mod sample {
     use super::*;
-    use crate::libvirt::facts::DiskFacts;
+    use crate::model::domain::DiskFacts;
 
     pub fn host_facts(hostname: &str) -> HostFacts {
         HostFacts {

@@ -12,7 +12,8 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, HostConfig};
-use crate::libvirt::{DomainFacts, HostConnection, HostFacts, LibvirtError};
+use crate::libvirt::{HostConnection, LibvirtError};
+use crate::model::domain::{DomainFacts, HostFacts};
 
 use super::{Inventory, InventoryEvent};
 

@@ -6,7 +6,7 @@ use virt::domain::Domain;
 
 use super::LibvirtError;
 
-pub use crate::model::domain::{DiskFacts, DiskSource, DomainFacts, DomainRunState, HostFacts};
+use crate::model::domain::{DiskFacts, DiskSource, DomainFacts, DomainRunState, HostFacts};
 
 impl DomainRunState {
     pub fn from_libvirt(state: virt::domain::DomainStateEnum) -> DomainRunState {

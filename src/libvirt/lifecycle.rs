@@ -179,7 +179,7 @@ impl HostConnection {
         &self,
         key: &DomainKey,
         timeout: Duration,
-    ) -> Result<Vec<super::facts::DiskFacts>, LibvirtError> {
+    ) -> Result<Vec<crate::model::domain::DiskFacts>, LibvirtError> {
         self.with_domain(key, "reading the disks of", timeout, |d| {
             d.xml_desc(0)
                 .map(|xml| super::facts::disks_from_domain_xml(&xml))

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use virt::connect::Connect;
 
-pub use facts::{DomainFacts, HostFacts};
+use crate::model::domain::{DomainFacts, HostFacts};
 
 /// Seconds between keep-alive probes and how many may go unanswered before libvirt closes
 /// the connection: a host that vanished is noticed within about 15 s.

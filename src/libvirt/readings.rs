@@ -17,9 +17,10 @@ use virt::connect::Connect;
 use virt::sys;
 
 use super::cpu::{cpu_compare_result, cpu_comparison, guest_platform, host_cpu_xml, GuestCpu};
-use super::facts::{disks_from_domain_xml, DiskFacts, DiskSource, DomainRunState};
+use super::facts::disks_from_domain_xml;
 use super::job_stats::{self, HypervisorCpuQuery, NodeMemoryStats};
 use super::{HostConnection, LibvirtError};
+use crate::model::domain::{DiskFacts, DiskSource, DomainRunState};
 use crate::model::storage::{classify_disk, Storage};
 use crate::precheck::{CpuCompareResult, DiskFact, DiskStorage, HypervisorInfo, InstanceState};
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::config::{MigrationDefaults, PolicyName};
 use crate::engine::cold::ColdOptions;
-use crate::engine::history::{MigrationId, MigrationKind};
 use crate::engine::live::{HostTarget, LiveMigrationPlan, OperatorCommand};
+use crate::model::migration::{MigrationId, MigrationKind};
 use crate::model::units::format_bytes;
 use crate::model::HostName;
 use crate::policy::nova::{resolve_timeout_action, MIN_DOWNTIME_MS};

@@ -8,8 +8,8 @@ use std::time::SystemTime;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::config::{Config, MigrationDefaults};
-use crate::engine::history::{MigrationId, MigrationKind};
 use crate::inventory::{HostEntry, HostState, Instance, Inventory, InventoryEvent};
+use crate::model::migration::{MigrationId, MigrationKind};
 use crate::model::HostName;
 use crate::precheck::PrecheckReport;
 

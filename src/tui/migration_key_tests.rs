@@ -1,8 +1,8 @@
 //! Keys on migrations, end to end through `App`: what each key opens, refuses or yields as an
 //! action, with migrations fed from the lab's real traces.
 
-use crate::engine::history::{MigrationId, MigrationKind};
 use crate::engine::live::{LiveOutcome, MigrationUpdate, OperatorCommand};
+use crate::model::migration::{MigrationId, MigrationKind};
 use crate::model::HostName;
 use crate::policy::{PolicyChoice, TimeoutAction};
 use crate::precheck::BlockMigrationChoice;

@@ -6,10 +6,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::engine::history::MigrationId;
 use crate::engine::live::{
     HostTarget, LiveMigrationPlan, LiveOutcome, MigrationUpdate, OperatorCommand,
 };
+use crate::model::migration::MigrationId;
 use crate::model::trace::{fixtures_dir, load_trace};
 use crate::policy::nova::data_gib;
 use crate::policy::{AdaptivePolicyConfig, PolicyAction, PolicyChoice};

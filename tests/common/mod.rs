@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use ferry::lab::plan::{LabHost, LabPlan};
 use ferry::lab::LabState;
-use ferry::libvirt::{DomainFacts, HostConnection};
+use ferry::libvirt::HostConnection;
+use ferry::model::domain::DomainFacts;
 
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -131,7 +132,7 @@ impl Lab {
     /// its own). Returns its host and whether it was already running.
     pub fn busy_running(&self) -> (LabHost, bool) {
         let (source, facts) = self.host_of("busy");
-        let was_running = facts.state == ferry::libvirt::facts::DomainRunState::Running;
+        let was_running = facts.state == ferry::model::domain::DomainRunState::Running;
         if !was_running {
             let offset = self.console_length(&source, "busy");
             self.set_running(&source, "busy", true);
@@ -158,7 +159,7 @@ impl Lab {
         );
         assert_eq!(
             placements[0].1.state,
-            ferry::libvirt::facts::DomainRunState::Running,
+            ferry::model::domain::DomainRunState::Running,
             "{why}: {guest} runs (not paused) on {}",
             expected.name
         );

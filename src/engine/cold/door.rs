@@ -13,7 +13,8 @@
 use std::time::Duration;
 
 use crate::libvirt::lifecycle::{DomainKey, DomainPresence};
-use crate::libvirt::{DomainFacts, HostConnection, HostFacts, LibvirtError};
+use crate::libvirt::{HostConnection, LibvirtError};
+use crate::model::domain::{DomainFacts, HostFacts};
 
 /// The one place the synchronous door calls leave the runtime's workers.
 async fn off_worker<T: Send + 'static>(

@@ -11,11 +11,12 @@ use serde::Serialize;
 use super::door;
 use super::{ColdDisk, ColdMigrationPlan, ColdOptions, DiskAction, DiskCopy, HostTarget};
 use crate::config::Config;
-use crate::inventory::storage::{classify_disk, Storage};
-use crate::libvirt::facts::{disks_from_domain_xml, DiskSource, HostFacts};
+use crate::libvirt::facts::disks_from_domain_xml;
 use crate::libvirt::lifecycle::DomainKey;
 use crate::libvirt::volume_copy::{PoolFacts, VolumeRef};
 use crate::libvirt::{HostConnection, LibvirtError};
+use crate::model::domain::{DiskSource, HostFacts};
+use crate::model::storage::{classify_disk, Storage};
 use crate::model::HostName;
 use crate::precheck::{
     self, unreachable_note, BlockMigrationChoice, CpuCompareResult, DiskFact, DiskStorage,

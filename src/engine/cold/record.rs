@@ -18,9 +18,9 @@ use crate::engine::cold::{
     self, ColdMigrationPlan, ColdOutcome, ColdPhase, ColdUpdate, Recovery, SettleReport,
 };
 use crate::engine::history::{
-    self, EventKind, History, HistoryError, MigrationId, MigrationKind, MigrationRecord,
-    NewMigration, Outcome, OutcomeKind,
+    self, EventKind, History, HistoryError, MigrationRecord, NewMigration, Outcome, OutcomeKind,
 };
+use crate::model::migration::{MigrationId, MigrationKind};
 use crate::model::units::{format_bytes, format_duration_ms};
 use crate::model::HostName;
 

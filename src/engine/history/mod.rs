@@ -123,7 +123,7 @@ pub enum HistoryError {
     },
 }
 
-pub use crate::model::migration::{MigrationId, MigrationKind};
+use crate::model::migration::{MigrationId, MigrationKind};
 
 /// How a migration ended. `AwaitingConfirm` is a pause, not an end: a cold migration (like
 /// Nova's resize) waits there for the operator to confirm or revert it.

@@ -5,9 +5,9 @@ use tokio::sync::mpsc;
 
 use super::monitor::Monitor;
 use super::{Inbox, LiveMigrationPlan, ALIVE_CHECK_TIMEOUT};
-use crate::libvirt::facts::DiskSource;
 use crate::libvirt::migrate::{LaunchEnd, LiveMigrationRequest};
 use crate::libvirt::{HostConnection, LibvirtError};
+use crate::model::domain::DiskSource;
 use crate::model::standing::RunningJob;
 
 /// How one launch call ended.

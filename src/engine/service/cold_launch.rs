@@ -9,7 +9,8 @@ use super::{ColdEvent, EngineEvent, Inbox};
 use crate::config::Config;
 use crate::engine::cold::{self, ColdOptions, ColdOutcome, ColdUpdate, Recovery};
 use crate::engine::cold_record;
-use crate::engine::history::{self, History, MigrationId, MigrationKind};
+use crate::engine::history::{self, History};
+use crate::model::migration::{MigrationId, MigrationKind};
 use crate::model::HostName;
 
 /// Cold migrations waiting for an answer are announced, so a front end can offer confirm and

@@ -20,7 +20,7 @@ use cold_launch::{
 };
 
 use super::cold::{self, ColdCommand, ColdMigrationPlan, ColdOptions, ColdUpdate};
-use super::history::{self, History, MigrationId, MigrationKind};
+use super::history::{self, History};
 use super::live::{LiveMigrationPlan, OperatorCommand};
 use super::options::{self, LiveOptions};
 use super::plan;
@@ -28,6 +28,7 @@ use super::supervisor::{
     unfinished_live_migrations, RequestId, Supervisor, SupervisorEvent, SupervisorSettings,
 };
 use crate::config::Config;
+use crate::model::migration::{MigrationId, MigrationKind};
 use crate::model::HostName;
 use crate::precheck::{BlockMigrationChoice, PrecheckReport};
 

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::inventory::sample;
-use crate::libvirt::facts::DomainRunState;
+use crate::model::domain::DomainRunState;
 
 fn key(code: KeyCode) -> KeyEvent {
     KeyEvent::new(code, KeyModifiers::NONE)
@@ -207,8 +207,8 @@ fn refresh(app: &mut App, host: &str, indices: &[usize]) {
 fn refresh_with(
     app: &mut App,
     host: &str,
-    facts: crate::libvirt::facts::HostFacts,
-    domains: Vec<crate::libvirt::facts::DomainFacts>,
+    facts: crate::model::domain::HostFacts,
+    domains: Vec<crate::model::domain::DomainFacts>,
 ) {
     app.apply_inventory(InventoryEvent::Refreshed {
         host: HostName::parse(host).unwrap(),

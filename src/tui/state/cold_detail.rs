@@ -5,7 +5,7 @@
 use std::time::SystemTime;
 
 use crate::engine::cold::{ColdMigrationPlan, ColdOutcome, ColdPhase, ColdUpdate, CopyProgress};
-use crate::engine::history::MigrationId;
+use crate::model::migration::MigrationId;
 
 use super::operator_messages::{OperatorMessage, OperatorMessageKind, OPERATOR_MESSAGES_KEPT};
 

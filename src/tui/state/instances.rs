@@ -2,7 +2,7 @@
 //! Plain types, below the app, the launch dialog and the actions that all name an instance.
 
 use crate::inventory::Instance;
-use crate::libvirt::facts::DomainRunState;
+use crate::model::domain::DomainRunState;
 use crate::model::HostName;
 
 use crate::tui::filter::Matcher;

@@ -7,8 +7,8 @@ use crossterm::event::KeyCode;
 
 use crate::config::MigrationDefaults;
 use crate::engine::cold::DEFAULT_SHUTDOWN_TIMEOUT;
-use crate::engine::history::MigrationKind;
 use crate::inventory::{Instance, Inventory};
+use crate::model::migration::MigrationKind;
 use crate::model::HostName;
 use crate::policy::TimeoutAction;
 use crate::precheck::{BlockMigrationChoice, CheckOutcome, PrecheckReport};

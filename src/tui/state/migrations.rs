@@ -5,9 +5,9 @@
 use crate::model::units::ordinal;
 use std::time::SystemTime;
 
-use crate::engine::history::{MigrationId, MigrationKind};
 use crate::engine::live::{LiveMigrationPlan, LiveOutcome, MigrationUpdate};
 use crate::engine::queue::{QueuePosition, WaitingFor};
+use crate::model::migration::{MigrationId, MigrationKind};
 use crate::policy::nova::data_gib;
 use crate::policy::{DowntimeStep, PolicyAction, PolicyEvent};
 use crate::progress::{MigrationPhase, MigrationProgress};

@@ -6,8 +6,8 @@
 
 use crossterm::event::KeyCode;
 
-use crate::engine::history::MigrationId;
 use crate::engine::live::{LiveOutcome, OperatorCommand};
+use crate::model::migration::MigrationId;
 
 use super::cold_detail::{ColdEnd, ColdStage, TrackedCold};
 use super::migrations::{Listed, MigrationAlert, Stage, TrackedMigration};

@@ -179,14 +179,14 @@ fn instance_lines<'a>(instance: &Instance, theme: &Theme) -> Vec<Line<'a>> {
     }
     for disk in &instance.disks {
         let source = match &disk.source {
-            crate::libvirt::facts::DiskSource::Path { path } => path.clone(),
-            crate::libvirt::facts::DiskSource::Network { protocol, name } => {
+            crate::model::domain::DiskSource::Path { path } => path.clone(),
+            crate::model::domain::DiskSource::Network { protocol, name } => {
                 format!("{protocol}://{name}")
             }
-            crate::libvirt::facts::DiskSource::Volume { pool, volume } => {
+            crate::model::domain::DiskSource::Volume { pool, volume } => {
                 format!("pool {pool} / {volume}")
             }
-            crate::libvirt::facts::DiskSource::None => "(no medium)".into(),
+            crate::model::domain::DiskSource::None => "(no medium)".into(),
         };
         lines.push(field(
             &format!("disk {}", disk.target),

@@ -7,7 +7,7 @@ use ratatui::widgets::{Block, Borders, Cell, Row, Table};
 use ratatui::Frame;
 
 use crate::inventory::{HostState, Instance};
-use crate::libvirt::facts::DomainRunState;
+use crate::model::domain::DomainRunState;
 use crate::tui::app::{App, Pane};
 use crate::tui::theme::Theme;
 

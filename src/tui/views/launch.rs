@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table};
 use ratatui::Frame;
 
-use crate::engine::history::MigrationKind;
+use crate::model::migration::MigrationKind;
 use crate::tui::app::App;
 use crate::tui::keys::{KeyAction, KeyScreen, KeyTable};
 use crate::tui::state::launch::{

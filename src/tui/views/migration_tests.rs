@@ -5,9 +5,9 @@
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
-use crate::engine::history::MigrationId;
 use crate::engine::live::LiveOutcome;
 use crate::engine::queue::{QueuePosition, WaitingFor};
+use crate::model::migration::MigrationId;
 use crate::model::HostName;
 use crate::tui::action::Action;
 use crate::tui::app::App;

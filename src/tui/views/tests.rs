@@ -202,7 +202,7 @@ fn the_highlight_wins_over_a_cells_own_colour_in_every_theme() {
     let paused = instances.selected_instance().unwrap().clone();
     assert_eq!(
         paused.state,
-        crate::libvirt::facts::DomainRunState::Paused,
+        crate::model::domain::DomainRunState::Paused,
         "troubles first"
     );
     for name in ["dark", "light", "high-contrast"] {
