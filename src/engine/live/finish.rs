@@ -13,7 +13,6 @@ use super::{
 };
 use crate::engine::settle::{backoff_seconds, settle, Settlement};
 use crate::libvirt::LibvirtError;
-use crate::model::job::JobType;
 use crate::model::standing::HostAnswer;
 use crate::progress::EngineEvent;
 
@@ -431,29 +430,5 @@ pub(super) async fn remove_precreated_volumes(monitor: &mut Monitor<'_>) {
                 left.join("; ")
             ),
         });
-    }
-}
-
-/// An attached migration's job is gone from the source while the domain is still there: the
-/// source's completed-job record says whether it completed, failed or was cancelled.
-pub(super) async fn ended_job_result(monitor: &mut Monitor<'_>) -> Result<(), LibvirtError> {
-    match monitor.completed_job_type().await {
-        Some(JobType::Completed) => Ok(()),
-        Some(JobType::Cancelled) => {
-            monitor.abort_requested =
-                Some("aborted while ferry was not watching, or from outside ferry".into());
-            Err(LibvirtError::Call {
-                context: "migration".into(),
-                message: "the job was cancelled".into(),
-            })
-        }
-        other => Err(LibvirtError::Call {
-            context: "migration".into(),
-            message: format!(
-                "the migration job ended ({}) while the guest is still on the source",
-                other.map_or("no record of how".to_string(), |t| format!("{t:?}")
-                    .to_lowercase())
-            ),
-        }),
     }
 }

@@ -4,19 +4,11 @@
 use tokio::sync::mpsc;
 
 use super::monitor::Monitor;
-use super::{Inbox, LiveMigrationPlan, ALIVE_CHECK_TIMEOUT};
+use super::{CallEnd, Inbox, LiveMigrationPlan};
 use crate::libvirt::migrate::{LaunchEnd, LiveMigrationRequest};
 use crate::libvirt::{HostConnection, LibvirtError};
 use crate::model::domain::DiskSource;
 use crate::model::standing::RunningJob;
-
-/// How one launch call ended.
-pub(super) enum CallEnd {
-    Returned(Result<(), LibvirtError>),
-    /// Refused before anything moved: another job runs on the guest (seen by ferry's last look
-    /// just before the call, or by libvirt itself).
-    RefusedBusy(String),
-}
 
 /// "a migration job", for the refusal.
 pub(super) fn job_words(job: RunningJob) -> &'static str {
@@ -25,23 +17,6 @@ pub(super) fn job_words(job: RunningJob) -> &'static str {
         RunningJob::MigrationIn => "an incoming migration job",
         RunningJob::Other => "a job",
     }
-}
-
-/// Whether the launch call failed because ferry's own connection under it dropped (rather
-/// than libvirt answering that the migration failed): libvirt says so of that connection.
-pub(super) async fn call_lost_its_connection(
-    monitor: &mut Monitor<'_>,
-    error: &LibvirtError,
-) -> bool {
-    let lost = match &monitor.launcher {
-        Some(launcher) => !launcher.is_alive(ALIVE_CHECK_TIMEOUT).await,
-        None => false,
-    };
-    if lost {
-        monitor.launcher = None;
-        monitor.source.failed(error.to_string()).await;
-    }
-    lost
 }
 
 /// An incremental block migration needs its target volumes on the destination (libvirt does

@@ -35,8 +35,9 @@ use crate::model::job::{JobSample, JobType};
 use crate::model::standing::HostAnswer;
 use crate::policy::PolicyEvent;
 use crate::progress::{EngineEvent, MigrationProgress, ProgressConfig, ProgressModel};
-use finish::{ended_job_result, remove_precreated_volumes, settle_outcome, SettleStep};
-use launch::{job_words, CallEnd};
+use finish::{remove_precreated_volumes, settle_outcome, SettleStep};
+use launch::job_words;
+use monitor::ended_job_result;
 use monitor::{answer_late_commands, watch, Link, Monitor};
 
 /// What an operator can do to a running migration.
@@ -58,6 +59,14 @@ pub enum OperatorCommand {
 
 /// The engine's answer to one operator command: what was done, or why it was refused.
 pub type CommandReply = Result<String, String>;
+
+/// How one launch call ended.
+pub(super) enum CallEnd {
+    Returned(Result<(), LibvirtError>),
+    /// Refused before anything moved: another job runs on the guest (seen by ferry's last look
+    /// just before the call, or by libvirt itself).
+    RefusedBusy(String),
+}
 
 /// What reaches the migration thread: an operator command (with somewhere to send the answer,
 /// for callers in another process), or the blocking migrate call returning.

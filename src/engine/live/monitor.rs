@@ -6,10 +6,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::finish::ended_job_result;
-use super::launch::{call_lost_its_connection, CallEnd};
 use super::{
-    CommandReply, HostTarget, Inbox, LiveMigrationPlan, MigrationStream, MigrationUpdate,
+    CallEnd, CommandReply, HostTarget, Inbox, LiveMigrationPlan, MigrationStream, MigrationUpdate,
     OperatorCommand, ALIVE_CHECK_TIMEOUT, DESTINATION_CHECK_EVERY_POLLS, JOB_AGE_SLACK_MS,
     RECOVERY_GRACE,
 };
@@ -651,5 +649,46 @@ pub(super) fn answer_late_commands(monitor: &Monitor, inbox: &mut mpsc::Unbounde
                 let _ = reply.send(Err(reason));
             }
         }
+    }
+}
+
+/// Whether the launch call failed because ferry's own connection under it dropped (rather
+/// than libvirt answering that the migration failed): libvirt says so of that connection.
+pub(super) async fn call_lost_its_connection(
+    monitor: &mut Monitor<'_>,
+    error: &LibvirtError,
+) -> bool {
+    let lost = match &monitor.launcher {
+        Some(launcher) => !launcher.is_alive(ALIVE_CHECK_TIMEOUT).await,
+        None => false,
+    };
+    if lost {
+        monitor.launcher = None;
+        monitor.source.failed(error.to_string()).await;
+    }
+    lost
+}
+
+/// An attached migration's job is gone from the source while the domain is still there: the
+/// source's completed-job record says whether it completed, failed or was cancelled.
+pub(super) async fn ended_job_result(monitor: &mut Monitor<'_>) -> Result<(), LibvirtError> {
+    match monitor.completed_job_type().await {
+        Some(JobType::Completed) => Ok(()),
+        Some(JobType::Cancelled) => {
+            monitor.abort_requested =
+                Some("aborted while ferry was not watching, or from outside ferry".into());
+            Err(LibvirtError::Call {
+                context: "migration".into(),
+                message: "the job was cancelled".into(),
+            })
+        }
+        other => Err(LibvirtError::Call {
+            context: "migration".into(),
+            message: format!(
+                "the migration job ended ({}) while the guest is still on the source",
+                other.map_or("no record of how".to_string(), |t| format!("{t:?}")
+                    .to_lowercase())
+            ),
+        }),
     }
 }
