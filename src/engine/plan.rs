@@ -435,6 +435,14 @@ pub async fn placements_of(
     placements
 }
 
+/// Which configured hosts hold `instance`: every host opened and asked at once, so an
+/// unreachable one costs one timeout, not one each.
+pub async fn find_instance(config: &Config, instance: &str) -> Placements {
+    let timeout = config.call_timeout();
+    let connections = open_in_parallel(&config.hosts, timeout).await;
+    placements_of(&connections, instance, timeout).await
+}
+
 /// Where an instance was found, where it was looked for, and where nobody answered.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Placements {

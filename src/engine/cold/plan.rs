@@ -74,30 +74,9 @@ pub async fn plan(
             },
         })?;
 
-    // Every host is asked at once: an unreachable one costs one timeout, not one each.
-    let searches: Vec<_> = config
-        .hosts
-        .iter()
-        .map(|host| {
-            let uri = host.uri.clone();
-            let key = DomainKey::Name(instance.to_string());
-            let host_name = host.name.as_str().to_string();
-            let search = tokio::spawn(async move {
-                let connection = door::open(&uri, timeout).await?;
-                door::domain_presence(&connection, &key, timeout).await
-            });
-            (host_name, search)
-        })
-        .collect();
-    let mut holders = Vec::new();
-    let mut unreachable = Vec::new();
-    for (host, search) in searches {
-        match search.await {
-            Ok(Ok(Some(_))) => holders.push(host),
-            Ok(Ok(None)) => {}
-            Ok(Err(_)) | Err(_) => unreachable.push(host),
-        }
-    }
+    let placements = crate::engine::plan::find_instance(config, instance).await;
+    let mut holders: Vec<String> = placements.found.into_iter().map(|(host, _)| host).collect();
+    let unreachable = placements.unreachable;
     let source_name = match holders.len() {
         0 => {
             return Err(ColdPlanError::InstanceNotFound {
