@@ -198,17 +198,33 @@ fn print_summary(instance: &str, at_ms: u64, outcome: &ColdOutcome, output: Outp
     Ok(())
 }
 
-/// `ferry confirm` (keep the move, remove the source copy) or `ferry revert` (go back).
+/// `ferry confirm` (keep the move, remove the source copy) or `ferry revert` (go back),
+/// through the engine, with the plan the history kept.
 pub fn settle(config: &Config, instance: &str, keep: bool) -> Result<ExitCode> {
-    let mut history = History::open(&history::default_path())?;
-    let (id, plan) = cold_record::awaiting(&history, instance)?;
-    let report = cold_record::settle(&mut history, id, &plan, keep, config.call_timeout())?;
-    for step in &report.steps {
-        println!("{instance}: {step}");
+    let (id, _) = cold_record::awaiting(&History::open(&history::default_path())?, instance)?;
+    let (engine, mut events) = Engine::start(config, TakeOver::Nothing);
+    if let Some(reason) = engine.unavailable() {
+        bail!("{reason}");
     }
-    println!(
-        "{instance}: {}",
-        if keep { "confirmed" } else { "reverted" }
-    );
-    Ok(ExitCode::SUCCESS)
+    engine.send(EngineRequest::SettleCold { id, keep });
+    loop {
+        let event = events
+            .blocking_recv()
+            .context("the engine stopped before the answer was carried out")?;
+        match event {
+            EngineEvent::Cold(settled, ColdEvent::Settled { result, .. }) if settled == id => {
+                let steps = result.map_err(|reason| anyhow::anyhow!("{instance}: {reason}"))?;
+                for step in &steps {
+                    println!("{instance}: {step}");
+                }
+                println!(
+                    "{instance}: {}",
+                    if keep { "confirmed" } else { "reverted" }
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            EngineEvent::Notice(message) => eprintln!("ferry: note: {message}"),
+            _ => {}
+        }
+    }
 }
