@@ -278,6 +278,31 @@ pub struct DiskSourceEdit {
     pub value: String,
 }
 
+/// The `<disk>` the guest calls `target` (its `<target dev>`).
+fn disk_with_target<'a, 'input>(
+    document: &'a roxmltree::Document<'input>,
+    target: &str,
+) -> Option<roxmltree::Node<'a, 'input>> {
+    document
+        .descendants()
+        .filter(|n| n.has_tag_name("disk"))
+        .find(|disk| {
+            disk.children()
+                .find(|n| n.has_tag_name("target"))
+                .and_then(|t| t.attribute("dev"))
+                == Some(target)
+        })
+}
+
+/// Whether the disk `target` of the domain XML is `<disk type='block'>` (its source names the
+/// device with `dev`; files use `file`). False for XML that does not parse or has no such disk.
+pub fn disk_is_block(xml: &str, target: &str) -> bool {
+    roxmltree::Document::parse(xml).is_ok_and(|document| {
+        disk_with_target(&document, target)
+            .is_some_and(|disk| disk.attribute("type") == Some("block"))
+    })
+}
+
 /// The domain XML with the disk sources edited in place; everything else stays byte for byte.
 /// Fails, naming the disk, when an edit finds no such disk or attribute.
 pub fn edit_disk_sources(xml: &str, edits: &[DiskSourceEdit]) -> Result<String, String> {
@@ -285,15 +310,7 @@ pub fn edit_disk_sources(xml: &str, edits: &[DiskSourceEdit]) -> Result<String, 
         roxmltree::Document::parse(xml).map_err(|e| format!("domain XML does not parse: {e}"))?;
     let mut replacements = Vec::new();
     for edit in edits {
-        let disk = document
-            .descendants()
-            .filter(|n| n.has_tag_name("disk"))
-            .find(|disk| {
-                disk.children()
-                    .find(|n| n.has_tag_name("target"))
-                    .and_then(|t| t.attribute("dev"))
-                    == Some(edit.target.as_str())
-            })
+        let disk = disk_with_target(&document, &edit.target)
             .ok_or_else(|| format!("domain XML has no disk {}", edit.target))?;
         let attribute = disk
             .children()
@@ -337,6 +354,16 @@ mod tests {
         <source file='/var/lib/libvirt/images/cold-a.qcow2'/>\n      <target dev='vdb' bus='virtio'/>\n    </disk>\n    \
         <disk type='volume' device='disk'>\n      <source pool=\"fast\" volume='x.img'/>\n      <target dev='vdc'/>\n    </disk>\n  \
         </devices>\n</domain>\n";
+
+    #[test]
+    fn only_a_block_disk_is_block() {
+        let block = "<domain><devices><disk type='block' device='disk'>\
+            <source dev='/dev/vg0/a'/><target dev='vda'/></disk></devices></domain>";
+        assert!(disk_is_block(block, "vda"));
+        assert!(!disk_is_block(block, "vdb"), "no such disk");
+        assert!(!disk_is_block(XML, "vdb"), "a file disk");
+        assert!(!disk_is_block("<domain", "vda"), "XML that does not parse");
+    }
 
     #[test]
     fn disk_sources_are_rewritten_and_nothing_else_moves() {

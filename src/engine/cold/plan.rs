@@ -232,11 +232,12 @@ pub(super) async fn gather(
         let (described, attribute, volume) = match &disk.source {
             DiskSource::None => continue,
             DiskSource::Path { path } => {
-                let attribute = if definition_xml_disk_is_block(&definition_xml, &disk.target) {
-                    "dev"
-                } else {
-                    "file"
-                };
+                let attribute =
+                    if crate::libvirt::lifecycle::disk_is_block(&definition_xml, &disk.target) {
+                        "dev"
+                    } else {
+                        "file"
+                    };
                 let volume = if storage == Storage::Shared {
                     None
                 } else {
@@ -425,23 +426,6 @@ pub(super) async fn gather(
         plan,
         definition_xml,
     })
-}
-
-/// `<disk type='block'>` names its device with `dev`, files use `file`.
-fn definition_xml_disk_is_block(xml: &str, target: &str) -> bool {
-    let Ok(document) = roxmltree::Document::parse(xml) else {
-        return false;
-    };
-    document
-        .descendants()
-        .filter(|n| n.has_tag_name("disk"))
-        .find(|disk| {
-            disk.children()
-                .find(|n| n.has_tag_name("target"))
-                .and_then(|t| t.attribute("dev"))
-                == Some(target)
-        })
-        .is_some_and(|disk| disk.attribute("type") == Some("block"))
 }
 
 /// What changed between planning and starting that the plan depends on, if anything.
