@@ -23,12 +23,24 @@ pub enum UnwatchedAbort {
 pub async fn abort_unwatched(config: &Config, instance: &str) -> Result<UnwatchedAbort, String> {
     let timeout = config.call_timeout();
     let key = DomainKey::Name(instance.to_string());
+    // Every host is asked at once: a slow or dead one costs one timeout, not one each.
+    let asking: Vec<_> = config
+        .hosts
+        .iter()
+        .map(|host| {
+            let (uri, key) = (host.uri.clone(), key.clone());
+            tokio::spawn(async move {
+                let connection = HostConnection::connect(&uri, timeout).await.ok()?;
+                match connection.domain_standing(&key, timeout).await {
+                    HostAnswer::Holds(standing) => Some((connection, standing)),
+                    HostAnswer::Absent | HostAnswer::Silent { .. } => None,
+                }
+            })
+        })
+        .collect();
     let mut holders = Vec::new();
-    for host in &config.hosts {
-        let Ok(connection) = HostConnection::connect(&host.uri, timeout).await else {
-            continue;
-        };
-        if let HostAnswer::Holds(standing) = connection.domain_standing(&key, timeout).await {
+    for (host, asked) in config.hosts.iter().zip(asking) {
+        if let Ok(Some((connection, standing))) = asked.await {
             holders.push((host.name.to_string(), connection, standing));
         }
     }
