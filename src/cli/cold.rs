@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use ferry::config::Config;
 use ferry::engine::cold::{ColdOptions, ColdOutcome, ColdUpdate};
 use ferry::engine::cold_record;
 use ferry::engine::history::{self, History};
-use ferry::engine::service::{ColdEvent, Engine, EngineEvent, EngineRequest, TakeOver};
+use ferry::engine::service::{ColdEvent, EngineEvent, EngineRequest, TakeOver};
 use ferry::model::migration::{MigrationId, MigrationKind};
 use ferry::model::units::{format_bytes, format_duration_ms, format_rate};
 use ferry::precheck::render_report;
@@ -37,10 +37,7 @@ pub fn migrate(
     options: &ColdOptions,
     output: Output,
 ) -> Result<ExitCode> {
-    let (engine, mut events) = Engine::start(config, TakeOver::Nothing);
-    if let Some(reason) = engine.unavailable() {
-        bail!("{reason}");
-    }
+    let (engine, mut events) = super::migrate::start_engine(config, TakeOver::Nothing)?;
     for instance in instances {
         engine.send(EngineRequest::LaunchCold {
             instance: instance.clone(),
@@ -202,10 +199,7 @@ fn print_summary(instance: &str, at_ms: u64, outcome: &ColdOutcome, output: Outp
 /// through the engine, with the plan the history kept.
 pub fn settle(config: &Config, instance: &str, keep: bool) -> Result<ExitCode> {
     let (id, _) = cold_record::awaiting(&History::open(&history::default_path())?, instance)?;
-    let (engine, mut events) = Engine::start(config, TakeOver::Nothing);
-    if let Some(reason) = engine.unavailable() {
-        bail!("{reason}");
-    }
+    let (engine, mut events) = super::migrate::start_engine(config, TakeOver::Nothing)?;
     engine.send(EngineRequest::SettleCold { id, keep });
     loop {
         let event = events

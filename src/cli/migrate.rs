@@ -22,6 +22,19 @@ use ferry::precheck::{render_report, PrecheckReport};
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+/// The engine for one command: a CLI command cannot do without migrations, so an engine
+/// without its history is an error, with why.
+pub fn start_engine(
+    config: &Config,
+    take_over: TakeOver,
+) -> Result<(Engine, UnboundedReceiver<EngineEvent>)> {
+    let (engine, events) = Engine::start(config, take_over);
+    if let Some(reason) = engine.unavailable() {
+        bail!("{reason}");
+    }
+    Ok((engine, events))
+}
+
 /// Where the output goes: text for people, JSON lines for scripts.
 #[derive(Clone, Copy)]
 pub struct Output {
@@ -59,10 +72,7 @@ pub fn migrate(
     options: &LiveOptions,
     output: Output,
 ) -> Result<ExitCode> {
-    let (engine, mut events) = Engine::start(config, TakeOver::Nothing);
-    if let Some(reason) = engine.unavailable() {
-        bail!("{reason}");
-    }
+    let (engine, mut events) = start_engine(config, TakeOver::Nothing)?;
     let destination = if destination == "auto" {
         Destination::Auto
     } else {
@@ -128,10 +138,7 @@ fn resume_matching(config: &Config, output: Output, only: Option<&str>) -> Resul
         None => TakeOver::Everything,
         Some(instance) => TakeOver::Only(instance.to_string()),
     };
-    let (engine, mut events) = Engine::start(config, take_over);
-    if let Some(reason) = engine.unavailable() {
-        bail!("{reason}");
-    }
+    let (engine, mut events) = start_engine(config, take_over)?;
     let resumed = engine.resumed().len();
     if let (Some(instance), 0) = (only, resumed) {
         bail!(
