@@ -42,6 +42,9 @@ pub struct Config {
     pub migration: MigrationDefaults,
     #[serde(default)]
     pub hosts: Vec<HostConfig>,
+    /// `[[clouds]]`: OpenStack clouds whose Nova ferry drives, named as in `clouds.yaml`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clouds: Vec<CloudEntry>,
     /// `[keys.SCREEN]` tables remapping the TUI's keys: `abort = "A"`, or a list of keys
     /// (`move_down = ["j", "down"]`, `[]` unbinds). The TUI checks the screens, actions and
     /// keys against its key table when it starts (`tui::keys`).
@@ -188,6 +191,7 @@ impl Default for Config {
             shared_storage_prefixes: default_shared_storage_prefixes(),
             migration: MigrationDefaults::default(),
             hosts: Vec::new(),
+            clouds: Vec::new(),
             keys: KeyOverrides::new(),
             source_path: None,
         }
@@ -204,6 +208,40 @@ pub struct HostConfig {
     pub group: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+}
+
+/// One `[[clouds]]` entry: a cloud of `clouds.yaml` (looked up where openstacksdk looks) whose
+/// Nova is the source of truth for its servers.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudEntry {
+    /// The cloud's name in `clouds.yaml` (what `--os-cloud` / `OS_CLOUD` would name).
+    pub name: String,
+    /// A `clouds.yaml` to read instead of the usual places (the lab writes its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clouds_yaml: Option<PathBuf>,
+    /// Read-only libvirt access to the cloud's compute hosts, by Nova's host name, for the
+    /// progress Nova does not show. A compute host named like one of `[[hosts]]` uses that
+    /// host's URI without being listed here.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub compute_libvirt_uris: std::collections::BTreeMap<String, String>,
+}
+
+impl Config {
+    /// The libvirt URI ferry may read a Nova compute host through: the cloud's own map first,
+    /// then a `[[hosts]]` entry of the same name.
+    pub fn compute_libvirt_uri(&self, cloud: &CloudEntry, compute_host: &str) -> Option<String> {
+        cloud
+            .compute_libvirt_uris
+            .get(compute_host)
+            .cloned()
+            .or_else(|| {
+                self.hosts
+                    .iter()
+                    .find(|host| host.name.as_str() == compute_host)
+                    .map(|host| host.uri.clone())
+            })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
