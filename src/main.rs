@@ -184,6 +184,11 @@ enum LabAction {
         /// answer as separate machines would (a relay in the ssh path). Without it, none.
         #[arg(long, value_name = "MS", default_value_t = 0)]
         link_delay_ms: u32,
+        /// Also bring up the lab's OpenStack cloud: Keystone, Placement, Glance, Neutron and
+        /// Nova in namespace ferry-nova, and nova-compute beside each host's libvirtd. Writes
+        /// /var/lib/ferry-lab/clouds.yaml (cloud ferry-lab) and adds it to the ferry config.
+        #[arg(long)]
+        nova: bool,
     },
     /// Show each lab host: namespace, daemons, and whether it answers over qemu+ssh.
     Status,
@@ -337,8 +342,9 @@ fn run_lab(action: LabAction) -> Result<ExitCode> {
         LabAction::Up {
             hosts,
             link_delay_ms,
+            nova,
         } => {
-            let report = lab::up(hosts, link_delay_ms)?;
+            let report = lab::up(hosts, link_delay_ms, nova)?;
             println!(
                 "lab up in {:.1} s: {} host(s) started{}, {} kept",
                 report.elapsed.as_secs_f64(),
@@ -359,6 +365,31 @@ fn run_lab(action: LabAction) -> Result<ExitCode> {
                 );
             }
             println!("link delay: {}", link_delay_text(report.plan.link_delay_ms));
+            if let Some(cloud) = &report.nova {
+                println!(
+                    "cloud ferry-lab: {} in {:.1} s to every hypervisor up{}{}; clouds.yaml: {}",
+                    if cloud.control_plane_started {
+                        "started"
+                    } else {
+                        "kept"
+                    },
+                    cloud.to_hypervisors_up.as_secs_f64(),
+                    if cloud.package_tree_built {
+                        " (package tree built first)"
+                    } else {
+                        ""
+                    },
+                    if cloud.computes_started.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            ", nova-compute started on {}",
+                            cloud.computes_started.join(", ")
+                        )
+                    },
+                    cloud.clouds_yaml.display()
+                );
+            }
             println!(
                 "ferry config: {}",
                 report.plan.ferry_config_path().display()

@@ -7,6 +7,7 @@ pub mod cpio;
 pub mod guest;
 mod host;
 mod link_delay;
+pub mod nova;
 pub mod plan;
 mod system;
 
@@ -120,6 +121,8 @@ pub struct UpReport {
     pub elapsed: Duration,
     pub hosts_started: Vec<String>,
     pub hosts_kept: Vec<String>,
+    /// With `--nova`: what the cloud's bring-up did.
+    pub nova: Option<nova::NovaUpReport>,
 }
 
 /// Things this run of `lab up` made, undone in reverse if a later step fails.
@@ -130,9 +133,11 @@ struct MadeThisRun {
     hosts: Vec<LabHost>,
 }
 
-/// Brings up `host_count` hosts whose ssh links carry `link_delay_ms` each way (0: none).
-/// Idempotent; a lab of another shape or delay is changed to this one.
-pub fn up(host_count: u32, link_delay_ms: u32) -> Result<UpReport> {
+/// Brings up `host_count` hosts whose ssh links carry `link_delay_ms` each way (0: none),
+/// and with `with_nova` the lab's OpenStack cloud beside them (`nova::up_cloud`).
+/// Idempotent; a lab of another shape or delay is changed to this one. A cloud already up
+/// stays up (and in the ferry config) when `with_nova` is not given.
+pub fn up(host_count: u32, link_delay_ms: u32, with_nova: bool) -> Result<UpReport> {
     let started = Instant::now();
     preflight()?;
     let plan = LabPlan::new(host_count)
@@ -148,12 +153,24 @@ pub fn up(host_count: u32, link_delay_ms: u32) -> Result<UpReport> {
         .map(|s| s.run_netns_preexisted)
         .unwrap_or_else(|| Path::new("/run/netns").exists());
     match bring_up(&plan, &mut made, run_netns_preexisted) {
-        Ok((hosts_started, hosts_kept)) => Ok(UpReport {
-            plan,
-            elapsed: started.elapsed(),
-            hosts_started,
-            hosts_kept,
-        }),
+        Ok((hosts_started, hosts_kept)) => {
+            let nova = if with_nova {
+                Some(nova::up_cloud(&plan).context(
+                    "lab up --nova: the lab's hosts are up, its cloud is not (`ferry lab up \
+                     --nova` again retries the cloud alone)",
+                )?)
+            } else {
+                None
+            };
+            write_ferry_config(&plan)?;
+            Ok(UpReport {
+                plan,
+                elapsed: started.elapsed(),
+                hosts_started,
+                hosts_kept,
+                nova,
+            })
+        }
         Err(error) => {
             tracing::error!("lab up failed: {error:#}; undoing what this run made");
             for host in made.hosts.iter().rev() {
@@ -257,11 +274,20 @@ fn bring_up(
         ensure_guest(plan, &connections, &spec, &mut state)?;
     }
     system::write_atomically(&plan.state_path(), toml::to_string(&state)?.as_bytes())?;
-    system::write_atomically(
-        &plan.ferry_config_path(),
-        plan.render_ferry_config().as_bytes(),
-    )?;
+    write_ferry_config(plan)?;
     Ok((hosts_started, hosts_kept))
+}
+
+/// The lab's ferry config: its hosts, and its cloud while the cloud is up.
+fn write_ferry_config(plan: &LabPlan) -> Result<()> {
+    let mut text = plan.render_ferry_config();
+    if nova::cloud_is_up(plan) {
+        text.push_str(
+            &nova::plan::NovaLabPlan::new(plan, &nova::package_tree_key())
+                .render_ferry_config_entry(),
+        );
+    }
+    system::write_atomically(&plan.ferry_config_path(), text.as_bytes())
 }
 
 fn write_guest_boot_files(plan: &LabPlan) -> Result<()> {
@@ -567,6 +593,17 @@ pub fn is_lab_process(cmdline: &str) -> bool {
         || cmdline.contains(&format!("{LAB_DIR}/shared/guest/vmlinuz"))
 }
 
+/// Mount points at or below `dir` in this mount namespace.
+fn mounts_under(dir: &str) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .filter(|mount| mount.starts_with(dir))
+        .map(str::to_string)
+        .collect()
+}
+
 pub struct DownReport {
     pub hosts_removed: Vec<String>,
     pub processes_stopped: usize,
@@ -580,6 +617,15 @@ pub fn down(purge_cache: bool) -> Result<DownReport> {
     let state = LabState::load();
     let mut hosts_removed = Vec::new();
     let mut processes_stopped = 0;
+    let cloud_plan = nova::plan::NovaLabPlan::new(
+        &LabPlan::new(state.as_ref().map(|s| s.host_count).unwrap_or(1).max(1))
+            .map_err(|e| anyhow!(e))?,
+        &nova::package_tree_key(),
+    );
+    if system::netns_list().contains(&cloud_plan.netns) {
+        processes_stopped += system::netns_pids(&cloud_plan.netns).len();
+        nova::remove_control_plane(&cloud_plan);
+    }
     for netns in system::netns_list() {
         if let Some(index) = netns.strip_prefix(NAME_PREFIX).and_then(|i| i.parse().ok()) {
             let host = LabHost::new(index);
@@ -599,6 +645,11 @@ pub fn down(purge_cache: bool) -> Result<DownReport> {
     }
     if system::link_exists(BRIDGE_NAME) {
         system::run("ip", &["link", "del", BRIDGE_NAME])?;
+    }
+    // Every mount the lab makes is private to a namespace whose processes are gone by now; a
+    // mount still under the lab's directory would let the removal below reach through it.
+    if let Some(mount) = mounts_under(LAB_DIR).first() {
+        bail!("{mount} is still mounted; unmount it (umount -R {mount}) and run lab down again");
     }
     if Path::new(LAB_DIR).exists() {
         std::fs::remove_dir_all(LAB_DIR).with_context(|| format!("cannot remove {LAB_DIR}"))?;
