@@ -71,7 +71,7 @@ fn ensure_package_tree(plan: &NovaLabPlan) -> Result<(PathBuf, bool)> {
         .arg(&tree)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&log)?)
-        .stderr(std::fs::File::create(&log.with_extension("err"))?)
+        .stderr(std::fs::File::create(log.with_extension("err"))?)
         .status()
         .context("cannot run bash")?;
     if !status.success() {
