@@ -211,7 +211,9 @@ impl LabPlan {
              PasswordAuthentication no\n\
              KbdInteractiveAuthentication no\n\
              UsePAM no\n\
-             X11Forwarding no\n",
+             X11Forwarding no\n\
+             # scp speaks SFTP since OpenSSH 9 (Nova's cold migration copies disks with it)\n\
+             Subsystem sftp internal-sftp\n",
             name = host.name,
             address = host.address,
             key = host_dir.join("ssh_host_ed25519_key").display(),
