@@ -576,12 +576,17 @@ fn run_instances(
         println!("{}", serde_json::to_string_pretty(&instances)?);
     } else {
         println!(
-            "{:<12} {:<24} {:<12} {:>5} {:>9} {:<10} {:<7} {:<4} UUID",
-            "HOST", "NAME", "STATE", "VCPUS", "MEM MiB", "KIND", "STORAGE", "JOB"
+            "{:<12} {:<24} {:<12} {:>5} {:>9} {:<10} {:<7} {:<4} {:<36} MANAGED BY",
+            "HOST", "NAME", "STATE", "VCPUS", "MEM MiB", "KIND", "STORAGE", "JOB", "UUID"
         );
         for i in instances {
+            // Nova's server name: the domain is Nova's, and moves only through Nova.
+            let managed_by = match i.nova() {
+                Some(nova) => format!("nova:{}", nova.server_name.as_deref().unwrap_or("?")),
+                None => "-".to_string(),
+            };
             println!(
-                "{:<12} {:<24} {:<12} {:>5} {:>9} {:<10} {:<7} {:<4} {}",
+                "{:<12} {:<24} {:<12} {:>5} {:>9} {:<10} {:<7} {:<4} {:<36} {}",
                 i.host.as_str(),
                 i.name,
                 i.state.as_virsh_str(),
@@ -594,7 +599,8 @@ fn run_instances(
                 },
                 i.storage_summary().map_or("none", |s| s.as_str()),
                 if i.job_running { "yes" } else { "-" },
-                i.uuid
+                i.uuid,
+                managed_by
             );
         }
     }

@@ -663,5 +663,7 @@ pub fn run_cold(facts: &PrecheckFacts, storage_problems: &[String]) -> PrecheckR
     }
 }
 
+pub mod nova;
+
 #[cfg(test)]
 mod tests;

@@ -371,3 +371,163 @@ fn a_migration_that_ends_while_ferry_is_dead_is_settled_by_resume() {
     lab.assert_runs_only_on("busy", &destination, "moved while ferry was dead");
     assert_eq!(operator.history()[0]["outcome"], "completed");
 }
+
+/// The throwaway Nova-managed domain of `nova_managed_domains_are_refused_*`, and its server.
+const NOVA_PROBE: &str = "nova-managed-probe";
+const NOVA_PROBE_SERVER_ID: &str = "7e3b9d15-2c4a-4f68-9b0d-1a2c3e4f5a6b";
+
+/// Removes the Nova-managed probe domain from every lab host when dropped, even on failure
+/// (wherever a regression might have moved it).
+struct NovaProbeGuard<'a> {
+    lab: &'a common::Lab,
+}
+
+impl NovaProbeGuard<'_> {
+    fn remove_everywhere(&self) {
+        for host in &self.lab.plan.hosts {
+            let removed = ferry::runtime::wait(async {
+                let connection = ferry::libvirt::HostConnection::connect(
+                    &self.lab.plan.uri(host),
+                    common::CALL_TIMEOUT,
+                )
+                .await?;
+                connection
+                    .remove_copy(
+                        &ferry::libvirt::lifecycle::DomainKey::Name(NOVA_PROBE.into()),
+                        common::CALL_TIMEOUT,
+                    )
+                    .await
+            });
+            if let Err(error) = removed {
+                eprintln!("could not remove {NOVA_PROBE} from {}: {error}", host.name);
+            }
+        }
+    }
+}
+
+impl Drop for NovaProbeGuard<'_> {
+    fn drop(&mut self) {
+        self.remove_everywhere();
+    }
+}
+
+/// A diskless lab guest with the metadata Nova 26's libvirt driver writes into its domains,
+/// for a server that exists in no cloud: nothing but the refusal stands between it and a move.
+fn nova_probe_xml(lab: &common::Lab) -> String {
+    let spec = ferry::lab::guest::GuestSpec {
+        name: NOVA_PROBE,
+        memory_mib: 128,
+        workload_mib: 16,
+        dirty_mib_per_second: 0,
+        data_disk: None,
+        start_at_lab_up: false,
+    };
+    let xml = ferry::lab::guest::domain_xml(&spec, &lab.plan);
+    let nova = format!(
+        "</name>\n  <uuid>{NOVA_PROBE_SERVER_ID}</uuid>\n  <metadata>\n    \
+         <nova:instance xmlns:nova=\"http://openstack.org/xmlns/libvirt/nova/1.1\">\n      \
+         <nova:package version=\"26.2.2\"/>\n      <nova:name>probe-web</nova:name>\n      \
+         <nova:creationTime>2026-12-02 05:00:00</nova:creationTime>\n      \
+         <nova:flavor name=\"m1.nano\"><nova:memory>128</nova:memory><nova:disk>0</nova:disk>\
+         <nova:swap>0</nova:swap><nova:ephemeral>0</nova:ephemeral><nova:vcpus>1</nova:vcpus>\
+         </nova:flavor>\n      <nova:owner><nova:user uuid=\"0a1b2c3d4e5f40718293a4b5c6d7e8f9\">\
+         admin</nova:user><nova:project uuid=\"f9e8d7c6b5a440392817f6e5d4c3b2a1\">demo\
+         </nova:project></nova:owner>\n      <nova:root type=\"image\" \
+         uuid=\"3c5e7a9b-1d2f-4a6c-8e0b-2d4f6a8c0e1b\"/>\n      <nova:ports/>\n    \
+         </nova:instance>\n  </metadata>\n"
+    );
+    xml.replacen("</name>\n", &nova, 1)
+}
+
+#[test]
+fn nova_managed_domains_are_refused_live_auto_and_cold_and_stay_untouched() {
+    let Some(lab) = lab_or_skip("nova_managed_domains_are_refused") else {
+        return;
+    };
+    let operator = Operator::new(&lab, "nova-managed");
+    let source = lab.plan.hosts[0].clone();
+    let destination = lab.next_host(&source);
+    let guard = NovaProbeGuard { lab: &lab };
+    guard.remove_everywhere(); // a run killed before its guard dropped
+    let connection = lab.connect(&source);
+    connection
+        .define_domain(&nova_probe_xml(&lab), common::CALL_TIMEOUT)
+        .expect("define the Nova-managed probe");
+    // Running and persistent: live and cold migration would both take it.
+    lab.set_running(&source, NOVA_PROBE, true);
+    let key = ferry::libvirt::lifecycle::DomainKey::Name(NOVA_PROBE.into());
+    let definition_before = connection
+        .domain_definition_xml(&key, common::CALL_TIMEOUT)
+        .expect("the probe's definition");
+
+    // The door reads the domain as Nova's, and `ferry instances --json` says so.
+    let (_, facts) = lab.host_of(NOVA_PROBE);
+    let nova = facts.nova.as_ref().expect("the door reads Nova's metadata");
+    assert_eq!(nova.server_id, NOVA_PROBE_SERVER_ID);
+    assert_eq!(nova.server_name.as_deref(), Some("probe-web"));
+    assert_eq!(nova.project_name.as_deref(), Some("demo"));
+    assert_eq!(nova.flavor_name.as_deref(), Some("m1.nano"));
+    let (ok, stdout, stderr) = operator.run(&["instances", "--json"]);
+    assert!(ok, "ferry instances --json: {stderr}");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    let probe = listed
+        .iter()
+        .find(|i| i["name"] == NOVA_PROBE)
+        .unwrap_or_else(|| panic!("{NOVA_PROBE} listed: {stdout}"));
+    assert_eq!(
+        probe["managed_by"]["nova"]["server_id"], NOVA_PROBE_SERVER_ID,
+        "{probe}"
+    );
+    assert!(
+        listed
+            .iter()
+            .filter(|i| i["name"] == "idle")
+            .all(|i| i.get("managed_by").is_none()),
+        "a plain libvirt guest is nobody's: {stdout}"
+    );
+
+    let why = format!(
+        "{NOVA_PROBE} on {} is managed by OpenStack Nova (server probe-web, \
+         {NOVA_PROBE_SERVER_ID}, project demo): moving it with libvirt would leave Nova's \
+         database placing it on {}. Migrate it through Nova: ",
+        source.name, source.name
+    );
+    for attempt in [
+        vec!["migrate", NOVA_PROBE, "--to", destination.name.as_str()],
+        vec!["migrate", NOVA_PROBE, "--to", "auto"],
+        vec![
+            "migrate",
+            NOVA_PROBE,
+            "--cold",
+            "--to",
+            destination.name.as_str(),
+        ],
+    ] {
+        let (ok, stdout, stderr) = operator.run(&attempt);
+        assert!(!ok, "{attempt:?} must be refused: {stdout}\n{stderr}");
+        assert!(
+            stderr.contains(&format!("ferry: {NOVA_PROBE}: not started: {why}"))
+                && stderr.contains(&format!("ferry migrate {NOVA_PROBE_SERVER_ID} --cloud")),
+            "{attempt:?} names Nova, the reason and what to use instead: {stdout}\n{stderr}"
+        );
+    }
+
+    // Untouched: still running on its source only, the same definition, nothing recorded.
+    lab.assert_runs_only_on(NOVA_PROBE, &source, "after the refusals");
+    assert_eq!(
+        connection
+            .domain_definition_xml(&key, common::CALL_TIMEOUT)
+            .expect("the probe's definition"),
+        definition_before,
+        "the definition is unchanged"
+    );
+    assert!(
+        operator.history().is_empty(),
+        "nothing started, nothing recorded"
+    );
+    drop(guard);
+    assert!(
+        lab.placements(NOVA_PROBE).is_empty(),
+        "the probe is removed"
+    );
+}

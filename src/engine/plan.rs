@@ -16,13 +16,15 @@ use crate::libvirt::HostConnection;
 use crate::model::domain::DomainRunState;
 use crate::model::host_name::HostNameError;
 use crate::model::HostName;
+use crate::precheck::nova::{NovaCloudHint, NovaManagedRefusal};
 use crate::precheck::{
     run_all, unreachable_note, BlockMigrationChoice, HostProblem, JobInProgress, PrecheckFacts,
     PrecheckReport, SharedStorageProbe,
 };
 
-/// Why no facts could be gathered at all: without the instance there is nothing to check.
-/// Problems with the destination are not errors; they are failed checks in the report.
+/// Why no facts could be gathered at all: without the instance there is nothing to check, and
+/// a domain Nova manages is not ferry's to move to any destination. Problems with the
+/// destination are not errors; they are failed checks in the report.
 #[derive(Debug, thiserror::Error)]
 pub enum PrecheckError {
     #[error("the config lists no hosts; add [[hosts]] entries with a name and a libvirt uri")]
@@ -68,6 +70,9 @@ pub enum PrecheckError {
         instance: String,
         placements: Vec<String>,
     },
+    /// Nova owns the domain: nothing is checked, no destination is probed.
+    #[error("{0}")]
+    NovaManaged(Box<NovaManagedRefusal>),
     #[error("{host}: reading {instance}: {error}")]
     ReadingInstance {
         host: String,
@@ -238,6 +243,14 @@ impl<'a> Session<'a> {
                 instance: instance.to_string(),
                 host: source.name.to_string(),
             })?;
+        if let Some(nova) = &source_reading.nova {
+            return Err(PrecheckError::NovaManaged(Box::new(NovaManagedRefusal {
+                instance: instance.to_string(),
+                host: source.name.to_string(),
+                nova: nova.clone(),
+                cloud: NovaCloudHint::for_host(&config.clouds, source.name.as_str(), &source.uri),
+            })));
+        }
         Ok(Session {
             config,
             timeout,

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::config::{Config, HostConfig};
-use crate::model::domain::{DiskSource, DomainRunState};
+use crate::model::domain::{DiskSource, DomainRunState, ManagedBy, NovaOwnership};
 use crate::model::domain::{DomainFacts, HostFacts};
 use crate::model::HostName;
 
@@ -154,6 +154,10 @@ pub struct Instance {
     pub persistent: bool,
     pub job_running: bool,
     pub disks: Vec<InstanceDisk>,
+    /// Another system owns its placement (`{"nova": {"server_id": …}}`): ferry shows it but
+    /// never moves it through libvirt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<ManagedBy>,
 }
 
 impl Instance {
@@ -177,6 +181,15 @@ impl Instance {
             memory_bytes: domain.memory_bytes,
             persistent: domain.persistent,
             job_running: domain.job_running,
+            managed_by: domain.nova.map(ManagedBy::Nova),
+        }
+    }
+
+    /// Nova's claim on it, when Nova created it.
+    pub fn nova(&self) -> Option<&NovaOwnership> {
+        match &self.managed_by {
+            Some(ManagedBy::Nova(nova)) => Some(nova),
+            None => None,
         }
     }
 
@@ -390,6 +403,7 @@ pub mod sample {
                 read_only: false,
             }],
             job_running: index % 11 == 10,
+            nova: None,
         }
     }
 

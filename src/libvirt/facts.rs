@@ -86,10 +86,9 @@ fn domain_facts(domain: &Domain) -> Option<DomainFacts> {
         .job_info()
         .is_ok_and(|job| JOB_TYPES_RUNNING.contains(&job.r#type));
     // The live XML of a running guest, the persistent one otherwise; no secrets are asked for.
-    let disks = domain
-        .xml_desc(0)
-        .map(|xml| disks_from_domain_xml(&xml))
-        .unwrap_or_default();
+    let xml = domain.xml_desc(0).unwrap_or_default();
+    let disks = disks_from_domain_xml(&xml);
+    let nova = super::nova_metadata::nova_ownership_from_domain_xml(&xml);
     Some(DomainFacts {
         name: domain.name().ok()?,
         uuid: domain.uuid_string().ok()?,
@@ -99,6 +98,7 @@ fn domain_facts(domain: &Domain) -> Option<DomainFacts> {
         persistent: domain.is_persistent().ok()?,
         disks,
         job_running,
+        nova,
     })
 }
 

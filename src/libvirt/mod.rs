@@ -12,6 +12,7 @@ pub mod job_control;
 pub mod job_stats;
 pub mod lifecycle;
 pub mod migrate;
+pub mod nova_metadata;
 pub mod probe;
 pub mod provision;
 pub mod readings;

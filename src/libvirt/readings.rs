@@ -19,8 +19,9 @@ use virt::sys;
 use super::cpu::{cpu_compare_result, cpu_comparison, guest_platform, host_cpu_xml, GuestCpu};
 use super::facts::disks_from_domain_xml;
 use super::job_stats::{self, HypervisorCpuQuery, NodeMemoryStats};
+use super::nova_metadata::nova_ownership_from_domain_xml;
 use super::{HostConnection, LibvirtError};
-use crate::model::domain::{DiskFacts, DiskSource, DomainRunState};
+use crate::model::domain::{DiskFacts, DiskSource, DomainRunState, NovaOwnership};
 use crate::model::storage::{classify_disk, Storage};
 use crate::precheck::{CpuCompareResult, DiskFact, DiskStorage, HypervisorInfo, InstanceState};
 
@@ -52,6 +53,8 @@ pub struct SourceReading {
     pub hypervisor: Option<HypervisorInfo>,
     /// The job libvirt runs on the domain now, by operation ("migration"), if any.
     pub job_in_progress: Option<String>,
+    /// Nova's metadata in the domain XML: Nova, not ferry, moves this domain.
+    pub nova: Option<NovaOwnership>,
 }
 
 /// `Ok(None)` when the host does not define the instance.
@@ -112,6 +115,7 @@ fn read_source(
     };
     Ok(Some(SourceReading {
         job_in_progress,
+        nova: nova_ownership_from_domain_xml(&xml),
         state: InstanceState::from_run_state(DomainRunState::from_libvirt(info.state)),
         memory_bytes: info.max_mem.saturating_mul(1024),
         disks,

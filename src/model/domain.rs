@@ -2,7 +2,7 @@
 //! The libvirt door fills them in (`libvirt::facts`); the inventory, the engine and the views
 //! read them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HostFacts {
@@ -60,6 +60,50 @@ pub struct DomainFacts {
     pub disks: Vec<DiskFacts>,
     /// A libvirt job (migration, save, dump, backup) is running on it now.
     pub job_running: bool,
+    /// OpenStack Nova created it and keeps its placement: ferry never moves it through libvirt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nova: Option<NovaOwnership>,
+}
+
+/// OpenStack Nova's claim on a domain, from the `<nova:instance>` metadata its libvirt driver
+/// writes into every domain it defines (`LibvirtConfigGuestMetaNovaInstance` in
+/// nova/virt/libvirt/config.py). Nova's database records the server's host; a domain moved
+/// behind Nova's back leaves that record wrong, so such a domain moves only through Nova.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NovaOwnership {
+    /// The server's id in Nova: Nova gives the domain the server's UUID.
+    pub server_id: String,
+    /// `<nova:name>`: the server's name as its owner sees it (the domain is `instance-…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// `<nova:owner><nova:project uuid=…>`: the project (tenant) that owns the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    /// `<nova:flavor name=…>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flavor_name: Option<String>,
+    /// `<nova:package version=…>`: the Nova release that wrote the metadata, e.g. `26.2.2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nova_version: Option<String>,
+}
+
+impl NovaOwnership {
+    /// "server web-1 (5f0c…)", or the id alone when the metadata carried no name.
+    pub fn server_label(&self) -> String {
+        match &self.server_name {
+            Some(name) => format!("server {name} ({})", self.server_id),
+            None => format!("server {}", self.server_id),
+        }
+    }
+}
+
+/// Who, besides libvirt, owns a domain's placement; serialized as `{"nova": {…}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ManagedBy {
+    Nova(NovaOwnership),
 }
 
 /// One `<disk>` of a domain: what the guest calls it and where its data lives.

@@ -15,9 +15,10 @@ use crate::libvirt::facts::disks_from_domain_xml;
 use crate::libvirt::lifecycle::DomainKey;
 use crate::libvirt::volume_copy::{PoolFacts, VolumeRef};
 use crate::libvirt::{HostConnection, LibvirtError};
-use crate::model::domain::{DiskSource, HostFacts};
+use crate::model::domain::{DiskSource, HostFacts, NovaOwnership};
 use crate::model::storage::{classify_disk, Storage};
 use crate::model::HostName;
+use crate::precheck::nova::{NovaCloudHint, NovaManagedRefusal};
 use crate::precheck::{
     self, unreachable_note, BlockMigrationChoice, CpuCompareResult, DiskFact, DiskStorage,
     HypervisorInfo, InstanceState, PrecheckFacts, PrecheckReport, SharedStorageProbe,
@@ -53,6 +54,9 @@ pub enum ColdPlanError {
     },
     #[error("{host}: {error}")]
     Source { host: String, error: LibvirtError },
+    /// Nova owns the domain: Nova, not ferry, migrates it.
+    #[error("{0}")]
+    NovaManaged(Box<NovaManagedRefusal>),
 }
 
 /// Plans a cold migration of `instance` to `destination`: finds the host that holds it,
@@ -112,9 +116,17 @@ pub async fn plan(
     )
     .await
     .map_err(|error| ColdPlanError::Source {
-        host: source_name,
+        host: source_name.clone(),
         error,
     })?;
+    if let Some(nova) = gathered.nova {
+        return Err(ColdPlanError::NovaManaged(Box::new(NovaManagedRefusal {
+            instance: instance.to_string(),
+            cloud: NovaCloudHint::for_host(&config.clouds, &source_name, &source_target.uri),
+            host: source_name,
+            nova,
+        })));
+    }
     Ok(ColdPlanning {
         report: gathered.report,
         plan: gathered.plan,
@@ -127,6 +139,8 @@ pub(super) struct Gathered {
     pub(super) plan: Option<ColdMigrationPlan>,
     /// The source's persistent definition, defined on the destination later.
     pub(super) definition_xml: String,
+    /// Nova's claim on the domain; `plan` refuses it with the cloud to use.
+    pub(super) nova: Option<NovaOwnership>,
 }
 
 /// "10.0.2" back into libvirt's encoding (major × 1,000,000 + minor × 1,000 + release).
@@ -185,6 +199,15 @@ pub(super) async fn gather(
     if !domain.persistent {
         problems.push(format!(
             "{instance}: is transient on {source_host}; powering it off would make it vanish"
+        ));
+    }
+    if let Some(nova) = &domain.nova {
+        // `plan` refuses earlier with the cloud to use; this keeps a start on fresh facts
+        // from moving a domain Nova took over since.
+        problems.push(format!(
+            "{instance}: is managed by OpenStack Nova on {source_host} ({}); migrate it through \
+             Nova, not libvirt",
+            nova.server_label()
         ));
     }
     if domain.job_running {
@@ -425,6 +448,7 @@ pub(super) async fn gather(
         report,
         plan,
         definition_xml,
+        nova: domain.nova,
     })
 }
 

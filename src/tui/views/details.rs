@@ -174,6 +174,36 @@ fn instance_lines<'a>(instance: &Instance, theme: &Theme) -> Vec<Line<'a>> {
             theme,
         ),
     ];
+    if let Some(nova) = instance.nova() {
+        lines.push(Line::from(vec![
+            Span::styled(format!(" {:<16}", "managed by"), theme.header),
+            Span::styled(
+                match &nova.server_name {
+                    Some(name) => format!("OpenStack Nova, server {name} (its id is the uuid)"),
+                    None => "OpenStack Nova (its server id is the uuid)".to_string(),
+                },
+                theme.warning,
+            ),
+        ]));
+        let mut owner = Vec::new();
+        if let Some(project) = &nova.project_name {
+            owner.push(format!("project {project}"));
+        }
+        if let Some(flavor) = &nova.flavor_name {
+            owner.push(format!("flavor {flavor}"));
+        }
+        if let Some(version) = &nova.nova_version {
+            owner.push(format!("Nova {version}"));
+        }
+        if !owner.is_empty() {
+            lines.push(field("nova", owner.join(", "), theme));
+        }
+        lines.push(field(
+            "migrate",
+            "through Nova only: ferry migrate UUID --cloud CLOUD".to_string(),
+            theme,
+        ));
+    }
     if instance.disks.is_empty() {
         lines.push(field("disks", "none".into(), theme));
     }

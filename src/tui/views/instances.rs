@@ -109,8 +109,25 @@ fn instance_row<'a>(instance: &'a Instance, highlight: Option<Style>, theme: &Th
         Some(storage) => format!("{} {}", instance.disks.len(), storage.as_str()),
         None => "-".to_string(),
     };
+    // A domain Nova defined is Nova's kind, moved only through Nova; beside libvirt's
+    // `instance-…` name stands Nova's name for the server.
+    let nova = instance.nova();
+    let name = match nova.and_then(|nova| nova.server_name.as_deref()) {
+        Some(server) => Cell::from(Line::from(vec![
+            Span::raw(instance.name.as_str()),
+            Span::styled(
+                format!(" ({server})"),
+                on_row(theme.warning, highlight, theme),
+            ),
+        ])),
+        None => Cell::from(instance.name.as_str()),
+    };
+    let kind = match nova {
+        Some(_) => Cell::from("nova").style(on_row(theme.warning, highlight, theme)),
+        None => Cell::from(if instance.persistent { "pers" } else { "trans" }),
+    };
     Row::new(vec![
-        Cell::from(instance.name.as_str()),
+        name,
         Cell::from(instance.host.as_str()),
         Cell::from(instance.state.as_virsh_str()).style(on_row(
             state_style(instance.state, theme),
@@ -119,7 +136,7 @@ fn instance_row<'a>(instance: &'a Instance, highlight: Option<Style>, theme: &Th
         )),
         Cell::from(instance.vcpus.to_string()),
         Cell::from(human_bytes(instance.memory_bytes)),
-        Cell::from(if instance.persistent { "pers" } else { "trans" }),
+        kind,
         Cell::from(disks),
         if instance.job_running {
             Cell::from("JOB").style(on_row(theme.job, highlight, theme))

@@ -237,3 +237,37 @@ fn the_highlight_wins_over_a_cells_own_colour_in_every_theme() {
         }
     }
 }
+
+/// hv1's second domain as Nova defines its servers: libvirt calls it `instance-…`, Nova `web-1`.
+fn app_with_a_nova_server() -> App {
+    let mut app = lab_app();
+    let instance = &mut app.inventory.hosts[0].instances[1];
+    instance.name = "instance-00000001".into();
+    instance.managed_by = Some(crate::model::domain::ManagedBy::Nova(
+        crate::model::domain::NovaOwnership {
+            server_id: instance.uuid.clone(),
+            server_name: Some("web-1".into()),
+            project_name: Some("demo".into()),
+            project_id: Some("c2b4e6a8f0d24c6e8a0b2d4f6a8c0e1f".into()),
+            flavor_name: Some("m1.small".into()),
+            nova_version: Some("26.2.2".into()),
+        },
+    ));
+    app
+}
+
+#[test]
+fn a_nova_managed_instance_is_marked_in_the_list() {
+    insta::assert_snapshot!(render(&app_with_a_nova_server(), 80, 24));
+}
+
+#[test]
+fn details_of_a_nova_managed_instance_say_nova_moves_it() {
+    let mut app = app_with_a_nova_server();
+    press(&mut app, "\t");
+    let nova_server =
+        crate::tui::state::instances::InstanceKey::of(&app.inventory.hosts[0].instances[1]);
+    assert!(app.select_instance(&nova_server));
+    press(&mut app, "\n");
+    insta::assert_snapshot!(render(&app, 80, 24));
+}
