@@ -89,12 +89,6 @@ pub(super) struct Request {
     pub policy: &'static str,
 }
 
-/// The HTTP status of a success with its body.
-pub(super) struct Answer {
-    pub status: u16,
-    pub body: Vec<u8>,
-}
-
 impl NovaClient {
     /// Logs in, picks the compute and placement endpoints from the catalog, and reads the
     /// compute API's version document for the microversions the cloud offers.
@@ -172,7 +166,7 @@ impl NovaClient {
     /// Sends the request; renews the token first when it is about to expire, and logs in
     /// again once and retries once when the service answers 401 (a token revoked or expired
     /// early). Any status outside 2xx is an error.
-    pub(super) async fn send(&self, request: &Request) -> Result<Answer, NovaError> {
+    pub(super) async fn send(&self, request: &Request) -> Result<Vec<u8>, NovaError> {
         let expiring_generation = {
             let session = self.inner.session.read().await;
             session
@@ -207,9 +201,8 @@ impl NovaClient {
         &self,
         request: &Request,
     ) -> Result<T, NovaError> {
-        let answer = self.send(request).await?;
-        let context = self.context(request, "");
-        context.parse(&answer.body)
+        let body = self.send(request).await?;
+        self.context(request, "").parse(&body)
     }
 
     async fn answer(
@@ -217,9 +210,9 @@ impl NovaClient {
         request: &Request,
         status: u16,
         body: Vec<u8>,
-    ) -> Result<Answer, NovaError> {
+    ) -> Result<Vec<u8>, NovaError> {
         if (200..300).contains(&status) {
-            return Ok(Answer { status, body });
+            return Ok(body);
         }
         let endpoint = self.base_url(request.service).await?;
         Err(self.context(request, &endpoint).status_error(status, &body))
@@ -423,15 +416,6 @@ impl NovaClient {
         Err(self
             .context(&request, "")
             .bad_response(format!("more than {MAX_PAGES} pages of `{key}`")))
-    }
-
-    /// A request's error for an answer ferry cannot use.
-    pub(super) fn bad_response(&self, call: &str, detail: String) -> NovaError {
-        NovaError::BadResponse {
-            cloud: self.inner.profile.name.clone(),
-            call: call.to_string(),
-            detail,
-        }
     }
 }
 

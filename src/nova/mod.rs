@@ -17,6 +17,7 @@ pub mod cloud_config;
 pub mod compute;
 pub mod error;
 pub mod microversion;
+pub mod migration;
 pub mod placement;
 pub mod types;
 
