@@ -438,3 +438,36 @@ pub(super) fn encode_query(pairs: &[(&str, String)]) -> String {
         .collect();
     parts.join("&")
 }
+
+#[cfg(test)]
+impl NovaClient {
+    /// A client that has not logged in, for tests of what is refused before anything is sent
+    /// and of failures to reach `compute_url`.
+    pub(super) fn unconnected_for_tests(
+        profile: CloudProfile,
+        compute_versions: VersionRange,
+        compute_url: &str,
+    ) -> NovaClient {
+        let token = Token {
+            value: super::cloud_config::Secret::new("test-token"),
+            expires_at: String::new(),
+            expires_at_unix_seconds: None,
+            project_id: None,
+            role_names: Vec::new(),
+            catalog: Vec::new(),
+        };
+        NovaClient {
+            inner: Arc::new(ClientInner {
+                http: http_client(&profile).expect("test HTTP client"),
+                profile,
+                session: RwLock::new(Session {
+                    token,
+                    generation: 0,
+                    compute_url: compute_url.to_string(),
+                    placement_url: Err("nothing".to_string()),
+                }),
+                compute_versions,
+            }),
+        }
+    }
+}

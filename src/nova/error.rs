@@ -215,19 +215,18 @@ pub fn service_message(body: &[u8]) -> String {
                 })
                 .collect();
             if !details.is_empty() {
-                return details.join("; ").trim().to_string();
+                return collapse_whitespace(&details.join("; "));
             }
         }
         if let Some(object) = value.as_object() {
             for fault in object.values() {
                 if let Some(message) = fault.get("message").and_then(|message| message.as_str()) {
-                    return message.trim().to_string();
+                    return collapse_whitespace(message);
                 }
             }
         }
     }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
+    let text = collapse_whitespace(&String::from_utf8_lossy(body));
     if text.is_empty() {
         return "no message".to_string();
     }
@@ -236,6 +235,11 @@ pub fn service_message(body: &[u8]) -> String {
         cut.push('…');
     }
     cut
+}
+
+/// One line: Placement's details carry blank lines and trailing spaces.
+fn collapse_whitespace(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// What ferry knows about a request when it fails: enough to name it in the error.
