@@ -1,7 +1,8 @@
 //! The one door to OpenStack. Every HTTP request ferry makes to Keystone, Nova or Placement
 //! goes through here, async on the shared tokio runtime with reqwest.
 //!
-//! - `cloud_config`: which cloud and how to log in (`clouds.yaml`, `secure.yaml`, `OS_*`).
+//! - `cloud_config`: which cloud and how to log in (`clouds.yaml`, `secure.yaml`, `OS_*`);
+//!   `cloud_profile` checks one cloud's settings.
 //! - `auth`: Keystone v3 tokens and the service catalog.
 //! - `client`: [`NovaClient`], the connection (token renewal, timeouts, version headers).
 //! - `microversion`: what the cloud offers and what each call sends.
@@ -14,6 +15,7 @@
 pub mod auth;
 pub mod client;
 pub mod cloud_config;
+mod cloud_profile;
 pub mod compute;
 pub mod error;
 pub mod microversion;
