@@ -196,6 +196,7 @@ fn the_door_lists_what_novas_api_lists() {
     };
     let plain = PlainCloud::log_in(&profile);
     let client = wait(NovaClient::connect(profile)).expect("connect to the lab's cloud");
+    assert!(wait(client.role_names()).contains(&"admin".to_string()));
 
     let document = plain.get(&plain.compute, "compute 2.1");
     let versions = client.compute_versions();
@@ -378,7 +379,9 @@ fn a_bad_password_and_a_missing_admin_role_give_their_clear_errors() {
         "{text}"
     );
     assert!(
-        text.contains("check the password / application credential in clouds.yaml"),
+        text.contains(&format!(
+            "check the password / application credential in {LAB_CLOUDS_YAML}"
+        )),
         "{text}"
     );
 
@@ -387,6 +390,7 @@ fn a_bad_password_and_a_missing_admin_role_give_their_clear_errors() {
         return;
     };
     let client = wait(NovaClient::connect(member)).expect("a member can log in");
+    assert!(!wait(client.role_names()).contains(&"admin".to_string()));
     let error = wait(client.hypervisors()).unwrap_err();
     assert!(error.is_forbidden(), "{error}");
     let text = error.to_string();

@@ -104,15 +104,11 @@ pub struct CatalogService {
     #[serde(rename = "type")]
     pub service_type: String,
     #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
     pub endpoints: Vec<CatalogEndpoint>,
 }
 
 #[derive(Debug, Deserialize)]
 struct NamedRef {
-    #[serde(default)]
-    id: Option<String>,
     #[serde(default)]
     name: Option<String>,
 }
@@ -120,8 +116,6 @@ struct NamedRef {
 #[derive(Debug, Deserialize)]
 struct TokenBody {
     expires_at: String,
-    #[serde(default)]
-    project: Option<NamedRef>,
     #[serde(default)]
     roles: Vec<NamedRef>,
     #[serde(default)]
@@ -137,10 +131,8 @@ struct TokenDocument {
 #[derive(Debug, Clone)]
 pub struct Token {
     pub value: Secret,
-    /// As Keystone wrote it: `2026-12-02T06:36:12.000000Z`.
-    pub expires_at: String,
+    /// Keystone's `expires_at` (`2026-12-02T06:36:12.000000Z`) in seconds since the epoch.
     pub expires_at_unix_seconds: Option<i64>,
-    pub project_id: Option<String>,
     pub role_names: Vec<String>,
     pub catalog: Vec<CatalogService>,
 }
@@ -154,8 +146,6 @@ impl Token {
         Ok(Token {
             value: Secret::new(subject_token),
             expires_at_unix_seconds: parse_utc_timestamp(&token.expires_at),
-            expires_at: token.expires_at,
-            project_id: token.project.and_then(|project| project.id),
             role_names: token
                 .roles
                 .into_iter()
@@ -276,6 +266,7 @@ pub(super) async fn authenticate(
         policy: "identity:create_token",
         endpoint: &url,
         timeout: profile.request_timeout,
+        configured_in: &profile.origin,
     };
     let response = http
         .post(&url)

@@ -105,6 +105,7 @@ impl NovaClient {
             policy: "none (the version document is public)",
             endpoint: &root,
             timeout: profile.request_timeout,
+            configured_in: &profile.origin,
         };
         let response = http
             .get(&root)
@@ -147,6 +148,12 @@ impl NovaClient {
         self.inner.compute_versions
     }
 
+    /// The roles the user holds on the token's project (`admin`, `member`, `reader`…), so a
+    /// caller can say before trying that a migration needs the admin role.
+    pub async fn role_names(&self) -> Vec<String> {
+        self.inner.session.read().await.token.role_names.clone()
+    }
+
     pub async fn compute_endpoint(&self) -> String {
         self.inner.session.read().await.compute_url.clone()
     }
@@ -187,6 +194,7 @@ impl NovaClient {
             return Err(NovaError::BadCredentials {
                 cloud: self.inner.profile.name.clone(),
                 call: request.call.clone(),
+                configured_in: self.inner.profile.origin.clone(),
                 detail: format!(
                     "a fresh token was refused too: {}",
                     super::error::service_message(&body)
@@ -226,6 +234,7 @@ impl NovaClient {
             policy: request.policy,
             endpoint,
             timeout: self.inner.profile.request_timeout,
+            configured_in: &self.inner.profile.origin,
         }
     }
 
@@ -450,9 +459,7 @@ impl NovaClient {
     ) -> NovaClient {
         let token = Token {
             value: super::cloud_config::Secret::new("test-token"),
-            expires_at: String::new(),
             expires_at_unix_seconds: None,
-            project_id: None,
             role_names: Vec::new(),
             catalog: Vec::new(),
         };

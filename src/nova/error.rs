@@ -23,11 +23,13 @@ pub enum NovaError {
 
     /// Keystone refused the credentials (401 at `POST /v3/auth/tokens`), or a fresh token was
     /// refused again right after re-authenticating.
-    #[error("cloud {cloud}: {call}: credentials refused ({detail}): check the password / application credential in clouds.yaml (or OS_PASSWORD)")]
+    #[error("cloud {cloud}: {call}: credentials refused ({detail}): check the password / application credential in {configured_in}")]
     BadCredentials {
         cloud: String,
         call: String,
         detail: String,
+        /// Where the credentials came from: the clouds.yaml path, or "the OS_* variables".
+        configured_in: String,
     },
 
     /// 403: the user lacks the role the policy asks for.
@@ -252,6 +254,8 @@ pub(super) struct CallContext<'a> {
     pub policy: &'a str,
     pub endpoint: &'a str,
     pub timeout: Duration,
+    /// The profile's origin, for a 401's fix.
+    pub configured_in: &'a str,
 }
 
 impl CallContext<'_> {
@@ -292,6 +296,7 @@ impl CallContext<'_> {
                 cloud,
                 call,
                 detail: message,
+                configured_in: self.configured_in.to_string(),
             },
             403 => NovaError::Forbidden {
                 cloud,

@@ -12,15 +12,15 @@
 //! Callers get typed `async fn`s on [`NovaClient`] and the data in `types`, never a reqwest
 //! type.
 
-pub mod auth;
-pub mod client;
+mod auth;
+mod client;
 pub mod cloud_config;
 mod cloud_profile;
-pub mod compute;
+mod compute;
 pub mod error;
 pub mod microversion;
-pub mod migration;
-pub mod placement;
+mod migration;
+mod placement;
 pub mod types;
 
 #[cfg(test)]

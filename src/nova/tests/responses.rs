@@ -372,6 +372,7 @@ fn context() -> CallContext<'static> {
         policy: "os_compute_api:os-migrate-server:migrate_live",
         endpoint: "http://10.77.0.10:8774/v2.1/servers/1234/action",
         timeout: Duration::from_secs(15),
+        configured_in: "/var/lib/ferry-lab/clouds.yaml",
     }
 }
 
@@ -398,7 +399,7 @@ fn statuses_become_errors_that_name_cloud_call_and_fix() {
     assert!(unauthorized.is_bad_credentials());
     assert!(unauthorized
         .to_string()
-        .contains("check the password / application credential in clouds.yaml"));
+        .contains("check the password / application credential in /var/lib/ferry-lab/clouds.yaml"));
     assert!(context().status_error(404, b"{}").is_not_found());
     assert!(matches!(
         context().status_error(400, b"{}"),
