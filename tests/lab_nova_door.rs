@@ -319,6 +319,46 @@ fn the_door_lists_what_novas_api_lists() {
         .collect();
     assert_eq!(seen, expected);
 
+    // Each server as `server(id)` shows it, and its instance actions.
+    for server in &servers {
+        let shown = wait(client.server(&server.id)).expect("show a listed server");
+        assert_eq!(shown.id, server.id);
+        let actions = wait(client.instance_actions(&server.id)).expect("list instance actions");
+        let listed = plain.compute(
+            &format!("/servers/{}/os-instance-actions", server.id),
+            "2.58",
+        );
+        let expected = texts(&listed["instanceActions"], &["/request_id", "/action"]);
+        let seen: BTreeSet<Vec<String>> = actions
+            .iter()
+            .map(|action| vec![action.request_id.clone(), action.action.clone()])
+            .collect();
+        assert_eq!(seen, expected);
+        if let Some(newest) = actions.first() {
+            let detail = wait(client.instance_action(&server.id, &newest.request_id))
+                .expect("show an instance action");
+            let shown = plain.compute(
+                &format!(
+                    "/servers/{}/os-instance-actions/{}",
+                    server.id, newest.request_id
+                ),
+                "2.84",
+            );
+            let expected = texts(&shown["instanceAction"]["events"], &["/event", "/result"]);
+            let seen: BTreeSet<Vec<String>> = detail
+                .events
+                .iter()
+                .map(|event| {
+                    vec![
+                        event.event.clone(),
+                        event.result.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            assert_eq!(seen, expected);
+        }
+    }
+
     let flavors = wait(client.flavors()).expect("list flavors");
     let listed = plain.compute("/flavors/detail?is_public=None", "2.1");
     let expected = texts(&listed["flavors"], &["/id", "/name", "/ram", "/vcpus"]);
@@ -349,6 +389,15 @@ fn the_door_lists_what_novas_api_lists() {
         })
         .collect();
     assert_eq!(seen, expected);
+
+    eprintln!(
+        "compared with curl: {} hypervisors, {} services, {} servers, {} flavors, {} migrations",
+        hypervisors.len(),
+        services.len(),
+        servers.len(),
+        flavors.len(),
+        migrations.len()
+    );
 
     // A server that does not exist: Nova's own 404 message, named for the call.
     let error = wait(client.server("00000000-0000-0000-0000-000000000000")).unwrap_err();
@@ -403,4 +452,66 @@ fn a_bad_password_and_a_missing_admin_role_give_their_clear_errors() {
         text.contains("os_compute_api:os-hypervisors:list-detail"),
         "{text}"
     );
+}
+
+/// Enables the service again however the test ends, so the lab keeps its shape.
+struct ReEnableService<'a> {
+    plain: &'a PlainCloud,
+    service_id: String,
+}
+
+impl Drop for ReEnableService<'_> {
+    fn drop(&mut self) {
+        let headers = [
+            format!("X-Auth-Token: {}", self.plain.token),
+            "OpenStack-API-Version: compute 2.53".to_string(),
+        ];
+        let url = format!("{}/os-services/{}", self.plain.compute, self.service_id);
+        let (status, body) = curl("PUT", &url, &headers, Some(&json!({"status": "enabled"})));
+        assert_eq!(status, 200, "re-enable: {}", String::from_utf8_lossy(&body));
+    }
+}
+
+#[test]
+fn a_compute_service_is_disabled_with_its_reason_and_enabled_again() {
+    let test = "a_compute_service_is_disabled_with_its_reason_and_enabled_again";
+    let Some(profile) = lab_cloud_or_skip(test, "ferry-lab") else {
+        return;
+    };
+    let plain = PlainCloud::log_in(&profile);
+    let client = wait(NovaClient::connect(profile)).expect("connect to the lab's cloud");
+    let services = wait(client.compute_services()).expect("list compute services");
+    let service = services
+        .iter()
+        .max_by(|a, b| a.host.cmp(&b.host))
+        .expect("the lab has compute services")
+        .clone();
+    assert_eq!(
+        format!("{:?}", service.status),
+        "Enabled",
+        "the lab's services start enabled: {service:?}"
+    );
+    let _restore = ReEnableService {
+        plain: &plain,
+        service_id: service.id.clone(),
+    };
+    let reason = "ferry lab_nova_door: drain rehearsal";
+    let disabled = wait(client.set_service_enabled(&service, false, Some(reason)))
+        .expect("disable the service");
+    assert_eq!(format!("{:?}", disabled.status), "Disabled");
+    let listed = plain.compute(
+        &format!("/os-services?binary=nova-compute&host={}", service.host),
+        "2.53",
+    );
+    assert_eq!(listed["services"][0]["status"], "disabled", "{listed}");
+    assert_eq!(listed["services"][0]["disabled_reason"], reason, "{listed}");
+
+    let enabled = wait(client.set_service_enabled(&disabled, true, None)).expect("enable it again");
+    assert_eq!(format!("{:?}", enabled.status), "Enabled");
+    assert_eq!(enabled.disabled_reason, None);
+    let listed = plain.compute(
+        &format!("/os-services?binary=nova-compute&host={}", service.host),
+        "2.53",
+    );
+    assert_eq!(listed["services"][0]["status"], "enabled", "{listed}");
 }

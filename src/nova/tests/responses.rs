@@ -430,3 +430,88 @@ fn too_old_reads_as_the_operator_needs_it() {
         "cloud ferry-lab: abort of a queued migration needs compute API 2.65; this cloud offers up to 2.60"
     );
 }
+
+#[test]
+fn the_labs_server_after_a_reverted_cold_migration() {
+    let page: Servers = fixture(include_str!("../fixtures/servers_detail_2.47_lab.json"));
+    assert_eq!(page.servers.len(), 1);
+    let server = &page.servers[0];
+    assert_eq!(server.id, "74cad59e-3b92-4b5d-8c42-c8b6c0dcbfb3");
+    assert_eq!(server.name, "nova-idle");
+    assert_eq!(server.status, "ACTIVE");
+    assert_eq!(server.host.as_deref(), Some("hv2"));
+    assert_eq!(server.instance_name.as_deref(), Some("instance-00000002"));
+    assert_eq!(server.flavor.name.as_deref(), Some("ferry.small"));
+    assert_eq!(server.flavor.memory_mib, Some(256));
+    assert_eq!(next_page_query(&page.servers_links), None);
+
+    #[derive(Deserialize)]
+    struct Migrations {
+        migrations: Vec<Migration>,
+    }
+    let recorded: Migrations = fixture(include_str!("../fixtures/os_migrations_2.59_lab.json"));
+    let migration = &recorded.migrations[0];
+    assert_eq!(migration.id, 4);
+    assert_eq!(migration.server_id, server.id);
+    assert_eq!(migration.migration_type, Some(MigrationType::Cold));
+    assert_eq!(migration.status, "reverted");
+    assert_eq!(migration.source_compute.as_deref(), Some("hv2"));
+    assert_eq!(migration.dest_compute.as_deref(), Some("hv1"));
+    assert_eq!(migration.dest_host.as_deref(), Some("10.77.0.11"));
+    assert_eq!(
+        migration.uuid.as_deref(),
+        Some("541bd939-bbca-431b-872c-f8ccb74392df")
+    );
+
+    #[derive(Deserialize)]
+    struct Actions {
+        #[serde(rename = "instanceActions")]
+        instance_actions: Vec<InstanceAction>,
+    }
+    let listed: Actions = fixture(include_str!("../fixtures/instance_actions_2.58_lab.json"));
+    let actions: Vec<&str> = listed
+        .instance_actions
+        .iter()
+        .map(|action| action.action.as_str())
+        .collect();
+    assert_eq!(actions, ["revertResize", "migrate", "create"]);
+    assert!(listed
+        .instance_actions
+        .iter()
+        .all(|action| action.events.is_empty()));
+    assert_eq!(
+        listed.instance_actions[0].updated_at.as_deref(),
+        Some("2026-12-02T05:19:05.000000")
+    );
+
+    #[derive(Deserialize)]
+    struct Shown {
+        #[serde(rename = "instanceAction")]
+        instance_action: InstanceAction,
+    }
+    let shown: Shown = fixture(include_str!("../fixtures/instance_action_2.84_lab.json"));
+    let revert = shown.instance_action;
+    assert_eq!(
+        revert.request_id,
+        "req-bfea71ee-07c5-49b8-9064-105effe55e36"
+    );
+    let events: Vec<(&str, Option<&str>, Option<&str>)> = revert
+        .events
+        .iter()
+        .map(|event| {
+            (
+                event.event.as_str(),
+                event.result.as_deref(),
+                event.host.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("compute_finish_revert_resize", Some("Success"), Some("hv2")),
+            ("compute_revert_resize", Some("Success"), Some("hv1")),
+        ]
+    );
+    assert_eq!(revert.failed_events().count(), 0);
+}
