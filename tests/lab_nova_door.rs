@@ -382,8 +382,8 @@ fn the_door_lists_what_novas_api_lists() {
         .iter()
         .map(|migration| {
             vec![
-                migration.id.to_string(),
-                migration.status.clone(),
+                migration.record.id.to_string(),
+                migration.record.status.clone(),
                 migration.server_id.clone(),
             ]
         })

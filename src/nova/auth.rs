@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::client::exchange;
 use super::cloud_config::{
     ApplicationCredentialRef, AuthMethod, CloudProfile, DomainRef, Interface, ProjectScope, Secret,
     UserRef,
@@ -268,26 +269,13 @@ pub(super) async fn authenticate(
         timeout: profile.request_timeout,
         configured_in: &profile.origin,
     };
-    let response = http
+    let request = http
         .post(&url)
         .timeout(profile.request_timeout)
-        .json(&token_request_body(&profile.auth))
-        .send()
-        .await
-        .map_err(|error| context.transport_error(&error))?;
-    let status = response.status().as_u16();
-    let subject_token = response
-        .headers()
-        .get("X-Subject-Token")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_string);
-    let body = response
-        .bytes()
-        .await
-        .map_err(|error| context.transport_error(&error))?;
-    if !(200..300).contains(&status) {
-        return Err(context.status_error(status, &body));
-    }
+        .json(&token_request_body(&profile.auth));
+    let mut answer = exchange(&context, request).await?;
+    let subject_token = answer.subject_token.take();
+    let body = answer.success_body(&context)?;
     let subject_token = subject_token.ok_or_else(|| {
         context.bad_response("Keystone answered without an X-Subject-Token header".to_string())
     })?;

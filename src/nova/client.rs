@@ -107,21 +107,12 @@ impl NovaClient {
             timeout: profile.request_timeout,
             configured_in: &profile.origin,
         };
-        let response = http
+        let request = http
             .get(&root)
             .timeout(profile.request_timeout)
-            .header("X-Auth-Token", token.value.expose())
-            .send()
-            .await
-            .map_err(|error| context.transport_error(&error))?;
-        let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| context.transport_error(&error))?;
-        if !(200..300).contains(&status) {
-            return Err(context.status_error(status, &body));
-        }
+            .header("X-Auth-Token", token.value.expose());
+        let answer = exchange(&context, request).await?;
+        let body = answer.success_body(&context)?;
         let compute_versions =
             parse_version_document(&body).map_err(|detail| context.bad_response(detail))?;
         Ok(NovaClient {
@@ -282,17 +273,8 @@ impl NovaClient {
         if let Some(body) = &request.body {
             builder = builder.json(body);
         }
-        let context = self.context(request, &url);
-        let response = builder
-            .send()
-            .await
-            .map_err(|error| context.transport_error(&error))?;
-        let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| context.transport_error(&error))?;
-        Ok((status, body.to_vec(), generation))
+        let answer = exchange(&self.context(request, &url), builder).await?;
+        Ok((answer.status, answer.body, generation))
     }
 
     /// Logs in again unless another call already did since `seen_generation`.
@@ -309,6 +291,51 @@ impl NovaClient {
         session.generation += 1;
         Ok(())
     }
+}
+
+/// An HTTP answer, read whole under the request's timeout.
+pub(super) struct Exchanged {
+    pub status: u16,
+    /// Keystone's `X-Subject-Token`, the only header the door reads.
+    pub subject_token: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Exchanged {
+    /// The body of a 2xx; any other status as the error it means.
+    pub fn success_body(self, context: &CallContext<'_>) -> Result<Vec<u8>, NovaError> {
+        if (200..300).contains(&self.status) {
+            Ok(self.body)
+        } else {
+            Err(context.status_error(self.status, &self.body))
+        }
+    }
+}
+
+/// Sends one request and reads its answer; no answer at all is the context's error.
+pub(super) async fn exchange(
+    context: &CallContext<'_>,
+    request: reqwest::RequestBuilder,
+) -> Result<Exchanged, NovaError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|error| context.transport_error(&error))?;
+    let status = response.status().as_u16();
+    let subject_token = response
+        .headers()
+        .get("X-Subject-Token")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
+    let body = response
+        .bytes()
+        .await
+        .map_err(|error| context.transport_error(&error))?;
+    Ok(Exchanged {
+        status,
+        subject_token,
+        body: body.to_vec(),
+    })
 }
 
 fn http_client(profile: &CloudProfile) -> Result<reqwest::Client, NovaError> {

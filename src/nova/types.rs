@@ -301,15 +301,15 @@ fn public_by_default() -> bool {
     true
 }
 
-/// An in-progress live migration (`GET /servers/{id}/migrations`), with Nova's progress bytes,
-/// which it saves only about every 5 s (`null` before the first save).
+/// What both migration lists say of a migration: its id, status, hosts and times.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ServerMigration {
+pub struct MigrationRecord {
     pub id: u64,
     /// From 2.59 on.
     #[serde(default)]
     pub uuid: Option<String>,
-    pub server_uuid: String,
+    /// queued, preparing, running, post-migrating, completed, finished, confirmed, reverted,
+    /// cancelled, error, failed, …
     pub status: String,
     #[serde(default)]
     pub source_compute: Option<String>,
@@ -326,6 +326,15 @@ pub struct ServerMigration {
     pub created_at: Option<String>,
     #[serde(default)]
     pub updated_at: Option<String>,
+}
+
+/// An in-progress live migration (`GET /servers/{id}/migrations`), with Nova's progress bytes,
+/// which it saves only about every 5 s (`null` before the first save).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ServerMigration {
+    #[serde(flatten)]
+    pub record: MigrationRecord,
+    pub server_uuid: String,
     #[serde(default)]
     pub memory_total_bytes: Option<u64>,
     #[serde(default)]
@@ -368,32 +377,13 @@ impl MigrationType {
 /// Any migration Nova recorded (`GET /os-migrations`), finished ones included.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Migration {
-    pub id: u64,
-    /// From 2.59 on.
-    #[serde(default)]
-    pub uuid: Option<String>,
+    #[serde(flatten)]
+    pub record: MigrationRecord,
     #[serde(rename = "instance_uuid")]
     pub server_id: String,
     /// From 2.23 on.
     #[serde(default)]
     pub migration_type: Option<MigrationType>,
-    /// queued, preparing, running, post-migrating, completed, finished, confirmed, reverted,
-    /// cancelled, error, failed, …
-    pub status: String,
-    #[serde(default)]
-    pub source_compute: Option<String>,
-    #[serde(default)]
-    pub source_node: Option<String>,
-    #[serde(default)]
-    pub dest_compute: Option<String>,
-    #[serde(default)]
-    pub dest_node: Option<String>,
-    #[serde(default)]
-    pub dest_host: Option<String>,
-    #[serde(default)]
-    pub created_at: Option<String>,
-    #[serde(default)]
-    pub updated_at: Option<String>,
 }
 
 /// Which of os-migrations' records to list; every field narrows.

@@ -258,20 +258,20 @@ fn live_migration_progress_is_optional_until_nova_first_saves_it() {
     }
     let recorded: Migrations = fixture(include_str!("../fixtures/server_migrations_2.59.json"));
     let running = &recorded.migrations[0];
-    assert_eq!(running.id, 7);
-    assert_eq!(running.status, "running");
+    assert_eq!(running.record.id, 7);
+    assert_eq!(running.record.status, "running");
     assert_eq!(
-        running.uuid.as_deref(),
+        running.record.uuid.as_deref(),
         Some("12341234-abcd-4bcd-8cde-1234567890ab")
     );
     assert_eq!(running.memory_total_bytes, Some(268_435_456));
     assert_eq!(running.memory_remaining_bytes, Some(163_577_856));
-    assert_eq!(running.dest_compute.as_deref(), Some("hv2"));
-    assert_eq!(running.dest_host.as_deref(), Some("10.77.0.12"));
+    assert_eq!(running.record.dest_compute.as_deref(), Some("hv2"));
+    assert_eq!(running.record.dest_host.as_deref(), Some("10.77.0.12"));
     let queued = &recorded.migrations[1];
-    assert_eq!(queued.status, "queued");
+    assert_eq!(queued.record.status, "queued");
     assert_eq!(queued.memory_total_bytes, None);
-    assert_eq!(queued.dest_compute, None);
+    assert_eq!(queued.record.dest_compute, None);
 }
 
 #[test]
@@ -284,10 +284,10 @@ fn os_migrations_give_type_status_and_hosts() {
     let recorded: Migrations = fixture(include_str!("../fixtures/os_migrations_2.59.json"));
     let cold = &recorded.migrations[0];
     assert_eq!(cold.migration_type, Some(MigrationType::Cold));
-    assert_eq!(cold.status, "finished");
+    assert_eq!(cold.record.status, "finished");
     assert_eq!(cold.server_id, "0b7e4c2a-91d3-4f6e-8a5b-3c2d1e0f9a87");
-    assert_eq!(cold.source_compute.as_deref(), Some("hv1"));
-    assert_eq!(cold.dest_compute.as_deref(), Some("hv3"));
+    assert_eq!(cold.record.source_compute.as_deref(), Some("hv1"));
+    assert_eq!(cold.record.dest_compute.as_deref(), Some("hv3"));
     assert_eq!(
         recorded.migrations[1].migration_type,
         Some(MigrationType::Live)
@@ -451,15 +451,15 @@ fn the_labs_server_after_a_reverted_cold_migration() {
     }
     let recorded: Migrations = fixture(include_str!("../fixtures/os_migrations_2.59_lab.json"));
     let migration = &recorded.migrations[0];
-    assert_eq!(migration.id, 4);
+    assert_eq!(migration.record.id, 4);
     assert_eq!(migration.server_id, server.id);
     assert_eq!(migration.migration_type, Some(MigrationType::Cold));
-    assert_eq!(migration.status, "reverted");
-    assert_eq!(migration.source_compute.as_deref(), Some("hv2"));
-    assert_eq!(migration.dest_compute.as_deref(), Some("hv1"));
-    assert_eq!(migration.dest_host.as_deref(), Some("10.77.0.11"));
+    assert_eq!(migration.record.status, "reverted");
+    assert_eq!(migration.record.source_compute.as_deref(), Some("hv2"));
+    assert_eq!(migration.record.dest_compute.as_deref(), Some("hv1"));
+    assert_eq!(migration.record.dest_host.as_deref(), Some("10.77.0.11"));
     assert_eq!(
-        migration.uuid.as_deref(),
+        migration.record.uuid.as_deref(),
         Some("541bd939-bbca-431b-872c-f8ccb74392df")
     );
 
