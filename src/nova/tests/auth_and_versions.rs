@@ -2,11 +2,13 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::json;
 
+use super::admin_password;
+
 use crate::nova::auth::{
     choose_endpoint, parse_utc_timestamp, token_request_body, token_url, Token,
 };
 use crate::nova::cloud_config::{
-    ApplicationCredentialRef, AuthMethod, DomainRef, Interface, ProjectScope, Secret, UserRef,
+    ApplicationCredentialRef, AuthMethod, DomainRef, Interface, Secret, UserRef,
 };
 use crate::nova::microversion::{
     parse_version_document, versioned_root, Microversion, VersionNeed, VersionRange,
@@ -40,17 +42,7 @@ fn the_token_url_gets_v3_only_when_the_auth_url_names_no_version() {
 
 #[test]
 fn a_password_login_is_scoped_to_its_project() {
-    let auth = AuthMethod::Password {
-        user: UserRef::Name {
-            name: "admin".into(),
-            domain: DomainRef::Name("Default".into()),
-        },
-        password: Secret::new("pw"),
-        project: ProjectScope::Name {
-            name: "admin".into(),
-            domain: DomainRef::Id("default".into()),
-        },
-    };
+    let auth = admin_password(DomainRef::Id("default".into()));
     assert_eq!(
         token_request_body(&auth),
         json!({"auth": {

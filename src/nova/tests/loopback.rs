@@ -8,9 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use crate::nova::cloud_config::{
-    AuthMethod, CloudProfile, DomainRef, Interface, ProjectScope, Secret, UserRef,
-};
+use super::admin_password;
+use crate::nova::cloud_config::{CloudProfile, DomainRef, Interface};
 use crate::nova::microversion::{Microversion, VersionRange};
 use crate::nova::types::ComputeService;
 use crate::nova::{NovaClient, NovaError};
@@ -21,17 +20,7 @@ fn profile(auth_url: &str, request_timeout: Duration) -> CloudProfile {
         name: "loop".into(),
         origin: "test".into(),
         auth_url: auth_url.into(),
-        auth: AuthMethod::Password {
-            user: UserRef::Name {
-                name: "admin".into(),
-                domain: DomainRef::Name("Default".into()),
-            },
-            password: Secret::new("pw"),
-            project: ProjectScope::Name {
-                name: "admin".into(),
-                domain: DomainRef::Name("Default".into()),
-            },
-        },
+        auth: admin_password(DomainRef::Name("Default".into())),
         region_name: None,
         interface: Interface::Public,
         cacert: None,

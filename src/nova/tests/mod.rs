@@ -11,7 +11,23 @@ mod responses;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::cloud_config::ConfigSources;
+use super::cloud_config::{AuthMethod, ConfigSources, DomainRef, ProjectScope, Secret, UserRef};
+
+/// `admin` in domain `Default` with password `pw`, scoped to project `admin` in the domain
+/// given by `project_domain`.
+pub(super) fn admin_password(project_domain: DomainRef) -> AuthMethod {
+    AuthMethod::Password {
+        user: UserRef::Name {
+            name: "admin".into(),
+            domain: DomainRef::Name("Default".into()),
+        },
+        password: Secret::new("pw"),
+        project: ProjectScope::Name {
+            name: "admin".into(),
+            domain: project_domain,
+        },
+    }
+}
 
 /// A recorded environment and file system.
 #[derive(Default)]
