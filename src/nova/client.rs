@@ -175,24 +175,24 @@ impl NovaClient {
         if let Some(seen) = expiring_generation {
             self.log_in_again(seen).await?;
         }
-        let (status, body, seen) = self.send_once(request).await?;
-        if status != 401 {
-            return self.answer(request, status, body).await;
+        let (answer, seen, url) = self.send_once(request).await?;
+        if answer.status != 401 {
+            return answer.success_body(&self.context(request, &url));
         }
         self.log_in_again(seen).await?;
-        let (status, body, _) = self.send_once(request).await?;
-        if status == 401 {
+        let (answer, _, url) = self.send_once(request).await?;
+        if answer.status == 401 {
             return Err(NovaError::BadCredentials {
                 cloud: self.inner.profile.name.clone(),
                 call: request.call.clone(),
                 configured_in: self.inner.profile.origin.clone(),
                 detail: format!(
                     "a fresh token was refused too: {}",
-                    super::error::service_message(&body)
+                    super::error::service_message(&answer.body)
                 ),
             });
         }
-        self.answer(request, status, body).await
+        answer.success_body(&self.context(request, &url))
     }
 
     /// `send`, then the body parsed as `T`.
@@ -202,19 +202,6 @@ impl NovaClient {
     ) -> Result<T, NovaError> {
         let body = self.send(request).await?;
         self.context(request, "").parse(&body)
-    }
-
-    async fn answer(
-        &self,
-        request: &Request,
-        status: u16,
-        body: Vec<u8>,
-    ) -> Result<Vec<u8>, NovaError> {
-        if (200..300).contains(&status) {
-            return Ok(body);
-        }
-        let endpoint = self.base_url(request.service).await?;
-        Err(self.context(request, &endpoint).status_error(status, &body))
     }
 
     fn context<'a>(&'a self, request: &'a Request, endpoint: &'a str) -> CallContext<'a> {
@@ -233,21 +220,15 @@ impl NovaClient {
         let session = self.inner.session.read().await;
         match service {
             Service::Compute => Ok(session.compute_url.clone()),
-            Service::Placement => session.placement_url.clone().map_err(|catalog| {
-                let profile = &self.inner.profile;
-                NovaError::NoEndpoint {
-                    cloud: profile.name.clone(),
-                    service_type: "placement".to_string(),
-                    region: profile.region_name.clone().unwrap_or("any".to_string()),
-                    interface: profile.interface.as_str().to_string(),
-                    catalog,
-                }
-            }),
+            Service::Placement => session
+                .placement_url
+                .clone()
+                .map_err(|catalog| no_endpoint(&self.inner.profile, "placement", catalog)),
         }
     }
 
-    /// One attempt: the status, the body, and the login generation whose token it carried.
-    async fn send_once(&self, request: &Request) -> Result<(u16, Vec<u8>, u64), NovaError> {
+    /// One attempt: the answer, the login generation whose token it carried, and the URL.
+    async fn send_once(&self, request: &Request) -> Result<(Exchanged, u64, String), NovaError> {
         let (token, generation) = {
             let session = self.inner.session.read().await;
             (session.token.value.clone(), session.generation)
@@ -274,7 +255,7 @@ impl NovaClient {
             builder = builder.json(body);
         }
         let answer = exchange(&self.context(request, &url), builder).await?;
-        Ok((answer.status, answer.body, generation))
+        Ok((answer, generation, url))
     }
 
     /// Logs in again unless another call already did since `seen_generation`.
@@ -376,17 +357,20 @@ fn endpoints(
     token: &Token,
 ) -> Result<(String, Result<String, String>), NovaError> {
     let region = profile.region_name.as_deref();
-    let compute = choose_endpoint(&token.catalog, "compute", region, profile.interface).map_err(
-        |catalog| NovaError::NoEndpoint {
-            cloud: profile.name.clone(),
-            service_type: "compute".to_string(),
-            region: region.unwrap_or("any").to_string(),
-            interface: profile.interface.as_str().to_string(),
-            catalog,
-        },
-    )?;
+    let compute = choose_endpoint(&token.catalog, "compute", region, profile.interface)
+        .map_err(|catalog| no_endpoint(profile, "compute", catalog))?;
     let placement = choose_endpoint(&token.catalog, "placement", region, profile.interface);
     Ok((compute, placement))
+}
+
+fn no_endpoint(profile: &CloudProfile, service_type: &str, catalog: String) -> NovaError {
+    NovaError::NoEndpoint {
+        cloud: profile.name.clone(),
+        service_type: service_type.to_string(),
+        region: profile.region_name.as_deref().unwrap_or("any").to_string(),
+        interface: profile.interface.as_str().to_string(),
+        catalog,
+    }
 }
 
 /// A `{"rel": "next", "href": ...}` entry of a paged list (`servers_links`, `hypervisors_links`,
