@@ -8,6 +8,7 @@ pub mod lab;
 pub mod libvirt;
 pub mod logging;
 pub mod model;
+pub mod nova;
 pub mod policy;
 pub mod precheck;
 pub mod progress;
