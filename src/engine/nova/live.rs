@@ -1,0 +1,1 @@
+//! Nova live migration (being written).
