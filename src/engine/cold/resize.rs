@@ -97,6 +97,19 @@ pub fn parse_memory_mib(text: &str) -> Result<u64, String> {
     check_memory_mib(memory_mib)
 }
 
+/// "2 vCPUs, 384 MiB", or only the part given ("384 MiB").
+pub fn new_size_words(new_size: &NewSize) -> String {
+    let vcpus = new_size
+        .vcpus
+        .map(|n| format!("{n} vCPU{}", if n == 1 { "" } else { "s" }));
+    let memory = new_size.memory_mib.map(|mib| format!("{mib} MiB"));
+    [vcpus, memory]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A resize as planned, kept in the plan (and so in the history).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resize {
