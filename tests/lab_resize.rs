@@ -259,7 +259,7 @@ fn a_resize_to_another_host_runs_there_at_the_new_size_and_revert_restarts_the_o
     // The source copy waits, shut off, at its old size.
     assert_eq!(persistent_size(&lab, &hv1, "cold-s"), OLD_SIZE);
     let (defined, running) = holders(&lab, "cold-s");
-    assert_eq!(running, [hv2.name.clone()], "runs on exactly one host");
+    assert_eq!(running, vec![hv2.name.clone()], "runs on exactly one host");
     assert_eq!(defined, [hv1.name.clone(), hv2.name.clone()]);
     assert_eq!(
         disk_sha256_on(&lab, &hv2, "cold-s"),
@@ -434,7 +434,10 @@ fn a_size_the_host_cannot_hold_is_refused_and_nothing_changes() {
         &["migrate", "cold-u", "--cold", "--to", &hv1.name],
     );
     assert!(!ok);
-    assert!(stderr.contains("already runs on hv1"), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("already runs on hv1; pick another destination, or give a new size"),
+        "{stdout}\n{stderr}"
+    );
     unchanged("a plain cold migration to its own host");
     assert!(
         history(&lab, &state).is_empty(),

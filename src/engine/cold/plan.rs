@@ -200,7 +200,8 @@ pub(super) async fn gather(
     // A resize to the guest's own host (Nova's allow_resize_to_same_host) copies nothing and
     // rewrites the one definition there; without a new size that host stays refused.
     let resizing = options.new_size.filter(|n| !n.is_empty());
-    let in_place = resizing.is_some() && source_host.eq_ignore_ascii_case(destination_host);
+    let same_host = source_host.eq_ignore_ascii_case(destination_host);
+    let in_place = resizing.is_some() && same_host;
     let mut resize = None;
     if let Some(new_size) = resizing {
         match defined_size(&definition_xml) {
@@ -250,7 +251,7 @@ pub(super) async fn gather(
     if let Some((facts, pools, by_name, by_uuid)) = destination_side {
         match (facts, pools, by_name, by_uuid) {
             (Ok(facts), Ok(pools), Ok(by_name), Ok(by_uuid)) => {
-                if let Some(found) = by_name.or(by_uuid).filter(|_| !in_place) {
+                if let Some(found) = by_name.or(by_uuid).filter(|_| !same_host) {
                     problems.push(format!(
                         "{destination_host}: already has a domain {} (UUID {}); remove it or pick another destination",
                         found.name, found.uuid
@@ -301,7 +302,7 @@ pub(super) async fn gather(
             }
             DiskSource::Network { protocol, name } => (format!("{protocol}:{name}"), "", None),
         };
-        if storage == Storage::Shared || in_place {
+        if storage == Storage::Shared || same_host {
             disk_facts.push(DiskFact {
                 target: disk.target.clone(),
                 source: Some(described.clone()),
@@ -456,6 +457,9 @@ pub(super) async fn gather(
         job_in_progress: None,
     };
     let mut report = precheck::run_cold(&facts, &problems);
+    if same_host && resize.is_none() {
+        report = resize::own_host_needs_a_size(report, instance, source_host);
+    }
     if let Some(resize) = &resize {
         report = resize::resize_checks(
             report,

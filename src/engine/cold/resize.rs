@@ -152,16 +152,42 @@ pub fn request_problem(
     in_place: bool,
 ) -> Option<String> {
     match new_size.filter(|n| !n.is_empty()) {
-        None if in_place => Some(format!(
-            "{host}: {instance} already runs on {host}; pick another destination, or give a \
-             new size (--vcpus, --memory-mib) to resize it in place"
-        )),
+        None if in_place => Some(own_host_refusal(instance, host)),
         None => None,
         Some(new_size) if new_size.applied_to(from) == from => Some(format!(
             "{instance}: already has {}; give another size",
             size_words(from)
         )),
         Some(new_size) => new_size.check().err(),
+    }
+}
+
+fn own_host_refusal(instance: &str, host: &str) -> String {
+    format!(
+        "{host}: {instance} already runs on {host}; pick another destination, or give a new \
+         size (--vcpus, --memory-mib) to resize it in place"
+    )
+}
+
+/// A cold migration to the guest's own host without a size stays refused, and the refusal
+/// says how to resize in place instead.
+pub fn own_host_needs_a_size(report: PrecheckReport, instance: &str, host: &str) -> PrecheckReport {
+    let checks = report
+        .checks
+        .into_iter()
+        .map(|check| match check.outcome {
+            CheckOutcome::Fail { .. } if check.id == CheckId::DestinationDiffers => CheckResult {
+                outcome: CheckOutcome::Fail {
+                    reason: own_host_refusal(instance, host),
+                },
+                ..check
+            },
+            _ => check,
+        })
+        .collect();
+    PrecheckReport {
+        checks,
+        plan: report.plan,
     }
 }
 
@@ -193,7 +219,8 @@ pub fn vcpu_problem(destination: &str, to: DefinedSize, cpu_count: Option<u32>) 
     })
 }
 
-/// The cold report of a resize: a resize in place passes the "destination differs" check, and
+/// The cold report of a resize: a resize in place passes the "destination differs" check (and
+/// the disk-room one, as nothing is copied), and
 /// the destination's CPU count is checked next to its memory (which the cold checks judged
 /// against the new size already).
 pub fn resize_checks(
@@ -209,6 +236,13 @@ pub fn resize_checks(
             checks.push(CheckResult {
                 id,
                 title: "destination is the source: a resize in place",
+                outcome: CheckOutcome::Pass,
+            });
+        } else if id == CheckId::DestinationDisk && resize.in_place() {
+            // Not "free disk unknown": nothing needs room.
+            checks.push(CheckResult {
+                id,
+                title: "nothing to copy: the disks stay where they are",
                 outcome: CheckOutcome::Pass,
             });
         } else {
@@ -301,7 +335,8 @@ pub fn in_place_recovery(
         // Stopped only when running at the new size: at the old size it is the guest as it was.
         stop_first: presence.active && at_new,
         define_old: at_new,
-        start: start && !(presence.active && !at_new),
+        // Not when it runs at its old size already: that is the guest as it was.
+        start: start && (at_new || !presence.active),
     };
     if rollback_begun {
         return roll_back("it had begun rolling back".into());

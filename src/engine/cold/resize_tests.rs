@@ -142,6 +142,12 @@ fn cold_report() -> PrecheckReport {
             ),
             check(CheckId::DestinationMemory, CheckOutcome::Pass),
             check(CheckId::Storage, CheckOutcome::Pass),
+            check(
+                CheckId::DestinationDisk,
+                CheckOutcome::Warn {
+                    reason: "hv1: free disk unknown; copying disks needs 0 B".into(),
+                },
+            ),
         ],
         plan: MigrationPlan {
             block_migration: true,
@@ -166,8 +172,14 @@ fn a_resize_report_passes_its_own_host_and_checks_the_cpus() {
             CheckId::DestinationDiffers,
             CheckId::DestinationMemory,
             CheckId::DestinationVcpus,
-            CheckId::Storage
+            CheckId::Storage,
+            CheckId::DestinationDisk
         ]
+    );
+    assert_eq!(
+        report.outcome(CheckId::DestinationDisk),
+        Some(&CheckOutcome::Pass),
+        "nothing is copied"
     );
     assert_eq!(
         report.outcome(CheckId::DestinationDiffers),
@@ -196,6 +208,17 @@ fn a_resize_report_passes_its_own_host_and_checks_the_cpus() {
         unknown.outcome(CheckId::DestinationVcpus),
         Some(CheckOutcome::Warn { .. })
     ));
+}
+
+#[test]
+fn a_cold_migration_to_its_own_host_without_a_size_says_how_to_resize_instead() {
+    let report = own_host_needs_a_size(cold_report(), "cold-r", "hv1");
+    assert!(!report.passed());
+    assert_eq!(
+        report.failure_reasons(),
+        "hv1: cold-r already runs on hv1; pick another destination, or give a new size \
+         (--vcpus, --memory-mib) to resize it in place"
+    );
 }
 
 fn in_place_plan(was_running: bool) -> (ColdMigrationPlan, Resize) {

@@ -27,11 +27,16 @@ const NEXT_ROWS_MAX: usize = 3;
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, migration: &TrackedCold, theme: &Theme) {
     let block = detail_frame(
         format!(
-            " #{} {} {} → {} · cold ",
+            " #{} {} {} → {} · {} ",
             migration.id,
             migration.instance_name(),
             migration.source(),
             migration.destination(),
+            if migration.plan.resize.is_some() {
+                "cold resize"
+            } else {
+                "cold"
+            },
         ),
         theme,
     );
@@ -158,7 +163,12 @@ fn guest_lines<'a>(migration: &TrackedCold, width: usize, theme: &Theme) -> Vec<
     } else {
         "was shut off: stays shut off on the destination".to_string()
     };
-    labelled_rows("guest", &text, theme.base, width, 2, theme)
+    let mut lines = labelled_rows("guest", &text, theme.base, width, 2, theme);
+    // A resize says what it changes: old → new size, and whether the guest stays on its host.
+    if let Some(words) = crate::engine::cold_record::resize_words(plan) {
+        lines.extend(labelled_rows("size", &words, theme.base, width, 1, theme));
+    }
+    lines
 }
 
 /// The copy (or, with `verifying`, the read-back) of every copied disk, as one gauge.

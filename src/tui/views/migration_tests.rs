@@ -537,6 +537,35 @@ fn cold_detail_awaiting_confirm() {
 }
 
 #[test]
+fn cold_detail_of_a_resize_shows_the_old_and_the_new_size() {
+    use crate::engine::cold::Resize;
+    use crate::libvirt::guest_size::DefinedSize;
+    let mut events = cold_run_events(MigrationId(5), 20, COLD_AWAITING_RUN, usize::MAX);
+    let MigrationChange::Cold(ColdEvent::Launched(plan)) = &mut events[0].change else {
+        panic!("the replay starts with the launch");
+    };
+    plan.resize = Some(Resize {
+        from: DefinedSize {
+            vcpus: 1,
+            memory_kib: 128 << 10,
+        },
+        to: DefinedSize {
+            vcpus: 2,
+            memory_kib: 384 << 10,
+        },
+        previous_definition_xml: None,
+    });
+    let mut app = app_with_events(events);
+    cold_detail(5, &mut app);
+    let screen = format!("{:?}", render(&app, 100, 24).buffer());
+    assert!(screen.contains("· cold resize"), "{screen}");
+    assert!(
+        screen.contains("size      resize 1 vCPU, 128 MiB → 2 vCPUs, 384 MiB"),
+        "{screen}"
+    );
+}
+
+#[test]
 fn cold_detail_rolled_back_80x24() {
     let mut app = cold_list_app();
     cold_detail(3, &mut app);
