@@ -4,7 +4,7 @@
 //!
 //! The guests are the cold tests' own (tests/common/cold_guests.rs: 1 vCPU, 128 MiB, a 64 MiB
 //! data disk of known content, an init that answers the ACPI power button), named `cold-r`…
-//! `cold-u` here and removed from every host afterwards, pass or fail. The lab's shared guests
+//! `cold-v` here and removed from every host afterwards, pass or fail. The lab's shared guests
 //! (idle, busy, disk) are never touched.
 //!
 //! The size is read the way `virsh dominfo` reads it (libvirt's domain info: vCPUs and max
@@ -21,8 +21,12 @@ use std::time::Instant;
 
 use common::cold_guests::{disk_sha256_on, presence, set_up, Acpi, GuestSpec};
 use common::{lab_or_skip, Lab, CALL_TIMEOUT};
+use ferry::config::Config;
+use ferry::engine::cold::{self, ColdMigrationPlan, ColdOptions, ColdOutcome, NewSize};
+use ferry::engine::cold_record;
+use ferry::engine::history::History;
 use ferry::lab::plan::LabHost;
-use ferry::libvirt::guest_size::{defined_size, DefinedSize};
+use ferry::libvirt::guest_size::{defined_size, edit_guest_size, DefinedSize};
 use ferry::libvirt::lifecycle::DomainKey;
 use ferry::runtime::wait;
 
@@ -442,5 +446,121 @@ fn a_size_the_host_cannot_hold_is_refused_and_nothing_changes() {
     assert!(
         history(&lab, &state).is_empty(),
         "a refused resize is never recorded as started"
+    );
+}
+
+/// Plans a resize in place of `guest` to the new size through the engine, as `ferry migrate`
+/// does.
+fn plan_in_place(lab: &Lab, guest: &str) -> ColdMigrationPlan {
+    let config = Config::load(&lab.plan.ferry_config_path()).expect("the lab's ferry config");
+    let options = ColdOptions {
+        new_size: Some(NewSize {
+            vcpus: Some(NEW_SIZE.vcpus),
+            memory_mib: Some(NEW_SIZE.memory_kib >> 10),
+        }),
+        ..ColdOptions::default()
+    };
+    let host = lab.plan.hosts[0].name.clone();
+    let planning = wait(cold::plan(&config, guest, &host, &options)).unwrap();
+    let plan = planning.plan.unwrap_or_else(|| {
+        panic!(
+            "prechecks of {guest} failed: {}",
+            planning.report.failure_reasons()
+        )
+    });
+    assert!(plan.resizes_in_place().is_some());
+    plan
+}
+
+fn history_file(state: &StateDir) -> History {
+    History::open(&state.0.join("ferry").join("history.sqlite3")).unwrap()
+}
+
+#[test]
+fn an_interrupted_resize_in_place_is_settled_by_resume_from_what_the_host_holds() {
+    let Some(lab) = lab_or_skip("resize_in_place_interrupted") else {
+        return;
+    };
+    let guests = set_up(
+        &lab,
+        &[GuestSpec {
+            name: "cold-v",
+            running: true,
+            acpi: Acpi::PowerOff,
+            seed: 0xc01d_5400,
+        }],
+    );
+    let state = StateDir::new("resize-interrupted");
+    let hv1 = lab.plan.hosts[0].clone();
+    let old_definition = definition_xml(&lab, &hv1, "cold-v");
+
+    // A ferry that died after defining the new size, before starting the guest again: its
+    // row has no outcome, and the host holds the new definition, shut off.
+    let plan = plan_in_place(&lab, "cold-v");
+    cold_record::record_start(&mut history_file(&state), &plan).unwrap();
+    lab.set_running(&hv1, "cold-v", false);
+    let new_definition = edit_guest_size(
+        &old_definition,
+        Some(NEW_SIZE.vcpus),
+        Some(NEW_SIZE.memory_kib),
+    )
+    .unwrap();
+    lab.connect(&hv1)
+        .define_domain(&new_definition, CALL_TIMEOUT)
+        .unwrap();
+    assert_eq!(persistent_size(&lab, &hv1, "cold-v"), NEW_SIZE);
+
+    let (ok, stdout, stderr) = ferry_cli(&lab, &state, &["resume"]);
+    assert!(ok, "resume: {stdout}\n{stderr}");
+    assert!(stdout.contains("rolled back"), "{stdout}\n{stderr}");
+    assert_eq!(history(&lab, &state)[0]["outcome"], "rolled_back");
+    assert_eq!(definition_xml(&lab, &hv1, "cold-v"), old_definition);
+    assert_eq!(reported_size(&lab, &hv1, "cold-v"), OLD_SIZE);
+    assert_eq!(
+        holders(&lab, "cold-v"),
+        (vec![hv1.name.clone()], vec![hv1.name.clone()]),
+        "started again where it was"
+    );
+
+    // A ferry that died once the guest ran at its new size: kept, awaiting an answer.
+    let plan = plan_in_place(&lab, "cold-v");
+    {
+        let mut history = history_file(&state);
+        let id = cold_record::record_start(&mut history, &plan).unwrap();
+        let mut handle = cold::start(plan.clone());
+        while let Some(update) = handle.updates.blocking_recv() {
+            cold_record::record_update(&mut history, id, 0, &update).unwrap();
+        }
+        let outcome = wait(handle.task).unwrap();
+        assert!(
+            matches!(outcome, ColdOutcome::AwaitingConfirm { .. }),
+            "{outcome:?}"
+        );
+    }
+    assert!(history(&lab, &state)[0]["outcome"].is_null());
+    let (ok, stdout, stderr) = ferry_cli(&lab, &state, &["resume"]);
+    assert!(ok, "resume: {stdout}\n{stderr}");
+    assert!(
+        stdout.contains("awaiting confirm") && stdout.contains("keeps the new size"),
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(history(&lab, &state)[0]["outcome"], "awaiting_confirm");
+    assert_eq!(
+        reported_size(&lab, &hv1, "cold-v"),
+        NEW_SIZE,
+        "left as it was"
+    );
+
+    let (ok, stdout, stderr) = ferry_cli(&lab, &state, &["revert", "cold-v"]);
+    assert!(ok, "revert: {stdout}\n{stderr}");
+    assert_eq!(reported_size(&lab, &hv1, "cold-v"), OLD_SIZE);
+    assert_eq!(definition_xml(&lab, &hv1, "cold-v"), old_definition);
+    assert_eq!(
+        holders(&lab, "cold-v"),
+        (vec![hv1.name.clone()], vec![hv1.name.clone()])
+    );
+    assert_eq!(
+        disk_sha256_on(&lab, &hv1, "cold-v"),
+        guests.sha256_of("cold-v")
     );
 }
