@@ -53,6 +53,40 @@ async fn host_holds(
     Ok((Some(presence), Some(defined)))
 }
 
+/// The guest's host, and what it holds of the guest: confirm, revert and recovery start here.
+async fn open_host(
+    plan: &ColdMigrationPlan,
+    timeout: Duration,
+) -> Result<(HostConnection, Option<DomainPresence>, Option<DefinedSize>), SettleError> {
+    let connection = open(&plan.source, timeout).await?;
+    let (presence, defined) = host_holds(&connection, plan, timeout)
+        .await
+        .map_err(|error| SettleError::Unreachable {
+            host: plan.source.name.clone(),
+            error,
+        })?;
+    Ok((connection, presence, defined))
+}
+
+/// [`back_to_old_size`] for revert and recovery: the steps done, or where it
+/// stopped.
+async fn settle_to_old_size(
+    connection: &HostConnection,
+    plan: &ColdMigrationPlan,
+    resize: &Resize,
+    steps: (bool, bool, bool),
+    timeout: Duration,
+) -> Result<Vec<String>, SettleError> {
+    let mut done = Vec::new();
+    back_to_old_size(connection, plan, resize, steps, &mut done, timeout)
+        .await
+        .map_err(|error| SettleError::Partial {
+            done: done.clone(),
+            error,
+        })?;
+    Ok(done)
+}
+
 /// Back to the old size, as decided: stop the guest hard, define the old definition, start
 /// it; each step done is noted in `done`.
 async fn back_to_old_size(
@@ -206,13 +240,7 @@ pub(super) async fn confirm(
     timeout: Duration,
 ) -> Result<SettleReport, SettleError> {
     let (host, name) = (&plan.source.name, &plan.instance_name);
-    let connection = open(&plan.source, timeout).await?;
-    let (presence, defined) = host_holds(&connection, plan, timeout)
-        .await
-        .map_err(|error| SettleError::Unreachable {
-            host: host.clone(),
-            error,
-        })?;
+    let (_, presence, defined) = open_host(plan, timeout).await?;
     match (presence, defined) {
         (Some(_), Some(defined)) if defined == resize.to => Ok(SettleReport {
             steps: vec![format!(
@@ -241,14 +269,7 @@ pub(super) async fn revert(
     resize: &Resize,
     timeout: Duration,
 ) -> Result<SettleReport, SettleError> {
-    let host = &plan.source.name;
-    let connection = open(&plan.source, timeout).await?;
-    let (presence, defined) = host_holds(&connection, plan, timeout)
-        .await
-        .map_err(|error| SettleError::Unreachable {
-            host: host.clone(),
-            error,
-        })?;
+    let (connection, presence, defined) = open_host(plan, timeout).await?;
     let steps = match in_place_recovery(plan, resize, presence.as_ref(), defined, true) {
         InPlaceRecovery::RollBack {
             stop_first,
@@ -260,14 +281,8 @@ pub(super) async fn revert(
             return Err(SettleError::Refused(reason))
         }
     };
-    let mut done = Vec::new();
-    back_to_old_size(&connection, plan, resize, steps, &mut done, timeout)
-        .await
-        .map_err(|error| SettleError::Partial {
-            done: done.clone(),
-            error,
-        })?;
-    Ok(SettleReport { steps: done })
+    let steps = settle_to_old_size(&connection, plan, resize, steps, timeout).await?;
+    Ok(SettleReport { steps })
 }
 
 /// Recovery of a resize in place whose ferry died: kept as awaiting confirm, or put back at
@@ -278,14 +293,7 @@ pub(super) async fn recover(
     rollback_begun: bool,
     timeout: Duration,
 ) -> Result<Recovery, SettleError> {
-    let host = &plan.source.name;
-    let connection = open(&plan.source, timeout).await?;
-    let (presence, defined) = host_holds(&connection, plan, timeout)
-        .await
-        .map_err(|error| SettleError::Unreachable {
-            host: host.clone(),
-            error,
-        })?;
+    let (connection, presence, defined) = open_host(plan, timeout).await?;
     match in_place_recovery(plan, resize, presence.as_ref(), defined, rollback_begun) {
         InPlaceRecovery::Refuse { reason } => Err(SettleError::Refused(reason)),
         InPlaceRecovery::AwaitingConfirm { reason } => Ok(Recovery::AwaitingConfirm { reason }),
@@ -295,23 +303,11 @@ pub(super) async fn recover(
             define_old,
             start,
         } => {
-            let mut done = Vec::new();
-            back_to_old_size(
-                &connection,
-                plan,
-                resize,
-                (stop_first, define_old, start),
-                &mut done,
-                timeout,
-            )
-            .await
-            .map_err(|error| SettleError::Partial {
-                done: done.clone(),
-                error,
-            })?;
+            let steps = (stop_first, define_old, start);
+            let steps = settle_to_old_size(&connection, plan, resize, steps, timeout).await?;
             Ok(Recovery::RolledBack {
                 reason,
-                steps: done,
+                steps,
                 leftovers: Vec::new(),
             })
         }

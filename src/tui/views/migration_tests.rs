@@ -536,14 +536,18 @@ fn cold_detail_awaiting_confirm() {
     insta::assert_snapshot!(render(&app, 100, 24));
 }
 
-#[test]
-fn cold_detail_of_a_resize_shows_the_old_and_the_new_size() {
+/// The recorded cold run awaiting confirm, as a resize 1 vCPU, 128 MiB → 2 vCPUs, 384 MiB
+/// (in place on its source with `in_place`).
+fn resize_awaiting_events(in_place: bool) -> Vec<MigrationEvent> {
     use crate::engine::cold::Resize;
     use crate::libvirt::guest_size::DefinedSize;
     let mut events = cold_run_events(MigrationId(5), 20, COLD_AWAITING_RUN, usize::MAX);
     let MigrationChange::Cold(ColdEvent::Launched(plan)) = &mut events[0].change else {
         panic!("the replay starts with the launch");
     };
+    if in_place {
+        plan.destination = plan.source.clone();
+    }
     plan.resize = Some(Resize {
         from: DefinedSize {
             vcpus: 1,
@@ -553,9 +557,14 @@ fn cold_detail_of_a_resize_shows_the_old_and_the_new_size() {
             vcpus: 2,
             memory_kib: 384 << 10,
         },
-        previous_definition_xml: None,
+        previous_definition_xml: in_place.then(|| "<domain/>".to_string()),
     });
-    let mut app = app_with_events(events);
+    events
+}
+
+#[test]
+fn cold_detail_of_a_resize_shows_the_old_and_the_new_size() {
+    let mut app = app_with_events(resize_awaiting_events(false));
     cold_detail(5, &mut app);
     let screen = format!("{:?}", render(&app, 100, 24).buffer());
     assert!(screen.contains("· cold resize"), "{screen}");
@@ -567,25 +576,7 @@ fn cold_detail_of_a_resize_shows_the_old_and_the_new_size() {
 
 #[test]
 fn a_resize_in_place_speaks_of_sizes_not_copies() {
-    use crate::engine::cold::Resize;
-    use crate::libvirt::guest_size::DefinedSize;
-    let mut events = cold_run_events(MigrationId(5), 20, COLD_AWAITING_RUN, usize::MAX);
-    let MigrationChange::Cold(ColdEvent::Launched(plan)) = &mut events[0].change else {
-        panic!("the replay starts with the launch");
-    };
-    plan.destination = plan.source.clone();
-    plan.resize = Some(Resize {
-        from: DefinedSize {
-            vcpus: 1,
-            memory_kib: 128 << 10,
-        },
-        to: DefinedSize {
-            vcpus: 2,
-            memory_kib: 384 << 10,
-        },
-        previous_definition_xml: Some("<domain/>".into()),
-    });
-    let mut app = app_with_events(events);
+    let mut app = app_with_events(resize_awaiting_events(true));
     press(&mut app, "2");
     let list = format!("{:?}", render(&app, 120, 24).buffer());
     assert!(
