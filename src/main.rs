@@ -127,6 +127,15 @@ enum Commands {
         /// --cold and --json apply; Nova's own config sets bandwidth, downtime and timeouts.
         #[arg(long, value_name = "CLOUD")]
         cloud: Option<String>,
+        /// Cold: resize the guest to this many vCPUs (Nova's resize, without a flavor). With a
+        /// new size, --to may name the guest's own host: a resize in place, nothing copied.
+        #[arg(long, requires = "cold", value_name = "N",
+              value_parser = ferry::engine::cold::resize::parse_vcpus)]
+        vcpus: Option<u32>,
+        /// Cold: resize the guest to this much memory, MiB.
+        #[arg(long, requires = "cold", value_name = "MiB",
+              value_parser = ferry::engine::cold::resize::parse_memory_mib)]
+        memory_mib: Option<u64>,
         /// JSON lines instead of text.
         #[arg(long)]
         json: bool,
@@ -307,6 +316,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             hard_power_off,
             shutdown_timeout,
             cloud,
+            vcpus,
+            memory_mib,
             json,
         }) => {
             let config = load_config(cli.config.as_deref())?;
@@ -323,6 +334,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     hard_power_off_allowed: hard_power_off,
                     shutdown_timeout: std::time::Duration::from_secs(shutdown_timeout),
                     copy_bandwidth_mib_per_second: bandwidth.filter(|&mib| mib > 0),
+                    new_size: (vcpus.is_some() || memory_mib.is_some())
+                        .then_some(ferry::engine::cold::NewSize { vcpus, memory_mib }),
                     ..Default::default()
                 };
                 return cli::cold::migrate(
