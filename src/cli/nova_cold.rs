@@ -1,37 +1,133 @@
 //! `ferry migrate --cold --cloud`, `ferry resize`, `ferry confirm|revert --cloud`: Nova's
-//! resize flow, carried out by Nova, watched and recorded by ferry.
-// Being written (issue 13, item 4 cold and item 5): each command refuses until then.
+//! resize flow, carried out by Nova, watched and recorded by ferry (`engine::nova::cold`).
+//! One line per change ferry sees (text, or JSON lines with `--json`); exit 0 only when every
+//! server waits for confirm (or, for confirm/revert, is settled where expected).
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use serde::Serialize;
 
 use ferry::config::Config;
+use ferry::engine::nova::cold::{self, ColdRequest, ColdResult, WatchLine};
+use ferry::engine::nova::CloudSession;
+use ferry::runtime::wait;
 
 use super::migrate::Output;
 
+#[derive(Serialize)]
+struct RefusedLine<'a> {
+    server: &'a str,
+    reason: String,
+}
+
 pub fn migrate(
-    _config: &Config,
-    _cloud: &str,
-    _instances: &[String],
-    _to: &str,
-    _flavor: Option<&str>,
-    _output: Output,
+    config: &Config,
+    cloud: &str,
+    instances: &[String],
+    to: &str,
+    flavor: Option<&str>,
+    output: Output,
 ) -> Result<ExitCode> {
-    bail!("cold migration through Nova is not built yet")
+    let to = (to != "auto").then(|| to.to_string());
+    let request = match flavor {
+        Some(flavor) => ColdRequest::Resize {
+            flavor: flavor.to_string(),
+            to,
+        },
+        None => ColdRequest::Migrate { to },
+    };
+    run(config, Some(cloud), instances, &request, output)
 }
 
 pub fn resize(
-    _config: &Config,
-    _cloud: Option<&str>,
-    _instance: &str,
-    _flavor: &str,
-    _to: Option<&str>,
-    _output: Output,
+    config: &Config,
+    cloud: Option<&str>,
+    instance: &str,
+    flavor: &str,
+    to: Option<&str>,
+    output: Output,
 ) -> Result<ExitCode> {
-    bail!("resize through Nova is not built yet")
+    let request = ColdRequest::Resize {
+        flavor: flavor.to_string(),
+        to: to.filter(|to| *to != "auto").map(str::to_string),
+    };
+    run(config, cloud, &[instance.to_string()], &request, output)
 }
 
-pub fn settle(_config: &Config, _cloud: &str, _instance: &str, _keep: bool) -> Result<ExitCode> {
-    bail!("confirm and revert through Nova are not built yet")
+fn run(
+    config: &Config,
+    cloud: Option<&str>,
+    instances: &[String],
+    request: &ColdRequest,
+    output: Output,
+) -> Result<ExitCode> {
+    let session = wait(CloudSession::connect(config, cloud))?;
+    let mut awaiting = 0;
+    for instance in instances {
+        let mut report = |line: &WatchLine| output.line("progress", &line.text(), line);
+        match wait(cold::launch(&session, instance, request, &mut report)) {
+            Ok(result) => {
+                awaiting += 1;
+                output.line("result", &summary(&result, session.name()), &result);
+            }
+            Err(error) => refused(output, instance, &error),
+        }
+    }
+    Ok(if awaiting == instances.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn summary(result: &ColdResult, cloud: &str) -> String {
+    let what = match &result.flavor {
+        Some(flavor) => format!("resized to {flavor}"),
+        None => "cold-migrated".to_string(),
+    };
+    match result.outcome {
+        ferry::engine::history::OutcomeKind::AwaitingConfirm => format!(
+            "{}: {what} by Nova from {} to {}, awaiting confirm: `ferry confirm {} --cloud \
+             {cloud}` keeps it, `ferry revert {} --cloud {cloud}` takes it back",
+            result.server,
+            result.source_host,
+            result.destination_host,
+            result.server,
+            result.server
+        ),
+        outcome => format!(
+            "{}: {what} by Nova from {} to {} ({outcome})",
+            result.server, result.source_host, result.destination_host
+        ),
+    }
+}
+
+/// A refusal on stderr in text (stdout stays the progress), as a JSON line with `--json`.
+fn refused(output: Output, server: &str, error: &anyhow::Error) {
+    let reason = format!("{error:#}");
+    if output.json {
+        output.line("refused", "", &RefusedLine { server, reason });
+    } else {
+        eprintln!("{server}: refused: {reason}");
+    }
+}
+
+pub fn settle(config: &Config, cloud: &str, instance: &str, keep: bool) -> Result<ExitCode> {
+    let output = Output { json: false };
+    let session = wait(CloudSession::connect(config, Some(cloud)))?;
+    let mut report = |line: &WatchLine| output.line("progress", &line.text(), line);
+    match wait(cold::settle(&session, instance, keep, &mut report)) {
+        Ok(result) => {
+            println!(
+                "{}: {} by Nova: {} on {}",
+                result.server, result.outcome, result.status, result.host
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            refused(output, instance, &error);
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

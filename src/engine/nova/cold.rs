@@ -1,1 +1,967 @@
-//! Nova cold migration and resize (being written).
+//! Nova cold migration and resize, carried out by Nova and watched by ferry: ferry checks the
+//! server and the destination first (nothing is sent when a check refuses), asks Nova, finds
+//! the migration Nova made, and follows the server until it waits in VERIFY_RESIZE for the
+//! operator's confirm or revert, or Nova gives up. A refusal Nova makes after its 202 comes
+//! back with Nova's own reason (the failed instance-action events and the server's fault).
+//! The watch has an overall bound; when it runs out ferry says what it waited for and leaves
+//! the history record unfinished rather than deciding on silence.
+//!
+//! What decides is pure (`judge_launch`, `judge_settle`, `failure_reason`) and unit-tested;
+//! the rest reads Nova through the door, each call under the config's call timeout.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+
+use super::preflight::{
+    any_destination, destination_refusal, server_refusal, CloudFacts, Needs, NovaMove,
+};
+use super::{open_history, CloudSession, NovaMigrationPlan, NOVA_BACKEND};
+use crate::engine::history::{
+    unix_ms_now, EventKind, History, MigrationRecord, NewMigration, Outcome, OutcomeKind,
+};
+use crate::model::migration::{MigrationId, MigrationKind};
+use crate::model::HostName;
+use crate::nova::types::{
+    Flavor, InstanceAction, Migration, MigrationFilter, MigrationType, Server, ServerFault,
+};
+use crate::nova::NovaError;
+
+/// How long ferry follows a cold migration or resize before it says what it waited for.
+/// Nova's own cold migration takes seconds to minutes (the disk is copied over ssh).
+pub const WATCH_BOUND: Duration = Duration::from_secs(600);
+/// Between two looks at the server.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How long ferry looks for the migration record Nova makes after its 202.
+const MIGRATION_LOOKUP_BOUND: Duration = Duration::from_secs(30);
+
+/// What the operator asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColdRequest {
+    /// A cold migration; `to: None` lets the scheduler choose.
+    Migrate { to: Option<String> },
+    /// A resize to `flavor` (name or id). Nova's resize takes no host, so a `to` is refused
+    /// before anything is sent: ferry will not promise a destination Nova cannot be held to.
+    Resize { flavor: String, to: Option<String> },
+}
+
+impl ColdRequest {
+    fn migration_type(&self) -> MigrationType {
+        match self {
+            ColdRequest::Migrate { .. } => MigrationType::Cold,
+            ColdRequest::Resize { .. } => MigrationType::Resize,
+        }
+    }
+
+    fn requested_host(&self) -> Option<&str> {
+        match self {
+            ColdRequest::Migrate { to } | ColdRequest::Resize { to, .. } => to.as_deref(),
+        }
+    }
+
+    fn policy(&self) -> &'static str {
+        match self {
+            ColdRequest::Migrate { .. } => "nova",
+            ColdRequest::Resize { .. } => "nova-resize",
+        }
+    }
+}
+
+/// One thing ferry saw while it watched, for a progress line (text or JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WatchLine {
+    pub server: String,
+    pub status: String,
+    pub task_state: Option<String>,
+    pub host: Option<String>,
+    /// Nova's migration status (`pre-migrating`, `migrating`, `finished`, …), once found.
+    pub migration_status: Option<String>,
+    /// Seconds since ferry asked Nova.
+    pub elapsed_s: u64,
+}
+
+impl WatchLine {
+    fn observed(server: &Server, migration_status: Option<&str>, started: Instant) -> WatchLine {
+        WatchLine {
+            server: server.name.clone(),
+            status: server.status.clone(),
+            task_state: server.task_state.clone(),
+            host: server.host.clone(),
+            migration_status: migration_status.map(str::to_string),
+            elapsed_s: started.elapsed().as_secs(),
+        }
+    }
+
+    /// Whether anything but the clock differs.
+    fn same_as(&self, other: &WatchLine) -> bool {
+        (
+            &self.status,
+            &self.task_state,
+            &self.host,
+            &self.migration_status,
+        ) == (
+            &other.status,
+            &other.task_state,
+            &other.host,
+            &other.migration_status,
+        )
+    }
+
+    pub fn text(&self) -> String {
+        format!(
+            "{}: {} task {} on {}{} ({} s)",
+            self.server,
+            self.status,
+            self.task_state.as_deref().unwrap_or("none"),
+            self.host.as_deref().unwrap_or("?"),
+            self.migration_status
+                .as_deref()
+                .map(|status| format!(", migration {status}"))
+                .unwrap_or_default(),
+            self.elapsed_s
+        )
+    }
+}
+
+/// What a launch ended in, for the summary line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ColdResult {
+    pub server: String,
+    pub server_id: String,
+    pub source_host: String,
+    /// Where Nova put it (the server's host in VERIFY_RESIZE).
+    pub destination_host: String,
+    pub nova_migration_id: Option<u64>,
+    pub history_id: i64,
+    pub outcome: OutcomeKind,
+    pub flavor: Option<String>,
+}
+
+/// What the watch of a launch decided from one look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LaunchVerdict {
+    Waiting,
+    /// The server waits in VERIFY_RESIZE on `host`.
+    AwaitingConfirm {
+        host: String,
+    },
+    /// Nova confirmed it by itself (`resize_confirm_window`): the server runs on `host`.
+    ConfirmedByNova {
+        host: String,
+    },
+    /// Nova gave up; the reason is read from its records.
+    Failed,
+}
+
+const SETTLED: &[&str] = &["ACTIVE", "SHUTOFF"];
+const MIGRATION_FAILED: &[&str] = &["error", "failed"];
+
+/// Reads one look at the server (and Nova's migration status, once found) after Nova
+/// accepted a cold migration or resize of a server that was on `source_host`.
+pub fn judge_launch(
+    server: &Server,
+    migration_status: Option<&str>,
+    source_host: &str,
+) -> LaunchVerdict {
+    let host = server.host.clone().unwrap_or_default();
+    if migration_status.is_some_and(|status| MIGRATION_FAILED.contains(&status))
+        || server.status == "ERROR"
+    {
+        return LaunchVerdict::Failed;
+    }
+    if server.task_state.is_some() {
+        return LaunchVerdict::Waiting;
+    }
+    if server.status == "VERIFY_RESIZE" {
+        return LaunchVerdict::AwaitingConfirm { host };
+    }
+    if SETTLED.contains(&server.status.as_str()) {
+        if migration_status == Some("confirmed") {
+            return LaunchVerdict::ConfirmedByNova { host };
+        }
+        // Nova set a task before it answered 202; a server settled again on its source with
+        // no task and no confirmation is one whose move Nova dropped.
+        if host == source_host {
+            return LaunchVerdict::Failed;
+        }
+    }
+    LaunchVerdict::Waiting
+}
+
+/// What the watch of a confirm or revert decided from one look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettleVerdict {
+    Waiting,
+    Done,
+    Failed(String),
+}
+
+/// Reads one look at the server after a confirm (or revert) was accepted: done when it is
+/// settled with no task on `expected_host` (the destination, or for a revert the source).
+pub fn judge_settle(
+    server: &Server,
+    migration_status: Option<&str>,
+    expected_host: &str,
+) -> SettleVerdict {
+    if server.status == "ERROR" {
+        return SettleVerdict::Failed(format!("{} went to ERROR", server.name));
+    }
+    if migration_status.is_some_and(|status| MIGRATION_FAILED.contains(&status)) {
+        return SettleVerdict::Failed(format!(
+            "Nova's migration of {} is {}",
+            server.name,
+            migration_status.unwrap_or_default()
+        ));
+    }
+    if server.task_state.is_none() && SETTLED.contains(&server.status.as_str()) {
+        let host = server.host.as_deref().unwrap_or("?");
+        return if host == expected_host {
+            SettleVerdict::Done
+        } else {
+            SettleVerdict::Failed(format!(
+                "{} is {} on {host}, not on {expected_host}",
+                server.name, server.status
+            ))
+        };
+    }
+    SettleVerdict::Waiting
+}
+
+/// Nova's reason for a failed move, in one line: the failed events of its instance action
+/// (`details` from 2.84), the server's fault, the migration's status.
+pub fn failure_reason(
+    action: Option<&InstanceAction>,
+    fault: Option<&ServerFault>,
+    migration_status: Option<&str>,
+) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(action) = action {
+        for event in action.failed_events() {
+            let details = event
+                .details
+                .as_deref()
+                .filter(|d| !d.trim().is_empty())
+                .map(|d| format!(": {}", d.trim()))
+                .unwrap_or_default();
+            parts.push(format!(
+                "{} {}{details}",
+                event.event,
+                event.result.as_deref().unwrap_or("Error")
+            ));
+        }
+    }
+    if let Some(fault) = fault.filter(|f| !f.message.trim().is_empty()) {
+        let message = fault.message.trim();
+        if !parts.iter().any(|part| part.contains(message)) {
+            parts.push(format!("fault: {message}"));
+        }
+    }
+    if let Some(status) = migration_status {
+        parts.push(format!("migration status {status}"));
+    }
+    if parts.is_empty() {
+        "Nova recorded no reason (no failed instance-action event, no fault): see \
+         nova-conductor's and nova-compute's logs"
+            .to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// Why the resize to `flavor` is refused before asking, if it is.
+pub fn flavor_refusal(server: &Server, flavor: &Flavor) -> Option<String> {
+    if flavor.disabled {
+        return Some(format!(
+            "flavor {} is disabled: choose another",
+            flavor.name
+        ));
+    }
+    let current = server.flavor.name.as_deref();
+    let same_id = server.flavor.id.as_deref() == Some(flavor.id.as_str());
+    if current == Some(flavor.name.as_str()) || same_id {
+        return Some(format!(
+            "server {} already has flavor {}: choose another flavor (a move to another host \
+             is `ferry migrate --cold`)",
+            server.name, flavor.name
+        ));
+    }
+    None
+}
+
+/// One door call under the config's call timeout, so no look at Nova can hang the watch.
+async fn bounded<T, E>(
+    timeout: Duration,
+    what: &str,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T>
+where
+    anyhow::Error: From<E>,
+{
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result.map_err(anyhow::Error::from),
+        Err(_) => bail!("{what}: no answer within {timeout:?} (the config's call timeout)"),
+    }
+}
+
+/// ferry's pre-flight: the server's state, the flavor, the destination. Returns the server
+/// and what the destination needs, or the refusal.
+async fn preflight(
+    session: &CloudSession,
+    server: &Server,
+    request: &ColdRequest,
+) -> Result<Option<Flavor>> {
+    let timeout = session.call_timeout();
+    if let Some(refusal) = server_refusal(server, NovaMove::Cold) {
+        bail!("{refusal}");
+    }
+    let flavor = match request {
+        ColdRequest::Resize { to: Some(host), .. } => bail!(
+            "Nova's resize takes no destination host (only a cold migration's `migrate` does, \
+             from compute API 2.56), so ferry cannot hold it to {host}: resize without --to \
+             and let the scheduler place it, or `ferry migrate {} --cold --to {host}` first",
+            server.name
+        ),
+        ColdRequest::Resize { flavor, .. } => {
+            let flavor = bounded(timeout, "find the flavor", session.client.flavor(flavor)).await?;
+            if let Some(refusal) = flavor_refusal(server, &flavor) {
+                bail!("{refusal}");
+            }
+            Some(flavor)
+        }
+        ColdRequest::Migrate { .. } => None,
+    };
+    let needs = flavor.as_ref().map_or(Needs::of(server), |flavor| Needs {
+        memory_mib: flavor.memory_mib,
+        vcpus: flavor.vcpus,
+    });
+    let services = bounded(
+        timeout,
+        "list compute services",
+        session.client.compute_services(),
+    )
+    .await?;
+    let hypervisors = bounded(timeout, "list hypervisors", session.client.hypervisors()).await?;
+    let facts = CloudFacts {
+        services: &services,
+        hypervisors: &hypervisors,
+    };
+    // ferry cannot read allow_resize_to_same_host: a resize may stay on its own host if the
+    // cloud allows it, and the scheduler decides; a cold migration never may.
+    let resize = matches!(request, ColdRequest::Resize { .. });
+    match request.requested_host() {
+        Some(host) => {
+            if let Some(refusal) = destination_refusal(&facts, server, host, needs, resize) {
+                bail!("{refusal}");
+            }
+        }
+        None => {
+            let source = server.host.as_deref().unwrap_or_default();
+            let own_host_fits =
+                resize && destination_refusal(&facts, server, source, needs, true).is_none();
+            if let Err(refusal) = any_destination(&facts, server, needs) {
+                if !own_host_fits {
+                    bail!("{refusal}");
+                }
+            }
+        }
+    }
+    Ok(flavor)
+}
+
+/// Checks, launches and watches one cold migration or resize of `server_name`, reporting
+/// each change through `report`. Ok when the server waits for confirm (or Nova confirmed it
+/// itself); an error says why not: ferry's refusal (nothing sent), Nova's refusal with its
+/// reason, or what ferry waited for when its bound ran out (the record stays unfinished).
+pub async fn launch(
+    session: &CloudSession,
+    server_name: &str,
+    request: &ColdRequest,
+    report: &mut (dyn FnMut(&WatchLine) + Send),
+) -> Result<ColdResult> {
+    let timeout = session.call_timeout();
+    let server = bounded(timeout, "find the server", session.find_server(server_name)).await?;
+    let flavor = preflight(session, &server, request).await?;
+    let source_host = server.host.clone().unwrap_or_default();
+    let migration_type = request.migration_type();
+    let filter = MigrationFilter {
+        server_id: Some(server.id.clone()),
+        migration_type: Some(migration_type),
+        ..Default::default()
+    };
+    // What Nova had before: the new migration and action are the ones not in these.
+    let migrations_before: BTreeSet<u64> = bounded(
+        timeout,
+        "list the server's migrations",
+        session.client.os_migrations(&filter),
+    )
+    .await?
+    .iter()
+    .map(|migration| migration.record.id)
+    .collect();
+    let actions_before: BTreeSet<String> = bounded(
+        timeout,
+        "list the server's instance actions",
+        session.client.instance_actions(&server.id),
+    )
+    .await?
+    .into_iter()
+    .map(|action| action.request_id)
+    .collect();
+
+    let plan = NovaMigrationPlan {
+        backend: NOVA_BACKEND.to_string(),
+        cloud: session.name().to_string(),
+        server_id: server.id.clone(),
+        server_name: server.name.clone(),
+        nova_migration_id: None,
+        migration_type: migration_type.as_str().to_string(),
+        requested_host: request.requested_host().map(str::to_string),
+        flavor: flavor.as_ref().map(|f| f.name.clone()),
+    };
+    let started = Instant::now();
+    let launched = match request {
+        ColdRequest::Migrate { to } => {
+            bounded(
+                timeout,
+                "cold-migrate",
+                session.client.cold_migrate(&server.id, to.as_deref()),
+            )
+            .await
+        }
+        ColdRequest::Resize { .. } => {
+            let flavor_id = flavor.as_ref().map(|f| f.id.clone()).unwrap_or_default();
+            bounded(
+                timeout,
+                "resize",
+                session.client.resize(&server.id, &flavor_id),
+            )
+            .await
+        }
+    };
+    // A refusal Nova answered (400, 403, 409, too old) means nothing happened. No answer at
+    // all does not: Nova may have taken it, so ferry looks for the migration before it says.
+    let unanswered = match launched {
+        Ok(()) => None,
+        Err(error) => {
+            let timed_out = error.to_string().contains("no answer")
+                || error
+                    .downcast_ref::<NovaError>()
+                    .is_some_and(NovaError::is_timeout);
+            if !timed_out {
+                return Err(error);
+            }
+            Some(error)
+        }
+    };
+    let migration = find_new_migration(session, &filter, &migrations_before).await;
+    if migration.is_none() {
+        if let Some(error) = unanswered {
+            return Err(error.context(format!(
+                "Nova did not answer and no new migration of {} appeared within {:?}: \
+                 check `openstack server migration list --server {}` before trying again",
+                server.name, MIGRATION_LOOKUP_BOUND, server.id
+            )));
+        }
+    }
+    let plan = NovaMigrationPlan {
+        nova_migration_id: migration.as_ref().map(|m| m.record.id),
+        ..plan
+    };
+    let destination_known = migration
+        .as_ref()
+        .and_then(|m| m.record.dest_compute.clone())
+        .or_else(|| request.requested_host().map(str::to_string))
+        .unwrap_or_else(|| "auto".to_string());
+    let mut history = open_history()?;
+    let history_id = history.start_migration(&NewMigration {
+        kind: MigrationKind::Cold,
+        instance_name: server.name.clone(),
+        instance_uuid: server.id.clone(),
+        source_host: host_name(&source_host)?,
+        destination_host: host_name(&destination_known)?,
+        policy: request.policy().to_string(),
+        plan: serde_json::to_value(&plan).context("writing the plan as JSON")?,
+        started_at_unix_ms: unix_ms_now() - i64::try_from(started.elapsed().as_millis())?,
+    })?;
+    let record_event = |history: &mut History, kind: EventKind, message: &str| {
+        let at_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if let Err(error) = history.record_event(history_id, at_ms, kind, message) {
+            tracing::warn!("history: {error}");
+        }
+    };
+    record_event(
+        &mut history,
+        EventKind::Phase,
+        &match &plan.nova_migration_id {
+            Some(id) => format!("Nova accepted it: migration {id}"),
+            None => "Nova accepted it; its migration record was not found yet".to_string(),
+        },
+    );
+
+    let mut migration_id = plan.nova_migration_id;
+    let mut last_line: Option<WatchLine> = None;
+    let mut last_error: Option<String> = None;
+    loop {
+        if started.elapsed() > WATCH_BOUND {
+            let seen = last_line
+                .as_ref()
+                .map(WatchLine::text)
+                .unwrap_or_else(|| "nothing".to_string());
+            let message = format!(
+                "gave up watching after {:?}: waited for {} to reach VERIFY_RESIZE (or Nova's \
+                 migration to fail); last seen: {seen}{}. The record stays unfinished: look \
+                 again with `ferry resume`, or in Nova",
+                WATCH_BOUND,
+                server.name,
+                last_error
+                    .as_deref()
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default()
+            );
+            record_event(&mut history, EventKind::Error, &message);
+            bail!("{message}");
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+        let now = match bounded(
+            timeout,
+            "show the server",
+            session.client.server(&server.id),
+        )
+        .await
+        {
+            Ok(now) => now,
+            Err(error) => {
+                if error
+                    .downcast_ref::<NovaError>()
+                    .is_some_and(NovaError::is_not_found)
+                {
+                    let message = format!("{} was deleted while it moved", server.name);
+                    finish(&mut history, history_id, OutcomeKind::Failed, &message);
+                    bail!("{message}");
+                }
+                // A look that failed is not a verdict: the next one may answer.
+                last_error = Some(format!("{error:#}"));
+                continue;
+            }
+        };
+        let migration = match migration_id {
+            Some(id) => nova_migration(session, &filter, id).await,
+            None => {
+                let found = find_new_migration_once(session, &filter, &migrations_before).await;
+                migration_id = found.as_ref().map(|m| m.record.id);
+                if let Some(id) = migration_id {
+                    record_event(
+                        &mut history,
+                        EventKind::Phase,
+                        &format!("Nova's migration {id}"),
+                    );
+                }
+                found
+            }
+        };
+        let migration_status = migration.as_ref().map(|m| m.record.status.as_str());
+        let line = WatchLine::observed(&now, migration_status, started);
+        if last_line.as_ref().is_none_or(|last| !last.same_as(&line)) {
+            report(&line);
+            record_event(&mut history, EventKind::Phase, &line.text());
+            last_line = Some(line);
+        }
+        match judge_launch(&now, migration_status, &source_host) {
+            LaunchVerdict::Waiting => {}
+            LaunchVerdict::AwaitingConfirm { host } | LaunchVerdict::ConfirmedByNova { host } => {
+                let confirmed = migration_status == Some("confirmed");
+                let outcome = if confirmed {
+                    OutcomeKind::Confirmed
+                } else {
+                    OutcomeKind::AwaitingConfirm
+                };
+                let detail = if confirmed {
+                    format!("Nova moved it to {host} and confirmed it itself")
+                } else {
+                    format!("on {host} in VERIFY_RESIZE: confirm or revert it")
+                };
+                finish(&mut history, history_id, outcome, &detail);
+                return Ok(ColdResult {
+                    server: server.name.clone(),
+                    server_id: server.id.clone(),
+                    source_host,
+                    destination_host: host,
+                    nova_migration_id: migration_id,
+                    history_id: history_id.0,
+                    outcome,
+                    flavor: plan.flavor.clone(),
+                });
+            }
+            LaunchVerdict::Failed => {
+                let reason = nova_reason(
+                    session,
+                    &server.id,
+                    &actions_before,
+                    now.fault.as_ref(),
+                    migration_status,
+                )
+                .await;
+                let message = format!(
+                    "Nova refused the {} of {}: {reason}; it is {} on {}",
+                    match request {
+                        ColdRequest::Migrate { .. } => "cold migration",
+                        ColdRequest::Resize { .. } => "resize",
+                    },
+                    server.name,
+                    now.status,
+                    now.host.as_deref().unwrap_or("?")
+                );
+                finish(&mut history, history_id, OutcomeKind::Failed, &message);
+                bail!("{message}");
+            }
+        }
+    }
+}
+
+fn host_name(name: &str) -> Result<HostName> {
+    HostName::parse(name).map_err(|error| anyhow!("Nova's host {name:?}: {error}"))
+}
+
+fn finish(history: &mut History, id: MigrationId, kind: OutcomeKind, detail: &str) {
+    let outcome = Outcome {
+        kind,
+        detail: detail.to_string(),
+        finished_at_unix_ms: unix_ms_now(),
+        downtime_ms: None,
+        total_time_ms: None,
+        bytes_transferred: None,
+    };
+    if let Err(error) = history.finish_migration(id, &outcome) {
+        tracing::warn!("history: {error}");
+        eprintln!("warning: {error}");
+    }
+}
+
+/// The newest of the server's migrations not in `before`, looked for until Nova has made it
+/// (it does in its conductor, just after the 202) or the lookup bound runs out.
+async fn find_new_migration(
+    session: &CloudSession,
+    filter: &MigrationFilter,
+    before: &BTreeSet<u64>,
+) -> Option<Migration> {
+    let started = Instant::now();
+    while started.elapsed() < MIGRATION_LOOKUP_BOUND {
+        if let Some(found) = find_new_migration_once(session, filter, before).await {
+            return Some(found);
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    None
+}
+
+async fn find_new_migration_once(
+    session: &CloudSession,
+    filter: &MigrationFilter,
+    before: &BTreeSet<u64>,
+) -> Option<Migration> {
+    bounded(
+        session.call_timeout(),
+        "list the server's migrations",
+        session.client.os_migrations(filter),
+    )
+    .await
+    .ok()?
+    .into_iter()
+    .filter(|migration| !before.contains(&migration.record.id))
+    .max_by_key(|migration| migration.record.id)
+}
+
+async fn nova_migration(
+    session: &CloudSession,
+    filter: &MigrationFilter,
+    id: u64,
+) -> Option<Migration> {
+    bounded(
+        session.call_timeout(),
+        "list the server's migrations",
+        session.client.os_migrations(filter),
+    )
+    .await
+    .ok()?
+    .into_iter()
+    .find(|migration| migration.record.id == id)
+}
+
+/// Nova's reason, read from the newest instance action ferry did not see before it asked.
+async fn nova_reason(
+    session: &CloudSession,
+    server_id: &str,
+    actions_before: &BTreeSet<String>,
+    fault: Option<&ServerFault>,
+    migration_status: Option<&str>,
+) -> String {
+    let timeout = session.call_timeout();
+    let mut action = None;
+    if let Ok(actions) = bounded(
+        timeout,
+        "list instance actions",
+        session.client.instance_actions(server_id),
+    )
+    .await
+    {
+        // Nova lists them newest first.
+        if let Some(new) = actions
+            .into_iter()
+            .find(|a| !actions_before.contains(&a.request_id))
+        {
+            action = bounded(
+                timeout,
+                "show the instance action",
+                session.client.instance_action(server_id, &new.request_id),
+            )
+            .await
+            .ok();
+        }
+    }
+    failure_reason(action.as_ref(), fault, migration_status)
+}
+
+/// What a confirm or revert ended in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SettleResult {
+    pub server: String,
+    pub server_id: String,
+    pub host: String,
+    pub status: String,
+    pub history_id: i64,
+    pub outcome: OutcomeKind,
+}
+
+/// `ferry confirm|revert X --cloud C`: the server must wait in VERIFY_RESIZE; Nova is asked
+/// to confirm (`keep`) or revert, and ferry watches until the server is settled with no task
+/// on the host expected (the destination, or for a revert the source). The outcome goes on
+/// the history record of the server's last Nova migration awaiting confirm (one is made if
+/// the history has none, so it still holds what happened).
+pub async fn settle(
+    session: &CloudSession,
+    server_name: &str,
+    keep: bool,
+    report: &mut (dyn FnMut(&WatchLine) + Send),
+) -> Result<SettleResult> {
+    let timeout = session.call_timeout();
+    let verb = if keep { "confirm" } else { "revert" };
+    let server = bounded(timeout, "find the server", session.find_server(server_name)).await?;
+    if server.status != "VERIFY_RESIZE" {
+        bail!(
+            "server {} is {}{}, not VERIFY_RESIZE: there is no cold migration or resize to {verb}",
+            server.name,
+            server.status,
+            server
+                .task_state
+                .as_deref()
+                .map(|task| format!(" (task {task})"))
+                .unwrap_or_default()
+        );
+    }
+    let current_host = server.host.clone().unwrap_or_default();
+    // Nova's migration awaiting confirm: `finished` is the status of a move in VERIFY_RESIZE.
+    let waiting = bounded(
+        timeout,
+        "list the server's migrations",
+        session.client.os_migrations(&MigrationFilter {
+            server_id: Some(server.id.clone()),
+            ..Default::default()
+        }),
+    )
+    .await?
+    .into_iter()
+    .filter(|m| m.migration_type != Some(MigrationType::Live) && m.record.status == "finished")
+    .max_by_key(|m| m.record.id);
+    let mut history = open_history()?;
+    let record = awaiting_record(&history.unfinished()?, &server.id);
+    let source_host = waiting
+        .as_ref()
+        .and_then(|m| m.record.source_compute.clone())
+        .or_else(|| record.as_ref().map(|r| r.source_host.clone()))
+        .ok_or_else(|| {
+            anyhow!(
+                "server {}: neither Nova nor ferry's history says where it came from, so a \
+                 revert could not be checked",
+                server.name
+            )
+        })?;
+    let (history_id, started_at_unix_ms) = match &record {
+        Some(record) => (record.id, record.started_at_unix_ms),
+        None => {
+            let migration_type = waiting
+                .as_ref()
+                .and_then(|m| m.migration_type)
+                .unwrap_or(MigrationType::Cold);
+            let plan = NovaMigrationPlan {
+                backend: NOVA_BACKEND.to_string(),
+                cloud: session.name().to_string(),
+                server_id: server.id.clone(),
+                server_name: server.name.clone(),
+                nova_migration_id: waiting.as_ref().map(|m| m.record.id),
+                migration_type: migration_type.as_str().to_string(),
+                requested_host: None,
+                flavor: server.flavor.name.clone(),
+            };
+            let started_at_unix_ms = unix_ms_now();
+            let id = history.start_migration(&NewMigration {
+                kind: MigrationKind::Cold,
+                instance_name: server.name.clone(),
+                instance_uuid: server.id.clone(),
+                source_host: host_name(&source_host)?,
+                destination_host: host_name(&current_host)?,
+                policy: if migration_type == MigrationType::Resize {
+                    "nova-resize"
+                } else {
+                    "nova"
+                }
+                .to_string(),
+                plan: serde_json::to_value(&plan).context("writing the plan as JSON")?,
+                started_at_unix_ms,
+            })?;
+            // Started elsewhere (not by this ferry): it awaited confirm when ferry found it.
+            finish(
+                &mut history,
+                id,
+                OutcomeKind::AwaitingConfirm,
+                &format!("found in VERIFY_RESIZE on {current_host} (not started by ferry)"),
+            );
+            (id, started_at_unix_ms)
+        }
+    };
+    let record_event = |history: &mut History, kind: EventKind, message: &str| {
+        let at_ms = u64::try_from(unix_ms_now() - started_at_unix_ms).unwrap_or(0);
+        if let Err(error) = history.record_event(history_id, at_ms, kind, message) {
+            tracing::warn!("history: {error}");
+        }
+    };
+    let expected_host = if keep {
+        current_host.clone()
+    } else {
+        source_host.clone()
+    };
+    record_event(
+        &mut history,
+        EventKind::Operator,
+        &format!("{verb} asked of Nova (expected on {expected_host})"),
+    );
+    let asked = if keep {
+        bounded(
+            timeout,
+            "confirm the resize",
+            session.client.confirm_resize(&server.id),
+        )
+        .await
+    } else {
+        bounded(
+            timeout,
+            "revert the resize",
+            session.client.revert_resize(&server.id),
+        )
+        .await
+    };
+    if let Err(error) = asked {
+        record_event(&mut history, EventKind::Error, &format!("{error:#}"));
+        return Err(error);
+    }
+    let filter = MigrationFilter {
+        server_id: Some(server.id.clone()),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let mut last_line: Option<WatchLine> = None;
+    let mut last_error: Option<String> = None;
+    loop {
+        if started.elapsed() > WATCH_BOUND {
+            let message = format!(
+                "gave up watching after {:?}: waited for {} to be ACTIVE or SHUTOFF with no \
+                 task on {expected_host}; last seen: {}{}. The record stays awaiting confirm",
+                WATCH_BOUND,
+                server.name,
+                last_line
+                    .as_ref()
+                    .map(WatchLine::text)
+                    .unwrap_or_else(|| "nothing".to_string()),
+                last_error
+                    .as_deref()
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default()
+            );
+            record_event(&mut history, EventKind::Error, &message);
+            bail!("{message}");
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+        let now = match bounded(
+            timeout,
+            "show the server",
+            session.client.server(&server.id),
+        )
+        .await
+        {
+            Ok(now) => now,
+            Err(error) => {
+                last_error = Some(format!("{error:#}"));
+                continue;
+            }
+        };
+        let migration = match &waiting {
+            Some(waiting) => nova_migration(session, &filter, waiting.record.id).await,
+            None => None,
+        };
+        let migration_status = migration.as_ref().map(|m| m.record.status.as_str());
+        let line = WatchLine::observed(&now, migration_status, started);
+        if last_line.as_ref().is_none_or(|last| !last.same_as(&line)) {
+            report(&line);
+            record_event(&mut history, EventKind::Phase, &line.text());
+            last_line = Some(line);
+        }
+        match judge_settle(&now, migration_status, &expected_host) {
+            SettleVerdict::Waiting => {}
+            SettleVerdict::Done => {
+                let outcome = if keep {
+                    OutcomeKind::Confirmed
+                } else {
+                    OutcomeKind::Reverted
+                };
+                finish(
+                    &mut history,
+                    history_id,
+                    outcome,
+                    &format!("{} on {expected_host}", now.status),
+                );
+                return Ok(SettleResult {
+                    server: server.name.clone(),
+                    server_id: server.id.clone(),
+                    host: expected_host,
+                    status: now.status,
+                    history_id: history_id.0,
+                    outcome,
+                });
+            }
+            SettleVerdict::Failed(why) => {
+                let reason = failure_reason(None, now.fault.as_ref(), migration_status);
+                let message = format!("the {verb} of {} failed: {why}; {reason}", server.name);
+                finish(&mut history, history_id, OutcomeKind::Failed, &message);
+                bail!("{message}");
+            }
+        }
+    }
+}
+
+/// The server's last Nova migration in the history that awaits confirm.
+pub fn awaiting_record(unfinished: &[MigrationRecord], server_id: &str) -> Option<MigrationRecord> {
+    unfinished
+        .iter()
+        .filter(|record| record.outcome == Some(OutcomeKind::AwaitingConfirm))
+        .filter(|record| {
+            NovaMigrationPlan::from_history(&record.plan)
+                .is_some_and(|plan| plan.server_id == server_id)
+        })
+        .max_by_key(|record| (record.started_at_unix_ms, record.id.0))
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests;
