@@ -596,6 +596,21 @@ pub async fn launch(
                 });
             }
             LaunchVerdict::Failed => {
+                // Nova marks the migration `error` before it has rolled the server back and
+                // written the fault; its reason is read once the server has no task left.
+                let now = settled_after_failure(
+                    session,
+                    now,
+                    &mut |line| {
+                        if last_line.as_ref().is_none_or(|last| !last.same_as(line)) {
+                            report(line);
+                            last_line = Some(line.clone());
+                        }
+                    },
+                    migration_status,
+                    started,
+                )
+                .await;
                 let reason = nova_reason(
                     session,
                     &server.id,
@@ -619,6 +634,35 @@ pub async fn launch(
             }
         }
     }
+}
+
+/// How long ferry waits, after Nova said a move failed, for Nova to settle the server (and
+/// write its fault) before it reads the reason.
+const FAILURE_SETTLE_BOUND: Duration = Duration::from_secs(60);
+
+/// The server once Nova has no task on it any more, or as last seen when the bound runs out.
+async fn settled_after_failure(
+    session: &CloudSession,
+    mut server: Server,
+    report: &mut (dyn FnMut(&WatchLine) + Send),
+    migration_status: Option<&str>,
+    started: Instant,
+) -> Server {
+    let waiting_since = Instant::now();
+    while server.task_state.is_some() && waiting_since.elapsed() < FAILURE_SETTLE_BOUND {
+        tokio::time::sleep(POLL_INTERVAL).await;
+        if let Ok(now) = bounded(
+            session.call_timeout(),
+            "show the server",
+            session.client.server(&server.id),
+        )
+        .await
+        {
+            report(&WatchLine::observed(&now, migration_status, started));
+            server = now;
+        }
+    }
+    server
 }
 
 fn host_name(name: &str) -> Result<HostName> {

@@ -1,0 +1,724 @@
+//! Cold migration, resize, confirm and revert carried out by the lab's real Nova (`ferry lab
+//! up --nova`) through `ferry migrate --cold --cloud`, `ferry resize`, `ferry confirm|revert
+//! --cloud`. What ferry says is checked against Nova's API read here with a plain `curl` and
+//! against the compute hosts' libvirt read with `virsh`, outside ferry's code.
+//!
+//! Each test boots its own server on hv1 and deletes it however the test ends. Run as root,
+//! one at a time, under the lab lock:
+//! `flock /tmp/ferry-lab.lock cargo test --test lab_nova_cold -- --test-threads=1`.
+//! Without the Nova lab they are skipped, unless FERRY_REQUIRE_LAB=1 (or
+//! FERRY_REQUIRE_NOVA_LAB=1), where they fail.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ferry::nova::{load_cloud, CloudSelection, NovaClient};
+use ferry::runtime::wait;
+use serde_json::{json, Value};
+
+const LAB_CLOUDS_YAML: &str = "/var/lib/ferry-lab/clouds.yaml";
+const LAB_FERRY_CONFIG: &str = "/var/lib/ferry-lab/ferry.toml";
+const CLOUD: &str = "ferry-lab";
+const SOURCE: &str = "hv1";
+/// The servers' root disks: the lab mounts each host's Nova instances dir here.
+const HOSTS_DIR: &str = "/var/lib/ferry-lab/hosts";
+/// ferry.small's root disk (1 GiB): the part of the disk a resize must keep as it was.
+const SMALL_ROOT_DISK_BYTES: u64 = 1 << 30;
+
+fn required() -> bool {
+    ["FERRY_REQUIRE_LAB", "FERRY_REQUIRE_NOVA_LAB"]
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|value| value == "1"))
+}
+
+fn nova_lab_is_up() -> bool {
+    let namespaces = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .unwrap_or_default();
+    Path::new(LAB_CLOUDS_YAML).exists()
+        && Path::new(LAB_FERRY_CONFIG).exists()
+        && namespaces
+            .lines()
+            .any(|line| line.split_whitespace().next() == Some("ferry-nova"))
+}
+
+/// The lab's cloud as this test reaches it with curl, or `None` (after saying why) when the
+/// test cannot run here.
+fn cloud_or_skip(test: &str) -> Option<Cloud> {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() == 0 };
+    if !root || !nova_lab_is_up() {
+        let why = if root {
+            "the Nova lab is not up (ferry lab up --nova)"
+        } else {
+            "not root"
+        };
+        if required() {
+            panic!("{test}: FERRY_REQUIRE_LAB=1 but {why}");
+        }
+        eprintln!("\n*** SKIPPED lab test {test}: {why}. ***\n");
+        return None;
+    }
+    Some(Cloud::log_in())
+}
+
+/// A plain HTTP call, JSON in and out: (status, body).
+fn curl(method: &str, url: &str, headers: &[String], body: Option<&Value>) -> (u16, Value) {
+    let mut command = Command::new("curl");
+    command.args([
+        "-sS",
+        "--max-time",
+        "30",
+        "-X",
+        method,
+        "-w",
+        "\n%{http_code}",
+    ]);
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    if let Some(body) = body {
+        command.args([
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body.to_string(),
+        ]);
+    }
+    let output = command.arg(url).output().expect("run curl");
+    assert!(output.status.success(), "curl {method} {url}: {output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (
+        status.trim().parse().unwrap(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+/// What the test itself knows of the cloud: a token and the endpoints, read with curl.
+struct Cloud {
+    token: String,
+    compute: String,
+    image: String,
+}
+
+impl Cloud {
+    fn log_in() -> Cloud {
+        let yaml: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(LAB_CLOUDS_YAML).unwrap()).unwrap();
+        let auth = &yaml["clouds"][CLOUD]["auth"];
+        let text = |key: &str| auth[key].as_str().unwrap().to_string();
+        let request = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": text("username"),
+                "domain": {"name": text("user_domain_name")},
+                "password": text("password")}}},
+            "scope": {"project": {"name": text("project_name"),
+                "domain": {"name": text("project_domain_name")}}}}});
+        let url = format!("{}/auth/tokens", text("auth_url").trim_end_matches('/'));
+        let output = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "-D", "-"])
+            .args([
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &request.to_string(),
+            ])
+            .arg(&url)
+            .output()
+            .expect("run curl");
+        let answer = String::from_utf8(output.stdout).unwrap();
+        let (headers, body) = answer
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no HTTP answer from {url}: {answer}"));
+        let token = headers
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("x-subject-token")
+                    .then(|| value.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no token from {url}: {headers}"));
+        let body: Value = serde_json::from_str(body).unwrap();
+        let public_url = |service_type: &str| {
+            body["token"]["catalog"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|service| service["type"] == service_type)
+                .flat_map(|service| service["endpoints"].as_array().unwrap().iter())
+                .find(|endpoint| endpoint["interface"] == "public")
+                .and_then(|endpoint| endpoint["url"].as_str())
+                .unwrap_or_else(|| panic!("no public {service_type} endpoint in {body}"))
+                .trim_end_matches('/')
+                .to_string()
+        };
+        Cloud {
+            token,
+            compute: public_url("compute"),
+            image: public_url("image"),
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, version: &str, body: Option<&Value>) -> (u16, Value) {
+        let headers = [
+            format!("X-Auth-Token: {}", self.token),
+            format!("OpenStack-API-Version: compute {version}"),
+        ];
+        curl(method, &format!("{}{path}", self.compute), &headers, body)
+    }
+
+    fn get(&self, path: &str, version: &str) -> Value {
+        let (status, body) = self.call("GET", path, version, None);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// The server as Nova shows it (2.47: the flavor embedded, with its name).
+    fn server(&self, id: &str) -> Value {
+        self.get(&format!("/servers/{id}"), "2.47")["server"].clone()
+    }
+
+    /// Nova's migrations of the server, newest first.
+    fn migrations(&self, id: &str) -> Vec<Value> {
+        let mut migrations = self.get(&format!("/os-migrations?instance_uuid={id}"), "2.59")
+            ["migrations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        migrations.sort_by_key(|m| std::cmp::Reverse(m["id"].as_u64()));
+        migrations
+    }
+
+    fn instance_actions(&self, id: &str) -> usize {
+        self.get(&format!("/servers/{id}/os-instance-actions"), "2.58")["instanceActions"]
+            .as_array()
+            .map_or(0, Vec::len)
+    }
+
+    fn image_id(&self, name: &str) -> String {
+        let headers = [format!("X-Auth-Token: {}", self.token)];
+        let (status, body) = curl(
+            "GET",
+            &format!("{}/v2/images?name={name}", self.image),
+            &headers,
+            None,
+        );
+        assert_eq!(status, 200, "list images: {body}");
+        body["images"][0]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no image {name}: {body}"))
+            .to_string()
+    }
+
+    /// Boots a server of ferry.small on hv1 with no network and waits until it is ACTIVE.
+    fn boot(&self, name: &str, image: &str) -> BootedServer<'_> {
+        let body = json!({"server": {
+            "name": name,
+            "imageRef": self.image_id(image),
+            "flavorRef": "ferry.small",
+            "networks": "none",
+            "availability_zone": format!("nova:{SOURCE}"),
+        }});
+        let (status, answer) = self.call("POST", "/servers", "2.37", Some(&body));
+        assert_eq!(status, 202, "boot {name}: {answer}");
+        let server = BootedServer {
+            cloud: self,
+            id: answer["server"]["id"].as_str().unwrap().to_string(),
+            name: name.to_string(),
+        };
+        server.wait_until(Duration::from_secs(180), "ACTIVE on hv1", |s| {
+            assert_ne!(s["status"], "ERROR", "boot of {name} failed: {s}");
+            s["status"] == "ACTIVE" && s["OS-EXT-STS:task_state"].is_null()
+        });
+        assert_eq!(host_of(&server.now()), SOURCE);
+        server
+    }
+}
+
+/// A server this test booted; deleted (and waited for) however the test ends, so the lab
+/// keeps its shape.
+struct BootedServer<'a> {
+    cloud: &'a Cloud,
+    id: String,
+    name: String,
+}
+
+impl BootedServer<'_> {
+    fn now(&self) -> Value {
+        self.cloud.server(&self.id)
+    }
+
+    fn wait_until(&self, bound: Duration, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let server = self.now();
+            if done(&server) {
+                return server;
+            }
+            assert!(
+                started.elapsed() < bound,
+                "{} not {what} within {bound:?}: {server}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    fn instance_name(&self) -> String {
+        self.now()["OS-EXT-SRV-ATTR:instance_name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+impl Drop for BootedServer<'_> {
+    fn drop(&mut self) {
+        let (status, body) =
+            self.cloud
+                .call("DELETE", &format!("/servers/{}", self.id), "2.1", None);
+        if status != 204 && status != 404 {
+            eprintln!("delete {}: HTTP {status}: {body}", self.name);
+            return;
+        }
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(120) {
+            let (status, _) = self
+                .cloud
+                .call("GET", &format!("/servers/{}", self.id), "2.1", None);
+            if status == 404 {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        eprintln!("{} was not gone 120 s after its delete", self.name);
+    }
+}
+
+fn host_of(server: &Value) -> String {
+    server["OS-EXT-SRV-ATTR:host"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn uri(host: &str) -> String {
+    format!("qemu+ssh://root@{host}/system?command=/var/lib/ferry-lab/ssh/ssh&no_tty=1")
+}
+
+fn virsh(host: &str, args: &[&str]) -> (bool, String) {
+    let output = Command::new("virsh")
+        .args(["-c", &uri(host)])
+        .args(args)
+        .output()
+        .expect("run virsh");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+/// Every lab host libvirt has the domain defined on, with its state (`running`, `shut off`).
+fn libvirt_placements(domain: &str) -> Vec<(String, String)> {
+    ["hv1", "hv2", "hv3"]
+        .iter()
+        .filter_map(|host| {
+            let (defined, state) = virsh(host, &["domstate", domain]);
+            defined.then(|| (host.to_string(), state.trim().to_string()))
+        })
+        .collect()
+}
+
+/// A `virsh dominfo` field, such as "CPU(s)" or "Max memory".
+fn dominfo(host: &str, domain: &str, field: &str) -> String {
+    let (ok, text) = virsh(host, &["dominfo", domain]);
+    assert!(ok, "virsh dominfo {domain} on {host}: {text}");
+    text.lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            (name.trim() == field).then(|| value.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no {field} in dominfo: {text}"))
+}
+
+/// sha256 of the first `bytes` of the guest-visible content of the server's root disk: Nova's
+/// qcow2 overlay read through its backing file (`-U`: the guest may have it open). The
+/// overlay names its backing file as the host's Nova sees it, under the lab's shared
+/// instances path; here each host's directory is read where the lab keeps it.
+fn root_disk_sha256(host: &str, server_id: &str, bytes: u64) -> String {
+    let instances = PathBuf::from(HOSTS_DIR).join(host).join("nova-instances");
+    let disk = instances.join(server_id).join("disk");
+    assert!(disk.exists(), "no root disk at {}", disk.display());
+    let info = Command::new("qemu-img")
+        .args(["info", "-U", "--output=json"])
+        .arg(&disk)
+        .output()
+        .expect("run qemu-img info");
+    assert!(info.status.success(), "qemu-img info: {info:?}");
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    let mut options = format!("driver=qcow2,file.filename={}", disk.display());
+    if let Some(backing) = info["backing-filename"].as_str() {
+        let base = Path::new(backing).file_name().unwrap();
+        options += &format!(
+            ",backing.driver={},backing.file.filename={}",
+            info["backing-filename-format"].as_str().unwrap_or("raw"),
+            instances.join("_base").join(base).display()
+        );
+    }
+    let raw = std::env::temp_dir().join(format!("ferry-lab-nova-cold-{server_id}.raw"));
+    let output = Command::new("qemu-img")
+        .args(["convert", "-U", "-O", "raw", "--image-opts", &options])
+        .arg(&raw)
+        .output()
+        .expect("run qemu-img convert");
+    assert!(output.status.success(), "qemu-img convert: {output:?}");
+    assert!(
+        std::fs::metadata(&raw).unwrap().len() >= bytes,
+        "the disk is shorter than {bytes} bytes"
+    );
+    let sum = Command::new("sh")
+        .arg("-c")
+        .arg(format!("head -c {bytes} '{}' | sha256sum", raw.display()))
+        .output()
+        .expect("run sha256sum");
+    let _ = std::fs::remove_file(&raw);
+    assert!(sum.status.success(), "sha256sum: {sum:?}");
+    String::from_utf8_lossy(&sum.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// ferry with the lab's config and its own history (a state dir of this test).
+struct Ferry {
+    state_dir: PathBuf,
+}
+
+impl Ferry {
+    fn new(test: &str) -> Ferry {
+        let state_dir = std::env::temp_dir().join(format!("ferry-lab-nova-cold-{test}"));
+        let _ = std::fs::remove_dir_all(&state_dir);
+        std::fs::create_dir_all(&state_dir).unwrap();
+        Ferry { state_dir }
+    }
+
+    /// Runs ferry; returns (success, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["--config", LAB_FERRY_CONFIG])
+            .args(args)
+            .env("XDG_STATE_HOME", &self.state_dir)
+            .output()
+            .expect("run ferry");
+        let result = (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        );
+        eprintln!("ferry {}:\n{}{}", args.join(" "), result.1, result.2);
+        result
+    }
+
+    /// The history's records, newest first.
+    fn history(&self) -> Vec<Value> {
+        let (ok, stdout, stderr) = self.run(&["history", "--json"]);
+        assert!(ok, "ferry history: {stderr}");
+        serde_json::from_str::<Value>(&stdout)
+            .unwrap_or_else(|e| panic!("history JSON: {e}: {stdout}"))
+            .as_array()
+            .cloned()
+            .unwrap()
+    }
+}
+
+/// Checks Nova, libvirt and ferry's history agree that the server waits in VERIFY_RESIZE on
+/// `destination`, and returns ferry's history record id.
+fn check_awaiting_confirm(
+    cloud: &Cloud,
+    ferry: &Ferry,
+    server: &BootedServer,
+    destination: &str,
+) -> u64 {
+    let now = server.now();
+    assert_eq!(now["status"], "VERIFY_RESIZE", "{now}");
+    assert_eq!(host_of(&now), destination, "{now}");
+    let newest = &cloud.migrations(&server.id)[0];
+    assert_eq!(newest["status"], "finished", "{newest}");
+    assert_eq!(newest["source_compute"], SOURCE, "{newest}");
+    assert_eq!(newest["dest_compute"], destination, "{newest}");
+    let history = ferry.history();
+    let record = &history[0];
+    assert_eq!(record["instance_uuid"], server.id.as_str(), "{record}");
+    assert_eq!(record["kind"], "cold", "{record}");
+    assert_eq!(record["outcome"], "awaiting_confirm", "{record}");
+    assert_eq!(record["plan"]["backend"], "nova", "{record}");
+    assert_eq!(
+        record["plan"]["nova_migration_id"], newest["id"],
+        "{record}"
+    );
+    record["id"].as_u64().unwrap()
+}
+
+/// After a confirm or revert: Nova settled on `host` with no task, the migration `status`,
+/// libvirt has the domain on `host` only, running, and ferry's record `record_id` ended as
+/// `outcome`.
+fn check_settled(
+    cloud: &Cloud,
+    ferry: &Ferry,
+    server: &BootedServer,
+    host: &str,
+    migration_status: &str,
+    record_id: u64,
+    outcome: &str,
+) {
+    let now = server.now();
+    assert_eq!(now["status"], "ACTIVE", "{now}");
+    assert!(now["OS-EXT-STS:task_state"].is_null(), "{now}");
+    assert_eq!(host_of(&now), host, "{now}");
+    assert_eq!(cloud.migrations(&server.id)[0]["status"], migration_status);
+    // Nova's cleanup of the other host may lag its answer by a moment.
+    let domain = server.instance_name();
+    let started = Instant::now();
+    let placements = loop {
+        let placements = libvirt_placements(&domain);
+        if placements.len() == 1 || started.elapsed() > Duration::from_secs(60) {
+            break placements;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(
+        placements,
+        vec![(host.to_string(), "running".to_string())],
+        "libvirt must have {domain} on {host} only, running"
+    );
+    let history = ferry.history();
+    let record = history
+        .iter()
+        .find(|r| r["id"].as_u64() == Some(record_id))
+        .unwrap_or_else(|| panic!("record {record_id} gone: {history:?}"));
+    assert_eq!(record["outcome"], outcome, "{record}");
+    assert_eq!(history.len(), 1, "one record, finished twice: {history:?}");
+}
+
+#[test]
+fn a_cold_migration_to_a_named_host_waits_for_confirm_and_is_confirmed_there() {
+    let test = "a_cold_migration_to_a_named_host_waits_for_confirm_and_is_confirmed_there";
+    let Some(cloud) = cloud_or_skip(test) else {
+        return;
+    };
+    let ferry = Ferry::new("cold-confirm");
+    let server = cloud.boot("ferry-cold-confirm", "ferry-dirty");
+    let destination = "hv2";
+    let (ok, stdout, stderr) = ferry.run(&[
+        "migrate",
+        &server.name,
+        "--cold",
+        "--cloud",
+        CLOUD,
+        "--to",
+        destination,
+    ]);
+    assert!(ok, "ferry migrate --cold: {stderr}");
+    assert!(stdout.contains("awaiting confirm"), "{stdout}");
+    assert!(
+        stdout.contains("VERIFY_RESIZE task none on hv2"),
+        "{stdout}"
+    );
+    let record_id = check_awaiting_confirm(&cloud, &ferry, &server, destination);
+
+    let (ok, stdout, stderr) = ferry.run(&["confirm", &server.name, "--cloud", CLOUD]);
+    assert!(ok, "ferry confirm: {stderr}");
+    assert!(
+        stdout.contains("confirmed by Nova: ACTIVE on hv2"),
+        "{stdout}"
+    );
+    check_settled(
+        &cloud,
+        &ferry,
+        &server,
+        destination,
+        "confirmed",
+        record_id,
+        "confirmed",
+    );
+}
+
+#[test]
+fn a_reverted_cold_migration_is_back_on_its_source_only() {
+    let test = "a_reverted_cold_migration_is_back_on_its_source_only";
+    let Some(cloud) = cloud_or_skip(test) else {
+        return;
+    };
+    let ferry = Ferry::new("cold-revert");
+    let server = cloud.boot("ferry-cold-revert", "ferry-idle");
+    let destination = "hv3";
+    let (ok, _, stderr) = ferry.run(&[
+        "migrate",
+        &server.name,
+        "--cold",
+        "--cloud",
+        CLOUD,
+        "--to",
+        destination,
+    ]);
+    assert!(ok, "ferry migrate --cold: {stderr}");
+    let record_id = check_awaiting_confirm(&cloud, &ferry, &server, destination);
+
+    let (ok, stdout, stderr) = ferry.run(&["revert", &server.name, "--cloud", CLOUD]);
+    assert!(ok, "ferry revert: {stderr}");
+    assert!(
+        stdout.contains("reverted by Nova: ACTIVE on hv1"),
+        "{stdout}"
+    );
+    check_settled(
+        &cloud, &ferry, &server, SOURCE, "reverted", record_id, "reverted",
+    );
+}
+
+#[test]
+fn a_resize_to_a_larger_flavor_gives_the_guest_its_size_and_keeps_its_disk() {
+    let test = "a_resize_to_a_larger_flavor_gives_the_guest_its_size_and_keeps_its_disk";
+    let Some(cloud) = cloud_or_skip(test) else {
+        return;
+    };
+    let ferry = Ferry::new("resize");
+    let server = cloud.boot("ferry-cold-resize", "ferry-idle");
+    let disk_before = root_disk_sha256(SOURCE, &server.id, SMALL_ROOT_DISK_BYTES);
+
+    let (ok, stdout, stderr) = ferry.run(&[
+        "resize",
+        &server.name,
+        "--flavor",
+        "ferry.large",
+        "--cloud",
+        CLOUD,
+        "--json",
+    ]);
+    assert!(ok, "ferry resize: {stderr}");
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["type"] == "progress" && l["status"] == "RESIZE"),
+        "{stdout}"
+    );
+    let result = lines.last().unwrap();
+    assert_eq!(result["type"], "result", "{result}");
+    assert_eq!(result["outcome"], "awaiting_confirm", "{result}");
+    assert_eq!(result["flavor"], "ferry.large", "{result}");
+    let now = server.now();
+    assert_eq!(now["status"], "VERIFY_RESIZE", "{now}");
+    let destination = host_of(&now);
+    assert_eq!(result["destination_host"], destination.as_str(), "{result}");
+    assert_eq!(cloud.migrations(&server.id)[0]["migration_type"], "resize");
+    let record = &ferry.history()[0];
+    assert_eq!(record["policy"], "nova-resize", "{record}");
+    assert_eq!(record["plan"]["flavor"], "ferry.large", "{record}");
+
+    let (ok, _, stderr) = ferry.run(&["confirm", &server.name, "--cloud", CLOUD]);
+    assert!(ok, "ferry confirm: {stderr}");
+    let now = server.now();
+    assert_eq!(now["status"], "ACTIVE", "{now}");
+    assert_eq!(now["flavor"]["original_name"], "ferry.large", "{now}");
+    assert_eq!(host_of(&now), destination, "{now}");
+    let domain = server.instance_name();
+    assert_eq!(dominfo(&destination, &domain, "CPU(s)"), "2");
+    assert_eq!(dominfo(&destination, &domain, "Max memory"), "786432 KiB");
+    assert_eq!(dominfo(&destination, &domain, "State"), "running");
+    assert_eq!(
+        root_disk_sha256(&destination, &server.id, SMALL_ROOT_DISK_BYTES),
+        disk_before,
+        "the first GiB of the root disk must read as before the resize"
+    );
+    assert_eq!(ferry.history()[0]["outcome"], "confirmed");
+}
+
+/// Enables the compute service again however the test ends.
+struct ReEnableService<'a> {
+    client: &'a NovaClient,
+    host: String,
+}
+
+impl Drop for ReEnableService<'_> {
+    fn drop(&mut self) {
+        let services = wait(self.client.compute_services()).expect("list compute services");
+        let service = services.iter().find(|s| s.host == self.host).unwrap();
+        wait(self.client.set_service_enabled(service, true, None))
+            .unwrap_or_else(|e| panic!("re-enable {}: {e}", self.host));
+    }
+}
+
+#[test]
+fn a_cold_migration_to_its_own_host_or_a_disabled_one_is_refused_and_nothing_is_sent() {
+    let test = "a_cold_migration_to_its_own_host_or_a_disabled_one_is_refused_and_nothing_is_sent";
+    let Some(cloud) = cloud_or_skip(test) else {
+        return;
+    };
+    let ferry = Ferry::new("refusal");
+    let server = cloud.boot("ferry-cold-refusal", "ferry-idle");
+    let migrations_before = cloud.migrations(&server.id).len();
+    let actions_before = cloud.instance_actions(&server.id);
+    let unchanged = || {
+        let now = server.now();
+        assert_eq!(now["status"], "ACTIVE", "{now}");
+        assert!(now["OS-EXT-STS:task_state"].is_null(), "{now}");
+        assert_eq!(host_of(&now), SOURCE, "{now}");
+        assert_eq!(cloud.migrations(&server.id).len(), migrations_before);
+        assert_eq!(cloud.instance_actions(&server.id), actions_before);
+        assert!(ferry.history().is_empty(), "a refusal starts no migration");
+    };
+
+    let (ok, _, stderr) = ferry.run(&[
+        "migrate",
+        &server.name,
+        "--cold",
+        "--cloud",
+        CLOUD,
+        "--to",
+        SOURCE,
+    ]);
+    assert!(!ok, "a cold migration to its own host must fail");
+    assert!(
+        stderr.contains("hv1 is the server's own host: choose another destination"),
+        "{stderr}"
+    );
+    unchanged();
+
+    let profile = load_cloud(&CloudSelection {
+        name: Some(CLOUD.to_string()),
+        clouds_yaml: Some(PathBuf::from(LAB_CLOUDS_YAML)),
+    })
+    .unwrap();
+    let client = wait(NovaClient::connect(profile)).expect("connect to the lab's cloud");
+    let services = wait(client.compute_services()).expect("list compute services");
+    let hv3 = services.iter().find(|s| s.host == "hv3").unwrap();
+    let _restore = ReEnableService {
+        client: &client,
+        host: "hv3".into(),
+    };
+    wait(client.set_service_enabled(hv3, false, Some("ferry lab_nova_cold: refusal")))
+        .expect("disable hv3");
+    let (ok, _, stderr) = ferry.run(&[
+        "migrate",
+        &server.name,
+        "--cold",
+        "--cloud",
+        CLOUD,
+        "--to",
+        "hv3",
+    ]);
+    assert!(!ok, "a cold migration to a disabled host must fail");
+    assert!(
+        stderr.contains("hv3: its compute service is disabled (ferry lab_nova_cold: refusal)"),
+        "{stderr}"
+    );
+    unchanged();
+}
