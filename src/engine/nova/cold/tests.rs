@@ -2,7 +2,8 @@
 //! during a cold migration, a resize, a confirm, a revert and a refusal.
 
 use super::*;
-use crate::nova::types::{InstanceActionEvent, ServerFlavor};
+use crate::engine::history::MigrationRecord;
+use crate::nova::types::{InstanceAction, InstanceActionEvent, ServerFlavor};
 
 fn server(status: &str, task: Option<&str>, host: &str) -> Server {
     Server {
