@@ -464,6 +464,27 @@ fn check_awaiting_confirm(
     record["id"].as_u64().unwrap()
 }
 
+/// `ferry migrate --cold --to destination`, checked to wait for confirm there; returns ferry's
+/// history record id.
+fn cold_migrate(cloud: &Cloud, ferry: &Ferry, server: &BootedServer, destination: &str) -> u64 {
+    let (ok, stdout, stderr) = ferry.run(&[
+        "migrate",
+        &server.name,
+        "--cold",
+        "--cloud",
+        CLOUD,
+        "--to",
+        destination,
+    ]);
+    assert!(ok, "ferry migrate --cold: {stderr}");
+    assert!(stdout.contains("awaiting confirm"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("VERIFY_RESIZE task none on {destination}")),
+        "{stdout}"
+    );
+    check_awaiting_confirm(cloud, ferry, server, destination)
+}
+
 /// After a confirm or revert: Nova settled on `host` with no task, the migration `status`,
 /// libvirt has the domain on `host` only, running, and ferry's record `record_id` ended as
 /// `outcome`.
@@ -514,22 +535,7 @@ fn a_cold_migration_to_a_named_host_waits_for_confirm_and_is_confirmed_there() {
     let ferry = Ferry::new("cold-confirm");
     let server = cloud.boot("ferry-cold-confirm", "ferry-dirty");
     let destination = "hv2";
-    let (ok, stdout, stderr) = ferry.run(&[
-        "migrate",
-        &server.name,
-        "--cold",
-        "--cloud",
-        CLOUD,
-        "--to",
-        destination,
-    ]);
-    assert!(ok, "ferry migrate --cold: {stderr}");
-    assert!(stdout.contains("awaiting confirm"), "{stdout}");
-    assert!(
-        stdout.contains("VERIFY_RESIZE task none on hv2"),
-        "{stdout}"
-    );
-    let record_id = check_awaiting_confirm(&cloud, &ferry, &server, destination);
+    let record_id = cold_migrate(&cloud, &ferry, &server, destination);
 
     let (ok, stdout, stderr) = ferry.run(&["confirm", &server.name, "--cloud", CLOUD]);
     assert!(ok, "ferry confirm: {stderr}");
@@ -557,17 +563,7 @@ fn a_reverted_cold_migration_is_back_on_its_source_only() {
     let ferry = Ferry::new("cold-revert");
     let server = cloud.boot("ferry-cold-revert", "ferry-idle");
     let destination = "hv3";
-    let (ok, _, stderr) = ferry.run(&[
-        "migrate",
-        &server.name,
-        "--cold",
-        "--cloud",
-        CLOUD,
-        "--to",
-        destination,
-    ]);
-    assert!(ok, "ferry migrate --cold: {stderr}");
-    let record_id = check_awaiting_confirm(&cloud, &ferry, &server, destination);
+    let record_id = cold_migrate(&cloud, &ferry, &server, destination);
 
     let (ok, stdout, stderr) = ferry.run(&["revert", &server.name, "--cloud", CLOUD]);
     assert!(ok, "ferry revert: {stderr}");

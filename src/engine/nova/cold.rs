@@ -291,49 +291,24 @@ pub async fn launch(
     );
 
     let mut migration_id = plan.nova_migration_id;
-    let mut last_line: Option<WatchLine> = None;
-    let mut last_error: Option<String> = None;
+    let mut watch = Watch::new(started);
     loop {
-        if started.elapsed() > WATCH_BOUND {
-            let seen = last_line
-                .as_ref()
-                .map(WatchLine::text)
-                .unwrap_or_else(|| "nothing".to_string());
-            let message = format!(
-                "gave up watching after {:?}: waited for {} to reach VERIFY_RESIZE (or Nova's \
-                 migration to fail); last seen: {seen}{}. The record stays unfinished: look \
-                 again with `ferry resume`, or in Nova",
-                WATCH_BOUND,
-                server.name,
-                last_error
-                    .as_deref()
-                    .map(|e| format!("; last error: {e}"))
-                    .unwrap_or_default()
-            );
+        if watch.expired() {
+            let message = watch.gave_up(&format!(
+                "{} to reach VERIFY_RESIZE (or Nova's migration to fail)",
+                server.name
+            ))
+                + ". The record stays unfinished: look again with `ferry resume`, or in Nova";
             record_event(&mut history, EventKind::Error, &message);
             bail!("{message}");
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
-        let now = match bounded(
-            timeout,
-            "show the server",
-            session.client.server(&server.id),
-        )
-        .await
-        {
-            Ok(now) => now,
+        let now = match watch.look(session, &server.id).await {
+            Ok(Some(now)) => now,
+            Ok(None) => continue,
             Err(error) => {
-                if error
-                    .downcast_ref::<NovaError>()
-                    .is_some_and(NovaError::is_not_found)
-                {
-                    let message = format!("{} was deleted while it moved", server.name);
-                    finish(&mut history, history_id, OutcomeKind::Failed, &message);
-                    bail!("{message}");
-                }
-                // A look that failed is not a verdict: the next one may answer.
-                last_error = Some(format!("{error:#}"));
-                continue;
+                let message = format!("{}: {error:#}", server.name);
+                finish(&mut history, history_id, OutcomeKind::Failed, &message);
+                bail!("{message}");
             }
         };
         let migration = match migration_id {
@@ -352,11 +327,8 @@ pub async fn launch(
             }
         };
         let migration_status = migration.as_ref().map(|m| m.record.status.as_str());
-        let line = WatchLine::observed(&now, migration_status, started);
-        if last_line.as_ref().is_none_or(|last| !last.same_as(&line)) {
-            report(&line);
-            record_event(&mut history, EventKind::Phase, &line.text());
-            last_line = Some(line);
+        if let Some(line) = watch.changed(&now, migration_status, report) {
+            record_event(&mut history, EventKind::Phase, &line);
         }
         match judge_launch(&now, migration_status, &source_host) {
             LaunchVerdict::Waiting => {}
@@ -387,19 +359,8 @@ pub async fn launch(
             LaunchVerdict::Failed => {
                 // Nova marks the migration `error` before it has rolled the server back and
                 // written the fault; its reason is read once the server has no task left.
-                let now = settled_after_failure(
-                    session,
-                    now,
-                    &mut |line| {
-                        if last_line.as_ref().is_none_or(|last| !last.same_as(line)) {
-                            report(line);
-                            last_line = Some(line.clone());
-                        }
-                    },
-                    migration_status,
-                    started,
-                )
-                .await;
+                let now =
+                    settled_after_failure(session, now, &mut watch, migration_status, report).await;
                 let reason = nova_reason(
                     session,
                     &server.id,
@@ -433,25 +394,105 @@ const FAILURE_SETTLE_BOUND: Duration = Duration::from_secs(60);
 async fn settled_after_failure(
     session: &CloudSession,
     mut server: Server,
-    report: &mut (dyn FnMut(&WatchLine) + Send),
+    watch: &mut Watch,
     migration_status: Option<&str>,
-    started: Instant,
+    report: &mut (dyn FnMut(&WatchLine) + Send),
 ) -> Server {
     let waiting_since = Instant::now();
     while server.task_state.is_some() && waiting_since.elapsed() < FAILURE_SETTLE_BOUND {
-        tokio::time::sleep(POLL_INTERVAL).await;
-        if let Ok(now) = bounded(
-            session.call_timeout(),
-            "show the server",
-            session.client.server(&server.id),
-        )
-        .await
-        {
-            report(&WatchLine::observed(&now, migration_status, started));
+        if let Ok(Some(now)) = watch.look(session, &server.id).await {
+            watch.changed(&now, migration_status, report);
             server = now;
         }
     }
     server
+}
+
+/// What a watch has seen: when it began, the last line it reported, the last look that failed.
+pub(super) struct Watch {
+    started: Instant,
+    last_line: Option<WatchLine>,
+    last_error: Option<String>,
+}
+
+impl Watch {
+    pub(super) fn new(started: Instant) -> Watch {
+        Watch {
+            started,
+            last_line: None,
+            last_error: None,
+        }
+    }
+
+    pub(super) fn expired(&self) -> bool {
+        self.started.elapsed() > WATCH_BOUND
+    }
+
+    /// Why ferry stopped watching: the bound, what it waited for, and what it last saw.
+    pub(super) fn gave_up(&self, waited_for: &str) -> String {
+        format!(
+            "gave up watching after {WATCH_BOUND:?}: waited for {waited_for}; last seen: {}{}",
+            self.last_line
+                .as_ref()
+                .map(WatchLine::text)
+                .unwrap_or_else(|| "nothing".to_string()),
+            self.last_error
+                .as_deref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
+        )
+    }
+
+    /// The server a poll interval from now: `None` when the look failed (not a verdict: the
+    /// next one may answer), an error when the server is gone.
+    pub(super) async fn look(
+        &mut self,
+        session: &CloudSession,
+        server_id: &str,
+    ) -> Result<Option<Server>> {
+        tokio::time::sleep(POLL_INTERVAL).await;
+        match bounded(
+            session.call_timeout(),
+            "show the server",
+            session.client.server(server_id),
+        )
+        .await
+        {
+            Ok(now) => Ok(Some(now)),
+            Err(error)
+                if error
+                    .downcast_ref::<NovaError>()
+                    .is_some_and(NovaError::is_not_found) =>
+            {
+                Err(error.context("the server was deleted while ferry watched it"))
+            }
+            Err(error) => {
+                self.last_error = Some(format!("{error:#}"));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Reports the look if anything but the clock changed; returns its text for the history.
+    pub(super) fn changed(
+        &mut self,
+        server: &Server,
+        migration_status: Option<&str>,
+        report: &mut (dyn FnMut(&WatchLine) + Send),
+    ) -> Option<String> {
+        let line = WatchLine::observed(server, migration_status, self.started);
+        if self
+            .last_line
+            .as_ref()
+            .is_some_and(|last| last.same_as(&line))
+        {
+            return None;
+        }
+        report(&line);
+        let text = line.text();
+        self.last_line = Some(line);
+        Some(text)
+    }
 }
 
 fn host_name(name: &str) -> Result<HostName> {

@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
 use super::judge::{awaiting_record, failure_reason, judge_settle, SettleVerdict, WatchLine};
-use super::{bounded, finish, host_name, nova_migration, POLL_INTERVAL, WATCH_BOUND};
+use super::{bounded, finish, host_name, nova_migration, Watch};
 use crate::engine::history::{unix_ms_now, EventKind, History, NewMigration, OutcomeKind};
 use crate::engine::nova::{open_history, CloudSession, NovaMigrationPlan, NOVA_BACKEND};
 use crate::model::migration::MigrationKind;
@@ -160,40 +160,23 @@ pub async fn settle(
         server_id: Some(server.id.clone()),
         ..Default::default()
     };
-    let started = Instant::now();
-    let mut last_line: Option<WatchLine> = None;
-    let mut last_error: Option<String> = None;
+    let mut watch = Watch::new(Instant::now());
     loop {
-        if started.elapsed() > WATCH_BOUND {
-            let message = format!(
-                "gave up watching after {:?}: waited for {} to be ACTIVE or SHUTOFF with no \
-                 task on {expected_host}; last seen: {}{}. The record stays awaiting confirm",
-                WATCH_BOUND,
-                server.name,
-                last_line
-                    .as_ref()
-                    .map(WatchLine::text)
-                    .unwrap_or_else(|| "nothing".to_string()),
-                last_error
-                    .as_deref()
-                    .map(|e| format!("; last error: {e}"))
-                    .unwrap_or_default()
-            );
+        if watch.expired() {
+            let message = watch.gave_up(&format!(
+                "{} to be ACTIVE or SHUTOFF with no task on {expected_host}",
+                server.name
+            )) + ". The record stays awaiting confirm";
             record_event(&mut history, EventKind::Error, &message);
             bail!("{message}");
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
-        let now = match bounded(
-            timeout,
-            "show the server",
-            session.client.server(&server.id),
-        )
-        .await
-        {
-            Ok(now) => now,
+        let now = match watch.look(session, &server.id).await {
+            Ok(Some(now)) => now,
+            Ok(None) => continue,
             Err(error) => {
-                last_error = Some(format!("{error:#}"));
-                continue;
+                let message = format!("{}: {error:#}", server.name);
+                finish(&mut history, history_id, OutcomeKind::Failed, &message);
+                bail!("{message}");
             }
         };
         let migration = match &waiting {
@@ -201,11 +184,8 @@ pub async fn settle(
             None => None,
         };
         let migration_status = migration.as_ref().map(|m| m.record.status.as_str());
-        let line = WatchLine::observed(&now, migration_status, started);
-        if last_line.as_ref().is_none_or(|last| !last.same_as(&line)) {
-            report(&line);
-            record_event(&mut history, EventKind::Phase, &line.text());
-            last_line = Some(line);
+        if let Some(line) = watch.changed(&now, migration_status, report) {
+            record_event(&mut history, EventKind::Phase, &line);
         }
         match judge_settle(&now, migration_status, &expected_host) {
             SettleVerdict::Waiting => {}
