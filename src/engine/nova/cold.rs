@@ -344,7 +344,19 @@ pub async fn launch(
                 } else {
                     format!("on {host} in VERIFY_RESIZE: confirm or revert it")
                 };
+                // ferry checks what Nova did, not only that it finished.
+                let mismatch = plan
+                    .flavor
+                    .as_deref()
+                    .and_then(|wanted| flavor_mismatch(&now, wanted));
+                let detail = match &mismatch {
+                    Some(mismatch) => format!("{detail}; {mismatch}"),
+                    None => detail,
+                };
                 finish(&mut history, history_id, outcome, &detail);
+                if let Some(mismatch) = mismatch {
+                    bail!("{}: {mismatch}", server.name);
+                }
                 return Ok(ColdResult {
                     server: server.name.clone(),
                     server_id: server.id.clone(),
@@ -602,8 +614,8 @@ mod judge;
 mod settle;
 
 pub use judge::{
-    awaiting_record, failure_reason, flavor_refusal, judge_launch, judge_settle, LaunchVerdict,
-    SettleVerdict, WatchLine,
+    awaiting_record, failure_reason, flavor_mismatch, flavor_refusal, judge_launch, judge_settle,
+    LaunchVerdict, SettleVerdict, WatchLine,
 };
 pub use settle::{settle, SettleResult};
 

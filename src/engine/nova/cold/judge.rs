@@ -221,6 +221,18 @@ pub fn flavor_refusal(server: &Server, flavor: &Flavor) -> Option<String> {
     None
 }
 
+/// Why a resized server waiting for confirm is not what was asked, if it is not: Nova shows
+/// the new flavor from VERIFY_RESIZE on.
+pub fn flavor_mismatch(server: &Server, wanted: &str) -> Option<String> {
+    let shown = server.flavor.name.as_deref()?;
+    (shown != wanted).then(|| {
+        format!(
+            "Nova shows flavor {shown}, not the {wanted} asked for: revert it (`ferry revert`) \
+             and look at the flavor's definition"
+        )
+    })
+}
+
 /// The server's last Nova migration in the history that awaits confirm.
 pub fn awaiting_record(unfinished: &[MigrationRecord], server_id: &str) -> Option<MigrationRecord> {
     unfinished

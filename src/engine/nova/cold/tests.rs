@@ -257,3 +257,12 @@ fn confirm_finds_the_servers_last_nova_record_awaiting_confirm() {
     );
     assert_eq!(awaiting_record(&unfinished, "server-c"), None);
 }
+
+#[test]
+fn a_resize_waiting_for_confirm_must_show_the_flavor_asked_for() {
+    let verify = server("VERIFY_RESIZE", None, "hv3");
+    assert_eq!(flavor_mismatch(&verify, "ferry.small"), None);
+    assert!(flavor_mismatch(&verify, "ferry.large")
+        .unwrap()
+        .contains("Nova shows flavor ferry.small, not the ferry.large asked for"));
+}
