@@ -409,21 +409,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Commands::Abort { instance, cloud }) => {
             let config = load_config(cli.config.as_deref())?;
             match cloud {
-                Some(cloud) => {
-                    cli::nova::operator_command(&config, &cloud, &instance, OperatorCommand::Abort)
-                }
+                Some(cloud) => cli::nova::operator_command(&config, &cloud, &instance, OperatorCommand::Abort),
                 None => cli::migrate::operator_command(&config, &instance, OperatorCommand::Abort),
             }
         }
         Some(Commands::ForceComplete { instance, cloud }) => {
             let config = load_config(cli.config.as_deref())?;
             match cloud {
-                Some(cloud) => cli::nova::operator_command(
-                    &config,
-                    &cloud,
-                    &instance,
-                    OperatorCommand::ForceComplete,
-                ),
+                Some(cloud) => cli::nova::operator_command(&config, &cloud, &instance, OperatorCommand::ForceComplete),
                 None => cli::migrate::operator_command(
                     &config,
                     &instance,

@@ -98,13 +98,8 @@ pub fn choose_cloud(config: &Config, wanted: Option<&str>) -> Result<CloudEntry>
             }),
         None => match config.clouds.as_slice() {
             [only] => Ok(only.clone()),
-            [] => {
-                bail!("the config has no [[clouds]] entry: add one naming a cloud of clouds.yaml")
-            }
-            _ => bail!(
-                "the config has several clouds ({}); give --cloud NAME",
-                names()
-            ),
+            [] => bail!("the config has no [[clouds]] entry: add one naming a cloud of clouds.yaml"),
+            _ => bail!("the config has several clouds ({}); give --cloud NAME", names()),
         },
     }
 }
