@@ -404,19 +404,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Some(Commands::Resume { json }) => {
             let config = config_for_resume(cli.config.as_deref())?;
-            cli::migrate::resume(&config, cli::migrate::Output { json })
+            let output = cli::migrate::Output { json };
+            let libvirt = cli::migrate::resume(&config, output)?;
+            // Nova's migrations went on without ferry: watch them again to their end.
+            match cli::nova::resume(&config, output)? {
+                Some(false) => Ok(ExitCode::FAILURE),
+                _ => Ok(libvirt),
+            }
         }
         Some(Commands::Abort { instance, cloud }) => {
             let config = load_config(cli.config.as_deref())?;
             match cloud {
-                Some(cloud) => cli::nova::operator_command(&config, &cloud, &instance, OperatorCommand::Abort),
+                Some(cloud) => {
+                    cli::nova::operator_command(&config, &cloud, &instance, OperatorCommand::Abort)
+                }
                 None => cli::migrate::operator_command(&config, &instance, OperatorCommand::Abort),
             }
         }
         Some(Commands::ForceComplete { instance, cloud }) => {
             let config = load_config(cli.config.as_deref())?;
             match cloud {
-                Some(cloud) => cli::nova::operator_command(&config, &cloud, &instance, OperatorCommand::ForceComplete),
+                Some(cloud) => cli::nova::operator_command(
+                    &config,
+                    &cloud,
+                    &instance,
+                    OperatorCommand::ForceComplete,
+                ),
                 None => cli::migrate::operator_command(
                     &config,
                     &instance,

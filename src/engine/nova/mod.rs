@@ -98,8 +98,13 @@ pub fn choose_cloud(config: &Config, wanted: Option<&str>) -> Result<CloudEntry>
             }),
         None => match config.clouds.as_slice() {
             [only] => Ok(only.clone()),
-            [] => bail!("the config has no [[clouds]] entry: add one naming a cloud of clouds.yaml"),
-            _ => bail!("the config has several clouds ({}); give --cloud NAME", names()),
+            [] => {
+                bail!("the config has no [[clouds]] entry: add one naming a cloud of clouds.yaml")
+            }
+            _ => bail!(
+                "the config has several clouds ({}); give --cloud NAME",
+                names()
+            ),
         },
     }
 }
@@ -155,6 +160,11 @@ pub struct NovaMigrationPlan {
 pub const NOVA_BACKEND: &str = "nova";
 
 impl NovaMigrationPlan {
+    /// Whether a history record's plan is a Nova migration's (libvirt recovery leaves it).
+    pub fn is_nova_record(plan: &serde_json::Value) -> bool {
+        plan.get("backend").and_then(|b| b.as_str()) == Some(NOVA_BACKEND)
+    }
+
     /// The plan of a history record, when the record is a Nova one.
     pub fn from_history(plan: &serde_json::Value) -> Option<NovaMigrationPlan> {
         if plan.get("backend").and_then(|b| b.as_str()) != Some(NOVA_BACKEND) {
