@@ -28,19 +28,35 @@ pub fn nova_lab_or_skip(test: &str) -> Option<PlainCloud> {
         return None;
     }
     let (ok, stdout, stderr) = ferry(&["lab", "up", "--nova"]);
-    assert!(ok, "{test}: ferry lab up --nova failed:\n{stdout}\n{stderr}");
+    assert!(
+        ok,
+        "{test}: ferry lab up --nova failed:\n{stdout}\n{stderr}"
+    );
     Some(PlainCloud::log_in("ferry-lab"))
 }
 
 /// A plain HTTP call, JSON in and out: (status, body).
 pub fn curl(method: &str, url: &str, headers: &[String], body: Option<&Value>) -> (u16, Vec<u8>) {
     let mut command = Command::new("curl");
-    command.args(["-sS", "--max-time", "30", "-X", method, "-w", "\n%{http_code}"]);
+    command.args([
+        "-sS",
+        "--max-time",
+        "30",
+        "-X",
+        method,
+        "-w",
+        "\n%{http_code}",
+    ]);
     for header in headers {
         command.args(["-H", header]);
     }
     if let Some(body) = body {
-        command.args(["-H", "Content-Type: application/json", "-d", &body.to_string()]);
+        command.args([
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body.to_string(),
+        ]);
     }
     let output = command.arg(url).output().expect("run curl");
     assert!(output.status.success(), "curl {url}: {output:?}");
@@ -70,7 +86,12 @@ impl PlainCloud {
         let url = format!("{}/auth/tokens", text("auth_url").trim_end_matches('/'));
         let output = Command::new("curl")
             .args(["-sS", "--max-time", "30", "-D", "-"])
-            .args(["-H", "Content-Type: application/json", "-d", &request.to_string()])
+            .args([
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &request.to_string(),
+            ])
             .arg(&url)
             .output()
             .expect("run curl");
@@ -101,13 +122,22 @@ impl PlainCloud {
         PlainCloud { token, compute }
     }
 
-    pub fn call(&self, method: &str, path: &str, version: &str, body: Option<&Value>) -> (u16, Value) {
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        version: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
         let headers = [
             format!("X-Auth-Token: {}", self.token),
             format!("OpenStack-API-Version: compute {version}"),
         ];
         let (status, bytes) = curl(method, &format!("{}{path}", self.compute), &headers, body);
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     pub fn get(&self, path: &str) -> Value {
@@ -126,7 +156,10 @@ impl PlainCloud {
         (
             server["status"].as_str().unwrap_or_default().to_string(),
             server["OS-EXT-STS:task_state"].as_str().map(str::to_string),
-            server["OS-EXT-SRV-ATTR:host"].as_str().unwrap_or_default().to_string(),
+            server["OS-EXT-SRV-ATTR:host"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         )
     }
 
@@ -151,7 +184,10 @@ impl PlainCloud {
         // Nova's image proxy is gone at 2.36+; the image API lists by name.
         let (status, body) = self.call("GET", &format!("/images?name={name}"), "2.35", None);
         assert_eq!(status, 200, "image {name}: {body}");
-        body["images"][0]["id"].as_str().unwrap_or_else(|| panic!("no image {name}")).to_string()
+        body["images"][0]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no image {name}"))
+            .to_string()
     }
 
     /// Waits until `done` holds for the server's (status, task, host); panics after `timeout`.
@@ -167,7 +203,10 @@ impl PlainCloud {
             if done(&placement) {
                 return placement;
             }
-            assert!(Instant::now() < deadline, "server {id} stuck at {placement:?}");
+            assert!(
+                Instant::now() < deadline,
+                "server {id} stuck at {placement:?}"
+            );
             std::thread::sleep(Duration::from_secs(1));
         }
     }
@@ -208,7 +247,11 @@ impl Drop for ServerGuard<'_> {
             "2.24",
             None,
         );
-        for migration in running["migrations"].as_array().cloned().unwrap_or_default() {
+        for migration in running["migrations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
             let mid = migration["id"].as_u64().unwrap_or_default();
             let _ = self.cloud.call(
                 "DELETE",
@@ -217,10 +260,14 @@ impl Drop for ServerGuard<'_> {
                 None,
             );
         }
-        let _ = self.cloud.call("DELETE", &format!("/servers/{}", self.id), "2.1", None);
+        let _ = self
+            .cloud
+            .call("DELETE", &format!("/servers/{}", self.id), "2.1", None);
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
-            let (status, _) = self.cloud.call("GET", &format!("/servers/{}", self.id), "2.1", None);
+            let (status, _) = self
+                .cloud
+                .call("GET", &format!("/servers/{}", self.id), "2.1", None);
             if status == 404 {
                 return;
             }
@@ -234,21 +281,26 @@ impl Drop for ServerGuard<'_> {
 pub fn hosts_defining(name: &str) -> Vec<(String, String)> {
     let mut found = Vec::new();
     for host in ["hv1", "hv2", "hv3"] {
-        let uri = format!(
-            "qemu+ssh://root@{host}/system?command=/var/lib/ferry-lab/ssh/ssh&no_tty=1"
-        );
+        let uri =
+            format!("qemu+ssh://root@{host}/system?command=/var/lib/ferry-lab/ssh/ssh&no_tty=1");
         let output = Command::new("virsh")
             .args(["-c", &uri, "domstate", name])
             .output()
             .expect("run virsh");
         if output.status.success() {
-            found.push((host.to_string(), String::from_utf8_lossy(&output.stdout).trim().to_string()));
+            found.push((
+                host.to_string(),
+                String::from_utf8_lossy(&output.stdout).trim().to_string(),
+            ));
         }
     }
     found
 }
 
 pub fn lab_config() -> &'static str {
-    assert!(Path::new(LAB_CONFIG).exists(), "no lab config at {LAB_CONFIG}");
+    assert!(
+        Path::new(LAB_CONFIG).exists(),
+        "no lab config at {LAB_CONFIG}"
+    );
     LAB_CONFIG
 }
