@@ -534,6 +534,14 @@ fn run_lab(action: LabAction) -> Result<ExitCode> {
                     answers
                 );
             }
+            println!(
+                "cloud ferry-lab: {}",
+                if status.cloud_up {
+                    "up (control plane in namespace ferry-nova; /var/lib/ferry-lab/clouds.yaml)"
+                } else {
+                    "not up (`ferry lab up --nova` brings it up)"
+                }
+            );
             Ok(if all_up {
                 ExitCode::SUCCESS
             } else {
