@@ -69,6 +69,7 @@ pub fn curl(method: &str, url: &str, headers: &[String], body: Option<&Value>) -
 pub struct PlainCloud {
     pub token: String,
     pub compute: String,
+    pub placement: String,
 }
 
 impl PlainCloud {
@@ -108,18 +109,43 @@ impl PlainCloud {
             })
             .unwrap_or_else(|| panic!("no token from {url}: {headers}"));
         let body: Value = serde_json::from_str(body).unwrap();
-        let compute = body["token"]["catalog"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|service| service["type"] == "compute")
-            .flat_map(|service| service["endpoints"].as_array().unwrap().iter())
-            .find(|endpoint| endpoint["interface"] == "public")
-            .and_then(|endpoint| endpoint["url"].as_str())
-            .unwrap()
-            .trim_end_matches('/')
-            .to_string();
-        PlainCloud { token, compute }
+        let public_url = |service_type: &str| {
+            body["token"]["catalog"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|service| service["type"] == service_type)
+                .flat_map(|service| service["endpoints"].as_array().unwrap().iter())
+                .find(|endpoint| endpoint["interface"] == "public")
+                .and_then(|endpoint| endpoint["url"].as_str())
+                .unwrap_or_else(|| panic!("no public {service_type} endpoint in {body}"))
+                .trim_end_matches('/')
+                .to_string()
+        };
+        PlainCloud {
+            token,
+            compute: public_url("compute"),
+            placement: public_url("placement"),
+        }
+    }
+
+    /// GET of a full URL with an `OpenStack-API-Version` header such as "placement 1.0".
+    pub fn get_url(&self, url: &str, version: &str) -> Value {
+        let headers = [
+            format!("X-Auth-Token: {}", self.token),
+            format!("OpenStack-API-Version: {version}"),
+        ];
+        let (status, body) = curl("GET", url, &headers, None);
+        assert_eq!(status, 200, "GET {url}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    /// GET of a compute API path at a compute microversion.
+    pub fn compute_at(&self, path: &str, version: &str) -> Value {
+        self.get_url(
+            &format!("{}{path}", self.compute),
+            &format!("compute {version}"),
+        )
     }
 
     pub fn call(
