@@ -247,6 +247,8 @@ impl CloudInventory {
             row.nova = Some(hypervisor_facts(hypervisor, service));
             rows.push(row);
         }
+        // By name, as operators read a rack; Nova lists them in its database's order.
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
         self.hypervisors = rows;
         // What is on no listed hypervisor (not scheduled yet, shelved, in ERROR) stays in
         // sight on the cloud's own row.
