@@ -217,7 +217,7 @@ impl CloudInventory {
                 .cloned();
             let mut row =
                 previous.unwrap_or_else(|| HostEntry::blank(name.clone(), backend.clone(), at));
-            row.uri = format!("nova:{} hypervisor {}", self.name, hypervisor.id);
+            row.uri = format!("hypervisor of cloud {}", self.name);
             let state = match hypervisor.state {
                 ServiceState::Up => HostState::Up,
                 ServiceState::Down | ServiceState::Unknown => HostState::Unreachable,
@@ -428,6 +428,8 @@ fn server_instance(row: &HostName, backend: &Backend, server: Server) -> Instanc
         }),
     }
 }
+
+pub mod sample;
 
 #[cfg(test)]
 mod tests;

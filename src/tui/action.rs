@@ -417,6 +417,7 @@ mod tests {
             instance: InstanceKey {
                 host: HostName::parse("hv1").unwrap(),
                 uuid: "u-1".into(),
+                backend: crate::inventory::Backend::Libvirt,
             },
             instance_name: "busy".into(),
             instance_memory_bytes: 512 << 20,
@@ -505,6 +506,7 @@ mod tests {
             instance: InstanceKey {
                 host: HostName::parse("hv1").unwrap(),
                 uuid: "u-1".into(),
+                backend: crate::inventory::Backend::Libvirt,
             },
             instance_name: "db".into(),
             destination: HostName::parse("hv2").unwrap(),
