@@ -7,10 +7,7 @@ use serde::Deserialize;
 use crate::config::{CloudEntry, Config, HostConfig};
 use crate::inventory::{Backend, HostState, Inventory, InventoryEvent};
 use crate::model::HostName;
-use crate::nova::types::{
-    CapacitySource, ComputeService, Hypervisor, HypervisorCapacity, HypervisorService, Server,
-    ServiceState, ServiceStatus,
-};
+use crate::nova::types::{ComputeService, Server, ServiceState, ServiceStatus};
 
 use super::CloudReading;
 
@@ -34,39 +31,6 @@ fn recorded_services() -> Vec<ComputeService> {
     }
     let text = include_str!("../../nova/fixtures/os_services_2.53.json");
     serde_json::from_str::<Services>(text).unwrap().services
-}
-
-/// hv1..hv3 as os-hypervisors 2.88 lists them, capacity from Placement (as the door reads it).
-fn lab_hypervisors() -> Vec<Hypervisor> {
-    (1..=3)
-        .map(|n| Hypervisor {
-            id: format!("00000000-0000-4000-8000-00000000000{n}"),
-            hypervisor_hostname: format!("hv{n}"),
-            state: ServiceState::Up,
-            status: ServiceStatus::Enabled,
-            hypervisor_type: Some("QEMU".into()),
-            hypervisor_version: Some(10000002),
-            host_ip: Some(format!("10.77.0.1{n}")),
-            service: Some(HypervisorService {
-                host: format!("hv{n}"),
-                id: format!("service-{n}"),
-                disabled_reason: None,
-            }),
-            running_vms: None,
-            capacity: Some(HypervisorCapacity {
-                source: CapacitySource::Placement,
-                vcpus_total: 2,
-                vcpus_usable: 32,
-                vcpus_used: 1,
-                memory_mib_total: 2048,
-                memory_mib_usable: 3072,
-                memory_mib_used: 768,
-                disk_gib_total: 20,
-                disk_gib_usable: 20,
-                disk_gib_used: 1,
-            }),
-        })
-        .collect()
 }
 
 fn lab_config() -> Config {
@@ -99,7 +63,8 @@ fn refreshed(reading: CloudReading, seconds: u64) -> InventoryEvent {
 
 fn lab_reading() -> CloudReading {
     CloudReading {
-        hypervisors: lab_hypervisors(),
+        // hv1..hv3 as os-hypervisors 2.88 lists them, capacity from Placement.
+        hypervisors: super::sample::reading(3, &[]).hypervisors,
         services: recorded_services(),
         servers: recorded_servers(),
     }
@@ -124,7 +89,7 @@ fn hypervisors_become_host_rows_beside_the_libvirt_rows_of_the_same_machines() {
     let service = facts.service.as_ref().unwrap();
     assert_eq!((service.status, service.state), ("enabled", "up"));
     assert_eq!(service.forced_down, Some(false));
-    assert_eq!(nova_row.memory_free_bytes(), Some((3072 - 768) << 20));
+    assert_eq!(nova_row.memory_free_bytes(), Some((33157 - 768) << 20));
     // The libvirt hosts stay the only candidates of libvirt migrations.
     assert_eq!(inventory.hosts.len(), 3);
     let names: Vec<String> = inventory

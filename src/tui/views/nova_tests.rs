@@ -1,9 +1,8 @@
 //! Snapshots of the inventory screen with a cloud configured: Nova's hypervisors and servers
 //! beside the libvirt rows of the same machines, each with its backend.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
@@ -12,11 +11,8 @@ use crate::inventory::{sample, Backend, CloudInventory, InventoryEvent};
 use crate::model::HostName;
 use crate::tui::app::App;
 use crate::tui::state::instances::InstanceKey;
+use crate::tui::test_support::{at, press};
 use crate::tui::theme::Theme;
-
-fn at(seconds: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seconds)
-}
 
 /// Three libvirt hosts of two domains each, and cloud ferry-lab with hv1..hv3 (hv1's compute
 /// disabled for a drain), `nova-idle` on hv2 and `nova-busy` migrating from hv3.
@@ -39,17 +35,6 @@ fn app_with_a_cloud() -> App {
         took: Duration::from_millis(180),
     });
     App::new(inventory, at(120))
-}
-
-fn press(app: &mut App, keys: &str) {
-    for c in keys.chars() {
-        let code = match c {
-            '\t' => KeyCode::Tab,
-            '\n' => KeyCode::Enter,
-            c => KeyCode::Char(c),
-        };
-        app.handle_key(KeyEvent::new(code, KeyModifiers::NONE));
-    }
 }
 
 fn render(app: &App, width: u16, height: u16) -> TestBackend {
