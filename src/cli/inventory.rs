@@ -123,6 +123,9 @@ pub fn run_instances(mut config: Config, host: Option<String>, json: bool) -> Re
                 known.join(", ")
             );
         }
+    }
+    let configured: Vec<HostName> = config.hosts.iter().map(|h| h.name.clone()).collect();
+    if let Some(wanted) = &wanted {
         // The clouds are read whole: which of their hypervisors is `wanted` is theirs to say.
         config.hosts.retain(|h| &h.name == wanted);
     }
@@ -131,7 +134,12 @@ pub fn run_instances(mut config: Config, host: Option<String>, json: bool) -> Re
         let listed = inventory.all_hosts().any(|h| &h.name == wanted);
         let clouds_read = inventory.unreadable_clouds().next().is_none();
         if !listed && clouds_read {
-            let known: Vec<&str> = inventory.all_hosts().map(|h| h.name.as_str()).collect();
+            let known: std::collections::BTreeSet<&str> = configured
+                .iter()
+                .chain(inventory.all_hosts().map(|h| &h.name))
+                .map(|name| name.as_str())
+                .collect();
+            let known: Vec<&str> = known.into_iter().collect();
             anyhow::bail!(
                 "--host {wanted}: no such host in the config or in its clouds; known hosts: {}",
                 known.join(", ")
