@@ -499,3 +499,72 @@ fn an_endpoint_nobody_listens_on_is_unreachable_and_the_libvirt_hosts_are_still_
         ],
     );
 }
+
+/// The TUI's tasks: a cloud that accepts connections and never answers is shown unreachable
+/// with its own error, while every libvirt host keeps refreshing on its interval meanwhile.
+#[test]
+fn a_silent_cloud_never_holds_up_the_libvirt_hosts_refreshing() {
+    use ferry::inventory::{spawn_workers, InventoryEvent};
+    use std::time::{Duration, Instant};
+    let Some(lab) =
+        lab_with_cloud_or_skip("a_silent_cloud_never_holds_up_the_libvirt_hosts_refreshing")
+    else {
+        return;
+    };
+    // Listening, so connections open, but never accepting nor answering: a hung keystone.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let dir = TempDir::new();
+    let clouds_yaml = edited_clouds_yaml(dir.path(), |yaml| {
+        set_cloud_field(
+            yaml,
+            CLOUD,
+            "auth_url",
+            format!("http://127.0.0.1:{silent_port}/v3"),
+        )
+    });
+    let path = config_with_cloud(dir.path(), &lab, CLOUD, &clouds_yaml);
+    let mut config = Config::load(&path).unwrap();
+    config.refresh_interval_seconds = 1;
+    config.call_timeout_seconds = 4;
+    let (tx, rx) = std::sync::mpsc::channel();
+    spawn_workers(&config, move |event| tx.send(event).is_ok());
+    let started = Instant::now();
+    let mut refreshes_before_cloud_error = std::collections::BTreeMap::<String, u32>::new();
+    let cloud_error = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no word from the silent cloud within 60 s"
+        );
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(InventoryEvent::Refreshed { host, .. }) => {
+                *refreshes_before_cloud_error
+                    .entry(host.to_string())
+                    .or_default() += 1;
+            }
+            Ok(InventoryEvent::CloudUnreachable { cloud, error, .. }) => {
+                assert_eq!(cloud, CLOUD);
+                break error;
+            }
+            Ok(InventoryEvent::CloudRefreshed { .. }) => panic!("a silent cloud was read"),
+            Ok(_) | Err(_) => {}
+        }
+    };
+    assert!(
+        cloud_error.contains("cloud ferry-lab") && cloud_error.contains("no answer within"),
+        "{cloud_error}"
+    );
+    // The cloud took its 4 s call timeout; every host refreshed (each second) meanwhile.
+    for host in &lab.hosts {
+        let refreshes = refreshes_before_cloud_error
+            .get(host.name.as_str())
+            .copied()
+            .unwrap_or(0);
+        assert!(
+            refreshes >= 2,
+            "{} refreshed {refreshes} times while the cloud hung: {refreshes_before_cloud_error:?}",
+            host.name
+        );
+    }
+    drop(silent);
+}
