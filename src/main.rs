@@ -4,6 +4,8 @@ mod cli {
     pub mod cold;
     pub mod inventory;
     pub mod migrate;
+    pub mod nova;
+    pub mod nova_cold;
 }
 
 use ferry::engine::live::OperatorCommand;
@@ -122,16 +124,53 @@ enum Commands {
         /// Cold: seconds to wait for the guest's own shutdown (ACPI).
         #[arg(long, requires = "cold", default_value_t = 60, value_name = "S")]
         shutdown_timeout: u64,
+        /// Migrate a server of this OpenStack cloud (a [[clouds]] name) through Nova: Nova
+        /// carries out the move, `--to auto` lets its scheduler choose. Of the options only
+        /// --cold and --json apply; Nova's own config sets bandwidth, downtime and timeouts.
+        #[arg(long, value_name = "CLOUD")]
+        cloud: Option<String>,
+        /// Cold: resize the guest to this many vCPUs (Nova's resize, without a flavor). With a
+        /// new size, --to may name the guest's own host: a resize in place, nothing copied.
+        #[arg(long, requires = "cold", value_name = "N",
+              value_parser = ferry::engine::cold::resize::parse_vcpus)]
+        vcpus: Option<u32>,
+        /// Cold: resize the guest to this much memory, MiB.
+        #[arg(long, requires = "cold", value_name = "MiB",
+              value_parser = ferry::engine::cold::resize::parse_memory_mib)]
+        memory_mib: Option<u64>,
         /// JSON lines instead of text.
         #[arg(long)]
         json: bool,
     },
+    /// Resize a Nova server to another flavor (Nova's resize: a cold move, to the host the
+    /// scheduler picks or --to HOST); then `ferry confirm` or `ferry revert` it.
+    Resize {
+        instance: String,
+        /// The new flavor, by name or id.
+        #[arg(long)]
+        flavor: String,
+        /// Ask for this destination host (Nova's scheduler must agree).
+        #[arg(long, value_name = "HOST")]
+        to: Option<String>,
+        #[arg(long, value_name = "CLOUD")]
+        cloud: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Keep a cold migration awaiting confirm: removes the source copy (definition and copied
-    /// disks).
-    Confirm { instance: String },
+    /// disks). With --cloud, Nova's confirmResize.
+    Confirm {
+        instance: String,
+        #[arg(long, value_name = "CLOUD")]
+        cloud: Option<String>,
+    },
     /// Undo a cold migration awaiting confirm: removes the destination copy and starts the
-    /// instance on its source again as it was.
-    Revert { instance: String },
+    /// instance on its source again as it was. With --cloud, Nova's revertResize.
+    Revert {
+        instance: String,
+        #[arg(long, value_name = "CLOUD")]
+        cloud: Option<String>,
+    },
     /// Watch again the live migrations a ferry that died left running, and settle the cold
     /// migrations it left mid-way (awaiting confirm, or rolled back), from the history.
     Resume {
@@ -139,10 +178,20 @@ enum Commands {
         json: bool,
     },
     /// Abort an instance's live migration: it keeps running on its source. Refused in post-copy.
-    Abort { instance: String },
+    /// With --cloud, through Nova (running ones from 2.24, queued ones from 2.65).
+    Abort {
+        instance: String,
+        #[arg(long, value_name = "CLOUD")]
+        cloud: Option<String>,
+    },
     /// Force an instance's live migration to finish: post-copy if it was permitted, else pause
-    /// the guest until the copy completes (it resumes on the destination).
-    ForceComplete { instance: String },
+    /// the guest until the copy completes (it resumes on the destination). With --cloud,
+    /// through Nova (2.22), which pauses the guest unless its post-copy is permitted.
+    ForceComplete {
+        instance: String,
+        #[arg(long, value_name = "CLOUD")]
+        cloud: Option<String>,
+    },
     /// Resume an instance's broken post-copy migration now (its memory is split between the
     /// hosts): through the ferry that watches it, or by taking it over from the history.
     Recover {
@@ -272,14 +321,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cold,
             hard_power_off,
             shutdown_timeout,
+            cloud,
+            vcpus,
+            memory_mib,
             json,
         }) => {
             let config = load_config(cli.config.as_deref())?;
+            if let Some(cloud) = cloud {
+                let output = cli::migrate::Output { json };
+                return if cold {
+                    cli::nova_cold::migrate(&config, &cloud, &instances, &to, None, output)
+                } else {
+                    cli::nova::migrate(&config, &cloud, &instances, &to, output)
+                };
+            }
             if cold {
                 let options = ferry::engine::cold::ColdOptions {
                     hard_power_off_allowed: hard_power_off,
                     shutdown_timeout: std::time::Duration::from_secs(shutdown_timeout),
                     copy_bandwidth_mib_per_second: bandwidth.filter(|&mib| mib > 0),
+                    new_size: (vcpus.is_some() || memory_mib.is_some())
+                        .then_some(ferry::engine::cold::NewSize { vcpus, memory_mib }),
                     ..Default::default()
                 };
                 return cli::cold::migrate(
@@ -315,25 +377,71 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 cli::migrate::Output { json },
             )
         }
-        Some(Commands::Confirm { instance }) => {
+        Some(Commands::Resize {
+            instance,
+            flavor,
+            to,
+            cloud,
+            json,
+        }) => {
             let config = load_config(cli.config.as_deref())?;
-            cli::cold::settle(&config, &instance, true)
+            cli::nova_cold::resize(
+                &config,
+                cloud.as_deref(),
+                &instance,
+                &flavor,
+                to.as_deref(),
+                cli::migrate::Output { json },
+            )
         }
-        Some(Commands::Revert { instance }) => {
+        Some(Commands::Confirm { instance, cloud }) => {
             let config = load_config(cli.config.as_deref())?;
-            cli::cold::settle(&config, &instance, false)
+            match cloud {
+                Some(cloud) => cli::nova_cold::settle(&config, &cloud, &instance, true),
+                None => cli::cold::settle(&config, &instance, true),
+            }
+        }
+        Some(Commands::Revert { instance, cloud }) => {
+            let config = load_config(cli.config.as_deref())?;
+            match cloud {
+                Some(cloud) => cli::nova_cold::settle(&config, &cloud, &instance, false),
+                None => cli::cold::settle(&config, &instance, false),
+            }
         }
         Some(Commands::Resume { json }) => {
             let config = config_for_resume(cli.config.as_deref())?;
-            cli::migrate::resume(&config, cli::migrate::Output { json })
+            let output = cli::migrate::Output { json };
+            let libvirt = cli::migrate::resume(&config, output)?;
+            // Nova's migrations went on without ferry: watch them again to their end.
+            match cli::nova::resume(&config, output)? {
+                Some(false) => Ok(ExitCode::FAILURE),
+                _ => Ok(libvirt),
+            }
         }
-        Some(Commands::Abort { instance }) => {
+        Some(Commands::Abort { instance, cloud }) => {
             let config = load_config(cli.config.as_deref())?;
-            cli::migrate::operator_command(&config, &instance, OperatorCommand::Abort)
+            match cloud {
+                Some(cloud) => {
+                    cli::nova::operator_command(&config, &cloud, &instance, OperatorCommand::Abort)
+                }
+                None => cli::migrate::operator_command(&config, &instance, OperatorCommand::Abort),
+            }
         }
-        Some(Commands::ForceComplete { instance }) => {
+        Some(Commands::ForceComplete { instance, cloud }) => {
             let config = load_config(cli.config.as_deref())?;
-            cli::migrate::operator_command(&config, &instance, OperatorCommand::ForceComplete)
+            match cloud {
+                Some(cloud) => cli::nova::operator_command(
+                    &config,
+                    &cloud,
+                    &instance,
+                    OperatorCommand::ForceComplete,
+                ),
+                None => cli::migrate::operator_command(
+                    &config,
+                    &instance,
+                    OperatorCommand::ForceComplete,
+                ),
+            }
         }
         Some(Commands::Recover { instance, json }) => {
             let config = config_for_resume(cli.config.as_deref())?;
@@ -432,6 +540,14 @@ fn run_lab(action: LabAction) -> Result<ExitCode> {
                     answers
                 );
             }
+            println!(
+                "cloud ferry-lab: {}",
+                if status.cloud_up {
+                    "up (control plane in namespace ferry-nova; /var/lib/ferry-lab/clouds.yaml)"
+                } else {
+                    "not up (`ferry lab up --nova` brings it up)"
+                }
+            );
             Ok(if all_up {
                 ExitCode::SUCCESS
             } else {

@@ -197,6 +197,8 @@ pub enum CheckId {
     SourceHostUp,
     DestinationHostUp,
     DestinationMemory,
+    /// Cold resizes only: the destination has CPUs for the new vCPU count.
+    DestinationVcpus,
     HypervisorType,
     HypervisorVersion,
     CpuCompatible,

@@ -4,8 +4,8 @@
 //! code. Read-only: nothing in the cloud is changed. Run as root, under the lab lock:
 //! `flock /tmp/ferry-lab.lock cargo test --test lab_nova_door -- --test-threads=1`.
 //!
-//! These tests do not bring the Nova lab up or down. Without it they are skipped, unless
-//! FERRY_REQUIRE_NOVA_LAB=1, where they fail.
+//! As root they bring the lab's cloud up when it is not (`ferry lab up --nova`); not as root
+//! they are skipped, unless FERRY_REQUIRE_LAB=1 (as `.ci/run` sets), where they fail.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -32,9 +32,16 @@ fn nova_lab_is_up() -> bool {
 
 /// The lab's cloud, or `None` (after saying why) when the test cannot run here.
 fn lab_cloud_or_skip(test: &str, cloud: &str) -> Option<CloudProfile> {
-    let required = std::env::var("FERRY_REQUIRE_NOVA_LAB").is_ok_and(|value| value == "1");
+    let required = std::env::var("FERRY_REQUIRE_LAB").is_ok_and(|value| value == "1");
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() == 0 };
+    if root && !nova_lab_is_up() {
+        let status = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["lab", "up", "--nova"])
+            .status()
+            .expect("run ferry lab up --nova");
+        assert!(status.success(), "{test}: ferry lab up --nova failed");
+    }
     if !root || !nova_lab_is_up() {
         let why = if root {
             "the Nova lab is not up (ferry lab up --nova)"
@@ -42,7 +49,7 @@ fn lab_cloud_or_skip(test: &str, cloud: &str) -> Option<CloudProfile> {
             "not root"
         };
         if required {
-            panic!("{test}: FERRY_REQUIRE_NOVA_LAB=1 but {why}");
+            panic!("{test}: FERRY_REQUIRE_LAB=1 but {why}");
         }
         eprintln!("\n*** SKIPPED lab test {test}: {why}. ***\n");
         return None;

@@ -65,6 +65,8 @@ fn watch(
     let mut awaiting = 0;
     // Each migration's instance and when its run began: `at_ms` counts from there.
     let mut runs: HashMap<MigrationId, (String, Instant)> = HashMap::new();
+    // What each resize changes, for its last line.
+    let mut resizes: HashMap<MigrationId, String> = HashMap::new();
     while remaining > 0 {
         let event = events
             .blocking_recv()
@@ -107,6 +109,9 @@ fn watch(
             }
             EngineEvent::Cold(id, ColdEvent::Launched(plan)) => {
                 runs.insert(id, (plan.instance_name.clone(), Instant::now()));
+                if let Some(words) = cold_record::resize_words(&plan) {
+                    resizes.insert(id, words);
+                }
             }
             EngineEvent::Cold(id, ColdEvent::Engine(update)) => {
                 let Some((instance, started)) = runs.get(&id) else {
@@ -118,7 +123,13 @@ fn watch(
                     if matches!(outcome, ColdOutcome::AwaitingConfirm { .. }) {
                         awaiting += 1;
                     }
-                    print_summary(instance, at_ms, outcome, output)?;
+                    print_summary(
+                        instance,
+                        at_ms,
+                        outcome,
+                        resizes.get(&id).map(String::as_str),
+                        output,
+                    )?;
                 } else if let Some(text) = update_text(instance, at_ms, &update) {
                     let kind = match &update {
                         ColdUpdate::Progress(_) => "progress",
@@ -167,8 +178,27 @@ fn update_text(instance: &str, at_ms: u64, update: &ColdUpdate) -> Option<String
 }
 
 /// The last line of a cold migration: where it stands and what the operator does next.
-fn print_summary(instance: &str, at_ms: u64, outcome: &ColdOutcome, output: Output) -> Result<()> {
+fn print_summary(
+    instance: &str,
+    at_ms: u64,
+    outcome: &ColdOutcome,
+    resize: Option<&str>,
+    output: Output,
+) -> Result<()> {
     let text = match outcome {
+        ColdOutcome::AwaitingConfirm {
+            total_time_ms,
+            downtime_ms,
+            bytes_copied,
+            ..
+        } if resize.is_some() => format!(
+            "{instance}: awaiting confirm after {}, {} ({} copied), guest off for {}; \
+             `ferry confirm {instance}` keeps the new size, `ferry revert {instance}` goes back",
+            format_duration_ms(*total_time_ms),
+            resize.unwrap_or_default(),
+            format_bytes(*bytes_copied),
+            downtime_ms.map_or("-".to_string(), format_duration_ms)
+        ),
         ColdOutcome::AwaitingConfirm {
             total_time_ms,
             downtime_ms,

@@ -208,11 +208,16 @@ fn recover_cold(history: &mut History, output: Output) -> Result<Option<bool>> {
             record.source_host, record.destination_host
         );
         match &found.result {
-            Ok((_, recovery @ Recovery::AwaitingConfirm { reason })) => output.line(
+            Ok((plan, recovery @ Recovery::AwaitingConfirm { reason })) => output.line(
                 "recovered",
                 &format!(
-                    "{heading}; awaiting confirm: {reason}. `ferry confirm {instance}` removes \
-                     the source copy, `ferry revert {instance}` goes back"
+                    "{heading}; awaiting confirm: {reason}. `ferry confirm {instance}` {}, \
+                     `ferry revert {instance}` goes back",
+                    if plan.resizes_in_place().is_some() {
+                        "keeps the new size"
+                    } else {
+                        "removes the source copy"
+                    }
                 ),
                 &line(Some(recovery), None),
             ),

@@ -9,6 +9,7 @@ pub use cold::record as cold_record;
 pub mod control;
 pub mod history;
 pub mod live;
+pub mod nova;
 pub mod options;
 pub mod plan;
 pub mod queue;

@@ -8,6 +8,7 @@
 
 pub mod cpu;
 pub mod facts;
+pub mod guest_size;
 pub mod job_control;
 pub mod job_stats;
 pub mod lifecycle;

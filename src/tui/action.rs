@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use crate::config::{MigrationDefaults, PolicyName};
-use crate::engine::cold::ColdOptions;
+use crate::engine::cold::resize::new_size_words;
+use crate::engine::cold::{ColdOptions, NewSize};
 use crate::engine::live::{HostTarget, LiveMigrationPlan, OperatorCommand};
 use crate::model::migration::{MigrationId, MigrationKind};
 use crate::model::units::format_bytes;
@@ -52,6 +53,9 @@ pub struct PrecheckRequest {
     pub destinations: Vec<HostName>,
     /// The verdicts depend on it (Nova's block-migration checks), so a new choice asks again.
     pub block_migration: BlockMigrationChoice,
+    /// Cold: the new size typed in the dialog; the verdicts (and whether the guest's own host
+    /// is a destination) depend on it.
+    pub new_size: Option<NewSize>,
 }
 
 /// The two policies an operator can pick in the launch dialog.
@@ -365,6 +369,8 @@ pub struct ColdLaunchRequest {
     pub shutdown_timeout_seconds: u64,
     /// Cap on the disk copy; None copies as fast as the hosts go.
     pub copy_bandwidth_mib_per_second: Option<u64>,
+    /// A resize: the new size; the destination may then be the guest's own host.
+    pub new_size: Option<NewSize>,
 }
 
 impl ColdLaunchRequest {
@@ -378,6 +384,7 @@ impl ColdLaunchRequest {
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_seconds),
             hard_power_off_allowed: self.hard_power_off_allowed,
             copy_bandwidth_mib_per_second: self.copy_bandwidth_mib_per_second,
+            new_size: self.new_size,
             ..ColdOptions::default()
         }
     }
@@ -386,6 +393,37 @@ impl ColdLaunchRequest {
     /// down (ACPI, 60 s, no hard power off), copy the local disks at full speed, verify, start
     /// on hv2; the source copy is kept until C confirm".
     pub fn summary(&self) -> String {
+        let shutdown = format!(
+            "shut down (ACPI, {} s, {})",
+            self.shutdown_timeout_seconds,
+            if self.hard_power_off_allowed {
+                "then hard power off"
+            } else {
+                "no hard power off"
+            }
+        );
+        if let Some(new_size) = self.new_size.filter(|n| !n.is_empty()) {
+            if &self.destination == self.source() {
+                return format!(
+                    "resize {} in place on {} to {}: {shutdown}, define the new size, start it; \
+                     the old definition is kept until C confirm (R reverts to it)",
+                    self.instance_name,
+                    self.destination,
+                    new_size_words(&new_size)
+                );
+            }
+            return format!(
+                "resize {} {} → {}{} to {}: {shutdown}, copy the local disks {}, verify, start \
+                 on {} at the new size; the source copy is kept until C confirm",
+                self.instance_name,
+                self.source(),
+                self.destination,
+                route_note(self.destination_chosen_automatically),
+                new_size_words(&new_size),
+                self.copy_speed_words(),
+                self.destination
+            );
+        }
         format!(
             "cold-migrate {} {} → {}{}: shut down (ACPI, {} s, {}), copy the local disks {}, \
              verify, start on {}; the source copy is kept until C confirm",
@@ -399,12 +437,16 @@ impl ColdLaunchRequest {
             } else {
                 "no hard power off"
             },
-            match self.copy_bandwidth_mib_per_second {
-                Some(mib) => format!("at ≤{mib} MiB/s"),
-                None => "at full speed".to_string(),
-            },
+            self.copy_speed_words(),
             self.destination
         )
+    }
+
+    fn copy_speed_words(&self) -> String {
+        match self.copy_bandwidth_mib_per_second {
+            Some(mib) => format!("at ≤{mib} MiB/s"),
+            None => "at full speed".to_string(),
+        }
     }
 }
 
@@ -514,6 +556,7 @@ mod tests {
             hard_power_off_allowed: false,
             shutdown_timeout_seconds: 60,
             copy_bandwidth_mib_per_second: Some(50),
+            new_size: None,
         };
         assert_eq!(
             request.summary(),
@@ -525,6 +568,49 @@ mod tests {
         assert_eq!(options.shutdown_timeout, Duration::from_secs(60));
         assert_eq!(options.copy_bandwidth_mib_per_second, Some(50));
         assert!(!options.hard_power_off_allowed);
+        assert_eq!(options.new_size, None);
+    }
+
+    #[test]
+    fn a_resize_summary_names_the_new_size_and_where() {
+        let size = NewSize {
+            vcpus: Some(2),
+            memory_mib: Some(384),
+        };
+        let moved = ColdLaunchRequest {
+            instance: InstanceKey {
+                host: HostName::parse("hv1").unwrap(),
+                uuid: "u-1".into(),
+            },
+            instance_name: "db".into(),
+            destination: HostName::parse("hv2").unwrap(),
+            destination_chosen_automatically: false,
+            hard_power_off_allowed: false,
+            shutdown_timeout_seconds: 60,
+            copy_bandwidth_mib_per_second: None,
+            new_size: Some(size),
+        };
+        assert_eq!(
+            moved.summary(),
+            "resize db hv1 → hv2 to 2 vCPUs, 384 MiB: shut down (ACPI, 60 s, no hard power \
+             off), copy the local disks at full speed, verify, start on hv2 at the new size; the \
+             source copy is kept until C confirm"
+        );
+        assert_eq!(moved.cold_options().new_size, Some(size));
+        let in_place = ColdLaunchRequest {
+            destination: HostName::parse("hv1").unwrap(),
+            new_size: Some(NewSize {
+                vcpus: None,
+                memory_mib: Some(384),
+            }),
+            ..moved
+        };
+        assert_eq!(
+            in_place.summary(),
+            "resize db in place on hv1 to 384 MiB: shut down (ACPI, 60 s, no hard power off), \
+             define the new size, start it; the old definition is kept until C confirm (R \
+             reverts to it)"
+        );
     }
 
     #[test]

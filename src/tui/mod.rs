@@ -20,4 +20,6 @@ pub mod views;
 #[cfg(test)]
 mod migration_key_tests;
 #[cfg(test)]
+mod resize_key_tests;
+#[cfg(test)]
 mod test_support;

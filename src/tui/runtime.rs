@@ -47,6 +47,7 @@ fn engine_request(action: Action) -> EngineRequest {
             source: request.instance.host,
             destinations: request.destinations,
             block_migration: request.block_migration,
+            new_size: request.new_size,
         },
         Action::LaunchLiveMigration(request) => EngineRequest::LaunchLive {
             options: request.live_options(),

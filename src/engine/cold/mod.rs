@@ -28,9 +28,11 @@
 //! pool under a timeout.
 
 mod door;
+mod in_place;
 pub mod plan;
 pub mod record;
 pub mod recover;
+pub mod resize;
 pub mod run;
 pub mod settle;
 #[cfg(test)]
@@ -50,6 +52,7 @@ use crate::precheck::PrecheckReport;
 pub use plan::{destination_pool_for, plan, ColdPlanError, ColdPlanning};
 pub use record::ColdRunLock;
 pub use recover::{recover, recovery_decision, Recovery, RecoveryDecision};
+pub use resize::{NewSize, Resize};
 pub use run::{start, ColdCommandSender, ColdMigrationHandle, CopyMeter};
 pub use settle::{confirm, revert, SettleError, SettleReport};
 
@@ -84,6 +87,9 @@ pub struct ColdOptions {
     pub copy_chunk_bytes: u64,
     #[serde(rename = "destination_cleanup_window_ms", with = "duration_ms")]
     pub destination_cleanup_window: Duration,
+    /// A resize: the guest is defined on the destination with this size (and may stay on its
+    /// own host). None keeps the size.
+    pub new_size: Option<NewSize>,
 }
 
 impl Default for ColdOptions {
@@ -94,6 +100,7 @@ impl Default for ColdOptions {
             copy_bandwidth_mib_per_second: None,
             copy_chunk_bytes: DEFAULT_COPY_CHUNK_BYTES,
             destination_cleanup_window: DEFAULT_DESTINATION_CLEANUP_WINDOW,
+            new_size: None,
         }
     }
 }
@@ -120,6 +127,10 @@ pub struct ColdMigrationPlan {
     /// Bound on every single libvirt call, one chunk of the copy included.
     #[serde(rename = "call_timeout_ms", with = "duration_ms")]
     pub call_timeout: Duration,
+    /// The old and new size when the migration resizes the guest (absent in plans of an older
+    /// ferry: no resize).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<Resize>,
 }
 
 impl ColdMigrationPlan {
@@ -138,6 +149,12 @@ impl ColdMigrationPlan {
     pub(crate) fn key(&self) -> DomainKey {
         DomainKey::Uuid(self.instance_uuid.clone())
     }
+
+    /// A resize that keeps the guest on its host: nothing is copied, and the source and the
+    /// destination are the same domain, so every step goes through [`in_place`].
+    pub fn resizes_in_place(&self) -> Option<&Resize> {
+        self.resize.as_ref().filter(|r| r.in_place())
+    }
 }
 
 /// One disk of the instance and what the migration does with it.
@@ -153,7 +170,8 @@ pub struct ColdDisk {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "action")]
 pub enum DiskAction {
-    /// On storage both hosts see at the same place: left alone, never copied or deleted.
+    /// On storage both hosts see at the same place (or the guest stays on its host, a resize
+    /// in place): left alone, never copied or deleted.
     Shared,
     Copy(DiskCopy),
 }

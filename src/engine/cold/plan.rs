@@ -9,9 +9,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::door;
+use super::resize::{self, Resize};
 use super::{ColdDisk, ColdMigrationPlan, ColdOptions, DiskAction, DiskCopy, HostTarget};
 use crate::config::Config;
 use crate::libvirt::facts::disks_from_domain_xml;
+use crate::libvirt::guest_size::{defined_size, edit_guest_size};
 use crate::libvirt::lifecycle::DomainKey;
 use crate::libvirt::volume_copy::{PoolFacts, VolumeRef};
 use crate::libvirt::{HostConnection, LibvirtError};
@@ -218,6 +220,44 @@ pub(super) async fn gather(
     let source_facts = door::host_facts(source, timeout).await?;
     let source_pools = source.storage_pools(timeout).await?;
 
+    // A resize to the guest's own host (Nova's allow_resize_to_same_host) copies nothing and
+    // rewrites the one definition there; without a new size that host stays refused.
+    let resizing = options.new_size.filter(|n| !n.is_empty());
+    let same_host = source_host.eq_ignore_ascii_case(destination_host);
+    let in_place = resizing.is_some() && same_host;
+    let mut resize = None;
+    if let Some(new_size) = resizing {
+        match defined_size(&definition_xml) {
+            Err(e) => problems.push(format!("{instance}: reading its size: {e}")),
+            Ok(from) => {
+                let edited = edit_guest_size(
+                    &definition_xml,
+                    new_size.vcpus,
+                    new_size.memory_mib.map(|mib| mib << 10),
+                );
+                match resize::request_problem(
+                    instance,
+                    source_host,
+                    Some(&new_size),
+                    from,
+                    in_place,
+                ) {
+                    Some(problem) => problems.push(problem),
+                    None => match edited {
+                        Err(e) => problems.push(format!("{instance}: {e}")),
+                        Ok(_) => {
+                            resize = Some(Resize {
+                                from,
+                                to: new_size.applied_to(from),
+                                previous_definition_xml: in_place.then(|| definition_xml.clone()),
+                            })
+                        }
+                    },
+                }
+            }
+        }
+    }
+
     // The destination's side; unreachable leaves these empty and the up-check fails.
     let destination_side = match destination {
         Ok(connection) => Some((
@@ -234,7 +274,7 @@ pub(super) async fn gather(
     if let Some((facts, pools, by_name, by_uuid)) = destination_side {
         match (facts, pools, by_name, by_uuid) {
             (Ok(facts), Ok(pools), Ok(by_name), Ok(by_uuid)) => {
-                if let Some(found) = by_name.or(by_uuid) {
+                if let Some(found) = by_name.or(by_uuid).filter(|_| !same_host) {
                     problems.push(format!(
                         "{destination_host}: already has a domain {} (UUID {}); remove it or pick another destination",
                         found.name, found.uuid
@@ -285,7 +325,7 @@ pub(super) async fn gather(
             }
             DiskSource::Network { protocol, name } => (format!("{protocol}:{name}"), "", None),
         };
-        if storage == Storage::Shared {
+        if storage == Storage::Shared || same_host {
             disk_facts.push(DiskFact {
                 target: disk.target.clone(),
                 source: Some(described.clone()),
@@ -411,14 +451,22 @@ pub(super) async fn gather(
     let facts = PrecheckFacts {
         instance_name: instance.to_string(),
         instance_state: InstanceState::from_run_state(domain.state),
-        instance_memory_bytes: domain.memory_bytes,
+        // A resize needs room for its new size.
+        instance_memory_bytes: resize
+            .as_ref()
+            .map_or(domain.memory_bytes, |r| r.to.memory_kib << 10),
         disks: disk_facts,
         source_host: source_host.clone(),
         source_host_up: true,
         destination_host: destination_host.clone(),
         destination_host_up: destination_up,
         destination_host_problem: None,
-        destination_free_memory_bytes: destination_facts.as_ref().map(|f| f.memory_free_bytes),
+        destination_free_memory_bytes: resize::memory_room_bytes(
+            destination_facts.as_ref().map(|f| f.memory_free_bytes),
+            in_place,
+            InstanceState::from_run_state(domain.state) == InstanceState::Running,
+            domain.memory_bytes,
+        ),
         source_hypervisor: hypervisor_info(&source_facts),
         destination_hypervisor: destination_facts.as_ref().and_then(hypervisor_info),
         cpu_compare: CpuCompareResult::Unknown {
@@ -431,7 +479,18 @@ pub(super) async fn gather(
         // makes the shutdown fail before anything is copied.
         job_in_progress: None,
     };
-    let report = precheck::run_cold(&facts, &problems);
+    let mut report = precheck::run_cold(&facts, &problems);
+    if same_host && resize.is_none() {
+        report = resize::own_host_needs_a_size(report, instance, source_host);
+    }
+    if let Some(resize) = &resize {
+        report = resize::resize_checks(
+            report,
+            destination_host,
+            resize,
+            destination_facts.as_ref().map(|f| f.cpu_count),
+        );
+    }
     let plan = report.passed().then(|| ColdMigrationPlan {
         instance_name: instance.to_string(),
         instance_uuid: domain.uuid.clone(),
@@ -443,6 +502,7 @@ pub(super) async fn gather(
         shared_storage_prefixes: shared_prefixes.to_vec(),
         options: options.clone(),
         call_timeout: timeout,
+        resize,
     });
     Ok(Gathered {
         report,
@@ -459,6 +519,9 @@ pub(super) fn plan_drift(plan: &ColdMigrationPlan, fresh: &ColdMigrationPlan) ->
             "is another domain now (UUID {} instead of {})",
             fresh.instance_uuid, plan.instance_uuid
         ));
+    }
+    if fresh.resize != plan.resize {
+        return Some("its definition (or its size) changed".to_string());
     }
     if fresh.instance_was_running != plan.instance_was_running {
         return Some(if plan.instance_was_running {

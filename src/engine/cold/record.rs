@@ -70,16 +70,52 @@ pub fn record_start(
     };
     let plan_json = serde_json::to_value(plan)
         .map_err(|e| ColdRecordError::Plan(format!("the plan cannot be stored: {e}")))?;
-    Ok(history.start_migration(&NewMigration {
+    let id = history.start_migration(&NewMigration {
         kind: MigrationKind::Cold,
         instance_name: plan.instance_name.clone(),
         instance_uuid: plan.instance_uuid.clone(),
         source_host: host(&plan.source.name)?,
         destination_host: host(&plan.destination.name)?,
-        policy: "cold".into(),
+        policy: if plan.resize.is_some() {
+            "resize"
+        } else {
+            "cold"
+        }
+        .into(),
         plan: plan_json,
         started_at_unix_ms: history::unix_ms_now(),
-    })?)
+    })?;
+    if let Some(words) = resize_words(plan) {
+        history.record_event(id, 0, EventKind::Phase, &words)?;
+    }
+    Ok(id)
+}
+
+/// "resize 1 vCPU, 128 MiB → 2 vCPUs, 384 MiB (in place on hv1)": what `ferry history` and
+/// the cold detail say of a resize.
+pub fn resize_words(plan: &ColdMigrationPlan) -> Option<String> {
+    let resize = plan.resize.as_ref()?;
+    Some(format!(
+        "resize {}{}",
+        resize.describe(),
+        if resize.in_place() {
+            format!(" (in place on {})", plan.source.name)
+        } else {
+            String::new()
+        }
+    ))
+}
+
+/// What the settled outcome of a resize says: the size the guest has now.
+fn settled_resize_words(plan: &ColdMigrationPlan, keep: bool) -> String {
+    match &plan.resize {
+        None => String::new(),
+        Some(resize) if keep => format!("kept the new size: {}", resize.describe()),
+        Some(resize) => format!(
+            "back to the old size {}",
+            cold::resize::size_words(resize.from)
+        ),
+    }
 }
 
 /// How the history's event of a rollback phase begins: recovery reads it back to tell that the
@@ -207,7 +243,19 @@ pub fn record_outcome(
     id: MigrationId,
     outcome: &ColdOutcome,
 ) -> Result<(), ColdRecordError> {
-    Ok(history.finish_migration(id, &outcome_record(outcome))?)
+    let mut record = outcome_record(outcome);
+    if matches!(outcome, ColdOutcome::AwaitingConfirm { .. }) {
+        // The plan the row keeps says whether it resizes.
+        let stored = history.migration(id)?.plan;
+        if let Some(words) = serde_json::from_value::<ColdMigrationPlan>(stored)
+            .ok()
+            .as_ref()
+            .and_then(resize_words)
+        {
+            record.detail = words;
+        }
+    }
+    Ok(history.finish_migration(id, &record)?)
 }
 
 /// A cold migration waiting for the operator's answer, with its stored plan (or why that plan
@@ -223,7 +271,9 @@ pub fn all_awaiting(history: &History) -> Result<Vec<Awaiting>, ColdRecordError>
         .unfinished()?
         .into_iter()
         .filter(|r| {
-            r.kind == MigrationKind::Cold && r.outcome == Some(OutcomeKind::AwaitingConfirm)
+            r.kind == MigrationKind::Cold
+                && r.outcome == Some(OutcomeKind::AwaitingConfirm)
+                && !crate::engine::nova::NovaMigrationPlan::is_nova_record(&r.plan)
         })
         .map(|record| {
             let plan = serde_json::from_value(record.plan.clone()).map_err(|e| {
@@ -311,7 +361,7 @@ pub fn settle(
         id,
         &Outcome {
             kind,
-            detail: String::new(),
+            detail: settled_resize_words(plan, keep),
             finished_at_unix_ms: history::unix_ms_now(),
             downtime_ms: None,
             total_time_ms: None,
@@ -434,7 +484,11 @@ pub fn recover_interrupted(history: &mut History) -> Result<Vec<Interrupted>, Co
     let interrupted: Vec<MigrationRecord> = history
         .unfinished()?
         .into_iter()
-        .filter(|r| r.kind == MigrationKind::Cold && r.outcome.is_none())
+        .filter(|r| {
+            r.kind == MigrationKind::Cold
+                && r.outcome.is_none()
+                && !crate::engine::nova::NovaMigrationPlan::is_nova_record(&r.plan)
+        })
         .collect();
     let mut results = Vec::new();
     for record in interrupted {
@@ -586,6 +640,7 @@ mod tests {
             shared_storage_prefixes: vec![],
             options: cold::ColdOptions::default(),
             call_timeout: Duration::from_secs(30),
+            resize: None,
         }
     }
 

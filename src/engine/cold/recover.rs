@@ -139,6 +139,9 @@ pub async fn recover(
     rollback_begun: bool,
     timeout: Duration,
 ) -> Result<Recovery, SettleError> {
+    if let Some(resize) = plan.resizes_in_place() {
+        return super::in_place::recover(plan, resize, rollback_begun, timeout).await;
+    }
     let key = plan.key();
     let (source_name, destination_name) = (&plan.source.name, &plan.destination.name);
     let source = open(&plan.source, timeout).await?;

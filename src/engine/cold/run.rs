@@ -9,6 +9,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 
 use super::door;
+use super::in_place::edit_to_size;
 use super::plan::{gather, plan_drift};
 use super::{
     ColdCommand, ColdDisk, ColdMigrationPlan, ColdOutcome, ColdPhase, ColdUpdate, CopiedDisk,
@@ -178,36 +179,37 @@ impl<'r> StreamProgress<'r> {
 
 /// What the migration has changed so far: exactly what a rollback undoes.
 #[derive(Debug, Default)]
-struct Changes {
+pub(super) struct Changes {
     /// Ferry powered the guest off (it was running).
-    powered_off: bool,
+    pub(super) powered_off: bool,
     /// Volumes ferry created on the destination, in creation order.
     created_volumes: Vec<VolumeRef>,
-    defined_on_destination: bool,
-    started_on_destination: bool,
+    /// On the destination, or (a resize in place) the new size on the guest's own host.
+    pub(super) defined_on_destination: bool,
+    pub(super) started_on_destination: bool,
 }
 
 impl Changes {
-    fn any(&self) -> bool {
+    pub(super) fn any(&self) -> bool {
         self.powered_off || !self.created_volumes.is_empty() || self.defined_on_destination
     }
 }
 
 /// Why the forward path stopped.
-enum Stop {
+pub(super) enum Stop {
     /// Nothing changed that needs undoing (the reason says why).
     Refused(String),
     /// Roll back what `Changes` records.
     RollBack(String),
 }
 
-struct Run<'a> {
-    plan: &'a ColdMigrationPlan,
+pub(super) struct Run<'a> {
+    pub(super) plan: &'a ColdMigrationPlan,
     commands: &'a mut UnboundedReceiver<ColdCommand>,
     updates: &'a UnboundedSender<ColdUpdate>,
-    source: HostConnection,
+    pub(super) source: HostConnection,
     destination: HostConnection,
-    changes: Changes,
+    pub(super) changes: Changes,
     started: Instant,
 }
 
@@ -298,24 +300,27 @@ async fn run(
 }
 
 impl Run<'_> {
-    fn send(&self, update: ColdUpdate) {
+    pub(super) fn send(&self, update: ColdUpdate) {
         let _ = self.updates.send(update);
     }
 
-    fn phase(&self, phase: ColdPhase) {
+    pub(super) fn phase(&self, phase: ColdPhase) {
         self.send(ColdUpdate::Phase(phase));
     }
 
-    fn aborted(&mut self) -> bool {
+    pub(super) fn aborted(&mut self) -> bool {
         matches!(self.commands.try_recv(), Ok(ColdCommand::Abort))
     }
 
-    fn elapsed_ms(&self) -> u64 {
+    pub(super) fn elapsed_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
     async fn forward(&mut self, definition_xml: &str) -> Result<ColdOutcome, Stop> {
         let plan = self.plan;
+        if let Some(resize) = plan.resizes_in_place() {
+            return self.resize_in_place(resize, definition_xml).await;
+        }
         let timeout = plan.call_timeout;
         let key = plan.key();
         let mut shutdown_started = None;
@@ -395,6 +400,11 @@ impl Run<'_> {
         let xml = edit_disk_sources(definition_xml, &edits).map_err(|e| {
             Stop::RollBack(format!("{}: rewriting disk paths: {e}", plan.instance_name))
         })?;
+        let xml = match &plan.resize {
+            Some(resize) => edit_to_size(&xml, resize)
+                .map_err(|e| Stop::RollBack(format!("{}: {e}", plan.instance_name)))?,
+            None => xml,
+        };
         // Marked before the call: a define that timed out may still have happened. The
         // rollback removes by UUID, so a refused define never touches another domain that
         // holds the name there.
@@ -441,7 +451,7 @@ impl Run<'_> {
     }
 
     /// ACPI request, then wait; a hard power off after the wait only if the plan allows it.
-    async fn power_off(&mut self) -> Result<(), Stop> {
+    pub(super) async fn power_off(&mut self) -> Result<(), Stop> {
         let plan = self.plan;
         let options = &plan.options;
         let timeout = plan.call_timeout;
@@ -650,7 +660,7 @@ impl Run<'_> {
         Ok(landed)
     }
 
-    fn step(&self, description: String) {
+    pub(super) fn step(&self, description: String) {
         self.send(ColdUpdate::RollbackStep { description });
     }
 
@@ -668,6 +678,11 @@ impl Run<'_> {
         self.phase(ColdPhase::RollingBack {
             reason: reason.clone(),
         });
+        // The source and the destination are one domain: removing "the destination copy"
+        // would remove the guest.
+        if let Some(resize) = plan.resizes_in_place() {
+            return self.roll_back_in_place(resize, reason).await;
+        }
 
         let mut domain_left = false;
         if self.changes.defined_on_destination || self.changes.started_on_destination {

@@ -42,7 +42,8 @@ pub(super) async fn open(
         })
 }
 
-/// Nova's `confirm_resize`: the migration is kept. Removes the source copy (undefines the
+/// Nova's `confirm_resize`: the migration is kept. (A resize in place keeps its new size and
+/// forgets the old definition; nothing is removed.) Removes the source copy (undefines the
 /// inactive source domain and deletes the source volumes that were copied; shared disks are
 /// never touched). Refuses unless the destination holds the instance and the source copy is
 /// inactive. Safe to run again after a partial run.
@@ -50,6 +51,9 @@ pub async fn confirm(
     plan: &ColdMigrationPlan,
     timeout: Duration,
 ) -> Result<SettleReport, SettleError> {
+    if let Some(resize) = plan.resizes_in_place() {
+        return super::in_place::confirm(plan, resize, timeout).await;
+    }
     let key = plan.key();
     let (source_name, destination_name) = (&plan.source.name, &plan.destination.name);
     let destination = open(&plan.destination, timeout).await?;
@@ -110,7 +114,8 @@ pub async fn confirm(
     Ok(SettleReport { steps: done })
 }
 
-/// Nova's `revert_resize`: the migration is undone. Stops and undefines the destination copy,
+/// Nova's `revert_resize`: the migration is undone. (A resize in place defines its old
+/// definition again and starts it.) Stops and undefines the destination copy,
 /// deletes the volumes the migration created there, and starts the instance on its source again
 /// if it was running before. Refuses if the source no longer holds the instance (confirmed).
 /// Changes made inside the guest since it started on the destination are lost. Safe to run
@@ -119,6 +124,9 @@ pub async fn revert(
     plan: &ColdMigrationPlan,
     timeout: Duration,
 ) -> Result<SettleReport, SettleError> {
+    if let Some(resize) = plan.resizes_in_place() {
+        return super::in_place::revert(plan, resize, timeout).await;
+    }
     let key = plan.key();
     let (source_name, destination_name) = (&plan.source.name, &plan.destination.name);
     let source = open(&plan.source, timeout).await?;

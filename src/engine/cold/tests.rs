@@ -60,6 +60,7 @@ fn sample_plan() -> ColdMigrationPlan {
         shared_storage_prefixes: vec!["/var/lib/ferry-lab/shared".into()],
         options: ColdOptions::default(),
         call_timeout: Duration::from_secs(30),
+        resize: None,
     }
 }
 

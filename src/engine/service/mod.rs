@@ -45,6 +45,8 @@ pub enum EngineRequest {
         source: HostName,
         destinations: Vec<HostName>,
         block_migration: BlockMigrationChoice,
+        /// Cold: the resize asked for; the guest's own host may then be a destination.
+        new_size: Option<cold::NewSize>,
     },
     /// Checks again on fresh facts (a dialog's verdicts may be minutes old), reports them as
     /// [`EngineEvent::Planned`], then queues; or [`EngineEvent::Refused`]. `source` None: the
@@ -381,6 +383,7 @@ impl EngineTask {
                 source,
                 destinations,
                 block_migration,
+                new_size,
             } => {
                 let (config, events) = (self.config.clone(), self.events.clone());
                 runtime.spawn(async move {
@@ -396,7 +399,7 @@ impl EngineTask {
                             .await
                         }
                         MigrationKind::Cold => {
-                            cold_prechecks(&config, &instance, &destinations).await
+                            cold_prechecks(&config, &instance, &destinations, new_size).await
                         }
                     };
                     let _ = events.send(EngineEvent::Prechecks {
@@ -561,22 +564,26 @@ async fn cold_prechecks(
     config: &Config,
     instance: &str,
     destinations: &[HostName],
+    new_size: Option<cold::NewSize>,
 ) -> Vec<(HostName, Result<PrecheckReport, String>)> {
+    let options = ColdOptions {
+        new_size,
+        ..ColdOptions::default()
+    };
     let planning: Vec<_> = destinations
         .iter()
         .map(|destination| {
-            let (config, instance, destination) =
-                (config.clone(), instance.to_string(), destination.clone());
+            let (config, instance, destination, options) = (
+                config.clone(),
+                instance.to_string(),
+                destination.clone(),
+                options.clone(),
+            );
             tokio::spawn(async move {
-                cold::plan(
-                    &config,
-                    &instance,
-                    destination.as_str(),
-                    &ColdOptions::default(),
-                )
-                .await
-                .map(|planning| planning.report)
-                .map_err(|error| error.to_string())
+                cold::plan(&config, &instance, destination.as_str(), &options)
+                    .await
+                    .map(|planning| planning.report)
+                    .map_err(|error| error.to_string())
             })
         })
         .collect();

@@ -6,7 +6,8 @@
 use crossterm::event::KeyCode;
 
 use crate::config::MigrationDefaults;
-use crate::engine::cold::DEFAULT_SHUTDOWN_TIMEOUT;
+use crate::engine::cold::resize::{parse_memory_mib, parse_vcpus};
+use crate::engine::cold::{NewSize, DEFAULT_SHUTDOWN_TIMEOUT};
 use crate::inventory::{Instance, Inventory};
 use crate::model::migration::MigrationKind;
 use crate::model::HostName;
@@ -107,6 +108,10 @@ pub enum LaunchField {
     TimeoutAction,
     HardPowerOff,
     ShutdownTimeout,
+    /// Cold: resize to this many vCPUs (empty keeps them).
+    NewVcpus,
+    /// Cold: resize to this much memory, MiB (empty keeps it).
+    NewMemoryMib,
 }
 
 impl LaunchField {
@@ -120,11 +125,13 @@ impl LaunchField {
         LaunchField::TimeoutAction,
     ];
     /// A cold migration copies every local disk (there is no memory to move), so only the
-    /// shutdown and the copy's speed are the operator's to choose.
-    pub const COLD: [LaunchField; 3] = [
+    /// shutdown, the copy's speed and a new size (a resize) are the operator's to choose.
+    pub const COLD: [LaunchField; 5] = [
         LaunchField::ShutdownTimeout,
         LaunchField::HardPowerOff,
         LaunchField::Bandwidth,
+        LaunchField::NewVcpus,
+        LaunchField::NewMemoryMib,
     ];
 
     /// The options rows of a dialog of this kind, in order.
@@ -146,13 +153,19 @@ impl LaunchField {
             LaunchField::TimeoutAction => "at timeout",
             LaunchField::HardPowerOff => "hard power-off",
             LaunchField::ShutdownTimeout => "shutdown s",
+            LaunchField::NewVcpus => "new vCPUs",
+            LaunchField::NewMemoryMib => "new memory MiB",
         }
     }
 
     pub fn is_numeric(self) -> bool {
         matches!(
             self,
-            LaunchField::Bandwidth | LaunchField::MaxDowntime | LaunchField::ShutdownTimeout
+            LaunchField::Bandwidth
+                | LaunchField::MaxDowntime
+                | LaunchField::ShutdownTimeout
+                | LaunchField::NewVcpus
+                | LaunchField::NewMemoryMib
         )
     }
 }
@@ -195,6 +208,10 @@ pub struct LaunchDialog {
     pub shutdown_timeout: NumberField,
     /// Cold: power the guest off hard when the shutdown timeout passes.
     pub hard_power_off_allowed: bool,
+    /// Cold: the resize typed; empty keeps the size. With either given, the guest's own host
+    /// is offered as a destination (a resize in place).
+    pub new_vcpus: NumberField,
+    pub new_memory_mib: NumberField,
     /// Set once typed: switching the policy then keeps the operator's ceiling.
     max_downtime_edited: bool,
     auto_converge_edited: bool,
@@ -245,6 +262,8 @@ impl LaunchDialog {
             // The engine's default (Nova's `shutdown_timeout`), not a copy of it.
             shutdown_timeout: NumberField::with_value(DEFAULT_SHUTDOWN_TIMEOUT.as_secs()),
             hard_power_off_allowed: false,
+            new_vcpus: NumberField::default(),
+            new_memory_mib: NumberField::default(),
             options,
             max_downtime_edited: false,
             auto_converge_edited: false,
@@ -268,7 +287,44 @@ impl LaunchDialog {
             instance_name: self.instance_name.clone(),
             destinations: self.candidates.iter().map(|c| c.host.clone()).collect(),
             block_migration: self.options.block_migration,
+            new_size: self.new_size().ok().flatten(),
         })
+    }
+
+    /// The resize typed, if any, or why it is not one.
+    pub fn new_size(&self) -> Result<Option<NewSize>, String> {
+        if self.kind != MigrationKind::Cold {
+            return Ok(None);
+        }
+        let vcpus = match self.new_vcpus.value() {
+            None => None,
+            Some(n) => Some(parse_vcpus(&n.to_string())?),
+        };
+        let memory_mib = match self.new_memory_mib.value() {
+            None => None,
+            Some(mib) => Some(parse_memory_mib(&mib.to_string())?),
+        };
+        let new_size = NewSize { vcpus, memory_mib };
+        Ok((!new_size.is_empty()).then_some(new_size))
+    }
+
+    /// The guest's own host is a destination exactly while a size is typed: listed last, so
+    /// the other rows keep their places.
+    fn offer_own_host_for_a_resize(&mut self) {
+        let own = &self.instance.host;
+        let resizing = self.new_size().is_ok_and(|n| n.is_some());
+        let listed = self.candidates.iter().position(|c| &c.host == own);
+        match (resizing, listed) {
+            (true, None) => self.candidates.push(Candidate {
+                host: own.clone(),
+                check: DestinationCheck::Checking,
+            }),
+            (false, Some(index)) => {
+                self.candidates.remove(index);
+                self.destination_cursor = self.destination_cursor.min(self.candidates.len());
+            }
+            _ => {}
+        }
     }
 
     /// Every verdict back to "checking…" under a new request id.
@@ -334,10 +390,11 @@ impl LaunchDialog {
                 .map_or(0, |f| f.memory_free_bytes)
         };
         let mut best: Option<&Candidate> = None;
+        // A resize in place is the operator's choice, never auto's: auto moves the guest.
         for candidate in self
             .candidates
             .iter()
-            .filter(|c| c.check.passed_report().is_some())
+            .filter(|c| c.check.passed_report().is_some() && c.host != self.instance.host)
         {
             // Strictly more: on a tie the host listed first (config order) wins.
             if best.is_none_or(|b| free_memory(candidate) > free_memory(b)) {
@@ -388,6 +445,7 @@ impl LaunchDialog {
                     "bandwidth 0 MiB/s would never copy a byte; leave it empty for no limit".into(),
                 );
             }
+            let new_size = self.new_size()?;
             return Ok(Action::LaunchColdMigration(ColdLaunchRequest {
                 instance: self.instance.clone(),
                 instance_name: self.instance_name.clone(),
@@ -396,6 +454,7 @@ impl LaunchDialog {
                 hard_power_off_allowed: self.hard_power_off_allowed,
                 shutdown_timeout_seconds,
                 copy_bandwidth_mib_per_second: self.options.bandwidth_mib_per_second,
+                new_size,
             }));
         }
         if self.max_downtime.is_empty() {
@@ -464,6 +523,14 @@ impl LaunchDialog {
             }
             .to_string(),
             LaunchField::ShutdownTimeout => self.shutdown_timeout.to_string(),
+            LaunchField::NewVcpus if self.new_vcpus.is_empty() => {
+                format!("keep ({})", self.instance_vcpus)
+            }
+            LaunchField::NewVcpus => self.new_vcpus.to_string(),
+            LaunchField::NewMemoryMib if self.new_memory_mib.is_empty() => {
+                format!("keep ({} MiB)", self.instance_memory_bytes >> 20)
+            }
+            LaunchField::NewMemoryMib => self.new_memory_mib.to_string(),
         }
     }
 
@@ -570,7 +637,11 @@ impl LaunchDialog {
                 }
             }
             LaunchField::HardPowerOff => self.hard_power_off_allowed = !self.hard_power_off_allowed,
-            LaunchField::Bandwidth | LaunchField::MaxDowntime | LaunchField::ShutdownTimeout => {}
+            LaunchField::Bandwidth
+            | LaunchField::MaxDowntime
+            | LaunchField::ShutdownTimeout
+            | LaunchField::NewVcpus
+            | LaunchField::NewMemoryMib => {}
         }
         DialogOutcome::Changed
     }
@@ -579,6 +650,8 @@ impl LaunchDialog {
         let number = match field {
             LaunchField::Bandwidth => &mut self.bandwidth,
             LaunchField::ShutdownTimeout => &mut self.shutdown_timeout,
+            LaunchField::NewVcpus => &mut self.new_vcpus,
+            LaunchField::NewMemoryMib => &mut self.new_memory_mib,
             _ => &mut self.max_downtime,
         };
         match number.edit(code) {
@@ -602,6 +675,11 @@ impl LaunchDialog {
             LaunchField::Bandwidth => self.options.bandwidth_mib_per_second = value,
             // Read from the field at launch, where an empty or zero value is refused.
             LaunchField::ShutdownTimeout => {}
+            // The verdicts depend on the size, and so does whether the own host is listed.
+            LaunchField::NewVcpus | LaunchField::NewMemoryMib => {
+                self.offer_own_host_for_a_resize();
+                return DialogOutcome::RecheckNeeded;
+            }
             _ => {
                 self.options.max_downtime_ceiling_ms = value.unwrap_or(0);
                 self.max_downtime_edited = true;

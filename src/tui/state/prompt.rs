@@ -6,6 +6,7 @@
 
 use crossterm::event::KeyCode;
 
+use crate::engine::cold::resize::size_words;
 use crate::engine::live::{LiveOutcome, OperatorCommand};
 use crate::model::migration::MigrationId;
 
@@ -500,6 +501,34 @@ fn cold_text(question: ColdQuestion, migration: &TrackedCold) -> Vec<String> {
     } else {
         format!("{name} stays shut off on {source}, as it was")
     };
+    if let Some(resize) = migration.plan.resizes_in_place() {
+        let (old, new) = (size_words(resize.from), size_words(resize.to));
+        return match question {
+            ColdQuestion::Abort => vec![
+                format!("Abort the resize of {name} in place on {source}."),
+                format!(
+                    "Its old definition ({old}) is defined again if the new one was written, \
+                     and {running_again}. Its disks are never touched."
+                ),
+            ],
+            ColdQuestion::Confirm => vec![
+                format!(
+                    "Keep {name} at {new} on {source}: its old definition ({old}) is forgotten."
+                ),
+                "Nothing is removed. After this there is no revert.".to_string(),
+            ],
+            ColdQuestion::Revert => vec![
+                format!(
+                    "Go back to {old}: {name} is stopped hard on {source}, its old definition \
+                     defined again, and {running_again}."
+                ),
+                format!(
+                    "Its disks stay as they are: what {name} wrote since it started at {new} is \
+                     kept."
+                ),
+            ],
+        };
+    }
     match question {
         ColdQuestion::Abort => vec![
             format!("Abort the cold migration of {name} {source} → {destination}."),

@@ -9,6 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{LineGauge, Paragraph};
 use ratatui::Frame;
 
+use crate::engine::cold::resize::size_words;
 use crate::engine::cold::{ColdOutcome, ColdPhase, DiskAction};
 use crate::model::units::{format_bytes, format_duration_ms, format_rate};
 use crate::tui::app::App;
@@ -19,6 +20,61 @@ use crate::tui::theme::Theme;
 use super::migrations::cold_phase_label;
 use super::{age, byte_gauge, detail_frame, field_label as label, wrap_words};
 
+/// What a resize in place does next (or how it ended): its host keeps one definition, so the
+/// words are of sizes, not of copies. None where it reads as for any cold migration.
+fn in_place_next(
+    migration: &TrackedCold,
+    figures_text: &str,
+    theme: &Theme,
+) -> Option<(&'static str, String, Style)> {
+    let resize = migration.plan.resizes_in_place()?;
+    let host = migration.source();
+    let (old, new) = (size_words(resize.from), size_words(resize.to));
+    Some(match &migration.stage {
+        ColdStage::Running if migration.rolling_back() => (
+            "next",
+            format!("rolling back: the old definition ({old}) defined again on {host}"),
+            theme.warning,
+        ),
+        ColdStage::Running => (
+            "next",
+            format!(
+                "once defined at {new} and started again, it awaits C confirm or R revert; a \
+                 aborts and puts back {old}"
+            ),
+            theme.footer_text,
+        ),
+        ColdStage::AwaitingConfirm => (
+            "next",
+            format!(
+                "runs on {host} at {new}; the old definition ({old}) is kept in the history. C \
+                 confirm keeps the new size · R revert stops it and defines the old one again. \
+                 {figures_text}"
+            ),
+            theme.warning,
+        ),
+        ColdStage::Settling { keep: true } => {
+            ("next", format!("confirming: keeping {new}"), theme.base)
+        }
+        ColdStage::Settling { keep: false } => (
+            "next",
+            format!("reverting: defining {old} again on {host}"),
+            theme.base,
+        ),
+        ColdStage::Finished(ColdEnd::Confirmed) => (
+            "outcome",
+            format!("confirmed: {new} on {host}. {figures_text}"),
+            theme.success,
+        ),
+        ColdStage::Finished(ColdEnd::Reverted) => (
+            "outcome",
+            format!("reverted: {old} on {host}, as before the resize"),
+            theme.success,
+        ),
+        _ => return None,
+    })
+}
+
 /// The sha256 shown per disk: enough to compare with `sha256sum` by eye.
 const SHA256_SHOWN_CHARS: usize = 16;
 /// The "next" (or outcome) text wraps onto at most this many rows.
@@ -27,11 +83,16 @@ const NEXT_ROWS_MAX: usize = 3;
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, migration: &TrackedCold, theme: &Theme) {
     let block = detail_frame(
         format!(
-            " #{} {} {} → {} · cold ",
+            " #{} {} {} → {} · {} ",
             migration.id,
             migration.instance_name(),
             migration.source(),
             migration.destination(),
+            if migration.plan.resize.is_some() {
+                "cold resize"
+            } else {
+                "cold"
+            },
         ),
         theme,
     );
@@ -158,7 +219,12 @@ fn guest_lines<'a>(migration: &TrackedCold, width: usize, theme: &Theme) -> Vec<
     } else {
         "was shut off: stays shut off on the destination".to_string()
     };
-    labelled_rows("guest", &text, theme.base, width, 2, theme)
+    let mut lines = labelled_rows("guest", &text, theme.base, width, 2, theme);
+    // A resize says what it changes: old → new size, and whether the guest stays on its host.
+    if let Some(words) = crate::engine::cold_record::resize_words(plan) {
+        lines.extend(labelled_rows("size", &words, theme.base, width, 1, theme));
+    }
+    lines
 }
 
 /// The copy (or, with `verifying`, the read-back) of every copied disk, as one gauge.
@@ -348,7 +414,9 @@ fn next_lines<'a>(migration: &TrackedCold, width: usize, theme: &Theme) -> Vec<L
         }
         parts.join(", ")
     };
+    let in_place = in_place_next(migration, &figures_text, theme);
     let (heading, text, style): (&str, String, Style) = match &migration.stage {
+        _ if in_place.is_some() => in_place.unwrap_or_default(),
         ColdStage::Running if migration.rolling_back() => (
             "next",
             format!(

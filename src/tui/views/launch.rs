@@ -146,7 +146,15 @@ fn draw_destinations(
                 .enumerate()
                 .map(|(index, candidate)| {
                     let highlight = highlight_of(index + 1);
-                    candidate_row(app, candidate, marker(index + 1), highlight, theme)
+                    let in_place = candidate.host == dialog.instance.host;
+                    candidate_row(
+                        app,
+                        candidate,
+                        in_place,
+                        marker(index + 1),
+                        highlight,
+                        theme,
+                    )
                 }),
         )
         .enumerate()
@@ -174,6 +182,8 @@ fn draw_destinations(
 fn candidate_row<'a>(
     app: &App,
     candidate: &'a Candidate,
+    // The guest's own host, listed for a resize in place.
+    in_place: bool,
     marker: &'static str,
     highlight: Option<Style>,
     theme: &Theme,
@@ -202,7 +212,11 @@ fn candidate_row<'a>(
     };
     Row::new(vec![
         Cell::from(marker),
-        Cell::from(candidate.host.as_str()),
+        Cell::from(if in_place {
+            format!("{} (in place)", candidate.host)
+        } else {
+            candidate.host.to_string()
+        }),
         Cell::from(free),
         Cell::from(cpus),
         Cell::from(verdict).style(on_row(verdict_style, highlight, theme)),

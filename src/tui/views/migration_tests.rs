@@ -536,6 +536,69 @@ fn cold_detail_awaiting_confirm() {
     insta::assert_snapshot!(render(&app, 100, 24));
 }
 
+/// The recorded cold run awaiting confirm, as a resize 1 vCPU, 128 MiB → 2 vCPUs, 384 MiB
+/// (in place on its source with `in_place`).
+fn resize_awaiting_events(in_place: bool) -> Vec<MigrationEvent> {
+    use crate::engine::cold::Resize;
+    use crate::libvirt::guest_size::DefinedSize;
+    let mut events = cold_run_events(MigrationId(5), 20, COLD_AWAITING_RUN, usize::MAX);
+    let MigrationChange::Cold(ColdEvent::Launched(plan)) = &mut events[0].change else {
+        panic!("the replay starts with the launch");
+    };
+    if in_place {
+        plan.destination = plan.source.clone();
+    }
+    plan.resize = Some(Resize {
+        from: DefinedSize {
+            vcpus: 1,
+            memory_kib: 128 << 10,
+        },
+        to: DefinedSize {
+            vcpus: 2,
+            memory_kib: 384 << 10,
+        },
+        previous_definition_xml: in_place.then(|| "<domain/>".to_string()),
+    });
+    events
+}
+
+#[test]
+fn cold_detail_of_a_resize_shows_the_old_and_the_new_size() {
+    let mut app = app_with_events(resize_awaiting_events(false));
+    cold_detail(5, &mut app);
+    let screen = format!("{:?}", render(&app, 100, 24).buffer());
+    assert!(screen.contains("· cold resize"), "{screen}");
+    assert!(
+        screen.contains("size      resize 1 vCPU, 128 MiB → 2 vCPUs, 384 MiB"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn a_resize_in_place_speaks_of_sizes_not_copies() {
+    let mut app = app_with_events(resize_awaiting_events(true));
+    press(&mut app, "2");
+    let list = format!("{:?}", render(&app, 120, 24).buffer());
+    assert!(
+        list.contains("on hv1 at 2 vCPUs, 384 MiB: C confirm keeps it · R revert to 1 vCPU"),
+        "{list}"
+    );
+    cold_detail(5, &mut app);
+    let detail = format!("{:?}", render(&app, 100, 24).buffer());
+    assert!(detail.contains("(in place on hv1)"), "{detail}");
+    assert!(
+        detail.contains("runs on hv1 at 2 vCPUs, 384 MiB"),
+        "{detail}"
+    );
+    assert!(!detail.contains("keeps its copy"), "{detail}");
+    press(&mut app, "R");
+    let question = format!("{:?}", render(&app, 100, 24).buffer());
+    assert!(
+        question.contains("Go back to 1 vCPU, 128 MiB"),
+        "{question}"
+    );
+}
+
 #[test]
 fn cold_detail_rolled_back_80x24() {
     let mut app = cold_list_app();

@@ -6,6 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
+use crate::engine::cold::resize::size_words;
 use crate::engine::cold::{ColdOutcome, ColdPhase};
 use crate::engine::live::LiveOutcome;
 use crate::model::units::{format_bytes, format_duration_ms, format_rate};
@@ -136,9 +137,38 @@ pub fn cold_phase_label(migration: &TrackedCold) -> String {
     }
 }
 
+/// A resize in place has no copies to keep or remove: its line speaks of the sizes. None for
+/// what reads the same as for any cold migration.
+fn in_place_status_text(migration: &TrackedCold, theme: &Theme) -> Option<(String, Style)> {
+    let resize = migration.plan.resizes_in_place()?;
+    let host = migration.source();
+    let (old, new) = (size_words(resize.from), size_words(resize.to));
+    Some(match &migration.stage {
+        ColdStage::Running if migration.rolling_back() => {
+            (format!("putting back {old} on {host}"), theme.warning)
+        }
+        ColdStage::AwaitingConfirm => (
+            format!("on {host} at {new}: C confirm keeps it · R revert to {old}"),
+            theme.warning,
+        ),
+        ColdStage::Settling { keep: true } => (format!("keeping {new}"), theme.base),
+        ColdStage::Settling { keep: false } => (format!("putting back {old}"), theme.base),
+        ColdStage::Finished(ColdEnd::Confirmed) => {
+            (format!("confirmed: {new} on {host}"), theme.success)
+        }
+        ColdStage::Finished(ColdEnd::Reverted) => {
+            (format!("reverted: {old} on {host}"), theme.success)
+        }
+        _ => return None,
+    })
+}
+
 /// How a cold migration ended, or what it waits for, in one line.
 pub fn cold_status_text(migration: &TrackedCold, theme: &Theme) -> (String, Style) {
     let (source, destination) = (migration.source(), migration.destination());
+    if let Some(status) = in_place_status_text(migration, theme) {
+        return status;
+    }
     match &migration.stage {
         ColdStage::Running if migration.rolling_back() => {
             (format!("putting it back on {source}"), theme.warning)

@@ -1,0 +1,1 @@
+//! Nova cold migration and resize (being written).
