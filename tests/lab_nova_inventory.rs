@@ -17,8 +17,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::nova::PlainCloud;
 use ferry::config::Config;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const LAB_CONFIG: &str = "/var/lib/ferry-lab/ferry.toml";
 const LAB_CLOUDS_YAML: &str = "/var/lib/ferry-lab/clouds.yaml";
@@ -83,84 +84,6 @@ fn is_nova_row(row: &Value) -> bool {
 }
 
 /// Nova's API as curl sees it: a token from Keystone, then the compute endpoint.
-struct PlainNova {
-    token: String,
-    compute: String,
-}
-
-impl PlainNova {
-    fn log_in() -> PlainNova {
-        let yaml: serde_yaml::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(LAB_CLOUDS_YAML).unwrap()).unwrap();
-        let auth = &yaml["clouds"][CLOUD]["auth"];
-        let text = |key: &str| {
-            auth[key]
-                .as_str()
-                .unwrap_or_else(|| panic!("{LAB_CLOUDS_YAML}: no auth.{key} for {CLOUD}"))
-                .to_string()
-        };
-        let request = json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": text("username"),
-                "domain": {"name": text("user_domain_name")},
-                "password": text("password")}}},
-            "scope": {"project": {"name": text("project_name"),
-                "domain": {"name": text("project_domain_name")}}}}});
-        let url = format!("{}/auth/tokens", text("auth_url").trim_end_matches('/'));
-        let output = Command::new("curl")
-            .args(["-sS", "--max-time", "30", "-D", "-"])
-            .args(["-H", "Content-Type: application/json"])
-            .args(["-d", &request.to_string()])
-            .arg(&url)
-            .output()
-            .expect("run curl");
-        let answer = String::from_utf8(output.stdout).unwrap();
-        let (headers, body) = answer
-            .split_once("\r\n\r\n")
-            .unwrap_or_else(|| panic!("no HTTP answer from {url}: {answer}"));
-        let token = headers
-            .lines()
-            .find_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                name.eq_ignore_ascii_case("x-subject-token")
-                    .then(|| value.trim().to_string())
-            })
-            .unwrap_or_else(|| panic!("no token from {url}: {headers}"));
-        let body: Value = serde_json::from_str(body).unwrap();
-        let compute = body["token"]["catalog"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|service| service["type"] == "compute")
-            .flat_map(|service| service["endpoints"].as_array().unwrap().iter())
-            .find(|endpoint| endpoint["interface"] == "public")
-            .and_then(|endpoint| endpoint["url"].as_str())
-            .unwrap_or_else(|| panic!("no public compute endpoint in {body}"))
-            .trim_end_matches('/')
-            .to_string();
-        PlainNova { token, compute }
-    }
-
-    fn get(&self, path: &str, microversion: &str) -> Value {
-        let url = format!("{}{path}", self.compute);
-        let output = Command::new("curl")
-            .args(["-sS", "--max-time", "30", "-w", "\n%{http_code}"])
-            .args(["-H", &format!("X-Auth-Token: {}", self.token)])
-            .args([
-                "-H",
-                &format!("OpenStack-API-Version: compute {microversion}"),
-            ])
-            .arg(&url)
-            .output()
-            .expect("run curl");
-        assert!(output.status.success(), "curl {url}: {output:?}");
-        let text = String::from_utf8(output.stdout).unwrap();
-        let (body, status) = text.rsplit_once('\n').unwrap();
-        assert_eq!(status.trim(), "200", "GET {url}: {body}");
-        serde_json::from_str(body).unwrap()
-    }
-}
-
 /// The named fields of each item, as text (null and absent are "").
 fn fields(items: &[&Value], pointers: &[&str]) -> BTreeSet<Vec<String>> {
     items
@@ -184,12 +107,12 @@ fn instances_json_lists_the_servers_novas_api_lists() {
     else {
         return;
     };
-    let nova = PlainNova::log_in();
+    let nova = PlainCloud::log_in(CLOUD);
     let (ok, stdout, stderr) = ferry(&["--config", LAB_CONFIG, "instances", "--json"]);
     assert!(ok, "ferry instances --json failed: {stderr}\n{stdout}");
     let listed = json_rows(&stdout, "ferry instances --json");
     // 2.47, as the door asks: the flavor embedded, the same fields otherwise.
-    let api = nova.get("/servers/detail?all_tenants=1", "2.47");
+    let api = nova.compute_at("/servers/detail?all_tenants=1", "2.47");
     let api_servers: Vec<&Value> = api["servers"].as_array().unwrap().iter().collect();
     assert!(
         !api_servers.is_empty(),
@@ -243,12 +166,12 @@ fn hosts_json_lists_the_hypervisors_novas_api_lists() {
     else {
         return;
     };
-    let nova = PlainNova::log_in();
+    let nova = PlainCloud::log_in(CLOUD);
     let (ok, stdout, stderr) = ferry(&["--config", LAB_CONFIG, "hosts", "--json"]);
     assert!(ok, "ferry hosts --json failed: {stderr}\n{stdout}");
     let rows = json_rows(&stdout, "ferry hosts --json");
     // 2.88, as the door asks: the hypervisors' ids are their compute nodes' UUIDs.
-    let api = nova.get("/os-hypervisors/detail", "2.88");
+    let api = nova.compute_at("/os-hypervisors/detail", "2.88");
     let api_hypervisors: Vec<&Value> = api["hypervisors"].as_array().unwrap().iter().collect();
     assert!(
         !api_hypervisors.is_empty(),
