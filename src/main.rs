@@ -2,6 +2,7 @@
 
 mod cli {
     pub mod cold;
+    pub mod inventory;
     pub mod migrate;
     pub mod nova;
     pub mod nova_cold;
@@ -9,8 +10,6 @@ mod cli {
 
 use ferry::engine::live::OperatorCommand;
 use ferry::engine::options::LiveOptions;
-use ferry::inventory::{self, Inventory};
-use ferry::model::HostName;
 use ferry::policy::TimeoutAction;
 use ferry::precheck::BlockMigrationChoice;
 use ferry::{config, lab, libvirt, logging};
@@ -50,15 +49,18 @@ enum Commands {
         #[command(subcommand)]
         action: LabAction,
     },
-    /// Every configured host: reachable or not, hostname, versions, CPU and memory.
-    /// Exits non-zero if any host could not be reached.
+    /// Every configured host, and every hypervisor of every configured cloud: reachable or
+    /// not, its backend (libvirt or nova:CLOUD), versions, CPU and memory.
+    /// Exits non-zero if any host or cloud could not be read.
     Hosts {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Every instance on every host (or one host), with state, size, disks and jobs.
-    /// Exits non-zero if any host could not be reached; the others are still listed.
+    /// Every instance on every host (or one host), and every server of every configured
+    /// cloud, with its backend, state, size, disks and jobs (Nova's status, task state,
+    /// flavor and domain name for servers). Exits non-zero if any host or cloud could not be
+    /// read; the others are still listed.
     Instances {
         /// Only this host (its name in the config).
         #[arg(long)]
@@ -283,8 +285,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Some(Commands::Lab { action }) => run_lab(action),
-        Some(Commands::Hosts { json }) => run_hosts(cli.config, json),
-        Some(Commands::Instances { host, json }) => run_instances(cli.config, host, json),
+        Some(Commands::Hosts { json }) => {
+            cli::inventory::run_hosts(&load_config(cli.config.as_deref())?, json)
+        }
+        Some(Commands::Instances { host, json }) => {
+            cli::inventory::run_instances(load_config(cli.config.as_deref())?, host, json)
+        }
         Some(Commands::BenchRender {
             hosts,
             instances_per_host,
@@ -404,19 +410,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Some(Commands::Resume { json }) => {
             let config = config_for_resume(cli.config.as_deref())?;
-            cli::migrate::resume(&config, cli::migrate::Output { json })
+            let output = cli::migrate::Output { json };
+            let libvirt = cli::migrate::resume(&config, output)?;
+            // Nova's migrations went on without ferry: watch them again to their end.
+            match cli::nova::resume(&config, output)? {
+                Some(false) => Ok(ExitCode::FAILURE),
+                _ => Ok(libvirt),
+            }
         }
         Some(Commands::Abort { instance, cloud }) => {
             let config = load_config(cli.config.as_deref())?;
             match cloud {
-                Some(cloud) => cli::nova::operator_command(&config, &cloud, &instance, OperatorCommand::Abort),
+                Some(cloud) => {
+                    cli::nova::operator_command(&config, &cloud, &instance, OperatorCommand::Abort)
+                }
                 None => cli::migrate::operator_command(&config, &instance, OperatorCommand::Abort),
             }
         }
         Some(Commands::ForceComplete { instance, cloud }) => {
             let config = load_config(cli.config.as_deref())?;
             match cloud {
-                Some(cloud) => cli::nova::operator_command(&config, &cloud, &instance, OperatorCommand::ForceComplete),
+                Some(cloud) => cli::nova::operator_command(
+                    &config,
+                    &cloud,
+                    &instance,
+                    OperatorCommand::ForceComplete,
+                ),
                 None => cli::migrate::operator_command(
                     &config,
                     &instance,
@@ -521,6 +540,14 @@ fn run_lab(action: LabAction) -> Result<ExitCode> {
                     answers
                 );
             }
+            println!(
+                "cloud ferry-lab: {}",
+                if status.cloud_up {
+                    "up (control plane in namespace ferry-nova; /var/lib/ferry-lab/clouds.yaml)"
+                } else {
+                    "not up (`ferry lab up --nova` brings it up)"
+                }
+            );
             Ok(if all_up {
                 ExitCode::SUCCESS
             } else {
@@ -579,127 +606,6 @@ fn config_for_resume(explicit: Option<&std::path::Path>) -> Result<config::Confi
     } else {
         Ok(config::Config::default())
     }
-}
-
-/// Exit status of the scriptable commands: non-zero when any host could not be read, so a
-/// script notices, while the output still lists every host that answered.
-fn exit_code_for(inventory: &Inventory) -> ExitCode {
-    if inventory.unreachable_count() == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-fn run_hosts(config_path: Option<PathBuf>, json: bool) -> Result<ExitCode> {
-    let config = load_config(config_path.as_deref())?;
-    let inventory = inventory::collect_once(&config);
-    if json {
-        println!("{}", serde_json::to_string_pretty(&inventory.hosts)?);
-    } else {
-        println!(
-            "{:<12} {:<12} {:<14} {:<16} {:<8} {:<22} {:>5} {:>10} {:>10} {:>9}",
-            "HOST",
-            "STATE",
-            "HOSTNAME",
-            "HYPERVISOR",
-            "LIBVIRT",
-            "CPU",
-            "CORES",
-            "MEM MiB",
-            "FREE MiB",
-            "RUN/DEF"
-        );
-        for host in &inventory.hosts {
-            match (&host.facts, host.state) {
-                (Some(f), inventory::HostState::Up) => println!(
-                    "{:<12} {:<12} {:<14} {:<16} {:<8} {:<22} {:>5} {:>10} {:>10} {:>9}",
-                    host.name.as_str(),
-                    host.state.as_str(),
-                    f.hostname,
-                    format!("{} {}", f.hypervisor_type, f.hypervisor_version),
-                    f.libvirt_version,
-                    f.cpu_model,
-                    f.cpu_count,
-                    f.memory_total_bytes >> 20,
-                    f.memory_free_bytes >> 20,
-                    format!("{}/{}", host.instances_running, host.instances_defined)
-                ),
-                _ => println!(
-                    "{:<12} {:<12} {}",
-                    host.name.as_str(),
-                    host.state.as_str(),
-                    host.last_error.as_deref().unwrap_or("")
-                ),
-            }
-        }
-    }
-    Ok(exit_code_for(&inventory))
-}
-
-fn run_instances(
-    config_path: Option<PathBuf>,
-    host: Option<String>,
-    json: bool,
-) -> Result<ExitCode> {
-    let mut config = load_config(config_path.as_deref())?;
-    if let Some(wanted) = &host {
-        let wanted = HostName::parse(wanted)?;
-        if !config.hosts.iter().any(|h| h.name == wanted) {
-            let known: Vec<&str> = config.hosts.iter().map(|h| h.name.as_str()).collect();
-            anyhow::bail!(
-                "--host {wanted}: no such host in the config; configured hosts: {}",
-                known.join(", ")
-            );
-        }
-        config.hosts.retain(|h| h.name == wanted);
-    }
-    let inventory = inventory::collect_once(&config);
-    for host in inventory
-        .hosts
-        .iter()
-        .filter(|h| h.state != inventory::HostState::Up)
-    {
-        eprintln!(
-            "ferry: {}: unreachable: {}",
-            host.name,
-            host.last_error.as_deref().unwrap_or("no answer")
-        );
-    }
-    let instances: Vec<_> = inventory.instances().collect();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&instances)?);
-    } else {
-        println!(
-            "{:<12} {:<24} {:<12} {:>5} {:>9} {:<10} {:<7} {:<4} {:<36} MANAGED BY",
-            "HOST", "NAME", "STATE", "VCPUS", "MEM MiB", "KIND", "STORAGE", "JOB", "UUID"
-        );
-        for i in instances {
-            // Nova's server name: the domain is Nova's, and moves only through Nova.
-            let managed_by = match i.nova() {
-                Some(nova) => format!("nova:{}", nova.server_name.as_deref().unwrap_or("?")),
-                None => "-".to_string(),
-            };
-            println!(
-                "{:<12} {:<24} {:<12} {:>5} {:>9} {:<10} {:<7} {:<4} {:<36} {}",
-                i.host.as_str(),
-                i.name,
-                i.state.as_virsh_str(),
-                i.vcpus,
-                i.memory_bytes >> 20,
-                if i.persistent {
-                    "persistent"
-                } else {
-                    "transient"
-                },
-                i.storage_summary().map_or("none", |s| s.as_str()),
-                if i.job_running { "yes" } else { "-" },
-                i.uuid,
-                managed_by
-            );
-        }
-    }
-    Ok(exit_code_for(&inventory))
 }
 
 fn run_history(json: bool) -> Result<ExitCode> {

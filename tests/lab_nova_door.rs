@@ -4,13 +4,16 @@
 //! code. Read-only: nothing in the cloud is changed. Run as root, under the lab lock:
 //! `flock /tmp/ferry-lab.lock cargo test --test lab_nova_door -- --test-threads=1`.
 //!
-//! These tests do not bring the Nova lab up or down. Without it they are skipped, unless
-//! FERRY_REQUIRE_NOVA_LAB=1, where they fail.
+//! As root they bring the lab's cloud up when it is not (`ferry lab up --nova`); not as root
+//! they are skipped, unless FERRY_REQUIRE_LAB=1 (as `.ci/run` sets), where they fail.
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::nova::{curl, PlainCloud};
 use ferry::nova::cloud_config::{AuthMethod, Secret};
 use ferry::nova::{load_cloud, CloudProfile, CloudSelection, NovaClient};
 use ferry::runtime::wait;
@@ -32,9 +35,16 @@ fn nova_lab_is_up() -> bool {
 
 /// The lab's cloud, or `None` (after saying why) when the test cannot run here.
 fn lab_cloud_or_skip(test: &str, cloud: &str) -> Option<CloudProfile> {
-    let required = std::env::var("FERRY_REQUIRE_NOVA_LAB").is_ok_and(|value| value == "1");
+    let required = std::env::var("FERRY_REQUIRE_LAB").is_ok_and(|value| value == "1");
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() == 0 };
+    if root && !nova_lab_is_up() {
+        let status = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["lab", "up", "--nova"])
+            .status()
+            .expect("run ferry lab up --nova");
+        assert!(status.success(), "{test}: ferry lab up --nova failed");
+    }
     if !root || !nova_lab_is_up() {
         let why = if root {
             "the Nova lab is not up (ferry lab up --nova)"
@@ -42,7 +52,7 @@ fn lab_cloud_or_skip(test: &str, cloud: &str) -> Option<CloudProfile> {
             "not root"
         };
         if required {
-            panic!("{test}: FERRY_REQUIRE_NOVA_LAB=1 but {why}");
+            panic!("{test}: FERRY_REQUIRE_LAB=1 but {why}");
         }
         eprintln!("\n*** SKIPPED lab test {test}: {why}. ***\n");
         return None;
@@ -52,122 +62,6 @@ fn lab_cloud_or_skip(test: &str, cloud: &str) -> Option<CloudProfile> {
         clouds_yaml: Some(PathBuf::from(LAB_CLOUDS_YAML)),
     };
     Some(load_cloud(&selection).unwrap_or_else(|error| panic!("{test}: {error}")))
-}
-
-/// A plain HTTP call, JSON in and out: (status, body).
-fn curl(method: &str, url: &str, headers: &[String], body: Option<&Value>) -> (u16, Vec<u8>) {
-    let mut command = Command::new("curl");
-    command.args([
-        "-sS",
-        "--max-time",
-        "30",
-        "-X",
-        method,
-        "-w",
-        "\n%{http_code}",
-    ]);
-    for header in headers {
-        command.args(["-H", header]);
-    }
-    if let Some(body) = body {
-        command.args([
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &body.to_string(),
-        ]);
-    }
-    let output = command.arg(url).output().expect("run curl");
-    assert!(output.status.success(), "curl {url}: {output:?}");
-    let text = String::from_utf8(output.stdout).unwrap();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (status.trim().parse().unwrap(), body.as_bytes().to_vec())
-}
-
-/// What the test itself knows of the cloud: a token and the endpoints, read with curl.
-struct PlainCloud {
-    token: String,
-    compute: String,
-    placement: String,
-}
-
-impl PlainCloud {
-    fn log_in(profile: &CloudProfile) -> PlainCloud {
-        let AuthMethod::Password { password, .. } = &profile.auth else {
-            panic!("the lab's cloud logs in with a password");
-        };
-        let yaml: serde_yaml::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(LAB_CLOUDS_YAML).unwrap()).unwrap();
-        let auth = &yaml["clouds"][profile.name.as_str()]["auth"];
-        let text = |key: &str| auth[key].as_str().unwrap().to_string();
-        let request = json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": text("username"),
-                "domain": {"name": text("user_domain_name")},
-                "password": password.expose()}}},
-            "scope": {"project": {"name": text("project_name"),
-                "domain": {"name": text("project_domain_name")}}}}});
-        let url = format!("{}/auth/tokens", text("auth_url").trim_end_matches('/'));
-        let output = Command::new("curl")
-            .args(["-sS", "--max-time", "30", "-D", "-"])
-            .args([
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-                &request.to_string(),
-            ])
-            .arg(&url)
-            .output()
-            .expect("run curl");
-        let answer = String::from_utf8(output.stdout).unwrap();
-        let (headers, body) = answer
-            .split_once("\r\n\r\n")
-            .unwrap_or_else(|| panic!("no HTTP answer from {url}: {answer}"));
-        let token = headers
-            .lines()
-            .find_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                name.eq_ignore_ascii_case("x-subject-token")
-                    .then(|| value.trim().to_string())
-            })
-            .unwrap_or_else(|| panic!("no token from {url}: {headers}"));
-        let body: Value = serde_json::from_str(body).unwrap();
-        let public_url = |service_type: &str| {
-            body["token"]["catalog"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|service| service["type"] == service_type)
-                .flat_map(|service| service["endpoints"].as_array().unwrap().iter())
-                .find(|endpoint| endpoint["interface"] == "public")
-                .and_then(|endpoint| endpoint["url"].as_str())
-                .unwrap_or_else(|| panic!("no public {service_type} endpoint in {body}"))
-                .trim_end_matches('/')
-                .to_string()
-        };
-        PlainCloud {
-            token,
-            compute: public_url("compute"),
-            placement: public_url("placement"),
-        }
-    }
-
-    fn get(&self, url: &str, version: &str) -> Value {
-        let headers = [
-            format!("X-Auth-Token: {}", self.token),
-            format!("OpenStack-API-Version: {version}"),
-        ];
-        let (status, body) = curl("GET", url, &headers, None);
-        assert_eq!(status, 200, "GET {url}: {}", String::from_utf8_lossy(&body));
-        serde_json::from_slice(&body).unwrap()
-    }
-
-    fn compute(&self, path: &str, version: &str) -> Value {
-        self.get(
-            &format!("{}{path}", self.compute),
-            &format!("compute {version}"),
-        )
-    }
 }
 
 fn texts(items: &Value, fields: &[&str]) -> BTreeSet<Vec<String>> {
@@ -194,11 +88,11 @@ fn the_door_lists_what_novas_api_lists() {
     else {
         return;
     };
-    let plain = PlainCloud::log_in(&profile);
+    let plain = PlainCloud::log_in(&profile.name);
     let client = wait(NovaClient::connect(profile)).expect("connect to the lab's cloud");
     assert!(wait(client.role_names()).contains(&"admin".to_string()));
 
-    let document = plain.get(&plain.compute, "compute 2.1");
+    let document = plain.get_url(&plain.compute, "compute 2.1");
     let versions = client.compute_versions();
     assert_eq!(versions.max.to_string(), document["version"]["version"]);
     assert_eq!(versions.min.to_string(), document["version"]["min_version"]);
@@ -206,7 +100,7 @@ fn the_door_lists_what_novas_api_lists() {
 
     // Hypervisors: the lab's Nova offers 2.93, so the door reads 2.88 and asks Placement.
     let hypervisors = wait(client.hypervisors()).expect("list hypervisors");
-    let listed = plain.compute("/os-hypervisors/detail", "2.88");
+    let listed = plain.compute_at("/os-hypervisors/detail", "2.88");
     let expected = texts(
         &listed["hypervisors"],
         &[
@@ -242,8 +136,8 @@ fn the_door_lists_what_novas_api_lists() {
             .capacity
             .expect("each lab hypervisor has a resource provider");
         let provider = format!("{}/resource_providers/{}", plain.placement, hypervisor.id);
-        let inventories = plain.get(&format!("{provider}/inventories"), "placement 1.0");
-        let usages = plain.get(&format!("{provider}/usages"), "placement 1.0");
+        let inventories = plain.get_url(&format!("{provider}/inventories"), "placement 1.0");
+        let usages = plain.get_url(&format!("{provider}/usages"), "placement 1.0");
         let memory = &inventories["inventories"]["MEMORY_MB"];
         let total = memory["total"].as_u64().unwrap();
         let reserved = memory["reserved"].as_u64().unwrap();
@@ -270,7 +164,7 @@ fn the_door_lists_what_novas_api_lists() {
     }
 
     let services = wait(client.compute_services()).expect("list compute services");
-    let listed = plain.compute("/os-services?binary=nova-compute", "2.53");
+    let listed = plain.compute_at("/os-services?binary=nova-compute", "2.53");
     let expected = texts(
         &listed["services"],
         &["/id", "/host", "/status", "/state", "/zone"],
@@ -290,7 +184,7 @@ fn the_door_lists_what_novas_api_lists() {
     assert_eq!(seen, expected);
 
     let servers = wait(client.servers_all_projects()).expect("list servers");
-    let listed = plain.compute("/servers/detail?all_tenants=1", "2.47");
+    let listed = plain.compute_at("/servers/detail?all_tenants=1", "2.47");
     let expected = texts(
         &listed["servers"],
         &[
@@ -324,7 +218,7 @@ fn the_door_lists_what_novas_api_lists() {
         let shown = wait(client.server(&server.id)).expect("show a listed server");
         assert_eq!(shown.id, server.id);
         let actions = wait(client.instance_actions(&server.id)).expect("list instance actions");
-        let listed = plain.compute(
+        let listed = plain.compute_at(
             &format!("/servers/{}/os-instance-actions", server.id),
             "2.58",
         );
@@ -337,7 +231,7 @@ fn the_door_lists_what_novas_api_lists() {
         if let Some(newest) = actions.first() {
             let detail = wait(client.instance_action(&server.id, &newest.request_id))
                 .expect("show an instance action");
-            let shown = plain.compute(
+            let shown = plain.compute_at(
                 &format!(
                     "/servers/{}/os-instance-actions/{}",
                     server.id, newest.request_id
@@ -360,7 +254,7 @@ fn the_door_lists_what_novas_api_lists() {
     }
 
     let flavors = wait(client.flavors()).expect("list flavors");
-    let listed = plain.compute("/flavors/detail?is_public=None", "2.1");
+    let listed = plain.compute_at("/flavors/detail?is_public=None", "2.1");
     let expected = texts(&listed["flavors"], &["/id", "/name", "/ram", "/vcpus"]);
     let seen: BTreeSet<Vec<String>> = flavors
         .iter()
@@ -376,7 +270,7 @@ fn the_door_lists_what_novas_api_lists() {
     assert_eq!(seen, expected);
 
     let migrations = wait(client.os_migrations(&Default::default())).expect("list migrations");
-    let listed = plain.compute("/os-migrations", "2.59");
+    let listed = plain.compute_at("/os-migrations", "2.59");
     let expected = texts(&listed["migrations"], &["/id", "/status", "/instance_uuid"]);
     let seen: BTreeSet<Vec<String>> = migrations
         .iter()
@@ -478,7 +372,7 @@ fn a_compute_service_is_disabled_with_its_reason_and_enabled_again() {
     let Some(profile) = lab_cloud_or_skip(test, "ferry-lab") else {
         return;
     };
-    let plain = PlainCloud::log_in(&profile);
+    let plain = PlainCloud::log_in(&profile.name);
     let client = wait(NovaClient::connect(profile)).expect("connect to the lab's cloud");
     let services = wait(client.compute_services()).expect("list compute services");
     let service = services
@@ -499,7 +393,7 @@ fn a_compute_service_is_disabled_with_its_reason_and_enabled_again() {
     let disabled = wait(client.set_service_enabled(&service, false, Some(reason)))
         .expect("disable the service");
     assert_eq!(format!("{:?}", disabled.status), "Disabled");
-    let listed = plain.compute(
+    let listed = plain.compute_at(
         &format!("/os-services?binary=nova-compute&host={}", service.host),
         "2.53",
     );
@@ -509,7 +403,7 @@ fn a_compute_service_is_disabled_with_its_reason_and_enabled_again() {
     let enabled = wait(client.set_service_enabled(&disabled, true, None)).expect("enable it again");
     assert_eq!(format!("{:?}", enabled.status), "Enabled");
     assert_eq!(enabled.disabled_reason, None);
-    let listed = plain.compute(
+    let listed = plain.compute_at(
         &format!("/os-services?binary=nova-compute&host={}", service.host),
         "2.53",
     );

@@ -109,6 +109,10 @@ pub fn unfinished_live_migrations(history: &History) -> Result<Unfinished, histo
         if record.kind != MigrationKind::Live || record.outcome.is_some() {
             continue;
         }
+        // Nova carries out its own migrations; `engine::nova` watches them again.
+        if crate::engine::nova::NovaMigrationPlan::is_nova_record(&record.plan) {
+            continue;
+        }
         match serde_json::from_value::<LiveMigrationPlan>(record.plan) {
             Ok(plan) => found.resumable.push((record.id, plan)),
             Err(error) => found.unreadable.push(format!(

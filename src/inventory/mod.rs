@@ -1,9 +1,13 @@
-//! Live inventory: one worker per host connection feeding host and instance snapshots to the app.
+//! Live inventory: one worker per host connection and one per cloud feeding host and instance
+//! snapshots to the app.
 //!
-//! The workers (`worker.rs`) are the only part that blocks on libvirt. They send
-//! [`InventoryEvent`]s; [`Inventory::apply`] folds them into plain data that the TUI and the
-//! scriptable CLI (`ferry hosts`, `ferry instances`) render. Nothing here does I/O.
+//! The workers (`worker.rs` for libvirt hosts, `cloud_worker.rs` for Nova clouds) are the only
+//! part that waits on the doors. They send [`InventoryEvent`]s; [`Inventory::apply`] folds them
+//! into plain data that the TUI and the scriptable CLI (`ferry hosts`, `ferry instances`)
+//! render. Every row says which [`Backend`] it comes from. Nothing here does I/O.
 
+pub mod cloud_worker;
+pub mod nova;
 pub mod worker;
 
 use std::time::{Duration, SystemTime};
@@ -16,7 +20,37 @@ use crate::model::domain::{DomainFacts, HostFacts};
 use crate::model::HostName;
 
 use crate::model::storage::{classify_disk, Storage};
+pub use nova::{CloudInventory, CloudReading, NovaHypervisorFacts, NovaServerFacts};
 pub use worker::{collect_once, spawn_workers, WorkerSettings};
+
+/// Where a row's facts come from: a libvirt host ferry connects to itself, or a cloud's Nova
+/// API. JSON: `"libvirt"` or `{"nova": {"cloud": "ferry-lab"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Libvirt,
+    Nova { cloud: String },
+}
+
+impl Backend {
+    pub fn nova(cloud: &str) -> Backend {
+        Backend::Nova {
+            cloud: cloud.to_string(),
+        }
+    }
+
+    /// `libvirt` or `nova:CLOUD`, as the panes and tables print it.
+    pub fn label(&self) -> String {
+        match self {
+            Backend::Libvirt => "libvirt".to_string(),
+            Backend::Nova { cloud } => format!("nova:{cloud}"),
+        }
+    }
+
+    pub fn is_nova(&self) -> bool {
+        matches!(self, Backend::Nova { .. })
+    }
+}
 
 /// What a host worker tells the rest of ferry.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,15 +84,39 @@ pub enum InventoryEvent {
         at: SystemTime,
         retry_in: Duration,
     },
+    /// A cloud's task is logging in (first time, or again after a failure).
+    CloudConnecting {
+        cloud: String,
+        attempt: u32,
+        at: SystemTime,
+    },
+    /// A full reading of a cloud's hypervisors, compute services and servers.
+    CloudRefreshed {
+        cloud: String,
+        reading: CloudReading,
+        at: SystemTime,
+        took: Duration,
+    },
+    /// The cloud could not be read: the door's message (it names the cloud and the fix).
+    CloudUnreachable {
+        cloud: String,
+        error: String,
+        at: SystemTime,
+        retry_in: Duration,
+    },
 }
 
 impl InventoryEvent {
-    pub fn host(&self) -> &HostName {
+    /// The libvirt host this event is about; None for a cloud's event.
+    pub fn host(&self) -> Option<&HostName> {
         match self {
             InventoryEvent::Connecting { host, .. }
             | InventoryEvent::Refreshed { host, .. }
             | InventoryEvent::Late { host, .. }
-            | InventoryEvent::Unreachable { host, .. } => host,
+            | InventoryEvent::Unreachable { host, .. } => Some(host),
+            InventoryEvent::CloudConnecting { .. }
+            | InventoryEvent::CloudRefreshed { .. }
+            | InventoryEvent::CloudUnreachable { .. } => None,
         }
     }
 }
@@ -84,10 +142,11 @@ impl HostState {
     }
 }
 
-/// One configured host as ferry last saw it.
+/// One configured host (or a cloud, or one of its hypervisors) as ferry last saw it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HostEntry {
     pub name: HostName,
+    pub backend: Backend,
     pub uri: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
@@ -112,6 +171,9 @@ pub struct HostEntry {
     pub instances_defined: usize,
     /// Fed by the migration engine (later issue); 0 until then.
     pub migrations_in_flight: u32,
+    /// A Nova hypervisor's own facts (state, status, service, capacity).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nova: Option<NovaHypervisorFacts>,
     /// Last known instances. Kept while the host is unreachable, marked stale by its state.
     #[serde(skip)]
     pub instances: Vec<Instance>,
@@ -120,10 +182,21 @@ pub struct HostEntry {
 impl HostEntry {
     pub fn new(config: &HostConfig, now: SystemTime) -> HostEntry {
         HostEntry {
-            name: config.name.clone(),
             uri: config.uri.clone(),
             group: config.group.clone(),
             tags: config.tags.clone(),
+            ..HostEntry::blank(config.name.clone(), Backend::Libvirt, now)
+        }
+    }
+
+    /// A row not read yet.
+    pub fn blank(name: HostName, backend: Backend, now: SystemTime) -> HostEntry {
+        HostEntry {
+            name,
+            backend,
+            uri: String::new(),
+            group: None,
+            tags: Vec::new(),
             state: HostState::Connecting,
             state_since: now,
             last_error: None,
@@ -135,7 +208,17 @@ impl HostEntry {
             instances_running: 0,
             instances_defined: 0,
             migrations_in_flight: 0,
+            nova: None,
             instances: Vec::new(),
+        }
+    }
+
+    /// Memory the host (or Nova's scheduler) can still give, in bytes.
+    pub fn memory_free_bytes(&self) -> Option<u64> {
+        match (&self.facts, &self.nova) {
+            (Some(facts), _) => Some(facts.memory_free_bytes),
+            (None, Some(nova)) => nova.capacity.map(|c| c.memory_mib_free() << 20),
+            (None, None) => None,
         }
     }
 }
@@ -144,6 +227,7 @@ impl HostEntry {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Instance {
     pub host: HostName,
+    pub backend: Backend,
     pub name: String,
     pub uuid: String,
     /// The words of `virsh list` ("running", "shut off"…), so scripts can compare.
@@ -158,6 +242,9 @@ pub struct Instance {
     /// never moves it through libvirt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub managed_by: Option<ManagedBy>,
+    /// A Nova server row's own fields (`server_id`, `status`, `task_state`, `flavor`, …).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub nova_server: Option<NovaServerFacts>,
 }
 
 impl Instance {
@@ -182,6 +269,8 @@ impl Instance {
             persistent: domain.persistent,
             job_running: domain.job_running,
             managed_by: domain.nova.map(ManagedBy::Nova),
+            backend: Backend::Libvirt,
+            nova_server: None,
         }
     }
 
@@ -221,10 +310,14 @@ fn serialize_virsh_state<S: serde::Serializer>(
     serializer.serialize_str(state.as_virsh_str())
 }
 
-/// Every configured host, in config order, and what is known of each.
+/// Every configured host, in config order, and what is known of each; then every configured
+/// cloud, its own row and its hypervisors.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Inventory {
+    /// The libvirt hosts of `[[hosts]]` (what migrations through libvirt choose among).
     pub hosts: Vec<HostEntry>,
+    /// The clouds of `[[clouds]]`, read through Nova.
+    pub clouds: Vec<CloudInventory>,
     pub shared_storage_prefixes: Vec<String>,
 }
 
@@ -236,43 +329,90 @@ impl Inventory {
                 .iter()
                 .map(|h| HostEntry::new(h, now))
                 .collect(),
+            clouds: config
+                .clouds
+                .iter()
+                .map(|c| CloudInventory::new(c, now))
+                .collect(),
             shared_storage_prefixes: config.shared_storage_prefixes.clone(),
         }
     }
 
+    /// The libvirt host of that name.
     pub fn host(&self, name: &HostName) -> Option<&HostEntry> {
         self.hosts.iter().find(|h| &h.name == name)
     }
 
+    /// The row of that backend and name: a libvirt host, a cloud's row or a hypervisor.
+    pub fn host_with(&self, backend: &Backend, name: &HostName) -> Option<&HostEntry> {
+        self.all_hosts()
+            .find(|h| &h.backend == backend && &h.name == name)
+    }
+
+    /// Every row, libvirt hosts first (config order), then each cloud's row and hypervisors.
+    pub fn all_hosts(&self) -> impl Iterator<Item = &HostEntry> {
+        self.hosts
+            .iter()
+            .chain(self.clouds.iter().flat_map(|c| c.rows()))
+    }
+
+    pub fn cloud(&self, name: &str) -> Option<&CloudInventory> {
+        self.clouds.iter().find(|c| c.name == name)
+    }
+
+    /// Every instance row: libvirt domains, then Nova servers.
     pub fn instances(&self) -> impl Iterator<Item = &Instance> {
-        self.hosts.iter().flat_map(|h| h.instances.iter())
+        self.all_hosts().flat_map(|h| h.instances.iter())
     }
 
     pub fn instance_count(&self) -> usize {
-        self.hosts.iter().map(|h| h.instances.len()).sum()
+        self.all_hosts().map(|h| h.instances.len()).sum()
     }
 
     pub fn migrations_in_flight(&self) -> u32 {
         self.hosts.iter().map(|h| h.migrations_in_flight).sum()
     }
 
-    /// The newest successful refresh of any host.
+    /// The newest successful refresh of any host or cloud.
     pub fn last_refresh(&self) -> Option<SystemTime> {
-        self.hosts.iter().filter_map(|h| h.last_refresh).max()
+        self.hosts
+            .iter()
+            .chain(self.clouds.iter().map(|c| &c.row))
+            .filter_map(|h| h.last_refresh)
+            .max()
     }
 
+    /// Libvirt hosts and clouds that could not be read. A hypervisor whose nova-compute is
+    /// down is a fact the cloud reported, not a failed reading, so it does not count.
     pub fn unreachable_count(&self) -> usize {
         self.hosts
             .iter()
+            .chain(self.clouds.iter().map(|c| &c.row))
             .filter(|h| h.state == HostState::Unreachable)
             .count()
     }
 
+    /// Clouds that could not be read, with the door's message.
+    pub fn unreadable_clouds(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.clouds
+            .iter()
+            .filter(|c| c.row.state != HostState::Up)
+            .map(|c| {
+                (
+                    c.name.as_str(),
+                    c.row.last_error.as_deref().unwrap_or("no answer"),
+                )
+            })
+    }
+
     /// Folds one worker event in. Returns whether anything visible changed, so the TUI
-    /// redraws only then. Events for hosts not in the config are ignored.
+    /// redraws only then. Events for hosts or clouds not in the config are ignored.
     pub fn apply(&mut self, event: InventoryEvent) -> bool {
+        let Some(name) = event.host().cloned() else {
+            return self.apply_cloud(event);
+        };
         let shared_prefixes = &self.shared_storage_prefixes;
-        let Some(host) = self.hosts.iter_mut().find(|h| &h.name == event.host()) else {
+        let Some(host) = self.hosts.iter_mut().find(|h| h.name == name) else {
             return false;
         };
         let before = host.clone();
@@ -328,8 +468,33 @@ impl Inventory {
                 host.last_error = Some(error);
                 host.last_error_at = Some(at);
             }
+            InventoryEvent::CloudConnecting { .. }
+            | InventoryEvent::CloudRefreshed { .. }
+            | InventoryEvent::CloudUnreachable { .. } => unreachable!("a cloud's event"),
         }
         *host != before
+    }
+
+    fn apply_cloud(&mut self, event: InventoryEvent) -> bool {
+        let name = match &event {
+            InventoryEvent::CloudConnecting { cloud, .. }
+            | InventoryEvent::CloudRefreshed { cloud, .. }
+            | InventoryEvent::CloudUnreachable { cloud, .. } => cloud.clone(),
+            _ => return false,
+        };
+        let Some(cloud) = self.clouds.iter_mut().find(|c| c.name == name) else {
+            return false;
+        };
+        let before = cloud.clone();
+        match event {
+            InventoryEvent::CloudConnecting { attempt, at, .. } => cloud.connecting(attempt, at),
+            InventoryEvent::CloudRefreshed {
+                reading, at, took, ..
+            } => cloud.refreshed(reading, at, took),
+            InventoryEvent::CloudUnreachable { error, at, .. } => cloud.unreachable(error, at),
+            _ => {}
+        }
+        *cloud != before
     }
 }
 

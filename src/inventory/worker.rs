@@ -77,7 +77,8 @@ pub fn judge_miss(timed_out: bool, was_answering: bool, late_before: u32) -> Mis
     }
 }
 
-/// Starts one task per configured host on the shared runtime. Each sends its events to
+/// Starts one task per configured host, and one per configured cloud
+/// (`cloud_worker::spawn_cloud_workers`), on the shared runtime. Each sends its events to
 /// `sink` and stops when `sink` returns false (the receiver is gone). Tasks are detached:
 /// they hold no state worth saving, and a call stuck in libvirt runs on the blocking pool,
 /// where it holds up nothing.
@@ -90,6 +91,7 @@ where
     for host in &config.hosts {
         runtime.spawn(run_worker(host.clone(), settings, sink.clone()));
     }
+    super::cloud_worker::spawn_cloud_workers(config, sink);
 }
 
 async fn run_worker<F>(host: HostConfig, settings: WorkerSettings, sink: F)
@@ -187,7 +189,7 @@ pub fn collect_once(config: &Config) -> Inventory {
     crate::runtime::wait(collect_all(config))
 }
 
-/// One reading of every host, all at once.
+/// One reading of every host and every cloud, all at once.
 pub async fn collect_all(config: &Config) -> Inventory {
     let call_timeout = config.call_timeout();
     let mut inventory = Inventory::new(config, SystemTime::now());
@@ -220,12 +222,33 @@ pub async fn collect_all(config: &Config) -> Inventory {
             })
         })
         .collect();
+    let cloud_readings: Vec<_> = config
+        .clouds
+        .iter()
+        .map(|cloud| {
+            tokio::spawn(super::cloud_worker::read_cloud_once(
+                cloud.clone(),
+                call_timeout,
+            ))
+        })
+        .collect();
     for (host, reading) in config.hosts.iter().zip(readings) {
         let event = reading
             .await
             .unwrap_or_else(|_| InventoryEvent::Unreachable {
                 host: host.name.clone(),
                 error: "reading this host panicked; see the log".into(),
+                at: SystemTime::now(),
+                retry_in: Duration::ZERO,
+            });
+        inventory.apply(event);
+    }
+    for (cloud, reading) in config.clouds.iter().zip(cloud_readings) {
+        let event = reading
+            .await
+            .unwrap_or_else(|_| InventoryEvent::CloudUnreachable {
+                cloud: cloud.name.clone(),
+                error: format!("cloud {}: reading it panicked; see the log", cloud.name),
                 at: SystemTime::now(),
                 retry_in: Duration::ZERO,
             });

@@ -15,7 +15,7 @@ fi
 
 packages=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
   qemu-system-x86 qemu-utils openssh-server openssh-client pkg-config gcc libc6-dev
-  iproute2 util-linux procps tmux)
+  iproute2 util-linux procps tmux debootstrap)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -678,6 +678,8 @@ pub struct HostStatus {
 pub struct LabStatus {
     pub link_delay_ms: u32,
     pub hosts: Vec<HostStatus>,
+    /// The lab's cloud's control plane runs (`lab up --nova`).
+    pub cloud_up: bool,
 }
 
 /// The link delay, and each host: namespace, daemons, and whether it answers over qemu+ssh
@@ -724,6 +726,7 @@ pub fn status() -> Result<LabStatus> {
         .collect();
     Ok(LabStatus {
         link_delay_ms: plan.link_delay_ms,
+        cloud_up: nova::cloud_is_up(&plan),
         hosts,
     })
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's two quick-start commands, for a fresh Debian bookworm machine, as root:
-#   bash src/lab/quickstart.sh          install, build, bring the lab up, open ferry on it
+#   bash src/lab/quickstart.sh          install, build, bring the lab and its cloud up, open ferry
 #   bash src/lab/quickstart.sh test     install, build, run the whole test suite (lab included)
 # Everything needed is installed here: apt packages (src/lab/install-deps.sh), the build, and
 # the lab's guest kernel (downloaded by `ferry lab up`).
@@ -32,7 +32,9 @@ echo "quickstart: building with $(cargo --version) at $(command -v cargo)"
 case "${1:-lab}" in
   lab)
     cargo build --release --locked
-    ./target/release/ferry lab up
+    # The lab's hosts and its OpenStack cloud beside them (the cloud's package tree is built
+    # once, a few minutes; later runs reuse it).
+    ./target/release/ferry lab up --nova
     exec ./target/release/ferry --config /var/lib/ferry-lab/ferry.toml
     ;;
   test)

@@ -459,6 +459,7 @@ mod tests {
             instance: InstanceKey {
                 host: HostName::parse("hv1").unwrap(),
                 uuid: "u-1".into(),
+                backend: crate::inventory::Backend::Libvirt,
             },
             instance_name: "busy".into(),
             instance_memory_bytes: 512 << 20,
@@ -547,6 +548,7 @@ mod tests {
             instance: InstanceKey {
                 host: HostName::parse("hv1").unwrap(),
                 uuid: "u-1".into(),
+                backend: crate::inventory::Backend::Libvirt,
             },
             instance_name: "db".into(),
             destination: HostName::parse("hv2").unwrap(),
@@ -579,6 +581,7 @@ mod tests {
             instance: InstanceKey {
                 host: HostName::parse("hv1").unwrap(),
                 uuid: "u-1".into(),
+                backend: crate::inventory::Backend::Libvirt,
             },
             instance_name: "db".into(),
             destination: HostName::parse("hv2").unwrap(),

@@ -8,14 +8,14 @@ use std::time::SystemTime;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::config::{Config, MigrationDefaults};
-use crate::inventory::{HostEntry, HostState, Instance, Inventory, InventoryEvent};
+use crate::inventory::{Backend, HostEntry, HostState, Instance, Inventory, InventoryEvent};
 use crate::model::migration::{MigrationId, MigrationKind};
 use crate::model::HostName;
 use crate::precheck::PrecheckReport;
 
 use super::action::Action;
 use super::keys::{KeyAction, KeyScreen, KeyTable};
-pub use super::state::hosts::HostSort;
+pub use super::state::hosts::{HostKey, HostSort};
 use super::state::instances::state_rank;
 pub use super::state::instances::{FilterState, InstanceKey, InstanceSort, Pane};
 use super::state::launch::{DialogOutcome, LaunchDialog};
@@ -61,9 +61,9 @@ pub struct App {
     /// keep the selection on the same host and instance.
     pub inventory: Inventory,
     pub focus: Pane,
-    /// The selected host by name; None is the "all hosts" row. The source of truth: the
-    /// cursor below is derived from it whenever the list may have changed.
-    host_selection: Option<HostName>,
+    /// The selected host by name and backend; None is the "all hosts" row. The source of
+    /// truth: the cursor below is derived from it whenever the list may have changed.
+    host_selection: Option<HostKey>,
     /// Row of `host_selection`: 0 is the "all hosts" row; 1.. index `sorted_hosts()`.
     host_cursor: usize,
     /// The selected instance as last seen: its key is the identity, the rest places it among
@@ -256,7 +256,8 @@ impl App {
 
     /// Hosts in display order.
     pub fn sorted_hosts(&self) -> Vec<&HostEntry> {
-        let mut hosts: Vec<&HostEntry> = self.inventory.hosts.iter().collect();
+        // Libvirt hosts in config order, then each cloud's row and its hypervisors.
+        let mut hosts: Vec<&HostEntry> = self.inventory.all_hosts().collect();
         let rank = |state: HostState| match state {
             HostState::Unreachable => 0,
             HostState::Slow => 1,
@@ -267,9 +268,9 @@ impl App {
             HostSort::Config => {}
             HostSort::Name => hosts.sort_by(|a, b| a.name.cmp(&b.name)),
             HostSort::State => hosts.sort_by_key(|h| rank(h.state)),
-            HostSort::MemoryFree => hosts.sort_by_key(|h| {
-                std::cmp::Reverse(h.facts.as_ref().map_or(0, |f| f.memory_free_bytes))
-            }),
+            HostSort::MemoryFree => {
+                hosts.sort_by_key(|h| std::cmp::Reverse(h.memory_free_bytes().unwrap_or(0)))
+            }
         }
         hosts
     }
@@ -278,7 +279,7 @@ impl App {
     pub fn selected_host(&self) -> Option<&HostEntry> {
         self.host_selection
             .as_ref()
-            .and_then(|name| self.inventory.host(name))
+            .and_then(|key| self.inventory.host_with(&key.backend, &key.name))
     }
 
     /// Instances of the selected host (or all), filtered and sorted: what the pane lists.
@@ -380,7 +381,7 @@ impl App {
         let hosts = self.sorted_hosts();
         let found = match &self.host_selection {
             None => Some(0),
-            Some(name) => hosts.iter().position(|h| &h.name == name).map(|i| i + 1),
+            Some(key) => hosts.iter().position(|h| key.is(h)).map(|i| i + 1),
         };
         if let Some(row) = found {
             self.host_cursor = row;
@@ -389,7 +390,7 @@ impl App {
         // The host left the inventory: the host now on its row takes over, and its
         // instances start from the top as after any change of host.
         let row = self.host_cursor.min(hosts.len());
-        let name = row.checked_sub(1).map(|i| hosts[i].name.clone());
+        let name = row.checked_sub(1).map(|i| HostKey::of(hosts[i]));
         self.host_cursor = row;
         self.host_selection = name;
         self.instance_selection = None;
@@ -420,7 +421,10 @@ impl App {
                 // Still on its host but not matching: remember it, so that the edit that
                 // shows it again selects it again.
                 let key = InstanceKey::of(lost);
-                let in_scope = self.host_selection.as_ref().is_none_or(|h| h == &key.host)
+                let in_scope = self
+                    .host_selection
+                    .as_ref()
+                    .is_none_or(|h| h.name == key.host && h.backend == key.backend)
                     && self.inventory.instances().any(|i| key.is(i));
                 (row, in_scope.then_some(key))
             }
@@ -593,6 +597,15 @@ impl App {
             self.flash = Some(format!("no instance selected to {what}"));
             return true;
         };
+        if let Backend::Nova { cloud } = &instance.backend {
+            // A Nova row is the server as Nova has it: libvirt must not move it, and the
+            // dialog's destinations are libvirt hosts.
+            self.flash = Some(format!(
+                "{} is a server of cloud {cloud}: Nova places it, so it moves only through                  Nova, not from this dialog",
+                instance.name
+            ));
+            return true;
+        }
         let request_id = self.next_precheck_request_id();
         let dialog = LaunchDialog::open(
             kind,
@@ -777,7 +790,7 @@ impl App {
 
     fn move_cursor(&mut self, delta: isize) -> bool {
         let (cursor, len) = match self.focus {
-            Pane::Hosts => (self.host_cursor, self.inventory.hosts.len() + 1),
+            Pane::Hosts => (self.host_cursor, self.sorted_hosts().len() + 1),
             Pane::Instances => (self.instance_cursor, self.visible_instances().len()),
         };
         let last = len.saturating_sub(1) as isize;
@@ -789,7 +802,7 @@ impl App {
             Pane::Hosts => {
                 let name = moved
                     .checked_sub(1)
-                    .and_then(|index| self.sorted_hosts().get(index).map(|h| h.name.clone()));
+                    .and_then(|index| self.sorted_hosts().get(index).map(|h| HostKey::of(h)));
                 self.select_host(name);
             }
             Pane::Instances => {
@@ -804,7 +817,7 @@ impl App {
     }
 
     /// Another host (None: all hosts) shows other instances: start from the top of them.
-    fn select_host(&mut self, name: Option<HostName>) {
+    fn select_host(&mut self, name: Option<HostKey>) {
         self.host_selection = name;
         self.instance_selection = None;
         self.hidden_by_filter = None;

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cold_guests;
+pub mod nova;
 pub mod operator;
 
 use std::path::{Path, PathBuf};

@@ -271,7 +271,9 @@ pub fn all_awaiting(history: &History) -> Result<Vec<Awaiting>, ColdRecordError>
         .unfinished()?
         .into_iter()
         .filter(|r| {
-            r.kind == MigrationKind::Cold && r.outcome == Some(OutcomeKind::AwaitingConfirm)
+            r.kind == MigrationKind::Cold
+                && r.outcome == Some(OutcomeKind::AwaitingConfirm)
+                && !crate::engine::nova::NovaMigrationPlan::is_nova_record(&r.plan)
         })
         .map(|record| {
             let plan = serde_json::from_value(record.plan.clone()).map_err(|e| {
@@ -482,7 +484,11 @@ pub fn recover_interrupted(history: &mut History) -> Result<Vec<Interrupted>, Co
     let interrupted: Vec<MigrationRecord> = history
         .unfinished()?
         .into_iter()
-        .filter(|r| r.kind == MigrationKind::Cold && r.outcome.is_none())
+        .filter(|r| {
+            r.kind == MigrationKind::Cold
+                && r.outcome.is_none()
+                && !crate::engine::nova::NovaMigrationPlan::is_nova_record(&r.plan)
+        })
         .collect();
     let mut results = Vec::new();
     for record in interrupted {

@@ -480,6 +480,28 @@ impl History {
         Ok(id)
     }
 
+    /// Replaces a running migration's stored plan: a migration another system carries out
+    /// (Nova) learns its id there only after it started.
+    pub fn set_plan(
+        &mut self,
+        id: MigrationId,
+        plan: &serde_json::Value,
+    ) -> Result<(), HistoryError> {
+        let error = self.sqlite_error("cannot update a migration's plan");
+        let path = self.path.clone();
+        let transaction = self.write_transaction()?;
+        let changed = transaction
+            .execute(
+                "UPDATE migrations SET plan_json = ?2 WHERE id = ?1",
+                params![id.0, plan.to_string()],
+            )
+            .map_err(&error)?;
+        if changed == 0 {
+            return Err(HistoryError::UnknownMigration { path, id });
+        }
+        transaction.commit().map_err(&error)
+    }
+
     pub fn record_event(
         &mut self,
         id: MigrationId,

@@ -98,8 +98,13 @@ pub fn choose_cloud(config: &Config, wanted: Option<&str>) -> Result<CloudEntry>
             }),
         None => match config.clouds.as_slice() {
             [only] => Ok(only.clone()),
-            [] => bail!("the config has no [[clouds]] entry: add one naming a cloud of clouds.yaml"),
-            _ => bail!("the config has several clouds ({}); give --cloud NAME", names()),
+            [] => {
+                bail!("the config has no [[clouds]] entry: add one naming a cloud of clouds.yaml")
+            }
+            _ => bail!(
+                "the config has several clouds ({}); give --cloud NAME",
+                names()
+            ),
         },
     }
 }
@@ -155,6 +160,11 @@ pub struct NovaMigrationPlan {
 pub const NOVA_BACKEND: &str = "nova";
 
 impl NovaMigrationPlan {
+    /// Whether a history record's plan is a Nova migration's (libvirt recovery leaves it).
+    pub fn is_nova_record(plan: &serde_json::Value) -> bool {
+        plan.get("backend").and_then(|b| b.as_str()) == Some(NOVA_BACKEND)
+    }
+
     /// The plan of a history record, when the record is a Nova one.
     pub fn from_history(plan: &serde_json::Value) -> Option<NovaMigrationPlan> {
         if plan.get("backend").and_then(|b| b.as_str()) != Some(NOVA_BACKEND) {
@@ -169,4 +179,112 @@ pub(crate) fn open_history() -> Result<crate::engine::history::History> {
     let path = crate::engine::history::default_path();
     crate::engine::history::History::open(&path)
         .with_context(|| format!("opening ferry's history at {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nova::types::ServerFlavor;
+
+    fn server(id: &str, name: &str) -> Server {
+        Server {
+            id: id.into(),
+            name: name.into(),
+            status: "ACTIVE".into(),
+            task_state: None,
+            vm_state: None,
+            power_state: None,
+            host: Some("hv1".into()),
+            hypervisor_hostname: None,
+            instance_name: None,
+            flavor: ServerFlavor::default(),
+            tenant_id: None,
+            fault: None,
+            updated: None,
+        }
+    }
+
+    fn config_with(clouds: &[&str]) -> Config {
+        Config {
+            clouds: clouds
+                .iter()
+                .map(|name| CloudEntry {
+                    name: name.to_string(),
+                    clouds_yaml: None,
+                    compute_libvirt_uris: Default::default(),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_server_is_found_by_id_or_by_a_name_only_it_has() {
+        let servers = vec![server("a1", "web"), server("b2", "db"), server("c3", "db")];
+        assert_eq!(
+            pick_server(servers.clone(), "a1", "lab").unwrap().name,
+            "web"
+        );
+        assert_eq!(pick_server(servers.clone(), "web", "lab").unwrap().id, "a1");
+        let twice = pick_server(servers.clone(), "db", "lab")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            twice.contains("2 servers are named \"db\" (b2, c3)"),
+            "{twice}"
+        );
+        let none = pick_server(servers, "mail", "lab").unwrap_err().to_string();
+        assert!(none.contains("cloud lab: no server is named"), "{none}");
+    }
+
+    #[test]
+    fn the_cloud_is_the_one_named_or_the_only_one() {
+        assert_eq!(
+            choose_cloud(&config_with(&["lab"]), None).unwrap().name,
+            "lab"
+        );
+        assert_eq!(
+            choose_cloud(&config_with(&["a", "b"]), Some("b"))
+                .unwrap()
+                .name,
+            "b"
+        );
+        let several = choose_cloud(&config_with(&["a", "b"]), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            several.contains("several clouds (a, b); give --cloud NAME"),
+            "{several}"
+        );
+        let unknown = choose_cloud(&config_with(&["a"]), Some("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("its clouds are: a"), "{unknown}");
+        let none = choose_cloud(&config_with(&[]), None)
+            .unwrap_err()
+            .to_string();
+        assert!(none.contains("no [[clouds]] entry"), "{none}");
+        assert!(looks_like_uuid("255036e1-07ec-40cc-ba7c-5d1b6ea78cbc"));
+        assert!(!looks_like_uuid("nova-idle"));
+    }
+
+    #[test]
+    fn nova_records_are_told_from_libvirt_plans() {
+        let plan = NovaMigrationPlan {
+            backend: NOVA_BACKEND.into(),
+            cloud: "lab".into(),
+            server_id: "a1".into(),
+            server_name: "web".into(),
+            nova_migration_id: Some(7),
+            migration_type: "live-migration".into(),
+            requested_host: None,
+            flavor: None,
+        };
+        let stored = serde_json::to_value(&plan).unwrap();
+        assert!(NovaMigrationPlan::is_nova_record(&stored));
+        assert_eq!(NovaMigrationPlan::from_history(&stored), Some(plan));
+        let libvirt = serde_json::json!({"instance_name": "busy", "source": {}});
+        assert!(!NovaMigrationPlan::is_nova_record(&libvirt));
+        assert_eq!(NovaMigrationPlan::from_history(&libvirt), None);
+    }
 }

@@ -80,7 +80,9 @@ pub fn destination_refusal(
 ) -> Option<String> {
     let source = server.host.as_deref().unwrap_or_default();
     if host == source && !same_host_allowed {
-        return Some(format!("{host} is the server's own host: choose another destination"));
+        return Some(format!(
+            "{host} is the server's own host: choose another destination"
+        ));
     }
     let Some(service) = facts
         .services
@@ -108,10 +110,9 @@ pub fn destination_refusal(
             "{host}: its compute service is down: Nova cannot reach nova-compute there"
         ));
     }
-    let hypervisor = facts
-        .hypervisors
-        .iter()
-        .find(|h| h.hypervisor_hostname == host || h.service.as_ref().is_some_and(|s| s.host == host));
+    let hypervisor = facts.hypervisors.iter().find(|h| {
+        h.hypervisor_hostname == host || h.service.as_ref().is_some_and(|s| s.host == host)
+    });
     if let Some(capacity) = hypervisor.and_then(|h| h.capacity) {
         // On its own host a resize needs only what it grows by.
         let current = if host == source {
@@ -165,7 +166,11 @@ pub fn any_destination(facts: &CloudFacts, server: &Server, needs: Needs) -> Res
             server.name
         ));
     }
-    Err(format!("no host can take {}: {}", server.name, reasons.join("; ")))
+    Err(format!(
+        "no host can take {}: {}",
+        server.name,
+        reasons.join("; ")
+    ))
 }
 
 #[cfg(test)]
@@ -251,15 +256,26 @@ mod tests {
 
     #[test]
     fn only_settled_servers_in_an_accepted_state_move() {
-        assert_eq!(server_refusal(&server("ACTIVE", None), NovaMove::Live), None);
-        assert_eq!(server_refusal(&server("PAUSED", None), NovaMove::Live), None);
+        assert_eq!(
+            server_refusal(&server("ACTIVE", None), NovaMove::Live),
+            None
+        );
+        assert_eq!(
+            server_refusal(&server("PAUSED", None), NovaMove::Live),
+            None
+        );
         assert!(server_refusal(&server("SHUTOFF", None), NovaMove::Live)
             .unwrap()
             .contains("live-migrates only ACTIVE or PAUSED"));
-        assert_eq!(server_refusal(&server("SHUTOFF", None), NovaMove::Cold), None);
-        assert!(server_refusal(&server("ACTIVE", Some("migrating")), NovaMove::Live)
-            .unwrap()
-            .contains("task migrating under way"));
+        assert_eq!(
+            server_refusal(&server("SHUTOFF", None), NovaMove::Cold),
+            None
+        );
+        assert!(
+            server_refusal(&server("ACTIVE", Some("migrating")), NovaMove::Live)
+                .unwrap()
+                .contains("task migrating under way")
+        );
         assert!(server_refusal(&server("VERIFY_RESIZE", None), NovaMove::Cold).is_some());
     }
 
@@ -271,13 +287,19 @@ mod tests {
             service("hv3", ServiceStatus::Disabled, ServiceState::Up),
             service("hv4", ServiceStatus::Enabled, ServiceState::Down),
         ];
-        let hypervisors = [hypervisor("hv1", 35_100), hypervisor("hv2", 0), hypervisor("hv3", 0)];
+        let hypervisors = [
+            hypervisor("hv1", 35_100),
+            hypervisor("hv2", 0),
+            hypervisor("hv3", 0),
+        ];
         let facts = facts(&services, &hypervisors);
         let server = server("ACTIVE", None);
         let needs = Needs::of(&server);
         let refusal = |host| destination_refusal(&facts, &server, host, needs, false);
         assert!(refusal("hv2").unwrap().contains("own host"));
-        assert!(refusal("hv1").unwrap().contains("132 MiB free for instances, needs 256 MiB"));
+        assert!(refusal("hv1")
+            .unwrap()
+            .contains("132 MiB free for instances, needs 256 MiB"));
         assert!(refusal("hv3").unwrap().contains("disabled (maintenance)"));
         assert!(refusal("hv4").unwrap().contains("down"));
         assert!(refusal("hv9").unwrap().contains("not a compute host"));
@@ -286,7 +308,10 @@ mod tests {
             memory_mib: 768,
             vcpus: 2,
         };
-        assert_eq!(destination_refusal(&facts, &server, "hv2", bigger, true), None);
+        assert_eq!(
+            destination_refusal(&facts, &server, "hv2", bigger, true),
+            None
+        );
     }
 
     #[test]
@@ -298,15 +323,31 @@ mod tests {
             service("hv2", ServiceStatus::Enabled, ServiceState::Up),
             service("hv3", ServiceStatus::Enabled, ServiceState::Up),
         ];
-        let hypervisors = [hypervisor("hv1", 0), hypervisor("hv2", 0), hypervisor("hv3", 0)];
-        assert_eq!(any_destination(&facts(&services, &hypervisors), &server, needs), Ok(()));
-        let full = [hypervisor("hv1", 0), hypervisor("hv2", 0), hypervisor("hv3", 35_200)];
+        let hypervisors = [
+            hypervisor("hv1", 0),
+            hypervisor("hv2", 0),
+            hypervisor("hv3", 0),
+        ];
+        assert_eq!(
+            any_destination(&facts(&services, &hypervisors), &server, needs),
+            Ok(())
+        );
+        let full = [
+            hypervisor("hv1", 0),
+            hypervisor("hv2", 0),
+            hypervisor("hv3", 35_200),
+        ];
         let error = any_destination(&facts(&services, &full), &server, needs).unwrap_err();
-        assert!(error.contains("hv1: its compute service is disabled"), "{error}");
+        assert!(
+            error.contains("hv1: its compute service is disabled"),
+            "{error}"
+        );
         assert!(error.contains("hv3: 32 MiB free"), "{error}");
         let alone = [service("hv2", ServiceStatus::Enabled, ServiceState::Up)];
-        assert!(any_destination(&facts(&alone, &hypervisors), &server, needs)
-            .unwrap_err()
-            .contains("nowhere to move"));
+        assert!(
+            any_destination(&facts(&alone, &hypervisors), &server, needs)
+                .unwrap_err()
+                .contains("nowhere to move")
+        );
     }
 }

@@ -358,8 +358,18 @@ fn wait_for_hypervisors(plan: &NovaLabPlan, lab: &LabPlan) -> Result<()> {
     }
 }
 
-/// Images, flavors and the lab's servers, each made only if missing.
+/// Images, flavors and the lab's servers, each made only if missing. Images and flavors are
+/// made once per control plane (a marker says so): each `openstack` call costs seconds.
 fn seed(plan: &NovaLabPlan, lab: &LabPlan) -> Result<()> {
+    let marker = plan.ctl_dir().join("seeded");
+    if !marker.exists() {
+        seed_images_and_flavors(plan, lab)?;
+        std::fs::write(&marker, "images and flavors made\n")?;
+    }
+    seed_servers(plan)
+}
+
+fn seed_images_and_flavors(plan: &NovaLabPlan, lab: &LabPlan) -> Result<()> {
     let images_dir = plan.exchange_dir();
     for file in ["vmlinuz", "initrd.cpio"] {
         std::fs::copy(lab.guest_dir().join(file), images_dir.join(file))
@@ -471,6 +481,10 @@ fn seed(plan: &NovaLabPlan, lab: &LabPlan) -> Result<()> {
             ],
         )?;
     }
+    Ok(())
+}
+
+fn seed_servers(plan: &NovaLabPlan) -> Result<()> {
     for server in LAB_SERVERS {
         let listing = openstack(
             plan,

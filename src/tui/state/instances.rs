@@ -1,7 +1,7 @@
 //! The instances pane's own state: how an instance is pointed at, the sort, the `/` filter.
 //! Plain types, below the app, the launch dialog and the actions that all name an instance.
 
-use crate::inventory::Instance;
+use crate::inventory::{Backend, Instance};
 use crate::model::domain::DomainRunState;
 use crate::model::HostName;
 
@@ -85,10 +85,13 @@ impl FilterState {
 /// An instance as the operator points at it: this domain on this host, wherever the list
 /// puts it. The UUID, not the name: a name can be reused after an undefine. The host too: while
 /// a migration runs, the same UUID is listed on both hosts, and an action names one of them.
+/// The backend too: Nova gives a server's domain the server's UUID, so its libvirt row and its
+/// Nova row share host and UUID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceKey {
     pub host: HostName,
     pub uuid: String,
+    pub backend: Backend,
 }
 
 impl InstanceKey {
@@ -96,11 +99,12 @@ impl InstanceKey {
         InstanceKey {
             host: instance.host.clone(),
             uuid: instance.uuid.clone(),
+            backend: instance.backend.clone(),
         }
     }
 
     pub fn is(&self, instance: &Instance) -> bool {
-        self.uuid == instance.uuid && self.host == instance.host
+        self.uuid == instance.uuid && self.host == instance.host && self.backend == instance.backend
     }
 }
 

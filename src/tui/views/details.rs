@@ -5,7 +5,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
-use crate::inventory::{HostEntry, HostState, Instance};
+use crate::inventory::{HostEntry, HostState, Instance, NovaHypervisorFacts, NovaServerFacts};
 use crate::tui::app::{App, Pane};
 use crate::tui::theme::Theme;
 
@@ -56,7 +56,12 @@ fn field<'a>(name: &str, value: String, theme: &Theme) -> Line<'a> {
 }
 
 fn host_lines<'a>(host: &HostEntry, app: &App, theme: &Theme) -> Vec<Line<'a>> {
-    let mut lines = vec![
+    let mut lines = Vec::new();
+    // With no cloud configured every host is libvirt's: the line would say nothing.
+    if !app.inventory.clouds.is_empty() {
+        lines.push(field("backend", host.backend.label(), theme));
+    }
+    lines.extend([
         field("uri", host.uri.clone(), theme),
         Line::from(vec![
             Span::styled(format!(" {:<16}", "state"), theme.header),
@@ -66,7 +71,7 @@ fn host_lines<'a>(host: &HostEntry, app: &App, theme: &Theme) -> Vec<Line<'a>> {
             ),
             Span::raw(format!(" for {}", age(app.now, host.state_since))),
         ]),
-    ];
+    ]);
     if let Some(group) = &host.group {
         lines.push(field("group", group.clone(), theme));
     }
@@ -91,6 +96,9 @@ fn host_lines<'a>(host: &HostEntry, app: &App, theme: &Theme) -> Vec<Line<'a>> {
             ),
             theme,
         ));
+    }
+    if let Some(nova) = &host.nova {
+        lines.extend(nova_hypervisor_lines(nova, theme));
     }
     if let Some(f) = &host.facts {
         lines.extend([
@@ -141,7 +149,118 @@ fn host_lines<'a>(host: &HostEntry, app: &App, theme: &Theme) -> Vec<Line<'a>> {
     lines
 }
 
+/// What Nova says of a hypervisor: its state and status, its compute service (a disabled
+/// one with the operator's reason) and what the scheduler can still place there.
+fn nova_hypervisor_lines<'a>(nova: &NovaHypervisorFacts, theme: &Theme) -> Vec<Line<'a>> {
+    let mut lines = vec![
+        field("nova", format!("{} {}", nova.state, nova.status), theme),
+        field("hypervisor id", nova.hypervisor_id.clone(), theme),
+    ];
+    if let Some(service) = &nova.service {
+        let mut words = format!("{} {}", service.status, service.state);
+        if let Some(reason) = &service.disabled_reason {
+            words.push_str(&format!(" (reason: {reason})"));
+        }
+        if service.forced_down == Some(true) {
+            words.push_str(", forced down");
+        }
+        let style = if service.status == "enabled" && service.state == "up" {
+            theme.base
+        } else {
+            theme.warning
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!(" {:<16}", "compute service"), theme.header),
+            Span::styled(words, style),
+        ]));
+    }
+    if let Some(ip) = &nova.host_ip {
+        lines.push(field("host ip", ip.clone(), theme));
+    }
+    if let Some(capacity) = &nova.capacity {
+        lines.push(field(
+            "capacity",
+            format!(
+                "{}/{} vCPU, {}/{} MiB, {}/{} GiB used ({})",
+                capacity.vcpus_used,
+                capacity.vcpus_usable,
+                capacity.memory_mib_used,
+                capacity.memory_mib_usable,
+                capacity.disk_gib_used,
+                capacity.disk_gib_usable,
+                capacity.source
+            ),
+            theme,
+        ));
+    }
+    lines
+}
+
+/// What Nova says of a server: its status and task, its flavor, project and libvirt domain.
+fn nova_server_lines<'a>(server: &NovaServerFacts, theme: &Theme) -> Vec<Line<'a>> {
+    let mut lines = vec![
+        field("server id", server.server_id.clone(), theme),
+        field(
+            "status",
+            format!(
+                "{}, task {}, vm {}, power {}",
+                server.status,
+                server.task_state.as_deref().unwrap_or("none"),
+                server.vm_state.as_deref().unwrap_or("-"),
+                server.power_state.unwrap_or("-")
+            ),
+            theme,
+        ),
+        field(
+            "flavor",
+            format!(
+                "{} ({} MiB, {} vCPU)",
+                server.flavor.name.as_deref().unwrap_or("-"),
+                server
+                    .flavor
+                    .memory_mib
+                    .map_or("?".to_string(), |mib| mib.to_string()),
+                server
+                    .flavor
+                    .vcpus
+                    .map_or("?".to_string(), |vcpus| vcpus.to_string())
+            ),
+            theme,
+        ),
+        field(
+            "project",
+            server.project_id.clone().unwrap_or_else(|| "-".into()),
+            theme,
+        ),
+        field(
+            "instance_name",
+            server.instance_name.clone().unwrap_or_else(|| "-".into()),
+            theme,
+        ),
+    ];
+    if let Some(fault) = &server.fault {
+        lines.push(Line::from(vec![
+            Span::styled(format!(" {:<16}", "fault"), theme.header),
+            Span::styled(fault.clone(), theme.error),
+        ]));
+    }
+    lines
+}
+
 fn instance_lines<'a>(instance: &Instance, theme: &Theme) -> Vec<Line<'a>> {
+    if let Some(server) = &instance.nova_server {
+        let mut lines = vec![
+            field("backend", instance.backend.label(), theme),
+            field("host", instance.host.to_string(), theme),
+        ];
+        lines.extend(nova_server_lines(server, theme));
+        lines.push(field(
+            "migrate",
+            "through Nova only: ferry migrate UUID --cloud CLOUD".to_string(),
+            theme,
+        ));
+        return lines;
+    }
     let mut lines = vec![
         field("uuid", instance.uuid.clone(), theme),
         field("host", instance.host.to_string(), theme),
@@ -232,7 +351,7 @@ fn all_hosts_lines<'a>(app: &App) -> Vec<Line<'a>> {
     vec![
         Line::raw(format!(
             " {} hosts, {} unreachable",
-            inventory.hosts.len(),
+            inventory.all_hosts().count(),
             inventory.unreachable_count()
         )),
         Line::raw(format!(" {} instances", inventory.instance_count())),

@@ -49,66 +49,74 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .title(Line::from(title));
     let inner_rows = area.height.saturating_sub(3) as usize;
     let offset = scroll_offset(app.host_cursor(), inner_rows);
-    let all_row = Row::new(vec![
+    // The backend column only when a cloud is configured: otherwise every row is libvirt's.
+    let with_backend = !app.inventory.clouds.is_empty();
+    let mut all_cells = vec![
         Cell::from("(all hosts)"),
         Cell::from(""),
         Cell::from(""),
         Cell::from(format!("{}", app.inventory.instance_count())),
         Cell::from(""),
         Cell::from(""),
-    ]);
+    ];
+    if with_backend {
+        all_cells.insert(1, Cell::from(""));
+    }
+    let all_row = Row::new(all_cells);
     let highlight = if focused {
         theme.selected
     } else {
         theme.selected.add_modifier(ratatui::style::Modifier::DIM)
     };
     let highlight_of = |row: usize| (row == app.host_cursor()).then_some(highlight);
-    let rows = std::iter::once(all_row)
-        .chain(
-            hosts
-                .iter()
-                .enumerate()
-                .map(|(index, host)| host_row(host, app, highlight_of(index + 1), theme)),
-        )
-        .enumerate()
-        .skip(offset)
-        .take(inner_rows)
-        .map(|(index, row)| match highlight_of(index) {
-            Some(highlight) => row.style(highlight),
-            None => row,
-        });
-    let header = Row::new([
+
+    let rows =
+        std::iter::once(all_row)
+            .chain(hosts.iter().enumerate().map(|(index, host)| {
+                host_row(host, app, with_backend, highlight_of(index + 1), theme)
+            }))
+            .enumerate()
+            .skip(offset)
+            .take(inner_rows)
+            .map(|(index, row)| match highlight_of(index) {
+                Some(highlight) => row.style(highlight),
+                None => row,
+            });
+    let mut header = vec![
         "HOST",
         "STATE",
         "SINCE",
         "RUN/DEF",
         "MEM FREE/TOTAL",
         "CPU / LAST ERROR",
-    ])
-    .style(theme.header);
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(12),
-            Constraint::Length(11),
-            Constraint::Length(5),
-            Constraint::Length(7),
-            Constraint::Length(14),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(header)
-    .block(block);
+    ];
+    let mut widths = vec![
+        Constraint::Length(12),
+        Constraint::Length(11),
+        Constraint::Length(5),
+        Constraint::Length(7),
+        Constraint::Length(14),
+        Constraint::Fill(1),
+    ];
+    if with_backend {
+        header.insert(1, "BACKEND");
+        widths.insert(1, Constraint::Length(16));
+    }
+    let header = Row::new(header).style(theme.header);
+    let table = Table::new(rows, widths).header(header).block(block);
     frame.render_widget(table, area);
 }
 
 fn host_row<'a>(
     host: &'a HostEntry,
     app: &App,
+    with_backend: bool,
     highlight: Option<Style>,
     theme: &Theme,
 ) -> Row<'a> {
     let (memory, detail) = match (&host.facts, host.state) {
+        // A Nova hypervisor: what its scheduler can still place, and Nova's own words.
+        (None, HostState::Up) if host.nova.is_some() => nova_cells(host),
         (_, HostState::Unreachable) | (None, _) => (
             String::from("-"),
             host.last_error.clone().unwrap_or_else(|| host.uri.clone()),
@@ -137,7 +145,7 @@ fn host_row<'a>(
     } else {
         theme.base
     };
-    Row::new(vec![
+    let mut cells = vec![
         Cell::from(host.name.as_str()),
         Cell::from(host.state.as_str()).style(on_row(
             state_style(host.state, theme),
@@ -151,5 +159,41 @@ fn host_row<'a>(
         )),
         Cell::from(memory),
         Cell::from(detail).style(on_row(detail_style, highlight, theme)),
-    ])
+    ];
+    if with_backend {
+        cells.insert(1, Cell::from(host.backend.label()));
+    }
+    Row::new(cells)
+}
+
+/// Memory and detail cells of a Nova hypervisor that is up.
+fn nova_cells(host: &HostEntry) -> (String, String) {
+    let Some(nova) = &host.nova else {
+        return ("-".into(), host.uri.clone());
+    };
+    let memory = match nova.capacity {
+        Some(c) => format!(
+            "{}/{}",
+            human_bytes(c.memory_mib_free() << 20),
+            human_bytes(c.memory_mib_usable << 20)
+        ),
+        None => "-".into(),
+    };
+    let mut detail = format!(
+        "{} vCPU  nova {} {}",
+        nova.capacity.map_or("?".to_string(), |c| format!(
+            "{}/{}",
+            c.vcpus_used, c.vcpus_usable
+        )),
+        nova.state,
+        nova.status
+    );
+    if let Some(reason) = nova
+        .service
+        .as_ref()
+        .and_then(|s| s.disabled_reason.as_deref())
+    {
+        detail.push_str(&format!(" ({reason})"));
+    }
+    (memory, detail)
 }

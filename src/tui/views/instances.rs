@@ -68,6 +68,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .title(Line::from(title));
     let inner_rows = area.height.saturating_sub(3) as usize;
     let offset = scroll_offset(app.instance_cursor(), inner_rows);
+    // The backend column only when a cloud is configured: otherwise every row is libvirt's.
+    let with_backend = !app.inventory.clouds.is_empty();
     // Only the rows on screen are built: with 10,000 instances, that is the frame budget.
     let rows = instances
         .iter()
@@ -76,43 +78,51 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .take(inner_rows)
         .map(|(index, instance)| {
             let highlight = (index == app.instance_cursor() && focused).then_some(theme.selected);
-            let row = instance_row(instance, highlight, theme);
+            let row = instance_row(instance, with_backend, highlight, theme);
             match highlight {
                 Some(highlight) => row.style(highlight),
                 None => row,
             }
         });
-    let header = Row::new([
+    let mut header = vec![
         "NAME", "HOST", "STATE", "CPU", "MEM", "KIND", "DISKS", "JOB",
-    ])
-    .style(theme.header);
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Fill(1),
-            Constraint::Length(10),
-            Constraint::Length(11),
-            Constraint::Length(3),
-            Constraint::Length(6),
-            Constraint::Length(5),
-            Constraint::Length(8),
-            Constraint::Length(3),
-        ],
-    )
-    .header(header)
-    .block(block);
+    ];
+    let mut widths = vec![
+        Constraint::Fill(1),
+        Constraint::Length(10),
+        Constraint::Length(11),
+        Constraint::Length(3),
+        Constraint::Length(6),
+        Constraint::Length(5),
+        Constraint::Length(8),
+        Constraint::Length(3),
+    ];
+    if with_backend {
+        header.insert(2, "BACKEND");
+        widths.insert(2, Constraint::Length(16));
+    }
+    let header = Row::new(header).style(theme.header);
+    let table = Table::new(rows, widths).header(header).block(block);
     frame.render_widget(table, area);
 }
 
-fn instance_row<'a>(instance: &'a Instance, highlight: Option<Style>, theme: &Theme) -> Row<'a> {
-    let disks = match instance.storage_summary() {
-        Some(storage) => format!("{} {}", instance.disks.len(), storage.as_str()),
-        None => "-".to_string(),
+fn instance_row<'a>(
+    instance: &'a Instance,
+    with_backend: bool,
+    highlight: Option<Style>,
+    theme: &Theme,
+) -> Row<'a> {
+    let disks = match (&instance.nova_server, instance.storage_summary()) {
+        // A Nova row has no disks of its own: its flavor says its size.
+        (Some(server), _) => server.flavor.name.clone().unwrap_or_else(|| "-".into()),
+        (None, Some(storage)) => format!("{} {}", instance.disks.len(), storage.as_str()),
+        (None, None) => "-".to_string(),
     };
     // A domain Nova defined is Nova's kind, moved only through Nova; beside libvirt's
     // `instance-…` name stands Nova's name for the server.
     let nova = instance.nova();
-    let name = match nova.and_then(|nova| nova.server_name.as_deref()) {
+    let libvirt_domain_of_nova = nova.filter(|_| instance.nova_server.is_none());
+    let name = match libvirt_domain_of_nova.and_then(|nova| nova.server_name.as_deref()) {
         Some(server) => Cell::from(Line::from(vec![
             Span::raw(instance.name.as_str()),
             Span::styled(
@@ -120,13 +130,26 @@ fn instance_row<'a>(instance: &'a Instance, highlight: Option<Style>, theme: &Th
                 on_row(theme.warning, highlight, theme),
             ),
         ])),
-        None => Cell::from(instance.name.as_str()),
+        // A Nova row: Nova's task (migrating, resize_prep…) beside the name while one runs.
+        None => match instance
+            .nova_server
+            .as_ref()
+            .and_then(|s| s.task_state.as_deref())
+        {
+            Some(task) => Cell::from(Line::from(vec![
+                Span::raw(instance.name.as_str()),
+                Span::styled(format!(" [{task}]"), on_row(theme.job, highlight, theme)),
+            ])),
+            None => Cell::from(instance.name.as_str()),
+        },
     };
-    let kind = match nova {
-        Some(_) => Cell::from("nova").style(on_row(theme.warning, highlight, theme)),
-        None => Cell::from(if instance.persistent { "pers" } else { "trans" }),
+    let kind = match (&instance.nova_server, nova) {
+        (Some(_), _) | (None, Some(_)) => {
+            Cell::from("nova").style(on_row(theme.warning, highlight, theme))
+        }
+        (None, None) => Cell::from(if instance.persistent { "pers" } else { "trans" }),
     };
-    Row::new(vec![
+    let mut cells = vec![
         name,
         Cell::from(instance.host.as_str()),
         Cell::from(instance.state.as_virsh_str()).style(on_row(
@@ -143,5 +166,9 @@ fn instance_row<'a>(instance: &'a Instance, highlight: Option<Style>, theme: &Th
         } else {
             Cell::from("-")
         },
-    ])
+    ];
+    if with_backend {
+        cells.insert(2, Cell::from(instance.backend.label()));
+    }
+    Row::new(cells)
 }

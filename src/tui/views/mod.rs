@@ -14,6 +14,8 @@ pub mod status;
 #[cfg(test)]
 mod migration_tests;
 #[cfg(test)]
+mod nova_tests;
+#[cfg(test)]
 mod tests;
 
 use std::time::SystemTime;
@@ -41,7 +43,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
             // Hosts get up to a third of the screen (at least 3 rows of hosts), instances the
             // rest.
             let host_rows =
-                (app.inventory.hosts.len() as u16 + 1 + 3).min((area.height / 3).max(6));
+                (app.inventory.all_hosts().count() as u16 + 1 + 3).min((area.height / 3).max(6));
             let [hosts_area, instances_area] =
                 Layout::vertical([Constraint::Length(host_rows), Constraint::Min(4)])
                     .areas(main_area);

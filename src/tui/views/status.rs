@@ -25,7 +25,7 @@ pub fn draw_status(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let mut spans = vec![Span::raw(match app.screen {
         Screen::Inventory => format!(
             " refreshed {refreshed} │ {} hosts │ {} instances │ {} migrating ",
-            inventory.hosts.len(),
+            inventory.all_hosts().count(),
             inventory.instance_count(),
             inventory.migrations_in_flight()
         ),
@@ -45,11 +45,16 @@ pub fn draw_status(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     if let Some(notice) = &app.notice {
         spans.push(Span::styled(format!("│ {notice} "), theme.error));
     } else {
-        let down: Vec<&str> = inventory
+        let down: Vec<String> = inventory
             .hosts
             .iter()
             .filter(|h| h.state == HostState::Unreachable)
-            .map(|h| h.name.as_str())
+            .map(|h| h.name.to_string())
+            .chain(
+                inventory
+                    .unreadable_clouds()
+                    .map(|(cloud, _)| format!("cloud {cloud}")),
+            )
             .collect();
         if !down.is_empty() {
             spans.push(Span::styled(
