@@ -9,6 +9,8 @@
 //! Without the Nova lab they are skipped, unless FERRY_REQUIRE_LAB=1 (or
 //! FERRY_REQUIRE_NOVA_LAB=1), where they fail.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -107,59 +109,11 @@ struct Cloud {
 
 impl Cloud {
     fn log_in() -> Cloud {
-        let yaml: serde_yaml::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(LAB_CLOUDS_YAML).unwrap()).unwrap();
-        let auth = &yaml["clouds"][CLOUD]["auth"];
-        let text = |key: &str| auth[key].as_str().unwrap().to_string();
-        let request = json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": text("username"),
-                "domain": {"name": text("user_domain_name")},
-                "password": text("password")}}},
-            "scope": {"project": {"name": text("project_name"),
-                "domain": {"name": text("project_domain_name")}}}}});
-        let url = format!("{}/auth/tokens", text("auth_url").trim_end_matches('/'));
-        let output = Command::new("curl")
-            .args(["-sS", "--max-time", "30", "-D", "-"])
-            .args([
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-                &request.to_string(),
-            ])
-            .arg(&url)
-            .output()
-            .expect("run curl");
-        let answer = String::from_utf8(output.stdout).unwrap();
-        let (headers, body) = answer
-            .split_once("\r\n\r\n")
-            .unwrap_or_else(|| panic!("no HTTP answer from {url}: {answer}"));
-        let token = headers
-            .lines()
-            .find_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                name.eq_ignore_ascii_case("x-subject-token")
-                    .then(|| value.trim().to_string())
-            })
-            .unwrap_or_else(|| panic!("no token from {url}: {headers}"));
-        let body: Value = serde_json::from_str(body).unwrap();
-        let public_url = |service_type: &str| {
-            body["token"]["catalog"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|service| service["type"] == service_type)
-                .flat_map(|service| service["endpoints"].as_array().unwrap().iter())
-                .find(|endpoint| endpoint["interface"] == "public")
-                .and_then(|endpoint| endpoint["url"].as_str())
-                .unwrap_or_else(|| panic!("no public {service_type} endpoint in {body}"))
-                .trim_end_matches('/')
-                .to_string()
-        };
+        let plain = common::nova::PlainCloud::log_in(CLOUD);
         Cloud {
-            token,
-            compute: public_url("compute"),
-            image: public_url("image"),
+            token: plain.token,
+            compute: plain.compute,
+            image: plain.image,
         }
     }
 

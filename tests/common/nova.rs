@@ -70,6 +70,7 @@ pub struct PlainCloud {
     pub token: String,
     pub compute: String,
     pub placement: String,
+    pub image: String,
 }
 
 impl PlainCloud {
@@ -126,6 +127,7 @@ impl PlainCloud {
             token,
             compute: public_url("compute"),
             placement: public_url("placement"),
+            image: public_url("image"),
         }
     }
 
