@@ -198,10 +198,11 @@ pub async fn launch(
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     plan.nova_migration_id = Some(migration.record.id);
-    if let Ok(mut history) = super::open_history() {
-        if let Err(error) = history.set_plan(history_id, &serde_json::to_value(&plan)?) {
-            tracing::warn!("history: {error}");
-        }
+    let stored_plan = serde_json::to_value(&plan)?;
+    if let Err(error) =
+        super::with_history(|history| Ok(history.set_plan(history_id, &stored_plan)?))
+    {
+        tracing::warn!("history: {error:#}");
     }
     let _ = updates.send(NovaLiveUpdate::Launched {
         history_id,
@@ -551,10 +552,9 @@ fn record_start(
     destination: Option<&str>,
     plan: &NovaMigrationPlan,
 ) -> Result<MigrationId> {
-    let mut history = super::open_history()?;
     let host_name =
         |name: &str| HostName::parse(name).map_err(|e| anyhow!("Nova host name {name:?}: {e}"));
-    Ok(history.start_migration(&NewMigration {
+    let migration = NewMigration {
         kind: MigrationKind::Live,
         instance_name: server.name.clone(),
         instance_uuid: server.id.clone(),
@@ -563,40 +563,35 @@ fn record_start(
         policy: format!("{NOVA_BACKEND}:{}", plan.cloud),
         plan: serde_json::to_value(plan)?,
         started_at_unix_ms: history::unix_ms_now(),
-    })?)
+    };
+    super::with_history(|history| Ok(history.start_migration(&migration)?))
 }
 
 fn record_event(id: MigrationId, kind: EventKind, message: &str) {
-    match super::open_history() {
-        Ok(mut history) => {
-            let at_ms = history
-                .migration(id)
-                .map(|record| (history::unix_ms_now() - record.started_at_unix_ms).max(0) as u64)
-                .unwrap_or(0);
-            if let Err(error) = history.record_event(id, at_ms, kind, message) {
-                tracing::warn!("history: {error}");
-            }
-        }
-        Err(error) => tracing::warn!("{error:#}"),
+    let recorded = super::with_history(|history| {
+        let at_ms = history
+            .migration(id)
+            .map(|record| (history::unix_ms_now() - record.started_at_unix_ms).max(0) as u64)
+            .unwrap_or(0);
+        Ok(history.record_event(id, at_ms, kind, message)?)
+    });
+    if let Err(error) = recorded {
+        tracing::warn!("history: {error:#}");
     }
 }
 
 fn record_finish(id: MigrationId, kind: OutcomeKind, detail: &str, total_time_ms: Option<u64>) {
-    match super::open_history() {
-        Ok(mut history) => {
-            let outcome = Outcome {
-                kind,
-                detail: detail.to_string(),
-                finished_at_unix_ms: history::unix_ms_now(),
-                downtime_ms: None,
-                total_time_ms,
-                bytes_transferred: None,
-            };
-            if let Err(error) = history.finish_migration(id, &outcome) {
-                tracing::warn!("history: {error}");
-            }
-        }
-        Err(error) => tracing::warn!("{error:#}"),
+    let outcome = Outcome {
+        kind,
+        detail: detail.to_string(),
+        finished_at_unix_ms: history::unix_ms_now(),
+        downtime_ms: None,
+        total_time_ms,
+        bytes_transferred: None,
+    };
+    if let Err(error) = super::with_history(|history| Ok(history.finish_migration(id, &outcome)?))
+    {
+        tracing::warn!("history: {error:#}");
     }
 }
 
@@ -621,9 +616,8 @@ fn finish_record(id: MigrationId, outcome: &NovaLiveOutcome, started: Instant) {
 
 /// The live migrations this ferry's history holds unfinished for `cloud`, to watch again.
 pub fn unfinished_in_history(cloud: &str) -> Result<Vec<(MigrationId, NovaMigrationPlan, String)>> {
-    let history = super::open_history()?;
-    Ok(history
-        .unfinished()?
+    let unfinished = super::with_history(|history| Ok(history.unfinished()?))?;
+    Ok(unfinished
         .into_iter()
         .filter(|r| r.kind == MigrationKind::Live && r.outcome.is_none())
         .filter_map(|r| {

@@ -174,6 +174,14 @@ impl NovaMigrationPlan {
     }
 }
 
+/// Runs `work` on ferry's history off the async scheduler: SQLite blocks, and the watches run
+/// as tasks on the runtime's workers (as the supervisor's history writes do).
+pub(crate) fn with_history<T>(
+    work: impl FnOnce(&mut crate::engine::history::History) -> Result<T>,
+) -> Result<T> {
+    tokio::task::block_in_place(|| work(&mut open_history()?))
+}
+
 /// The history with a Nova migration's record opened, or a clear error.
 pub(crate) fn open_history() -> Result<crate::engine::history::History> {
     let path = crate::engine::history::default_path();
