@@ -67,37 +67,10 @@ fn cloud_or_skip(test: &str) -> Option<Cloud> {
     Some(Cloud::log_in())
 }
 
-/// A plain HTTP call, JSON in and out: (status, body).
+/// A plain HTTP call (the shared one), its body read as JSON: (status, body).
 fn curl(method: &str, url: &str, headers: &[String], body: Option<&Value>) -> (u16, Value) {
-    let mut command = Command::new("curl");
-    command.args([
-        "-sS",
-        "--max-time",
-        "30",
-        "-X",
-        method,
-        "-w",
-        "\n%{http_code}",
-    ]);
-    for header in headers {
-        command.args(["-H", header]);
-    }
-    if let Some(body) = body {
-        command.args([
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &body.to_string(),
-        ]);
-    }
-    let output = command.arg(url).output().expect("run curl");
-    assert!(output.status.success(), "curl {method} {url}: {output:?}");
-    let text = String::from_utf8(output.stdout).unwrap();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (
-        status.trim().parse().unwrap(),
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    )
+    let (status, bytes) = common::nova::curl(method, url, headers, body);
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 /// What the test itself knows of the cloud: a token and the endpoints, read with curl.

@@ -163,32 +163,12 @@ pub(super) fn start_host(plan: &LabPlan, host: &LabHost) -> Result<()> {
     let _ = std::fs::remove_file(host_dir.join("status"));
     let _ = std::fs::remove_file(host_dir.join("pids"));
 
-    system::run("ip", &["netns", "add", &host.netns])?;
-    system::run(
-        "ip",
-        &[
-            "link",
-            "add",
-            &host.veth,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &host.netns,
-        ],
+    system::add_namespace_on_bridge(
+        &host.netns,
+        &host.veth,
+        BRIDGE_NAME,
+        &format!("{}/{SUBNET_BITS}", host.address),
     )?;
-    system::run(
-        "ip",
-        &["link", "set", &host.veth, "master", BRIDGE_NAME, "up"],
-    )?;
-    let address = format!("{}/{SUBNET_BITS}", host.address);
-    system::run(
-        "ip",
-        &["-n", &host.netns, "addr", "add", &address, "dev", "eth0"],
-    )?;
-    system::run("ip", &["-n", &host.netns, "link", "set", "eth0", "up"])?;
 
     let log = std::fs::File::create(host_dir.join("host.log"))?;
     let mut command = Command::new("ip");

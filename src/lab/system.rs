@@ -174,3 +174,27 @@ pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot chmod {}", path.display()))
 }
+
+/// Makes network namespace `netns` with one veth pair: `veth` on `bridge` in the operator's
+/// namespace, `eth0` inside with `address_with_bits` (e.g. `10.77.0.11/24`), both up.
+pub fn add_namespace_on_bridge(
+    netns: &str,
+    veth: &str,
+    bridge: &str,
+    address_with_bits: &str,
+) -> Result<()> {
+    run("ip", &["netns", "add", netns])?;
+    run(
+        "ip",
+        &[
+            "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns,
+        ],
+    )?;
+    run("ip", &["link", "set", veth, "master", bridge, "up"])?;
+    run(
+        "ip",
+        &["-n", netns, "addr", "add", address_with_bits, "dev", "eth0"],
+    )?;
+    run("ip", &["-n", netns, "link", "set", "eth0", "up"])?;
+    Ok(())
+}

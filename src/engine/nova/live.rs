@@ -589,8 +589,7 @@ fn record_finish(id: MigrationId, kind: OutcomeKind, detail: &str, total_time_ms
         total_time_ms,
         bytes_transferred: None,
     };
-    if let Err(error) = super::with_history(|history| Ok(history.finish_migration(id, &outcome)?))
-    {
+    if let Err(error) = super::with_history(|history| Ok(history.finish_migration(id, &outcome)?)) {
         tracing::warn!("history: {error:#}");
     }
 }

@@ -188,32 +188,12 @@ fn start_control_plane(plan: &NovaLabPlan, tree: &Path) -> Result<()> {
     std::fs::create_dir_all(plan.ctl_dir())?;
     let script = plan.lab_dir.join("nova/ctl_up.sh");
     std::fs::write(&script, CTL_UP_SCRIPT)?;
-    system::run("ip", &["netns", "add", &plan.netns])?;
-    system::run(
-        "ip",
-        &[
-            "link",
-            "add",
-            &plan.veth,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &plan.netns,
-        ],
+    system::add_namespace_on_bridge(
+        &plan.netns,
+        &plan.veth,
+        BRIDGE_NAME,
+        &format!("{}/{SUBNET_BITS}", plan.address),
     )?;
-    system::run(
-        "ip",
-        &["link", "set", &plan.veth, "master", BRIDGE_NAME, "up"],
-    )?;
-    let address = format!("{}/{SUBNET_BITS}", plan.address);
-    system::run(
-        "ip",
-        &["-n", &plan.netns, "addr", "add", &address, "dev", "eth0"],
-    )?;
-    system::run("ip", &["-n", &plan.netns, "link", "set", "eth0", "up"])?;
     let mut command = Command::new("ip");
     command
         .args(["netns", "exec", &plan.netns])
