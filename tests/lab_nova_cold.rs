@@ -6,8 +6,8 @@
 //! Each test boots its own server on hv1 and deletes it however the test ends. Run as root,
 //! one at a time, under the lab lock:
 //! `flock /tmp/ferry-lab.lock cargo test --test lab_nova_cold -- --test-threads=1`.
-//! Without the Nova lab they are skipped, unless FERRY_REQUIRE_LAB=1 (or
-//! FERRY_REQUIRE_NOVA_LAB=1), where they fail.
+//! They bring the lab and its cloud up first (`ferry lab up --nova`); when not root they are
+//! skipped, unless FERRY_REQUIRE_LAB=1, where they fail.
 
 mod common;
 
@@ -19,7 +19,6 @@ use ferry::nova::{load_cloud, CloudSelection, NovaClient};
 use ferry::runtime::wait;
 use serde_json::{json, Value};
 
-const LAB_CLOUDS_YAML: &str = "/var/lib/ferry-lab/clouds.yaml";
 const LAB_FERRY_CONFIG: &str = "/var/lib/ferry-lab/ferry.toml";
 const CLOUD: &str = "ferry-lab";
 const SOURCE: &str = "hv1";
@@ -28,49 +27,24 @@ const HOSTS_DIR: &str = "/var/lib/ferry-lab/hosts";
 /// ferry.small's root disk (1 GiB): the part of the disk a resize must keep as it was.
 const SMALL_ROOT_DISK_BYTES: u64 = 1 << 30;
 
-fn required() -> bool {
-    ["FERRY_REQUIRE_LAB", "FERRY_REQUIRE_NOVA_LAB"]
-        .iter()
-        .any(|name| std::env::var(name).is_ok_and(|value| value == "1"))
-}
-
-fn nova_lab_is_up() -> bool {
-    let namespaces = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
-        .unwrap_or_default();
-    Path::new(LAB_CLOUDS_YAML).exists()
-        && Path::new(LAB_FERRY_CONFIG).exists()
-        && namespaces
-            .lines()
-            .any(|line| line.split_whitespace().next() == Some("ferry-nova"))
-}
-
-/// The lab's cloud as this test reaches it with curl, or `None` (after saying why) when the
-/// test cannot run here.
+/// The lab's cloud as this test reaches it with curl, brought up first if it is down (as the
+/// other Nova suites do), or `None` (after saying why) when lab tests are skipped here.
 fn cloud_or_skip(test: &str) -> Option<Cloud> {
-    // SAFETY: geteuid cannot fail.
-    let root = unsafe { libc::geteuid() == 0 };
-    if !root || !nova_lab_is_up() {
-        let why = if root {
-            "the Nova lab is not up (ferry lab up --nova)"
-        } else {
-            "not root"
-        };
-        if required() {
-            panic!("{test}: FERRY_REQUIRE_LAB=1 but {why}");
-        }
-        eprintln!("\n*** SKIPPED lab test {test}: {why}. ***\n");
-        return None;
-    }
-    Some(Cloud::log_in())
+    let plain = common::nova::nova_lab_or_skip(test)?;
+    Some(Cloud {
+        token: plain.token,
+        compute: plain.compute,
+        image: plain.image,
+    })
 }
 
 /// A plain HTTP call (the shared one), its body read as JSON: (status, body).
 fn curl(method: &str, url: &str, headers: &[String], body: Option<&Value>) -> (u16, Value) {
     let (status, bytes) = common::nova::curl(method, url, headers, body);
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// What the test itself knows of the cloud: a token and the endpoints, read with curl.
@@ -81,15 +55,6 @@ struct Cloud {
 }
 
 impl Cloud {
-    fn log_in() -> Cloud {
-        let plain = common::nova::PlainCloud::log_in(CLOUD);
-        Cloud {
-            token: plain.token,
-            compute: plain.compute,
-            image: plain.image,
-        }
-    }
-
     fn call(&self, method: &str, path: &str, version: &str, body: Option<&Value>) -> (u16, Value) {
         let headers = [
             format!("X-Auth-Token: {}", self.token),
@@ -617,7 +582,7 @@ fn a_cold_migration_to_its_own_host_or_a_disabled_one_is_refused_and_nothing_is_
 
     let profile = load_cloud(&CloudSelection {
         name: Some(CLOUD.to_string()),
-        clouds_yaml: Some(PathBuf::from(LAB_CLOUDS_YAML)),
+        clouds_yaml: Some(PathBuf::from(common::nova::LAB_CLOUDS_YAML)),
     })
     .unwrap();
     let client = wait(NovaClient::connect(profile)).expect("connect to the lab's cloud");

@@ -10,8 +10,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use common::nova::{curl, PlainCloud};
 use ferry::nova::cloud_config::{AuthMethod, Secret};
@@ -21,42 +20,10 @@ use serde_json::{json, Value};
 
 const LAB_CLOUDS_YAML: &str = "/var/lib/ferry-lab/clouds.yaml";
 
-fn nova_lab_is_up() -> bool {
-    let namespaces = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
-        .unwrap_or_default();
-    Path::new(LAB_CLOUDS_YAML).exists()
-        && namespaces
-            .lines()
-            .any(|line| line.split_whitespace().next() == Some("ferry-nova"))
-}
-
-/// The lab's cloud, or `None` (after saying why) when the test cannot run here.
+/// The lab's cloud (brought up first if it is down), or `None` (after saying why) when lab
+/// tests are skipped here.
 fn lab_cloud_or_skip(test: &str, cloud: &str) -> Option<CloudProfile> {
-    let required = std::env::var("FERRY_REQUIRE_LAB").is_ok_and(|value| value == "1");
-    // SAFETY: geteuid cannot fail.
-    let root = unsafe { libc::geteuid() == 0 };
-    if root && !nova_lab_is_up() {
-        let status = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(["lab", "up", "--nova"])
-            .status()
-            .expect("run ferry lab up --nova");
-        assert!(status.success(), "{test}: ferry lab up --nova failed");
-    }
-    if !root || !nova_lab_is_up() {
-        let why = if root {
-            "the Nova lab is not up (ferry lab up --nova)"
-        } else {
-            "not root"
-        };
-        if required {
-            panic!("{test}: FERRY_REQUIRE_LAB=1 but {why}");
-        }
-        eprintln!("\n*** SKIPPED lab test {test}: {why}. ***\n");
-        return None;
-    }
+    common::nova::nova_lab_or_skip(test)?;
     let selection = CloudSelection {
         name: Some(cloud.to_string()),
         clouds_yaml: Some(PathBuf::from(LAB_CLOUDS_YAML)),

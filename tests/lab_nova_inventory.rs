@@ -15,7 +15,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::nova::PlainCloud;
 use ferry::config::Config;
@@ -25,42 +24,10 @@ const LAB_CONFIG: &str = "/var/lib/ferry-lab/ferry.toml";
 const LAB_CLOUDS_YAML: &str = "/var/lib/ferry-lab/clouds.yaml";
 const CLOUD: &str = "ferry-lab";
 
-fn required() -> bool {
-    std::env::var("FERRY_REQUIRE_LAB").is_ok_and(|value| !value.is_empty() && value != "0")
-}
-
-fn nova_lab_is_up() -> bool {
-    let namespaces = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
-        .unwrap_or_default();
-    Path::new(LAB_CLOUDS_YAML).exists()
-        && namespaces
-            .lines()
-            .any(|line| line.split_whitespace().next() == Some("ferry-nova"))
-}
-
-/// The lab (brought up as every lab test does) with its cloud, or None (after saying why)
-/// when the test cannot run here. With FERRY_REQUIRE_LAB set it fails instead.
+/// The lab with its cloud (both brought up first if they are down), or None (after saying
+/// why) when lab tests are skipped here. With FERRY_REQUIRE_LAB set it fails instead.
 fn lab_with_cloud_or_skip(test: &str) -> Option<Config> {
-    // SAFETY: geteuid cannot fail.
-    let root = unsafe { libc::geteuid() == 0 };
-    let skip = |why: &str| {
-        if required() {
-            panic!("{test}: FERRY_REQUIRE_LAB is set but {why}");
-        }
-        eprintln!("\n*** SKIPPED lab test {test}: {why}. ***\n");
-    };
-    if !root {
-        skip("not root; lab tests need root");
-        return None;
-    }
-    common::lab_or_skip(test)?;
-    if !nova_lab_is_up() {
-        skip("the Nova lab is not up (flock /tmp/ferry-lab.lock ferry lab up --nova)");
-        return None;
-    }
+    common::nova::nova_lab_or_skip(test)?;
     let config = Config::load(Path::new(LAB_CONFIG)).expect("the lab's ferry config parses");
     assert!(
         config.clouds.iter().any(|cloud| cloud.name == CLOUD),
