@@ -326,6 +326,8 @@ fn watch(
             EngineEvent::Planned { .. }
             | EngineEvent::Refused { .. }
             | EngineEvent::Cold(..)
+            | EngineEvent::Nova(..)
+            | EngineEvent::NovaVerdicts { .. }
             | EngineEvent::Prechecks { .. } => continue,
         };
         match &event {

@@ -9,6 +9,7 @@ use crate::config::{MigrationDefaults, PolicyName};
 use crate::engine::cold::resize::new_size_words;
 use crate::engine::cold::{ColdOptions, NewSize};
 use crate::engine::live::{HostTarget, LiveMigrationPlan, OperatorCommand};
+use crate::engine::service::nova::NovaRequest;
 use crate::model::migration::{MigrationId, MigrationKind};
 use crate::model::units::format_bytes;
 use crate::model::HostName;
@@ -39,6 +40,8 @@ pub enum Action {
         id: MigrationId,
         command: OperatorCommand,
     },
+    /// Ask a Nova cloud: its pre-flight, a launch, abort, force-complete, confirm, revert.
+    Nova(NovaRequest),
 }
 
 /// Prechecks for one instance against every candidate destination.

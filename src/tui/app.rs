@@ -20,9 +20,12 @@ use super::state::instances::state_rank;
 pub use super::state::instances::{FilterState, InstanceKey, InstanceSort, Pane};
 use super::state::launch::{DialogOutcome, LaunchDialog};
 use super::state::migrations::{Listed, MigrationEvent, MigrationStore, TrackedMigration};
+use super::state::nova::NovaQuestion;
+use super::state::nova_launch::{NovaDialogOutcome, NovaLaunchDialog};
 use super::state::prompt::{
     prompt_for_listed, ColdQuestion, OperatorKey, OperatorPrompt, PromptOutcome,
 };
+use crate::engine::service::nova::{NovaRequest, NovaVerdicts};
 
 /// The two screens, like tabs: `1` and `2` switch between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +99,8 @@ pub struct App {
     /// The selected migration is shown in detail instead of the list.
     pub migration_detail: bool,
     pub launch: Option<LaunchDialog>,
+    /// The launch dialog of a Nova server (its moves go through Nova).
+    pub nova_launch: Option<NovaLaunchDialog>,
     pub prompt: Option<OperatorPrompt>,
     /// A one-off answer to the last key (a refusal, what was sent); the next key clears it.
     pub flash: Option<String>,
@@ -138,6 +143,7 @@ impl App {
             migration_cursor: 0,
             migration_detail: false,
             launch: None,
+            nova_launch: None,
             prompt: None,
             flash: None,
             cold_migration_available: false,
@@ -464,7 +470,7 @@ impl App {
         }
         if self.prompt.is_some() {
             KeyScreen::Prompt
-        } else if self.launch.is_some() {
+        } else if self.launch.is_some() || self.nova_launch.is_some() {
             KeyScreen::Launch
         } else {
             match self.screen {
@@ -598,12 +604,22 @@ impl App {
             return true;
         };
         if let Backend::Nova { cloud } = &instance.backend {
-            // A Nova row is the server as Nova has it: libvirt must not move it, and the
-            // dialog's destinations are libvirt hosts.
-            self.flash = Some(format!(
-                "{} is a server of cloud {cloud}: Nova places it, so it moves only through                  Nova, not from this dialog",
-                instance.name
-            ));
+            // A Nova row is the server as Nova has it: it moves only through Nova, so its
+            // dialog offers the cloud's compute hosts and Nova's moves.
+            let request_id = self.next_precheck_request_id();
+            let cold = kind == MigrationKind::Cold;
+            match NovaLaunchDialog::open(cloud, &instance, cold, request_id) {
+                Some(dialog) => {
+                    self.actions.push(dialog.preflight_request());
+                    self.nova_launch = Some(dialog);
+                }
+                None => {
+                    self.flash = Some(format!(
+                        "{}: Nova's record of it has not been read yet; try again in a moment",
+                        instance.name
+                    ))
+                }
+            }
             return true;
         }
         let request_id = self.next_precheck_request_id();
@@ -626,6 +642,9 @@ impl App {
         if action == Some(KeyAction::Help) {
             self.open_help();
             return true;
+        }
+        if self.nova_launch.is_some() {
+            return self.handle_nova_launch_key(action);
         }
         let Some(dialog) = self.launch.as_mut() else {
             return false;
@@ -652,6 +671,45 @@ impl App {
             }
         }
         true
+    }
+
+    fn handle_nova_launch_key(&mut self, action: Option<KeyAction>) -> bool {
+        let next_request_id = self.last_precheck_request_id + 1;
+        let Some(dialog) = self.nova_launch.as_mut() else {
+            return false;
+        };
+        match dialog.handle_key(action) {
+            NovaDialogOutcome::Unchanged => return false,
+            NovaDialogOutcome::Changed => {}
+            NovaDialogOutcome::Flash(reason) => self.flash = Some(reason),
+            NovaDialogOutcome::Close => self.nova_launch = None,
+            NovaDialogOutcome::RecheckNeeded => {
+                self.last_precheck_request_id = next_request_id;
+                dialog.restart(next_request_id);
+                self.actions.push(dialog.preflight_request());
+            }
+            NovaDialogOutcome::Confirmed(action) => {
+                self.flash = Some(format!(
+                    "asked Nova: {}; its row shows once Nova has accepted it (2 shows the \
+                     migrations)",
+                    dialog.summary()
+                ));
+                self.actions.push(*action);
+                self.nova_launch = None;
+            }
+        }
+        true
+    }
+
+    /// The engine's pre-flight of a Nova server, for the dialog that asked.
+    pub fn on_nova_verdicts(
+        &mut self,
+        request_id: u64,
+        verdicts: Result<NovaVerdicts, String>,
+    ) -> bool {
+        self.nova_launch
+            .as_mut()
+            .is_some_and(|dialog| dialog.on_verdicts(request_id, verdicts))
     }
 
     fn handle_prompt_key(&mut self, action: Option<KeyAction>, key: KeyEvent) -> bool {
@@ -682,6 +740,50 @@ impl App {
                     ColdQuestion::Revert => ("revert", Action::SettleCold { id, keep: false }),
                 };
                 self.send_answer(id, words.to_string(), action);
+                true
+            }
+            PromptOutcome::NovaYes(question) => {
+                let id = prompt.id();
+                let Some(server) = self.migrations.get_nova(id).map(|m| m.server()) else {
+                    self.prompt = None;
+                    self.flash = Some(format!("#{id} is no longer listed"));
+                    return true;
+                };
+                let (words, request) = match question {
+                    NovaQuestion::Abort => (
+                        "abort",
+                        NovaRequest::LiveCommand {
+                            id,
+                            server,
+                            abort: true,
+                        },
+                    ),
+                    NovaQuestion::ForceComplete => (
+                        "force-complete",
+                        NovaRequest::LiveCommand {
+                            id,
+                            server,
+                            abort: false,
+                        },
+                    ),
+                    NovaQuestion::Confirm => (
+                        "confirm",
+                        NovaRequest::Settle {
+                            id,
+                            server,
+                            keep: true,
+                        },
+                    ),
+                    NovaQuestion::Revert => (
+                        "revert",
+                        NovaRequest::Settle {
+                            id,
+                            server,
+                            keep: false,
+                        },
+                    ),
+                };
+                self.send_answer(id, format!("{words} (through Nova)"), Action::Nova(request));
                 true
             }
         }

@@ -24,6 +24,7 @@ use ratatui::Terminal;
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 
 use crate::config::Config;
+use crate::engine::service::nova::NovaRequest;
 use crate::engine::service::{Destination, Engine, EngineEvent, EngineRequest, TakeOver};
 use crate::engine::supervisor::SupervisorEvent;
 use crate::inventory::{spawn_workers, Inventory, InventoryEvent};
@@ -64,6 +65,7 @@ fn engine_request(action: Action) -> EngineRequest {
         Action::AbortCold { id } => EngineRequest::AbortCold { id },
         Action::SettleCold { id, keep } => EngineRequest::SettleCold { id, keep },
         Action::Operator { id, command } => EngineRequest::Live { id, command },
+        Action::Nova(request) => EngineRequest::Nova(request),
     }
 }
 
@@ -96,6 +98,9 @@ pub fn run(config: &Config, theme: Theme, notice: Option<String>) -> anyhow::Res
     let (inventory_tx, inventory_rx) = mpsc::unbounded_channel();
     spawn_workers(config, move |event| inventory_tx.send(event).is_ok());
     let (engine, engine_events) = Engine::start(config, TakeOver::Everything);
+    if engine.unavailable().is_none() {
+        engine.send(EngineRequest::Nova(NovaRequest::TakeOver));
+    }
 
     install_panic_hook();
     enable_raw_mode()?;
@@ -238,5 +243,14 @@ fn on_engine(app: &mut App, event: EngineEvent) -> bool {
             app.notice = Some(message);
             true
         }
+        EngineEvent::Nova(id, event) => app.on_migration_event(MigrationEvent {
+            id,
+            at,
+            change: MigrationChange::Nova(event),
+        }),
+        EngineEvent::NovaVerdicts {
+            request_id,
+            verdicts,
+        } => app.on_nova_verdicts(request_id, verdicts),
     }
 }

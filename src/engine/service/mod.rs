@@ -15,9 +15,11 @@ use std::time::SystemTime;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 mod cold_launch;
+pub mod nova;
 use cold_launch::{
     announce_awaiting, recover_cold_migrations, run_cold, settle_cold, ColdLaunch, ColdSurroundings,
 };
+use nova::{NovaDesk, NovaEvent, NovaRequest, NovaVerdicts};
 
 use super::cold::{self, ColdCommand, ColdMigrationPlan, ColdOptions, ColdUpdate};
 use super::history::{self, History};
@@ -79,6 +81,9 @@ pub enum EngineRequest {
         id: MigrationId,
         keep: bool,
     },
+    /// Everything asked of a Nova cloud: its pre-flight, a launch, abort, force-complete,
+    /// confirm and revert, all carried out by Nova.
+    Nova(NovaRequest),
 }
 
 /// Where a launch goes.
@@ -147,6 +152,13 @@ pub enum EngineEvent {
     },
     /// Something the operator should read that belongs to no migration row.
     Notice(String),
+    /// What happened to a migration Nova carries out.
+    Nova(MigrationId, NovaEvent),
+    /// The answer to a `NovaRequest::Preflight` with this `request_id`.
+    NovaVerdicts {
+        request_id: u64,
+        verdicts: Result<NovaVerdicts, String>,
+    },
 }
 
 /// The front ends' handle. Cloning it is cheap; the engine runs while any clone lives.
@@ -240,10 +252,12 @@ impl Engine {
             }
         };
         let unavailable = supervisor.as_ref().err().cloned();
+        let nova = NovaDesk::new(config.clone(), events.clone());
         if supervisor.is_ok() && take_over == TakeOver::Everything {
             crate::runtime::handle().spawn(recover_cold_migrations(events.clone()));
         }
         let state = EngineTask {
+            nova,
             config: config.clone(),
             supervisor,
             events,
@@ -294,6 +308,8 @@ fn forward_supervisor_events(supervisor: &mut Supervisor, inbox: UnboundedSender
 }
 
 struct EngineTask {
+    /// Requests to Nova clouds, each carried out in a task of its own.
+    nova: NovaDesk,
     config: Config,
     supervisor: Result<Supervisor, String>,
     events: UnboundedSender<EngineEvent>,
@@ -515,6 +531,7 @@ impl EngineTask {
                     ));
                 }
             }
+            EngineRequest::Nova(request) => self.nova.on_request(request),
             EngineRequest::SettleCold { id, keep } => {
                 if !self.settling.insert(id) {
                     return;

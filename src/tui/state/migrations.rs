@@ -13,7 +13,9 @@ use crate::policy::{DowntimeStep, PolicyAction, PolicyEvent};
 use crate::progress::{MigrationPhase, MigrationProgress};
 
 use super::cold_detail::{ColdEvent, ColdFigures, ColdStage, TrackedCold};
+use super::nova::{NovaStage, TrackedNova};
 use super::operator_messages::{OperatorMessage, OperatorMessageKind, OPERATOR_MESSAGES_KEPT};
+use crate::engine::service::nova::NovaEvent;
 
 /// Finished migrations kept for the list; older ones are in `ferry history`.
 pub const RECENT_FINISHED_KEPT: usize = 50;
@@ -45,6 +47,8 @@ pub enum MigrationChange {
     Engine(MigrationUpdate),
     /// Everything of a cold migration (they are not queued: each runs on its own worker).
     Cold(ColdEvent),
+    /// Everything of a migration Nova carries out.
+    Nova(NovaEvent),
 }
 
 /// Where a migration is in its life.
@@ -378,7 +382,9 @@ impl TrackedMigration {
             return false;
         }
         match change {
-            MigrationChange::QueuedLive(_) | MigrationChange::Cold(_) => return false,
+            MigrationChange::QueuedLive(_)
+            | MigrationChange::Cold(_)
+            | MigrationChange::Nova(_) => return false,
             MigrationChange::QueuePosition(QueuePosition::Running) => return false,
             MigrationChange::QueuePosition(position) => {
                 if !self.is_queued() {
@@ -510,6 +516,7 @@ impl TrackedMigration {
 pub enum Listed<'a> {
     Live(&'a TrackedMigration),
     Cold(&'a TrackedCold),
+    Nova(&'a TrackedNova),
 }
 
 impl<'a> Listed<'a> {
@@ -517,6 +524,7 @@ impl<'a> Listed<'a> {
         match self {
             Listed::Live(m) => m.id,
             Listed::Cold(m) => m.id,
+            Listed::Nova(m) => m.id,
         }
     }
 
@@ -524,6 +532,7 @@ impl<'a> Listed<'a> {
         match self {
             Listed::Live(m) => m.instance_name(),
             Listed::Cold(m) => m.instance_name(),
+            Listed::Nova(m) => m.instance_name(),
         }
     }
 
@@ -531,6 +540,7 @@ impl<'a> Listed<'a> {
         match self {
             Listed::Live(m) => m.source(),
             Listed::Cold(m) => m.source(),
+            Listed::Nova(m) => m.source(),
         }
     }
 
@@ -538,6 +548,7 @@ impl<'a> Listed<'a> {
         match self {
             Listed::Live(m) => m.destination(),
             Listed::Cold(m) => m.destination(),
+            Listed::Nova(m) => m.destination(),
         }
     }
 
@@ -545,6 +556,7 @@ impl<'a> Listed<'a> {
         match self {
             Listed::Live(_) => MigrationKind::Live,
             Listed::Cold(_) => MigrationKind::Cold,
+            Listed::Nova(m) => m.kind,
         }
     }
 }
@@ -554,6 +566,7 @@ impl<'a> Listed<'a> {
 pub struct MigrationStore {
     migrations: Vec<TrackedMigration>,
     cold: Vec<TrackedCold>,
+    nova: Vec<TrackedNova>,
 }
 
 impl MigrationStore {
@@ -561,9 +574,11 @@ impl MigrationStore {
     /// are ignored: without the plan there is nothing to show them against.
     pub fn apply(&mut self, event: MigrationEvent) -> bool {
         let MigrationEvent { id, at, change } = event;
-        if let MigrationChange::Cold(change) = change {
-            return self.apply_cold(id, at, change);
-        }
+        let change = match change {
+            MigrationChange::Cold(change) => return self.apply_cold(id, at, change),
+            MigrationChange::Nova(change) => return self.apply_nova(id, at, change),
+            change => change,
+        };
         if let MigrationChange::QueuedLive(plan) = change {
             if self.get(id).is_some() {
                 return false;
@@ -622,6 +637,41 @@ impl MigrationStore {
         changed
     }
 
+    fn apply_nova(&mut self, id: MigrationId, at: SystemTime, event: NovaEvent) -> bool {
+        if let Some(migration) = self.nova.iter_mut().find(|m| m.id == id) {
+            let finished_before = migration.is_finished();
+            let changed = migration.apply(at, event);
+            if changed && !finished_before && migration.is_finished() {
+                self.forget_old_finished();
+            }
+            return changed;
+        }
+        let NovaEvent::Started {
+            plan,
+            kind,
+            source,
+            destination,
+            started_at,
+            found,
+        } = event
+        else {
+            return false;
+        };
+        if self.get_listed(id).is_some() {
+            return false;
+        }
+        self.nova.push(TrackedNova::started(
+            id,
+            *plan,
+            kind,
+            source,
+            destination,
+            started_at,
+            found,
+        ));
+        true
+    }
+
     fn forget_old_finished(&mut self) {
         let mut finished: Vec<(Option<SystemTime>, MigrationId)> = self
             .migrations
@@ -630,6 +680,12 @@ impl MigrationStore {
             .map(|m| (m.finished_at, m.id))
             .chain(
                 self.cold
+                    .iter()
+                    .filter(|m| m.is_finished())
+                    .map(|m| (m.finished_at, m.id)),
+            )
+            .chain(
+                self.nova
                     .iter()
                     .filter(|m| m.is_finished())
                     .map(|m| (m.finished_at, m.id)),
@@ -643,6 +699,7 @@ impl MigrationStore {
         let forgotten: Vec<MigrationId> = finished[..excess].iter().map(|(_, id)| *id).collect();
         self.migrations.retain(|m| !forgotten.contains(&m.id));
         self.cold.retain(|m| !forgotten.contains(&m.id));
+        self.nova.retain(|m| !forgotten.contains(&m.id));
     }
 
     /// The live migration with this id.
@@ -655,11 +712,17 @@ impl MigrationStore {
         self.cold.iter().find(|m| m.id == id)
     }
 
-    /// The migration with this id, live or cold (ids are history rows: never shared).
+    /// The migration Nova carries out with this id.
+    pub fn get_nova(&self, id: MigrationId) -> Option<&TrackedNova> {
+        self.nova.iter().find(|m| m.id == id)
+    }
+
+    /// The migration with this id, live, cold or Nova's (ids are history rows: never shared).
     pub fn get_listed(&self, id: MigrationId) -> Option<Listed<'_>> {
         self.get(id)
             .map(Listed::Live)
             .or_else(|| self.get_cold(id).map(Listed::Cold))
+            .or_else(|| self.get_nova(id).map(Listed::Nova))
     }
 
     /// In the order the list shows them: running (and starting) and those awaiting the
@@ -676,6 +739,12 @@ impl MigrationStore {
                     .iter()
                     .filter(|m| !m.is_finished())
                     .map(|m| (Some(m.started_at), Listed::Cold(m))),
+            )
+            .chain(
+                self.nova
+                    .iter()
+                    .filter(|m| !m.is_finished())
+                    .map(|m| (Some(m.started_at), Listed::Nova(m))),
             )
             .collect();
         active.sort_by_key(|(started_at, _)| *started_at);
@@ -695,6 +764,12 @@ impl MigrationStore {
                     .filter(|m| m.is_finished())
                     .map(|m| (m.finished_at, Listed::Cold(m))),
             )
+            .chain(
+                self.nova
+                    .iter()
+                    .filter(|m| m.is_finished())
+                    .map(|m| (m.finished_at, Listed::Nova(m))),
+            )
             .collect();
         finished.sort_by_key(|(finished_at, _)| std::cmp::Reverse(*finished_at));
         active
@@ -706,7 +781,7 @@ impl MigrationStore {
     }
 
     pub fn len(&self) -> usize {
-        self.migrations.len() + self.cold.len()
+        self.migrations.len() + self.cold.len() + self.nova.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -725,6 +800,11 @@ impl MigrationStore {
                 .iter()
                 .filter(|m| matches!(m.stage, ColdStage::Running | ColdStage::Settling { .. }))
                 .count()
+            + self
+                .nova
+                .iter()
+                .filter(|m| matches!(m.stage, NovaStage::Running | NovaStage::Settling { .. }))
+                .count()
     }
 
     pub fn queued_count(&self) -> usize {
@@ -737,11 +817,17 @@ impl MigrationStore {
             .iter()
             .filter(|m| m.stage == ColdStage::AwaitingConfirm)
             .count()
+            + self
+                .nova
+                .iter()
+                .filter(|m| m.stage == NovaStage::AwaitingConfirm)
+                .count()
     }
 
     pub fn finished_count(&self) -> usize {
         self.migrations.iter().filter(|m| m.is_finished()).count()
             + self.cold.iter().filter(|m| m.is_finished()).count()
+            + self.nova.iter().filter(|m| m.is_finished()).count()
     }
 
     /// "starts next", "after #12 web-1 (hv1 limit)": what a queued migration waits for, short

@@ -8,5 +8,7 @@ pub mod hosts;
 pub mod instances;
 pub mod launch;
 pub mod migrations;
+pub mod nova;
+pub mod nova_launch;
 pub mod operator_messages;
 pub mod prompt;

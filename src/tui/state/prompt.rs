@@ -12,6 +12,7 @@ use crate::model::migration::MigrationId;
 
 use super::cold_detail::{ColdEnd, ColdStage, TrackedCold};
 use super::migrations::{Listed, MigrationAlert, Stage, TrackedMigration};
+use super::nova::{nova_prompt_for, nova_prompt_text, nova_prompt_title, NovaQuestion};
 use crate::tui::keys::KeyAction;
 use crate::tui::number_field::{NumberEdit, NumberField, MAX_DIGITS};
 
@@ -58,7 +59,7 @@ impl OperatorKey {
         }
     }
 
-    fn verb(self) -> &'static str {
+    pub(super) fn verb(self) -> &'static str {
         match self {
             OperatorKey::Abort => "abort",
             OperatorKey::ForceComplete => "force-complete",
@@ -108,6 +109,11 @@ pub enum OperatorPrompt {
         id: MigrationId,
         question: ColdQuestion,
     },
+    /// y/n on a migration Nova carries out: the answer is asked of Nova.
+    Nova {
+        id: MigrationId,
+        question: NovaQuestion,
+    },
 }
 
 /// What a key did to an open prompt.
@@ -121,6 +127,8 @@ pub enum PromptOutcome {
     Send(OperatorCommand),
     /// The operator answered yes to a cold migration's question.
     ColdYes(ColdQuestion),
+    /// The operator answered yes to a question about a Nova migration.
+    NovaYes(NovaQuestion),
 }
 
 /// The prompt for `key` on the migration of a list row, live or cold, or why the key cannot
@@ -129,6 +137,7 @@ pub fn prompt_for_listed(key: OperatorKey, migration: Listed) -> Result<Operator
     match migration {
         Listed::Live(live) => prompt_for(key, live),
         Listed::Cold(cold) => cold_prompt_for(key, cold),
+        Listed::Nova(nova) => nova_prompt_for(key, nova),
     }
 }
 
@@ -263,7 +272,8 @@ impl OperatorPrompt {
             | OperatorPrompt::Bandwidth { id, .. }
             | OperatorPrompt::MaxDowntime { id, .. }
             | OperatorPrompt::ConfirmRecover { id }
-            | OperatorPrompt::Cold { id, .. } => *id,
+            | OperatorPrompt::Cold { id, .. }
+            | OperatorPrompt::Nova { id, .. } => *id,
         }
     }
 
@@ -280,6 +290,7 @@ impl OperatorPrompt {
                 ColdQuestion::Confirm => OperatorKey::Confirm,
                 ColdQuestion::Revert => OperatorKey::Revert,
             },
+            OperatorPrompt::Nova { question, .. } => question.key(),
         }
     }
 
@@ -290,6 +301,7 @@ impl OperatorPrompt {
                 | OperatorPrompt::ConfirmRecover { .. }
                 | OperatorPrompt::ConfirmForceComplete { .. }
                 | OperatorPrompt::Cold { .. }
+                | OperatorPrompt::Nova { .. }
         )
     }
 
@@ -302,6 +314,11 @@ impl OperatorPrompt {
                 ..
             } | OperatorPrompt::Cold {
                 question: ColdQuestion::Confirm | ColdQuestion::Revert,
+                ..
+            } | OperatorPrompt::Nova {
+                question: NovaQuestion::ForceComplete
+                    | NovaQuestion::Confirm
+                    | NovaQuestion::Revert,
                 ..
             }
         )
@@ -324,6 +341,7 @@ impl OperatorPrompt {
                     _ => format!(" {name} "),
                 }
             }
+            Listed::Nova(nova) => nova_prompt_title(self, nova),
         }
     }
 
@@ -335,6 +353,10 @@ impl OperatorPrompt {
                 cold_text(*question, cold)
             }
             (_, Listed::Cold(_)) => Vec::new(),
+            (OperatorPrompt::Nova { question, .. }, Listed::Nova(nova)) => {
+                nova_prompt_text(*question, nova)
+            }
+            (_, Listed::Nova(_)) => Vec::new(),
         }
     }
 
@@ -351,7 +373,7 @@ impl OperatorPrompt {
             OperatorPrompt::ConfirmForceComplete { .. } => format!(" Force-complete {name}? "),
             OperatorPrompt::Bandwidth { .. } => format!(" Bandwidth of {name} "),
             OperatorPrompt::MaxDowntime { .. } => format!(" Max downtime of {name} "),
-            OperatorPrompt::Cold { .. } => format!(" {name} "),
+            OperatorPrompt::Cold { .. } | OperatorPrompt::Nova { .. } => format!(" {name} "),
         }
     }
 
@@ -426,7 +448,7 @@ impl OperatorPrompt {
                 ),
                 format!("{typed}▏"),
             ],
-            OperatorPrompt::Cold { .. } => Vec::new(),
+            OperatorPrompt::Cold { .. } | OperatorPrompt::Nova { .. } => Vec::new(),
         }
     }
 
@@ -444,6 +466,14 @@ impl OperatorPrompt {
                 ColdQuestion::Confirm => &[(&[KeyAction::Yes], "yes, remove the source copy"), NO],
                 ColdQuestion::Revert => &[(&[KeyAction::Yes], "yes, revert"), NO],
             },
+            OperatorPrompt::Nova { question, .. } => match question {
+                NovaQuestion::Abort => &[(&[KeyAction::Yes], "yes, ask Nova to abort"), NO],
+                NovaQuestion::ForceComplete => {
+                    &[(&[KeyAction::Yes], "yes, ask Nova to force-complete"), NO]
+                }
+                NovaQuestion::Confirm => &[(&[KeyAction::Yes], "yes, ask Nova to confirm"), NO],
+                NovaQuestion::Revert => &[(&[KeyAction::Yes], "yes, ask Nova to revert"), NO],
+            },
             _ => &[
                 (&[], "digits"),
                 (&[KeyAction::Send], "send"),
@@ -458,6 +488,11 @@ impl OperatorPrompt {
         match self {
             OperatorPrompt::Cold { question, .. } => match action {
                 Some(KeyAction::Yes) => PromptOutcome::ColdYes(*question),
+                Some(KeyAction::No | KeyAction::Cancel) => PromptOutcome::Cancelled,
+                _ => PromptOutcome::Unchanged,
+            },
+            OperatorPrompt::Nova { question, .. } => match action {
+                Some(KeyAction::Yes) => PromptOutcome::NovaYes(*question),
                 Some(KeyAction::No | KeyAction::Cancel) => PromptOutcome::Cancelled,
                 _ => PromptOutcome::Unchanged,
             },

@@ -17,7 +17,7 @@ use crate::model::units::{format_bytes, format_duration_ms, MIB};
 use crate::policy::{DowntimeStep, StepTrigger};
 use crate::progress::{ConvergenceVerdict, MigrationPhase, MigrationProgress};
 use crate::tui::app::App;
-use crate::tui::state::migrations::{Stage, TrackedMigration};
+use crate::tui::state::migrations::{ChartSeries, Stage, TrackedMigration};
 use crate::tui::state::operator_messages::OperatorMessageKind;
 use crate::tui::theme::Theme;
 
@@ -94,7 +94,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Paragraph::new(remaining_line(migration, theme)),
         remaining_area,
     );
-    draw_charts(frame, charts_area, migration, theme);
+    let memory_total_bytes = migration
+        .progress
+        .as_ref()
+        .and_then(|p| p.memory_total_bytes);
+    draw_charts(
+        frame,
+        charts_area,
+        &migration.series,
+        memory_total_bytes,
+        theme,
+    );
     frame.render_widget(Paragraph::new(ladder), ladder_area);
     frame.render_widget(
         Paragraph::new(timeline_line(migration, theme)),
@@ -309,11 +319,19 @@ fn remaining_line<'a>(migration: &TrackedMigration, theme: &Theme) -> Line<'a> {
     Line::from(spans)
 }
 
-fn draw_charts(frame: &mut Frame, area: Rect, migration: &TrackedMigration, theme: &Theme) {
+/// The memory-remaining and rate charts of a job's statistics (also a Nova migration's, read
+/// from its source's libvirt).
+pub(super) fn draw_charts(
+    frame: &mut Frame,
+    area: Rect,
+    series: &ChartSeries,
+    memory_total_bytes: Option<u64>,
+    theme: &Theme,
+) {
     if area.height == 0 {
         return;
     }
-    let points = migration.series.points();
+    let points = series.points();
     if points.is_empty() {
         frame.render_widget(
             Paragraph::new(Line::from(vec![
@@ -339,10 +357,7 @@ fn draw_charts(frame: &mut Frame, area: Rect, migration: &TrackedMigration, them
         .iter()
         .filter_map(|p| Some((seconds(p.at_ms), mib(p.dirty_rate_bytes_per_second?))))
         .collect();
-    let memory_top_mib = migration
-        .progress
-        .as_ref()
-        .and_then(|p| p.memory_total_bytes)
+    let memory_top_mib = memory_total_bytes
         .map_or(0.0, mib)
         .max(remaining.iter().map(|(_, y)| *y).fold(0.0, f64::max))
         .max(1.0);

@@ -291,6 +291,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             let row = match migration {
                 Listed::Live(live) => migration_row(store, live, highlight, theme),
                 Listed::Cold(cold) => cold_row(cold, highlight, theme),
+                Listed::Nova(nova) => super::nova::nova_row(nova, highlight, theme),
             };
             match highlight {
                 Some(highlight) => row.style(highlight),
@@ -350,8 +351,8 @@ fn cold_row<'a>(migration: &'a TrackedCold, highlight: Option<Style>, theme: &Th
     )
 }
 
-/// One row of the list, live or cold: id, instance, route, then what the kind says.
-fn list_row<'a>(
+/// One row of the list, live, cold or Nova's: id, instance, route, then what the kind says.
+pub(super) fn list_row<'a>(
     migration: Listed<'a>,
     (phase, phase_style): (String, Style),
     percent: String,

@@ -8,6 +8,8 @@ pub mod instances;
 pub mod launch;
 pub mod migration_detail;
 pub mod migrations;
+pub mod nova;
+pub mod nova_launch;
 pub mod prompt;
 pub mod status;
 
@@ -54,6 +56,9 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
             Some(crate::tui::state::migrations::Listed::Cold(cold)) => {
                 cold_detail::draw(frame, main_area, app, cold, theme)
             }
+            Some(crate::tui::state::migrations::Listed::Nova(migration)) => {
+                nova::draw_detail(frame, main_area, app, migration, theme)
+            }
             _ => migration_detail::draw(frame, main_area, app, theme),
         },
         Screen::Migrations => migrations::draw(frame, main_area, app, theme),
@@ -63,11 +68,16 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
     if let Some(dialog) = &app.launch {
         launch::draw(frame, area, app, dialog, theme);
     }
+    if let Some(dialog) = &app.nova_launch {
+        nova_launch::draw(frame, area, app, dialog, theme);
+    }
     if let Some(prompt) = &app.prompt {
         prompt::draw(frame, area, app, prompt, theme);
     }
     // The dialog and the prompt show the answer to a key themselves, where the eyes are.
-    if let (Some(flash), None, None) = (&app.flash, &app.launch, &app.prompt) {
+    if let (Some(flash), None, None, None) =
+        (&app.flash, &app.launch, &app.nova_launch, &app.prompt)
+    {
         draw_flash(frame, main_area, flash, theme);
     }
     match app.overlay {

@@ -6,12 +6,19 @@ use std::time::Duration;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
+use crate::engine::live::MigrationUpdate;
+use crate::engine::nova::live::{NovaLiveUpdate, NovaRecordReading};
+use crate::engine::nova::NovaMigrationPlan;
+use crate::engine::service::nova::{NovaEvent, NovaMoveKind, NovaRequest, NovaVerdicts};
 use crate::inventory::nova::sample as nova_sample;
 use crate::inventory::{sample, Backend, CloudInventory, InventoryEvent};
+use crate::model::migration::{MigrationId, MigrationKind};
 use crate::model::HostName;
+use crate::tui::action::Action;
 use crate::tui::app::App;
 use crate::tui::state::instances::InstanceKey;
-use crate::tui::test_support::{at, press};
+use crate::tui::state::migrations::{MigrationChange, MigrationEvent};
+use crate::tui::test_support::{adaptive_run_events, at, press};
 use crate::tui::theme::Theme;
 
 /// Three libvirt hosts of two domains each, and cloud ferry-lab with hv1..hv3 (hv1's compute
@@ -114,14 +121,147 @@ fn selecting_novas_hv2_lists_its_servers_not_the_libvirt_domains() {
 }
 
 #[test]
-fn a_nova_server_is_not_offered_to_the_libvirt_launch_dialog() {
+fn m_on_a_nova_server_opens_its_nova_dialog_and_launches_through_nova() {
     let mut app = app_with_a_cloud();
     select_server(&mut app, "nova-idle");
+    app.take_actions();
     press(&mut app, "m");
-    assert!(app.launch.is_none(), "no dialog for a Nova row");
-    let flash = app.flash.clone().unwrap_or_default();
     assert!(
-        flash.contains("nova-idle is a server of cloud ferry-lab"),
-        "{flash}"
+        app.launch.is_none(),
+        "never the libvirt dialog for a Nova row"
     );
+    let dialog = app.nova_launch.clone().expect("the Nova dialog");
+    assert_eq!(dialog.source, "hv2");
+    let actions = app.take_actions();
+    let [Action::Nova(NovaRequest::Preflight {
+        request_id, server, ..
+    })] = actions.as_slice()
+    else {
+        panic!("the dialog asks the cloud first: {actions:?}");
+    };
+    assert_eq!(server.cloud, "ferry-lab");
+    // The lab's cloud as it answered with hv1's compute service disabled for a drain.
+    assert!(app.on_nova_verdicts(
+        *request_id,
+        Ok(NovaVerdicts {
+            server_refusal: None,
+            hosts: vec![
+                (
+                    "hv1".into(),
+                    Some("hv1: its compute service is disabled (drain): enable it or choose another host".into()),
+                ),
+                ("hv3".into(), None),
+            ],
+            scheduler: Ok(()),
+            flavors: vec![("ferry.small".into(), 256, 1), ("ferry.medium".into(), 512, 1)],
+        })
+    ));
+    insta::assert_snapshot!(render(&app, 120, 32));
+    press(&mut app, "j\n");
+    assert!(
+        app.nova_launch.is_some(),
+        "hv1 is refused: the dialog stays"
+    );
+    assert!(app.take_actions().is_empty(), "nothing is asked of Nova");
+    press(&mut app, "j\n");
+    assert!(app.nova_launch.is_none());
+    let actions = app.take_actions();
+    let [Action::Nova(NovaRequest::Launch {
+        kind: NovaMoveKind::Live,
+        destination: Some(destination),
+        ..
+    })] = actions.as_slice()
+    else {
+        panic!("a live launch to hv3: {actions:?}");
+    };
+    assert_eq!(destination, "hv3");
+}
+
+/// A live migration Nova carries out, fed with the libvirt figures of a recorded lab run
+/// (lab-busy-512mib-adaptive) beside Nova's record of it.
+fn app_with_a_nova_migration() -> App {
+    let mut app = app_with_a_cloud();
+    let id = MigrationId(41);
+    let mut feed = |change: NovaEvent, seconds: u64| {
+        app.on_migration_event(MigrationEvent {
+            id,
+            at: at(seconds),
+            change: MigrationChange::Nova(change),
+        });
+    };
+    feed(
+        NovaEvent::Started {
+            plan: Box::new(NovaMigrationPlan {
+                backend: "nova".into(),
+                cloud: "ferry-lab".into(),
+                server_id: "5f0c2d0e-0000-4000-8000-000000000001".into(),
+                server_name: "nova-busy".into(),
+                nova_migration_id: Some(12),
+                migration_type: "live-migration".into(),
+                requested_host: None,
+                flavor: Some("ferry.medium".into()),
+            }),
+            kind: MigrationKind::Live,
+            source: "hv3".into(),
+            destination: Some("hv1".into()),
+            started_at: at(100),
+            found: false,
+        },
+        100,
+    );
+    feed(
+        NovaEvent::Live(NovaLiveUpdate::Nova(NovaRecordReading {
+            status: "running".into(),
+            updated_at: Some("2026-12-02T08:40:05.000000".into()),
+            memory_total_bytes: Some(537_919_488),
+            memory_remaining_bytes: Some(201_326_592),
+            disk_total_bytes: Some(0),
+            disk_remaining_bytes: Some(0),
+            read_at_ms: 6_000,
+        })),
+        106,
+    );
+    for event in adaptive_run_events(MigrationId(1), 14) {
+        if let MigrationChange::Engine(MigrationUpdate::Progress(progress)) = event.change {
+            feed(NovaEvent::Live(NovaLiveUpdate::Libvirt(progress)), 107);
+        }
+    }
+    app.now = at(110);
+    app
+}
+
+#[test]
+fn a_nova_migration_shows_novas_record_beside_libvirts_reading_120x32() {
+    let mut app = app_with_a_nova_migration();
+    press(&mut app, "2");
+    insta::assert_snapshot!("nova_migration_row_120x32", render(&app, 120, 32));
+    press(&mut app, "\n");
+    insta::assert_snapshot!("nova_migration_detail_120x32", render(&app, 120, 32));
+}
+
+#[test]
+fn a_on_a_nova_migration_asks_nova_to_abort_it() {
+    let mut app = app_with_a_nova_migration();
+    press(&mut app, "2");
+    app.take_actions();
+    press(&mut app, "a");
+    assert!(app.prompt.is_some(), "abort asks first");
+    press(&mut app, "y");
+    let actions = app.take_actions();
+    let [Action::Nova(NovaRequest::LiveCommand {
+        id,
+        server,
+        abort: true,
+    })] = actions.as_slice()
+    else {
+        panic!("an abort through Nova: {actions:?}");
+    };
+    assert_eq!(*id, MigrationId(41));
+    assert_eq!(server.server_name, "nova-busy");
+    // Bandwidth is Nova's setting: ferry refuses it with why, and nothing is sent.
+    press(&mut app, "b");
+    assert!(app.prompt.is_none());
+    assert!(app.take_actions().is_empty());
+    let flash = app.flash.clone().unwrap_or_default();
+    assert!(flash.contains("carried out by Nova"), "{flash}");
 }

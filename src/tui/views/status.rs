@@ -7,6 +7,7 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use crate::inventory::HostState;
+use crate::model::migration::MigrationKind;
 use crate::tui::app::{App, Pane, Screen};
 use crate::tui::keys::{KeyAction, KeyScreen};
 use crate::tui::state::launch::DialogFocus;
@@ -198,6 +199,10 @@ pub fn footer_keys(app: &App) -> Vec<FooterKey> {
             let allowed =
                 |key: OperatorKey| selected.is_some_and(|m| prompt_for_listed(key, m).is_ok());
             let commands: &[OperatorKey] = match selected {
+                Some(Listed::Nova(nova)) if nova.kind == MigrationKind::Cold => {
+                    &[OperatorKey::Confirm, OperatorKey::Revert]
+                }
+                Some(Listed::Nova(_)) => &[OperatorKey::Abort, OperatorKey::ForceComplete],
                 Some(Listed::Cold(_)) => &[
                     OperatorKey::Confirm,
                     OperatorKey::Revert,
