@@ -9,140 +9,19 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::cold_guests::{
     data_volume_name, disk_sha256_on, presence, set_up, volume_exists, Acpi, GuestSpec,
     BOOT_TIMEOUT,
 };
+use common::tui::Console;
 use common::{lab_or_skip, Lab, CALL_TIMEOUT};
 use ferry::lab::plan::LabHost;
 use ferry::libvirt::lifecycle::DomainKey;
 use regex::Regex;
 use sha2::{Digest, Sha256};
-
-const WIDTH: u16 = 120;
-const HEIGHT: u16 = 40;
-/// The tmux session (and window) ferry runs in, on this test's own tmux server.
-const SESSION: &str = "ferry";
-
-/// ferry in a tmux pane on a tmux server of its own (`-L`), so that the operator's tmux is
-/// never touched; the server, and ferry with it, is killed on drop.
-struct Console {
-    socket: String,
-    state_dir: PathBuf,
-}
-
-impl Console {
-    fn start(lab: &Lab, test: &str) -> Console {
-        let pid = std::process::id();
-        let state_dir = std::env::temp_dir().join(format!("ferry-tui-{test}-{pid}"));
-        let _ = std::fs::remove_dir_all(&state_dir);
-        std::fs::create_dir_all(&state_dir).unwrap();
-        let console = Console {
-            socket: format!("ferry-e2e-{pid}"),
-            state_dir,
-        };
-        let config = lab.plan.ferry_config_path();
-        let width = WIDTH.to_string();
-        let height = HEIGHT.to_string();
-        let env_config = format!("FERRY_CONFIG={}", config.display());
-        let env_state = format!("XDG_STATE_HOME={}", console.state_dir.display());
-        let output = console.tmux(&[
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            SESSION,
-            "-x",
-            &width,
-            "-y",
-            &height,
-            "-e",
-            &env_config,
-            "-e",
-            &env_state,
-            common::ferry_binary(),
-            // Keep the pane (and what ferry last drew, or its panic) if ferry exits.
-            ";",
-            "set-option",
-            "-t",
-            SESSION,
-            "remain-on-exit",
-            "on",
-        ]);
-        assert!(
-            output.status.success(),
-            "tmux new-session: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        console
-    }
-
-    fn tmux(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run tmux (installed by src/lab/install-deps.sh)")
-    }
-
-    /// Named keys as tmux spells them (`Enter`, `Tab`, `BSpace`) or single characters.
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", SESSION];
-        args.extend_from_slice(keys);
-        let output = self.tmux(&args);
-        assert!(
-            output.status.success(),
-            "tmux send-keys {keys:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    /// Text typed as is, character by character.
-    fn type_text(&self, text: &str) {
-        let output = self.tmux(&["send-keys", "-t", SESSION, "-l", text]);
-        assert!(output.status.success(), "tmux send-keys -l {text:?}");
-    }
-
-    /// What the pane shows now, one line per row.
-    fn screen(&self) -> String {
-        let output = self.tmux(&["capture-pane", "-p", "-t", SESSION]);
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    /// Polls the screen until `predicate` holds and returns that screen; fails the test with
-    /// the last screen if it does not within `timeout`.
-    fn wait_for_screen(
-        &self,
-        what: &str,
-        timeout: Duration,
-        predicate: impl Fn(&str) -> bool,
-    ) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let screen = self.screen();
-            if predicate(&screen) {
-                return screen;
-            }
-            if Instant::now() > deadline {
-                panic!("waited {timeout:?} for the screen to show {what}; last screen:\n{screen}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        let _ = self.tmux(&["kill-server"]);
-        let _ = std::fs::remove_dir_all(&self.state_dir);
-    }
-}
 
 /// Leaves the lab as a failed test must not leave it for the next one: with ferry killed,
 /// libvirt would carry on a migration of `busy` that nobody watches. Aborts its job and
@@ -319,7 +198,7 @@ fn tui_launches_aborts_and_force_completes_a_migration_of_busy() {
         lab: &lab,
         guest: "busy",
     };
-    let console = Console::start(&lab, "abort-force");
+    let console = Console::start(&lab.plan.ferry_config_path(), "abort-force");
 
     // Every host answered, and busy is listed running on its source.
     console.wait_for_screen(
@@ -595,7 +474,7 @@ fn tui_cold_migrates_a_guest_reverts_then_confirms() {
     let content_sha256 = guests.sha256_of(COLD_GUEST).to_string();
     let source = lab.plan.hosts[0].clone();
     let destination = lab.next_host(&source);
-    let console = Console::start(&lab, "cold");
+    let console = Console::start(&lab.plan.ferry_config_path(), "cold");
 
     console.wait_for_screen(
         "the hosts up and the test guest running on its source",

@@ -7,6 +7,7 @@
 pub mod cold_guests;
 pub mod nova;
 pub mod operator;
+pub mod tui;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -26,7 +26,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let focused = app.focus == Pane::Instances;
     let instances = app.visible_instances();
     let selected_host = app.selected_host();
-    let scope = selected_host.map_or("all hosts".to_string(), |h| h.name.to_string());
+    // A cloud's hypervisor has the name of its libvirt host: the backend tells them apart.
+    let scope = selected_host.map_or("all hosts".to_string(), |h| {
+        if h.backend.is_nova() {
+            format!("{} {}", h.name, h.backend.label())
+        } else {
+            h.name.to_string()
+        }
+    });
     let mut title = vec![Span::styled(
         format!(" Instances ({scope}) {} ", instances.len()),
         theme.title,
