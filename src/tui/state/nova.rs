@@ -10,7 +10,7 @@ use crate::engine::nova::live::{NovaLiveOutcome, NovaLiveUpdate, NovaRecordReadi
 use crate::engine::nova::NovaMigrationPlan;
 use crate::engine::service::nova::{NovaEvent, NovaServerRef};
 use crate::model::migration::{MigrationId, MigrationKind};
-use crate::progress::MigrationProgress;
+use crate::progress::{MigrationPhase, MigrationProgress};
 
 use super::migrations::{ChartPoint, ChartSeries, CHART_POINTS_KEPT};
 use super::prompt::{OperatorKey, OperatorPrompt};
@@ -314,6 +314,15 @@ impl TrackedNova {
             }
             NovaLiveUpdate::Libvirt(progress) => {
                 self.libvirt_unavailable = None;
+                // An ended job's statistics are empty: drawn, nothing left would read as
+                // success. The last picture of the running job stays; Nova says how it ended.
+                if matches!(
+                    progress.phase,
+                    MigrationPhase::Cancelled | MigrationPhase::Failed
+                ) && self.libvirt.is_some()
+                {
+                    return false;
+                }
                 if let Some(remaining) = progress.memory_remaining_bytes {
                     self.series.push(ChartPoint {
                         at_ms: progress.elapsed_ms,

@@ -84,20 +84,36 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, dialog: &LaunchDialog, the
     draw_destinations(frame, destinations_area, app, dialog, theme);
     draw_options(frame, options_area, dialog, &app.keys, theme);
 
+    draw_summary_and_keys(
+        frame,
+        [summary_area, flash_area],
+        (summary_rows, summary_style),
+        app,
+        keys_line(&app.keys, dialog),
+        theme,
+    );
+}
+
+/// The bottom of a launch dialog: what Enter will do, wrapped, then the answer to the last
+/// key or else the dialog's keys.
+pub(super) fn draw_summary_and_keys(
+    frame: &mut Frame,
+    [summary_area, keys_area]: [Rect; 2],
+    (summary_rows, summary_style): (Vec<String>, Style),
+    app: &App,
+    keys_text: String,
+    theme: &Theme,
+) {
     let summary: Vec<Line> = summary_rows
         .into_iter()
         .map(|row| Line::from(Span::styled(format!(" {row}"), summary_style)))
         .collect();
     frame.render_widget(Paragraph::new(summary), summary_area);
-
     let last_line = match &app.flash {
         Some(flash) => Line::from(Span::styled(format!(" {flash}"), theme.warning)),
-        None => Line::from(Span::styled(
-            keys_line(&app.keys, dialog),
-            theme.footer_text,
-        )),
+        None => Line::from(Span::styled(keys_text, theme.footer_text)),
     };
-    frame.render_widget(Paragraph::new(last_line), flash_area);
+    frame.render_widget(Paragraph::new(last_line), keys_area);
 }
 
 fn draw_destinations(

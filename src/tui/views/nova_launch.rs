@@ -57,16 +57,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, dialog: &NovaLaunchDialog,
     .areas(inner);
     frame.render_widget(Paragraph::new(destinations), destinations_area);
     frame.render_widget(Paragraph::new(options), options_area);
-    let summary: Vec<Line> = summary_rows
-        .into_iter()
-        .map(|row| Line::from(Span::styled(format!(" {row}"), summary_style)))
-        .collect();
-    frame.render_widget(Paragraph::new(summary), summary_area);
-    let last_line = match &app.flash {
-        Some(flash) => Line::from(Span::styled(format!(" {flash}"), theme.warning)),
-        None => Line::from(Span::styled(keys_line(app), theme.footer_text)),
-    };
-    frame.render_widget(Paragraph::new(last_line), keys_area);
+    super::launch::draw_summary_and_keys(
+        frame,
+        [summary_area, keys_area],
+        (summary_rows, summary_style),
+        app,
+        keys_line(app),
+        theme,
+    );
 }
 
 /// `auto` and each other compute host, the highlighted one marked, refused ones greyed with
