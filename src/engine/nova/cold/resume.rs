@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::judge::resumed_migration;
 use super::{bounded, finish, follow, record_event, Followed, Look, Watch, WatchLine};
-use crate::engine::history::{EventKind, OutcomeKind};
+use crate::engine::history::{EventKind, MigrationRecord, OutcomeKind};
 use crate::engine::nova::{with_history, CloudSession, NovaMigrationPlan};
 use crate::model::migration::{MigrationId, MigrationKind};
 use crate::nova::types::{MigrationFilter, MigrationType};
@@ -48,7 +48,16 @@ pub struct ColdResumed {
 /// Each is (record, plan, source host).
 pub fn unfinished_in_history(cloud: &str) -> Result<Vec<(MigrationId, NovaMigrationPlan, String)>> {
     let unfinished = with_history(|history| Ok(history.unfinished()?))?;
-    Ok(unfinished
+    Ok(unfinished_watches(unfinished, cloud))
+}
+
+/// Of the history's unfinished records, the Nova cold migrations and resizes of `cloud` with
+/// no outcome at all (an awaiting-confirm outcome is Nova's pause, not a watch left off).
+pub fn unfinished_watches(
+    records: Vec<MigrationRecord>,
+    cloud: &str,
+) -> Vec<(MigrationId, NovaMigrationPlan, String)> {
+    records
         .into_iter()
         .filter(|record| record.kind == MigrationKind::Cold && record.outcome.is_none())
         .filter_map(|record| {
@@ -56,7 +65,7 @@ pub fn unfinished_in_history(cloud: &str) -> Result<Vec<(MigrationId, NovaMigrat
             (plan.cloud == cloud && plan.migration_type != MigrationType::Live.as_str())
                 .then_some((record.id, plan, record.source_host))
         })
-        .collect())
+        .collect()
 }
 
 fn migration_type_of(plan: &NovaMigrationPlan) -> MigrationType {
@@ -249,3 +258,7 @@ fn record_plan_gains_id(stored: &serde_json::Value, plan: &NovaMigrationPlan) ->
     plan.nova_migration_id.is_some()
         && NovaMigrationPlan::from_history(stored).is_some_and(|s| s.nova_migration_id.is_none())
 }
+
+#[cfg(test)]
+#[path = "resume_tests.rs"]
+mod tests;
