@@ -355,7 +355,7 @@ impl KilledOnDrop {
     fn has_ended(&mut self) -> bool {
         self.0
             .as_mut()
-            .map_or(true, |child| child.try_wait().unwrap().is_some())
+            .is_none_or(|child| child.try_wait().unwrap().is_some())
     }
 
     /// SIGKILL, as an operator's `kill -9` or a crash: ferry gets no chance to write anything.
