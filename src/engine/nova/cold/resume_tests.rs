@@ -4,32 +4,9 @@
 
 use super::*;
 use crate::engine::nova::cold::judge::{made_before, resumed_migration};
+use crate::engine::nova::cold::tests::server;
 use crate::engine::nova::cold::{judge_resume, ColdRequest, ResumeVerdict};
-use crate::nova::types::{Migration, Server, ServerFlavor};
-
-fn server(status: &str, task: Option<&str>, host: &str) -> Server {
-    Server {
-        id: "8d3a9f47-1c2b-4e5f-9a6b-7c8d9e0f1a2b".into(),
-        name: "ferry-cold-resume".into(),
-        status: status.into(),
-        task_state: task.map(str::to_string),
-        vm_state: None,
-        power_state: None,
-        host: Some(host.into()),
-        hypervisor_hostname: Some(host.into()),
-        instance_name: Some("instance-00000007".into()),
-        flavor: ServerFlavor {
-            id: None,
-            name: Some("ferry.small".into()),
-            vcpus: Some(1),
-            memory_mib: Some(256),
-            root_disk_gib: Some(1),
-        },
-        tenant_id: None,
-        fault: None,
-        updated: None,
-    }
-}
+use crate::nova::types::Migration;
 
 /// One os-migrations record as Nova 26 lists it at 2.59.
 fn migration(id: u64, status: &str, source: &str, created_at: &str) -> Migration {
@@ -44,7 +21,7 @@ fn migration(id: u64, status: &str, source: &str, created_at: &str) -> Migration
         "dest_host": "10.77.0.12",
         "created_at": created_at,
         "updated_at": created_at,
-        "instance_uuid": "8d3a9f47-1c2b-4e5f-9a6b-7c8d9e0f1a2b",
+        "instance_uuid": "255036e1-07ec-40cc-ba7c-5d1b6ea78cbc",
         "migration_type": "migration",
         "old_instance_type_id": 1,
         "new_instance_type_id": 1,
