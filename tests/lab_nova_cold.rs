@@ -12,7 +12,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferry::nova::{load_cloud, CloudSelection, NovaClient};
@@ -299,32 +299,87 @@ impl Ferry {
         Ferry { state_dir }
     }
 
-    /// Runs ferry; returns (success, stdout, stderr).
-    fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        command
             .args(["--config", LAB_FERRY_CONFIG])
             .args(args)
-            .env("XDG_STATE_HOME", &self.state_dir)
-            .output()
-            .expect("run ferry");
-        let result = (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        );
+            .env("XDG_STATE_HOME", &self.state_dir);
+        command
+    }
+
+    /// Runs ferry; returns (success, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let result = self.run_quietly(args);
         eprintln!("ferry {}:\n{}{}", args.join(" "), result.1, result.2);
         result
     }
 
+    /// Runs ferry without logging what it printed (for polls).
+    fn run_quietly(&self, args: &[&str]) -> (bool, String, String) {
+        let output = self.command(args).output().expect("run ferry");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Starts ferry as a child process, its output kept for the log.
+    fn spawn(&self, args: &[&str]) -> KilledOnDrop {
+        let child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ferry");
+        KilledOnDrop(Some(child))
+    }
+
     /// The history's records, newest first.
     fn history(&self) -> Vec<Value> {
-        let (ok, stdout, stderr) = self.run(&["history", "--json"]);
+        let (ok, stdout, stderr) = self.run_quietly(&["history", "--json"]);
         assert!(ok, "ferry history: {stderr}");
         serde_json::from_str::<Value>(&stdout)
             .unwrap_or_else(|e| panic!("history JSON: {e}: {stdout}"))
             .as_array()
             .cloned()
             .unwrap()
+    }
+}
+
+/// A ferry child process, killed (SIGKILL) and reaped however the test ends.
+struct KilledOnDrop(Option<Child>);
+
+impl KilledOnDrop {
+    fn has_ended(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_none_or(|child| child.try_wait().unwrap().is_some())
+    }
+
+    /// SIGKILL, as an operator's `kill -9` or a crash: ferry gets no chance to write anything.
+    /// Returns what it printed.
+    fn kill(&mut self) -> String {
+        let Some(mut child) = self.0.take() else {
+            return String::new();
+        };
+        let _ = child.kill();
+        let output = child.wait_with_output().expect("reap ferry");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+}
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -418,6 +473,26 @@ fn check_settled(
     assert_eq!(history.len(), 1, "one record, finished twice: {history:?}");
 }
 
+/// `ferry confirm` of a server waiting for confirm on hv2, checked settled there only, its
+/// record `record_id` confirmed.
+fn confirm_on_hv2(cloud: &Cloud, ferry: &Ferry, server: &BootedServer, record_id: u64) {
+    let (ok, stdout, stderr) = ferry.run(&["confirm", &server.name, "--cloud", CLOUD]);
+    assert!(ok, "ferry confirm: {stderr}");
+    assert!(
+        stdout.contains("confirmed by Nova: ACTIVE on hv2"),
+        "{stdout}"
+    );
+    check_settled(
+        cloud,
+        ferry,
+        server,
+        "hv2",
+        "confirmed",
+        record_id,
+        "confirmed",
+    );
+}
+
 #[test]
 fn a_cold_migration_to_a_named_host_waits_for_confirm_and_is_confirmed_there() {
     let test = "a_cold_migration_to_a_named_host_waits_for_confirm_and_is_confirmed_there";
@@ -429,21 +504,7 @@ fn a_cold_migration_to_a_named_host_waits_for_confirm_and_is_confirmed_there() {
     let destination = "hv2";
     let record_id = cold_migrate(&cloud, &ferry, &server, destination);
 
-    let (ok, stdout, stderr) = ferry.run(&["confirm", &server.name, "--cloud", CLOUD]);
-    assert!(ok, "ferry confirm: {stderr}");
-    assert!(
-        stdout.contains("confirmed by Nova: ACTIVE on hv2"),
-        "{stdout}"
-    );
-    check_settled(
-        &cloud,
-        &ferry,
-        &server,
-        destination,
-        "confirmed",
-        record_id,
-        "confirmed",
-    );
+    confirm_on_hv2(&cloud, &ferry, &server, record_id);
 }
 
 #[test]
@@ -609,4 +670,122 @@ fn a_cold_migration_to_its_own_host_or_a_disabled_one_is_refused_and_nothing_is_
         "{stderr}"
     );
     unchanged();
+}
+
+/// Nova's statuses of a cold migration still under way (before `finished`, VERIFY_RESIZE).
+const MOVING: &[&str] = &[
+    "queued",
+    "accepted",
+    "pre-migrating",
+    "migrating",
+    "post-migrating",
+];
+
+#[test]
+fn a_cold_migration_whose_ferry_was_killed_mid_watch_is_settled_by_resume_and_confirmed() {
+    let test =
+        "a_cold_migration_whose_ferry_was_killed_mid_watch_is_settled_by_resume_and_confirmed";
+    let Some(cloud) = cloud_or_skip(test) else {
+        return;
+    };
+    let ferry = Ferry::new("cold-resume");
+    let server = cloud.boot("ferry-cold-resume", "ferry-dirty");
+    let destination = "hv2";
+    let mut migrate = ferry.spawn(&[
+        "migrate",
+        &server.name,
+        "--cold",
+        "--cloud",
+        CLOUD,
+        "--to",
+        destination,
+    ]);
+
+    // Killed once its history record exists and Nova is moving the server.
+    let started = Instant::now();
+    let record_id = loop {
+        assert!(
+            !migrate.has_ended(),
+            "ferry migrate ended before it was killed: {}",
+            migrate.kill()
+        );
+        let history = ferry.history();
+        if let Some(record) = history.first() {
+            let newest = cloud.migrations(&server.id).into_iter().next();
+            let status = newest
+                .as_ref()
+                .and_then(|m| m["status"].as_str())
+                .unwrap_or("")
+                .to_string();
+            if MOVING.contains(&status.as_str()) {
+                eprintln!("killing ferry migrate: Nova's migration is {status}");
+                break record["id"].as_u64().unwrap();
+            }
+            assert!(
+                status.is_empty(),
+                "Nova's migration is {status} before ferry could be killed mid-watch: {record}"
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no history record with Nova's migration moving within 60 s: {history:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let said = migrate.kill();
+    eprintln!("ferry migrate, killed:\n{said}");
+    let record = &ferry.history()[0];
+    assert_eq!(record["id"].as_u64(), Some(record_id), "{record}");
+    assert!(
+        record["outcome"].is_null(),
+        "ferry was killed before its verdict, so the record must be unfinished: {record}"
+    );
+    eprintln!(
+        "Nova, as ferry resume starts: {} task {}",
+        server.now()["status"],
+        server.now()["OS-EXT-STS:task_state"]
+    );
+
+    let (ok, stdout, stderr) = ferry.run(&["resume", "--json"]);
+    assert!(ok, "ferry resume: {stderr}");
+    let resumed: Vec<Value> = stdout
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .filter(|line: &Value| line["type"] == "resumed")
+        .collect();
+    assert_eq!(resumed.len(), 1, "one cold record resumed: {stdout}");
+    assert_eq!(
+        resumed[0]["history_id"].as_u64(),
+        Some(record_id),
+        "{stdout}"
+    );
+    assert_eq!(resumed[0]["outcome"], "awaiting_confirm", "{stdout}");
+    assert_eq!(resumed[0]["host"], destination, "{stdout}");
+    assert_eq!(resumed[0]["server_id"], server.id.as_str(), "{stdout}");
+    // Nova (curl), libvirt and the history agree: it waits for confirm on hv2.
+    assert_eq!(
+        check_awaiting_confirm(&cloud, &ferry, &server, destination),
+        record_id
+    );
+    let events = |record: &Value| record["events"].as_array().cloned().unwrap_or_default();
+    let record = ferry.history()[0].clone();
+    assert!(
+        events(&record).iter().any(|e| e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("watched again by `ferry resume`")),
+        "{record}"
+    );
+
+    // Awaiting confirm is Nova's pause, not a watch left off: a second resume leaves it.
+    let (ok, stdout, stderr) = ferry.run(&["resume"]);
+    assert!(ok, "second ferry resume: {stderr}");
+    assert!(!stdout.contains(&server.name), "{stdout}");
+    let again = ferry.history()[0].clone();
+    assert_eq!(again["outcome"], "awaiting_confirm", "{again}");
+    assert_eq!(events(&again).len(), events(&record).len(), "{again}");
+
+    // check_settled: ACTIVE on hv2 per curl, defined on hv2 only (virsh), record confirmed.
+    confirm_on_hv2(&cloud, &ferry, &server, record_id);
 }

@@ -1,5 +1,6 @@
 //! `ferry migrate --cloud`, `ferry abort|force-complete --cloud` and the Nova half of
-//! `ferry resume`: live migrations Nova carries out, watched and recorded by ferry.
+//! `ferry resume`: live migrations Nova carries out, watched and recorded by ferry, and the
+//! cold migrations and resizes a killed ferry left unfinished, settled from Nova's answers.
 
 use std::process::ExitCode;
 
@@ -9,11 +10,13 @@ use tokio::sync::mpsc;
 
 use ferry::config::Config;
 use ferry::engine::live::OperatorCommand;
+use ferry::engine::nova::cold;
 use ferry::engine::nova::live::{self, NovaLiveOutcome, NovaLiveUpdate};
 use ferry::engine::nova::CloudSession;
 use ferry::runtime;
 
 use super::migrate::Output;
+use super::nova_cold;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -210,14 +213,18 @@ pub fn operator_command(
 }
 
 /// The Nova half of `ferry resume`: every cloud's unfinished live migrations in the history,
-/// watched again to their end. Ok(None) when there were none.
+/// watched again to their end, and its cold migrations and resizes whose watch ended without a
+/// verdict, settled from Nova's answers (those awaiting confirm are left as they are). Ok(None)
+/// when there were none; Some(true) when every one completed (or, cold, reached confirm).
 pub fn resume(config: &Config, output: Output) -> Result<Option<bool>> {
     runtime::wait(async {
         let mut watches = Vec::new();
+        let mut cold_resumes = Vec::new();
         let mut all_completed = true;
         for cloud in &config.clouds {
             let unfinished = live::unfinished_in_history(&cloud.name)?;
-            if unfinished.is_empty() {
+            let unfinished_cold = cold::unfinished_in_history(&cloud.name)?;
+            if unfinished.is_empty() && unfinished_cold.is_empty() {
                 continue;
             }
             let session = match CloudSession::connect(config, Some(&cloud.name)).await {
@@ -225,7 +232,7 @@ pub fn resume(config: &Config, output: Output) -> Result<Option<bool>> {
                 Err(error) => {
                     eprintln!(
                         "ferry: {} Nova migration(s) of cloud {} left unwatched: {error:#}",
-                        unfinished.len(),
+                        unfinished.len() + unfinished_cold.len(),
                         cloud.name
                     );
                     all_completed = false;
@@ -249,11 +256,24 @@ pub fn resume(config: &Config, output: Output) -> Result<Option<bool>> {
                     }
                 }
             }
+            for (history_id, plan, source) in unfinished_cold {
+                let session = session.clone();
+                cold_resumes.push(tokio::spawn(async move {
+                    nova_cold::resume_one(&session, history_id, &plan, &source, output).await
+                }));
+            }
         }
-        if watches.is_empty() && all_completed {
+        if watches.is_empty() && cold_resumes.is_empty() && all_completed {
             return Ok(None);
         }
-        all_completed &= print_all(output, watches).await;
-        Ok(Some(all_completed))
+        let cold_settled = async {
+            let mut all_settled = true;
+            for task in cold_resumes {
+                all_settled &= task.await.unwrap_or(false);
+            }
+            all_settled
+        };
+        let (live_completed, cold_settled) = tokio::join!(print_all(output, watches), cold_settled);
+        Ok(Some(all_completed && live_completed && cold_settled))
     })
 }

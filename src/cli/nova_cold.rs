@@ -9,7 +9,8 @@ use anyhow::Result;
 use serde::Serialize;
 
 use ferry::config::Config;
-use ferry::engine::nova::cold::{self, ColdRequest, ColdResult, WatchLine};
+use ferry::engine::history::OutcomeKind;
+use ferry::engine::nova::cold::{self, ColdRequest, ColdResult, ColdResumed, WatchLine};
 use ferry::engine::nova::CloudSession;
 use ferry::runtime::wait;
 
@@ -87,7 +88,7 @@ fn summary(result: &ColdResult, cloud: &str) -> String {
         None => "cold-migrated".to_string(),
     };
     match result.outcome {
-        ferry::engine::history::OutcomeKind::AwaitingConfirm => format!(
+        OutcomeKind::AwaitingConfirm => format!(
             "{}: {what} by Nova from {} to {}, awaiting confirm: `ferry confirm {} --cloud \
              {cloud}` keeps it, `ferry revert {} --cloud {cloud}` takes it back",
             result.server,
@@ -128,6 +129,63 @@ pub fn settle(config: &Config, cloud: &str, instance: &str, keep: bool) -> Resul
         Err(error) => {
             refused(output, instance, &error);
             Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// What `ferry resume` did with an unfinished Nova cold migration or resize, as one line;
+/// true when the move reached its end (awaiting confirm, or confirmed by Nova).
+pub fn print_resumed(output: Output, resumed: &ColdResumed) -> bool {
+    let what = if resumed.migration_type == "resize" {
+        "resize"
+    } else {
+        "cold migration"
+    };
+    let head = format!(
+        "{}: Nova {what}{} (ferry history #{})",
+        resumed.server,
+        resumed
+            .nova_migration_id
+            .map(|id| format!(" {id}"))
+            .unwrap_or_default(),
+        resumed.history_id
+    );
+    let (server, cloud) = (&resumed.server, &resumed.cloud);
+    let text = match resumed.outcome {
+        Some(OutcomeKind::AwaitingConfirm) => format!(
+            "{head}: awaiting confirm on {}: `ferry confirm {server} --cloud {cloud}` keeps it, \
+             `ferry revert {server} --cloud {cloud}` takes it back",
+            resumed.host.as_deref().unwrap_or("?")
+        ),
+        Some(outcome) => format!("{head}: {outcome}: {}", resumed.detail),
+        None => format!("{head}: left unfinished: {}", resumed.detail),
+    };
+    output.line("resumed", &text, resumed);
+    matches!(
+        resumed.outcome,
+        Some(OutcomeKind::AwaitingConfirm | OutcomeKind::Confirmed)
+    )
+}
+
+/// Settles one unfinished Nova cold migration or resize from Nova's answers (`ferry
+/// resume`), printing each change ferry sees and then what it did; true when the move reached
+/// its end.
+pub async fn resume_one(
+    session: &CloudSession,
+    history_id: ferry::model::migration::MigrationId,
+    plan: &ferry::engine::nova::NovaMigrationPlan,
+    source: &str,
+    output: Output,
+) -> bool {
+    let mut report = |line: &WatchLine| output.line("progress", &line.text(), line);
+    match cold::resume_unfinished(session, history_id, plan, source, &mut report).await {
+        Ok(resumed) => print_resumed(output, &resumed),
+        Err(error) => {
+            eprintln!(
+                "ferry: {}: ferry history #{} left unfinished: {error:#}",
+                plan.server_name, history_id.0
+            );
+            false
         }
     }
 }

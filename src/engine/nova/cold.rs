@@ -19,8 +19,8 @@ use serde::Serialize;
 use super::preflight::{
     any_destination, destination_refusal, server_refusal, CloudFacts, Needs, NovaMove,
 };
-use super::{open_history, CloudSession, NovaMigrationPlan, NOVA_BACKEND};
-use crate::engine::history::{unix_ms_now, EventKind, History, NewMigration, Outcome, OutcomeKind};
+use super::{with_history, CloudSession, NovaMigrationPlan, NOVA_BACKEND};
+use crate::engine::history::{unix_ms_now, EventKind, NewMigration, Outcome, OutcomeKind};
 use crate::model::migration::{MigrationId, MigrationKind};
 use crate::model::HostName;
 use crate::nova::types::{Flavor, Migration, MigrationFilter, MigrationType, Server, ServerFault};
@@ -264,137 +264,210 @@ pub async fn launch(
         .and_then(|m| m.record.dest_compute.clone())
         .or_else(|| request.requested_host().map(str::to_string))
         .unwrap_or_else(|| "auto".to_string());
-    let mut history = open_history()?;
-    let history_id = history.start_migration(&NewMigration {
-        kind: MigrationKind::Cold,
-        instance_name: server.name.clone(),
-        instance_uuid: server.id.clone(),
-        source_host: host_name(&source_host)?,
-        destination_host: host_name(&destination_known)?,
-        policy: request.policy().to_string(),
-        plan: serde_json::to_value(&plan).context("writing the plan as JSON")?,
-        started_at_unix_ms: unix_ms_now() - i64::try_from(started.elapsed().as_millis())?,
+    let started_at_unix_ms = unix_ms_now() - i64::try_from(started.elapsed().as_millis())?;
+    let history_id = with_history(|history| {
+        Ok(history.start_migration(&NewMigration {
+            kind: MigrationKind::Cold,
+            instance_name: server.name.clone(),
+            instance_uuid: server.id.clone(),
+            source_host: host_name(&source_host)?,
+            destination_host: host_name(&destination_known)?,
+            policy: request.policy().to_string(),
+            plan: serde_json::to_value(&plan).context("writing the plan as JSON")?,
+            started_at_unix_ms,
+        })?)
     })?;
-    let record_event = |history: &mut History, kind: EventKind, message: &str| {
-        let at_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        if let Err(error) = history.record_event(history_id, at_ms, kind, message) {
-            tracing::warn!("history: {error}");
-        }
+    let followed = Followed {
+        server_id: server.id.clone(),
+        server_name: server.name.clone(),
+        source_host,
+        history_id,
+        started_at_unix_ms,
+        plan,
+        filter,
+        migrations_before,
+        actions_before,
     };
-    record_event(
-        &mut history,
+    followed.event(
         EventKind::Phase,
-        &match &plan.nova_migration_id {
+        &match &followed.plan.nova_migration_id {
             Some(id) => format!("Nova accepted it: migration {id}"),
             None => "Nova accepted it; its migration record was not found yet".to_string(),
         },
     );
+    follow(session, &followed, Watch::new(started), None, report).await
+}
 
-    let mut migration_id = plan.nova_migration_id;
-    let mut watch = Watch::new(started);
-    loop {
-        if watch.expired() {
-            let message = watch.gave_up(&format!(
-                "{} to reach VERIFY_RESIZE (or Nova's migration to fail)",
-                server.name
-            ))
-                + ". The record stays unfinished: look again with `ferry resume`, or in Nova";
-            record_event(&mut history, EventKind::Error, &message);
-            bail!("{message}");
+/// One cold migration or resize Nova carries out, as ferry's watch follows it: from its
+/// launch, or taken over from the history by `ferry resume`.
+pub(super) struct Followed {
+    pub(super) server_id: String,
+    pub(super) server_name: String,
+    pub(super) source_host: String,
+    pub(super) history_id: MigrationId,
+    /// When the history record started: its events are timed from here.
+    pub(super) started_at_unix_ms: i64,
+    pub(super) plan: NovaMigrationPlan,
+    /// The server's migrations of the move's type, as os-migrations is asked for them.
+    pub(super) filter: MigrationFilter,
+    /// Nova's migrations and instance actions from before ferry asked: the move's own are
+    /// the ones not in these.
+    pub(super) migrations_before: BTreeSet<u64>,
+    pub(super) actions_before: BTreeSet<String>,
+}
+
+impl Followed {
+    fn what(&self) -> &'static str {
+        if self.plan.migration_type == MigrationType::Resize.as_str() {
+            "resize"
+        } else {
+            "cold migration"
         }
-        let now = match watch.look(session, &server.id).await {
-            Ok(Some(now)) => now,
-            Ok(None) => continue,
-            Err(error) => {
-                let message = format!("{}: {error:#}", server.name);
-                finish(&mut history, history_id, OutcomeKind::Failed, &message);
+    }
+
+    pub(super) fn event(&self, kind: EventKind, message: &str) {
+        record_event(self.history_id, self.started_at_unix_ms, kind, message);
+    }
+
+    fn finish(&self, kind: OutcomeKind, detail: &str) {
+        finish(self.history_id, kind, detail);
+    }
+}
+
+/// One look at the server, with the status of Nova's migration of it once found.
+pub(super) struct Look {
+    pub(super) server: Server,
+    pub(super) migration_status: Option<String>,
+}
+
+/// Follows the move until Nova decides it (the server waits in VERIFY_RESIZE, Nova confirmed
+/// or reverted it itself, or Nova gave up) or the watch's bound runs out, and records the
+/// verdict on the history record (nothing when the bound runs out: the record stays
+/// unfinished). `first_look`, when given, is judged before ferry looks again. Never holds
+/// the history across an await: every write goes through `with_history`.
+pub(super) async fn follow(
+    session: &CloudSession,
+    followed: &Followed,
+    mut watch: Watch,
+    mut first_look: Option<Look>,
+    report: &mut (dyn FnMut(&WatchLine) + Send),
+) -> Result<ColdResult> {
+    let server_name = &followed.server_name;
+    let mut migration_id = followed.plan.nova_migration_id;
+    loop {
+        let look = match first_look.take() {
+            Some(look) => look,
+            None => {
+                if watch.expired() {
+                    let message = watch.gave_up(&format!(
+                        "{server_name} to reach VERIFY_RESIZE (or Nova's migration to fail)"
+                    ))
+                        + ". The record stays unfinished: look again with `ferry resume`, \
+                         or in Nova";
+                    followed.event(EventKind::Error, &message);
+                    bail!("{message}");
+                }
+                let server = match watch.look(session, &followed.server_id).await {
+                    Ok(Some(now)) => now,
+                    Ok(None) => continue,
+                    Err(error) => {
+                        let message = format!("{server_name}: {error:#}");
+                        followed.finish(OutcomeKind::Failed, &message);
+                        bail!("{message}");
+                    }
+                };
+                let migration = match migration_id {
+                    Some(id) => nova_migration(session, &followed.filter, id).await,
+                    None => {
+                        let found = find_new_migration_once(
+                            session,
+                            &followed.filter,
+                            &followed.migrations_before,
+                        )
+                        .await;
+                        migration_id = found.as_ref().map(|m| m.record.id);
+                        if let Some(id) = migration_id {
+                            followed.event(EventKind::Phase, &format!("Nova's migration {id}"));
+                        }
+                        found
+                    }
+                };
+                Look {
+                    server,
+                    migration_status: migration.map(|m| m.record.status),
+                }
+            }
+        };
+        let now = look.server;
+        let migration_status = look.migration_status.as_deref();
+        if let Some(line) = watch.changed(&now, migration_status, report) {
+            followed.event(EventKind::Phase, &line);
+        }
+        let (outcome, host) = match judge_resume(&now, migration_status, &followed.source_host) {
+            ResumeVerdict::StillMoving => continue,
+            ResumeVerdict::AwaitingConfirm { host } => (OutcomeKind::AwaitingConfirm, host),
+            ResumeVerdict::ConfirmedByNova { host } => (OutcomeKind::Confirmed, host),
+            ResumeVerdict::RevertedInNova { host } => {
+                let message = format!(
+                    "Nova reverted the {} of {server_name} (not this ferry): it is {} on {host}",
+                    followed.what(),
+                    now.status
+                );
+                followed.finish(OutcomeKind::Reverted, &message);
                 bail!("{message}");
             }
-        };
-        let migration = match migration_id {
-            Some(id) => nova_migration(session, &filter, id).await,
-            None => {
-                let found = find_new_migration_once(session, &filter, &migrations_before).await;
-                migration_id = found.as_ref().map(|m| m.record.id);
-                if let Some(id) = migration_id {
-                    record_event(
-                        &mut history,
-                        EventKind::Phase,
-                        &format!("Nova's migration {id}"),
-                    );
-                }
-                found
-            }
-        };
-        let migration_status = migration.as_ref().map(|m| m.record.status.as_str());
-        if let Some(line) = watch.changed(&now, migration_status, report) {
-            record_event(&mut history, EventKind::Phase, &line);
-        }
-        match judge_launch(&now, migration_status, &source_host) {
-            LaunchVerdict::Waiting => {}
-            LaunchVerdict::AwaitingConfirm { host } | LaunchVerdict::ConfirmedByNova { host } => {
-                let confirmed = migration_status == Some("confirmed");
-                let outcome = if confirmed {
-                    OutcomeKind::Confirmed
-                } else {
-                    OutcomeKind::AwaitingConfirm
-                };
-                let detail = if confirmed {
-                    format!("Nova moved it to {host} and confirmed it itself")
-                } else {
-                    format!("on {host} in VERIFY_RESIZE: confirm or revert it")
-                };
-                // ferry checks what Nova did, not only that it finished.
-                let mismatch = plan
-                    .flavor
-                    .as_deref()
-                    .and_then(|wanted| flavor_mismatch(&now, wanted));
-                let detail = match &mismatch {
-                    Some(mismatch) => format!("{detail}; {mismatch}"),
-                    None => detail,
-                };
-                finish(&mut history, history_id, outcome, &detail);
-                if let Some(mismatch) = mismatch {
-                    bail!("{}: {mismatch}", server.name);
-                }
-                return Ok(ColdResult {
-                    server: server.name.clone(),
-                    server_id: server.id.clone(),
-                    source_host,
-                    destination_host: host,
-                    nova_migration_id: migration_id,
-                    history_id: history_id.0,
-                    outcome,
-                    flavor: plan.flavor.clone(),
-                });
-            }
-            LaunchVerdict::Failed => {
+            ResumeVerdict::Failed => {
                 // Nova marks the migration `error` before it has rolled the server back and
                 // written the fault; its reason is read once the server has no task left.
                 let now =
                     settled_after_failure(session, now, &mut watch, migration_status, report).await;
                 let reason = nova_reason(
                     session,
-                    &server.id,
-                    &actions_before,
+                    &followed.server_id,
+                    &followed.actions_before,
                     now.fault.as_ref(),
                     migration_status,
                 )
                 .await;
                 let message = format!(
-                    "Nova refused the {} of {}: {reason}; it is {} on {}",
-                    match request {
-                        ColdRequest::Migrate { .. } => "cold migration",
-                        ColdRequest::Resize { .. } => "resize",
-                    },
-                    server.name,
+                    "Nova refused the {} of {server_name}: {reason}; it is {} on {}",
+                    followed.what(),
                     now.status,
                     now.host.as_deref().unwrap_or("?")
                 );
-                finish(&mut history, history_id, OutcomeKind::Failed, &message);
+                followed.finish(OutcomeKind::Failed, &message);
                 bail!("{message}");
             }
+        };
+        let detail = if outcome == OutcomeKind::Confirmed {
+            format!("Nova moved it to {host} and confirmed it itself")
+        } else {
+            format!("on {host} in VERIFY_RESIZE: confirm or revert it")
+        };
+        // ferry checks what Nova did, not only that it finished.
+        let mismatch = followed
+            .plan
+            .flavor
+            .as_deref()
+            .and_then(|wanted| flavor_mismatch(&now, wanted));
+        let detail = match &mismatch {
+            Some(mismatch) => format!("{detail}; {mismatch}"),
+            None => detail,
+        };
+        followed.finish(outcome, &detail);
+        if let Some(mismatch) = mismatch {
+            bail!("{server_name}: {mismatch}");
         }
+        return Ok(ColdResult {
+            server: server_name.clone(),
+            server_id: followed.server_id.clone(),
+            source_host: followed.source_host.clone(),
+            destination_host: host,
+            nova_migration_id: migration_id,
+            history_id: followed.history_id.0,
+            outcome,
+            flavor: followed.plan.flavor.clone(),
+        });
     }
 }
 
@@ -511,7 +584,8 @@ fn host_name(name: &str) -> Result<HostName> {
     HostName::parse(name).map_err(|error| anyhow!("Nova's host {name:?}: {error}"))
 }
 
-fn finish(history: &mut History, id: MigrationId, kind: OutcomeKind, detail: &str) {
+/// Records how the move ended (or that it awaits confirm) on its history record.
+pub(super) fn finish(id: MigrationId, kind: OutcomeKind, detail: &str) {
     let outcome = Outcome {
         kind,
         detail: detail.to_string(),
@@ -520,9 +594,23 @@ fn finish(history: &mut History, id: MigrationId, kind: OutcomeKind, detail: &st
         total_time_ms: None,
         bytes_transferred: None,
     };
-    if let Err(error) = history.finish_migration(id, &outcome) {
-        tracing::warn!("history: {error}");
-        eprintln!("warning: {error}");
+    if let Err(error) = with_history(|history| Ok(history.finish_migration(id, &outcome)?)) {
+        tracing::warn!("history: {error:#}");
+        eprintln!("warning: {error:#}");
+    }
+}
+
+/// Adds an event to the history record, timed from the record's start.
+pub(super) fn record_event(
+    id: MigrationId,
+    started_at_unix_ms: i64,
+    kind: EventKind,
+    message: &str,
+) {
+    let at_ms = u64::try_from(unix_ms_now() - started_at_unix_ms).unwrap_or(0);
+    if let Err(error) = with_history(|history| Ok(history.record_event(id, at_ms, kind, message)?))
+    {
+        tracing::warn!("history: {error:#}");
     }
 }
 
@@ -611,12 +699,14 @@ async fn nova_reason(
 }
 
 mod judge;
+mod resume;
 mod settle;
 
 pub use judge::{
-    awaiting_record, failure_reason, flavor_mismatch, flavor_refusal, judge_launch, judge_settle,
-    LaunchVerdict, SettleVerdict, WatchLine,
+    awaiting_record, failure_reason, flavor_mismatch, flavor_refusal, judge_launch, judge_resume,
+    judge_settle, LaunchVerdict, ResumeVerdict, SettleVerdict, WatchLine,
 };
+pub use resume::{resume_unfinished, unfinished_in_history, ColdResumed};
 pub use settle::{settle, SettleResult};
 
 #[cfg(test)]

@@ -2,13 +2,14 @@
 //! functions over the server and Nova's records, unit-tested on the states the lab's Nova
 //! showed.
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::engine::history::{MigrationRecord, OutcomeKind};
 use crate::engine::nova::NovaMigrationPlan;
-use crate::nova::types::{Flavor, InstanceAction, Server, ServerFault};
+use crate::nova::types::{Flavor, InstanceAction, Migration, Server, ServerFault};
 
 /// One thing ferry saw while it watched, for a progress line (text or JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -119,6 +120,107 @@ pub fn judge_launch(
         }
     }
     LaunchVerdict::Waiting
+}
+
+/// What a watch of a cold migration or resize Nova accepted decides from one look, also when
+/// `ferry resume` takes over one whose watch ended without a verdict: the launch's verdicts
+/// (`judge_launch`), and a server Nova itself reverted to its source while no ferry watched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeVerdict {
+    /// Nova still carries it out (a `resize_*` task, or the server between two states):
+    /// watch it again, under the watch's bound.
+    StillMoving,
+    /// The server waits in VERIFY_RESIZE on `host`.
+    AwaitingConfirm { host: String },
+    /// Nova confirmed it (by `resize_confirm_window`, or someone through Nova).
+    ConfirmedByNova { host: String },
+    /// Nova reverted it (someone through Nova): the server is back on its source `host`.
+    RevertedInNova { host: String },
+    /// Nova gave up; the reason is read from its records (`failure_reason`).
+    Failed,
+}
+
+/// Reads one look at the server and Nova's migration status (None when Nova has no record of
+/// the move's migration) for a move of a server that was on `source_host`. Decides only on
+/// what Nova answered: the caller does not judge when the cloud did not answer.
+pub fn judge_resume(
+    server: &Server,
+    migration_status: Option<&str>,
+    source_host: &str,
+) -> ResumeVerdict {
+    let host = server.host.clone().unwrap_or_default();
+    if migration_status == Some("reverted")
+        && server.task_state.is_none()
+        && SETTLED.contains(&server.status.as_str())
+        && host == source_host
+    {
+        return ResumeVerdict::RevertedInNova { host };
+    }
+    match judge_launch(server, migration_status, source_host) {
+        LaunchVerdict::Waiting => ResumeVerdict::StillMoving,
+        LaunchVerdict::AwaitingConfirm { host } => ResumeVerdict::AwaitingConfirm { host },
+        LaunchVerdict::ConfirmedByNova { host } => ResumeVerdict::ConfirmedByNova { host },
+        LaunchVerdict::Failed => ResumeVerdict::Failed,
+    }
+}
+
+/// Whether Nova's time `nova_time` ("2026-12-02T07:51:42.000000", UTC) is before `unix_ms`
+/// less `allowance_ms` (for the clocks of ferry's machine and Nova's). A time that does not
+/// read as one is not known to be before.
+pub fn made_before(nova_time: Option<&str>, unix_ms: i64, allowance_ms: i64) -> bool {
+    let Some(nova) = nova_time.and_then(|t| t.get(..19)) else {
+        return false;
+    };
+    let shape_ok = nova.char_indices().all(|(i, c)| match i {
+        4 | 7 => c == '-',
+        10 => c == 'T' || c == ' ',
+        13 | 16 => c == ':',
+        _ => c.is_ascii_digit(),
+    });
+    if !shape_ok {
+        return false;
+    }
+    // "2026-12-02 07:51:42Z" from ferry's formatter; both read alike once the T is a space.
+    let limit = crate::engine::history::format_unix_ms_utc(unix_ms - allowance_ms);
+    nova.replacen('T', " ", 1).as_str() < &limit[..19]
+}
+
+/// The migration of an unfinished history record among the server's migrations of its type:
+/// the one with the id the record holds or, when the record never got it, the newest from
+/// the record's source made since the record started. Returns it (if Nova has it) and the
+/// ids of the others, for a watch to tell a migration Nova makes later from them.
+pub fn resumed_migration<'a>(
+    migrations: &'a [Migration],
+    known_id: Option<u64>,
+    source_host: &str,
+    started_at_unix_ms: i64,
+    allowance_ms: i64,
+) -> (Option<&'a Migration>, BTreeSet<u64>) {
+    let found = match known_id {
+        Some(id) => migrations.iter().find(|m| m.record.id == id),
+        None => migrations
+            .iter()
+            .filter(|m| {
+                m.record
+                    .source_compute
+                    .as_deref()
+                    .is_none_or(|source| source == source_host)
+            })
+            .filter(|m| {
+                !made_before(
+                    m.record.created_at.as_deref(),
+                    started_at_unix_ms,
+                    allowance_ms,
+                )
+            })
+            .max_by_key(|m| m.record.id),
+    };
+    let others = migrations
+        .iter()
+        .map(|m| m.record.id)
+        .filter(|id| Some(*id) != found.map(|m| m.record.id))
+        .collect();
+    (found, others)
 }
 
 /// What the watch of a confirm or revert decided from one look.

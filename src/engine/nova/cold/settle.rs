@@ -8,9 +8,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
 use super::judge::{awaiting_record, failure_reason, judge_settle, SettleVerdict, WatchLine};
-use super::{bounded, finish, host_name, nova_migration, Watch};
-use crate::engine::history::{unix_ms_now, EventKind, History, NewMigration, OutcomeKind};
-use crate::engine::nova::{open_history, CloudSession, NovaMigrationPlan, NOVA_BACKEND};
+use super::{bounded, finish, host_name, nova_migration, record_event, Watch};
+use crate::engine::history::{unix_ms_now, EventKind, NewMigration, OutcomeKind};
+use crate::engine::nova::{with_history, CloudSession, NovaMigrationPlan, NOVA_BACKEND};
 use crate::model::migration::MigrationKind;
 use crate::nova::types::{MigrationFilter, MigrationType};
 
@@ -65,8 +65,8 @@ pub async fn settle(
     .into_iter()
     .filter(|m| m.migration_type != Some(MigrationType::Live) && m.record.status == "finished")
     .max_by_key(|m| m.record.id);
-    let mut history = open_history()?;
-    let record = awaiting_record(&history.unfinished()?, &server.id);
+    let unfinished = with_history(|history| Ok(history.unfinished()?))?;
+    let record = awaiting_record(&unfinished, &server.id);
     let source_host = waiting
         .as_ref()
         .and_then(|m| m.record.source_compute.clone())
@@ -96,7 +96,7 @@ pub async fn settle(
                 flavor: server.flavor.name.clone(),
             };
             let started_at_unix_ms = unix_ms_now();
-            let id = history.start_migration(&NewMigration {
+            let found = NewMigration {
                 kind: MigrationKind::Cold,
                 instance_name: server.name.clone(),
                 instance_uuid: server.id.clone(),
@@ -110,10 +110,10 @@ pub async fn settle(
                 .to_string(),
                 plan: serde_json::to_value(&plan).context("writing the plan as JSON")?,
                 started_at_unix_ms,
-            })?;
+            };
+            let id = with_history(|history| Ok(history.start_migration(&found)?))?;
             // Started elsewhere (not by this ferry): it awaited confirm when ferry found it.
             finish(
-                &mut history,
                 id,
                 OutcomeKind::AwaitingConfirm,
                 &format!("found in VERIFY_RESIZE on {current_host} (not started by ferry)"),
@@ -121,19 +121,15 @@ pub async fn settle(
             (id, started_at_unix_ms)
         }
     };
-    let record_event = |history: &mut History, kind: EventKind, message: &str| {
-        let at_ms = u64::try_from(unix_ms_now() - started_at_unix_ms).unwrap_or(0);
-        if let Err(error) = history.record_event(history_id, at_ms, kind, message) {
-            tracing::warn!("history: {error}");
-        }
+    let event = |kind: EventKind, message: &str| {
+        record_event(history_id, started_at_unix_ms, kind, message)
     };
     let expected_host = if keep {
         current_host.clone()
     } else {
         source_host.clone()
     };
-    record_event(
-        &mut history,
+    event(
         EventKind::Operator,
         &format!("{verb} asked of Nova (expected on {expected_host})"),
     );
@@ -153,7 +149,7 @@ pub async fn settle(
         .await
     };
     if let Err(error) = asked {
-        record_event(&mut history, EventKind::Error, &format!("{error:#}"));
+        event(EventKind::Error, &format!("{error:#}"));
         return Err(error);
     }
     let filter = MigrationFilter {
@@ -167,7 +163,7 @@ pub async fn settle(
                 "{} to be ACTIVE or SHUTOFF with no task on {expected_host}",
                 server.name
             )) + ". The record stays awaiting confirm";
-            record_event(&mut history, EventKind::Error, &message);
+            event(EventKind::Error, &message);
             bail!("{message}");
         }
         let now = match watch.look(session, &server.id).await {
@@ -175,7 +171,7 @@ pub async fn settle(
             Ok(None) => continue,
             Err(error) => {
                 let message = format!("{}: {error:#}", server.name);
-                finish(&mut history, history_id, OutcomeKind::Failed, &message);
+                finish(history_id, OutcomeKind::Failed, &message);
                 bail!("{message}");
             }
         };
@@ -185,7 +181,7 @@ pub async fn settle(
         };
         let migration_status = migration.as_ref().map(|m| m.record.status.as_str());
         if let Some(line) = watch.changed(&now, migration_status, report) {
-            record_event(&mut history, EventKind::Phase, &line);
+            event(EventKind::Phase, &line);
         }
         match judge_settle(&now, migration_status, &expected_host) {
             SettleVerdict::Waiting => {}
@@ -196,7 +192,6 @@ pub async fn settle(
                     OutcomeKind::Reverted
                 };
                 finish(
-                    &mut history,
                     history_id,
                     outcome,
                     &format!("{} on {expected_host}", now.status),
@@ -213,7 +208,7 @@ pub async fn settle(
             SettleVerdict::Failed(why) => {
                 let reason = failure_reason(None, now.fault.as_ref(), migration_status);
                 let message = format!("the {verb} of {} failed: {why}; {reason}", server.name);
-                finish(&mut history, history_id, OutcomeKind::Failed, &message);
+                finish(history_id, OutcomeKind::Failed, &message);
                 bail!("{message}");
             }
         }

@@ -5,7 +5,7 @@ use super::*;
 use crate::engine::history::MigrationRecord;
 use crate::nova::types::{InstanceAction, InstanceActionEvent, ServerFlavor};
 
-fn server(status: &str, task: Option<&str>, host: &str) -> Server {
+pub(super) fn server(status: &str, task: Option<&str>, host: &str) -> Server {
     Server {
         id: "255036e1-07ec-40cc-ba7c-5d1b6ea78cbc".into(),
         name: "nova-idle".into(),
