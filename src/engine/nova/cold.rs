@@ -596,7 +596,6 @@ pub(super) fn finish(id: MigrationId, kind: OutcomeKind, detail: &str) {
     };
     if let Err(error) = with_history(|history| Ok(history.finish_migration(id, &outcome)?)) {
         tracing::warn!("history: {error:#}");
-        eprintln!("warning: {error:#}");
     }
 }
 
